@@ -1,0 +1,224 @@
+/*
+ * Filesystem and string helpers.  See util.h.
+ */
+#include "common/util.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/cleanup.h"
+#include "common/xalloc.h"
+
+int
+crater__mkdir_p(const char *path, mode_t mode, crater_error_t *err)
+{
+  cleanup_free char *p = xstrdup(path);
+  size_t len = strlen(p);
+  while (len > 1 && p[len - 1] == '/')
+    p[--len] = '\0';
+  for (char *s = p + 1; *s; s++) {
+    if (*s != '/')
+      continue;
+    *s = '\0';
+    if (mkdir(p, mode) < 0 && errno != EEXIST)
+      return crater_error_sys(err, errno, "mkdir %s", p);
+    *s = '/';
+  }
+  if (mkdir(p, mode) < 0 && errno != EEXIST)
+    return crater_error_sys(err, errno, "mkdir %s", p);
+  return 0;
+}
+
+int
+crater__write_all(int fd, const void *buf, size_t n, crater_error_t *err)
+{
+  const char *p = buf;
+  while (n > 0) {
+    ssize_t w = write(fd, p, n);
+    if (w < 0) {
+      if (errno == EINTR)
+        continue;
+      return crater_error_sys(err, errno, "write");
+    }
+    p += w;
+    n -= (size_t) w;
+  }
+  return 0;
+}
+
+ssize_t
+crater__read_all(int fd, void *buf, size_t n, crater_error_t *err)
+{
+  char *p = buf;
+  size_t got = 0;
+  while (got < n) {
+    ssize_t r = read(fd, p + got, n - got);
+    if (r < 0) {
+      if (errno == EINTR)
+        continue;
+      return crater_error_sys(err, errno, "read");
+    }
+    if (r == 0)
+      break;
+    got += (size_t) r;
+  }
+  return (ssize_t) got;
+}
+
+char *
+crater__read_file(const char *path, size_t max, size_t *len_out,
+                  crater_error_t *err)
+{
+  cleanup_close int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    crater_error_sys(err, errno, "open %s", path);
+    return NULL;
+  }
+  size_t cap = 4096, len = 0;
+  cleanup_free char *buf = xmalloc(cap + 1);
+  for (;;) {
+    if (len == cap) {
+      if (cap >= max) {
+        crater_error_make(err, CRATER_ERR_RESOURCE_EXHAUSTED, EFBIG,
+                          "read %s: larger than %zu bytes", path, max);
+        return NULL;
+      }
+      cap = cap * 2 > max ? max : cap * 2;
+      buf = xrealloc(buf, cap + 1);
+    }
+    ssize_t r = read(fd, buf + len, cap - len);
+    if (r < 0) {
+      if (errno == EINTR)
+        continue;
+      crater_error_sys(err, errno, "read %s", path);
+      return NULL;
+    }
+    if (r == 0)
+      break;
+    len += (size_t) r;
+  }
+  buf[len] = '\0';
+  if (len_out)
+    *len_out = len;
+  return steal_pointer(&buf);
+}
+
+int
+crater__fsync_dir(const char *path, crater_error_t *err)
+{
+  cleanup_close int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0)
+    return crater_error_sys(err, errno, "open dir %s", path);
+  if (fsync(fd) < 0)
+    return crater_error_sys(err, errno, "fsync dir %s", path);
+  return 0;
+}
+
+int
+crater__write_file_atomic(const char *path, const void *buf, size_t n,
+                          mode_t mode, crater_error_t *err)
+{
+  cleanup_free char *tmp = xasprintf("%s.tmp.%d", path, (int) getpid());
+  cleanup_free char *dir = xstrdup(path);
+  char *slash = strrchr(dir, '/');
+  if (slash == NULL) {
+    free(dir);
+    dir = xstrdup(".");
+  } else if (slash == dir) {
+    slash[1] = '\0';
+  } else {
+    *slash = '\0';
+  }
+  cleanup_close int fd =
+      open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+  if (fd < 0)
+    return crater_error_sys(err, errno, "create %s", tmp);
+  if (crater__write_all(fd, buf, n, err) < 0 || fsync(fd) < 0) {
+    if (*err == NULL)
+      crater_error_sys(err, errno, "fsync %s", tmp);
+    unlink(tmp);
+    return crater_error_wrap(err, "write %s", path);
+  }
+  if (rename(tmp, path) < 0) {
+    int e = errno;
+    unlink(tmp);
+    return crater_error_sys(err, e, "rename %s", path);
+  }
+  return crater__fsync_dir(dir, err);
+}
+
+static int
+remove_at(int parentfd, const char *name, crater_error_t *err)
+{
+  if (unlinkat(parentfd, name, 0) == 0 || errno == ENOENT)
+    return 0;
+  if (errno != EISDIR && errno != EPERM)
+    return crater_error_sys(err, errno, "unlink %s", name);
+  int fd = openat(parentfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0)
+    return crater_error_sys(err, errno, "open %s", name);
+  cleanup_dir DIR *d = fdopendir(fd);
+  if (d == NULL) {
+    close(fd);
+    return crater_error_sys(err, errno, "opendir %s", name);
+  }
+  struct dirent *de;
+  while ((de = readdir(d)) != NULL) {
+    if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+      continue;
+    if (remove_at(dirfd(d), de->d_name, err) < 0)
+      return crater_error_wrap(err, "%s", name);
+  }
+  if (unlinkat(parentfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
+    return crater_error_sys(err, errno, "rmdir %s", name);
+  return 0;
+}
+
+int
+crater__remove_all(const char *path, crater_error_t *err)
+{
+  return remove_at(AT_FDCWD, path, err);
+}
+
+void
+crater__hex_encode(const unsigned char *in, size_t n, char *out)
+{
+  static const char hex[] = "0123456789abcdef";
+  for (size_t i = 0; i < n; i++) {
+    out[2 * i] = hex[in[i] >> 4];
+    out[2 * i + 1] = hex[in[i] & 15];
+  }
+  out[2 * n] = '\0';
+}
+
+int64_t
+crater__now_ns(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t) ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+char *
+crater__path_join(const char *a, const char *b)
+{
+  size_t la = strlen(a);
+  while (la > 1 && a[la - 1] == '/')
+    la--;
+  while (*b == '/')
+    b++;
+  return xasprintf("%.*s/%s", (int) la, a, b);
+}
+
+bool
+crater__str_has_prefix(const char *s, const char *prefix)
+{
+  return strncmp(s, prefix, strlen(prefix)) == 0;
+}

@@ -1,0 +1,52 @@
+/*
+ * Small filesystem and string helpers shared by every domain.
+ * All return < 0 (or NULL) and fill *err on failure.
+ */
+#ifndef CRATER_COMMON_UTIL_H
+#define CRATER_COMMON_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "common/error.h"
+
+/* Creates path and its missing parents with mode (like mkdir -p). */
+int crater__mkdir_p(const char *path, mode_t mode, crater_error_t *err);
+
+/* Writes/reads exactly n bytes, retrying on EINTR and short transfers.
+ * read_all returns the number read (short only at EOF). */
+int crater__write_all(int fd, const void *buf, size_t n, crater_error_t *err);
+ssize_t crater__read_all(int fd, void *buf, size_t n, crater_error_t *err);
+
+/* Reads a whole file (at most max bytes, else RESOURCE_EXHAUSTED) into a
+ * NUL-terminated malloc'd buffer; *len_out may be NULL. */
+char *crater__read_file(const char *path, size_t max, size_t *len_out,
+                        crater_error_t *err);
+
+/* Writes a file atomically: tmp file in the same dir, fsync, rename,
+ * fsync dir. */
+int crater__write_file_atomic(const char *path, const void *buf, size_t n,
+                              mode_t mode, crater_error_t *err);
+
+/* fsyncs the directory at path. */
+int crater__fsync_dir(const char *path, crater_error_t *err);
+
+/* Removes path recursively (rm -rf); a missing path is not an error.
+ * Never follows symlinks and never crosses into other mounts' contents
+ * beyond unlinking. */
+int crater__remove_all(const char *path, crater_error_t *err);
+
+/* Lower-case hex of n bytes into out (2n+1 bytes). */
+void crater__hex_encode(const unsigned char *in, size_t n, char *out);
+
+/* Wall clock in nanoseconds since the epoch. */
+int64_t crater__now_ns(void);
+
+/* Joins a and b with exactly one '/'; malloc'd. */
+char *crater__path_join(const char *a, const char *b);
+
+bool crater__str_has_prefix(const char *s, const char *prefix);
+
+#endif

@@ -1,0 +1,36 @@
+/*
+ * luaopen_crater_core: the C half of the `crater` Lua module.
+ *
+ * Each domain contributes an opener (src/lua/l_<domain>.c) listed in
+ * `domains` below; the Lua half (lua/crater/) builds the user-facing
+ * objects on top and checks CRATER_ABI at require time.
+ */
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "lua/lua_util.h"
+
+#define CRATER_ABI 1
+
+__attribute__((visibility("default"))) int luaopen_crater_core(lua_State *L);
+
+static const struct {
+  const char *name;
+  void (*open)(lua_State *L);
+} domains[] = {
+  { "base", crater__lua_open_base },
+  { "store", crater__lua_open_store },
+};
+
+int
+luaopen_crater_core(lua_State *L)
+{
+  lua_newtable(L);
+  lua_pushinteger(L, CRATER_ABI);
+  lua_setfield(L, -2, "abi");
+  lua_pushstring(L, CRATER_VERSION);
+  lua_setfield(L, -2, "version");
+  for (size_t i = 0; i < sizeof domains / sizeof domains[0]; i++)
+    domains[i].open(L);
+  return 1;
+}

@@ -1,0 +1,62 @@
+/*
+ * Process-level helpers exposed to Lua: errno-free clock, isatty, getpid,
+ * environment-independent bits the CLI needs.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/util.h"
+#include "lua/lua_util.h"
+
+static int
+l_now(lua_State *L)
+{
+  lua_pushnumber(L, (double) crater__now_ns() / 1e9);
+  return 1;
+}
+
+static int
+l_monotonic(lua_State *L)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  lua_pushnumber(L, (double) ts.tv_sec + ts.tv_nsec / 1e9);
+  return 1;
+}
+
+static int
+l_isatty(lua_State *L)
+{
+  lua_pushboolean(L, isatty((int) luaL_checkinteger(L, 1)));
+  return 1;
+}
+
+static int
+l_getpid(lua_State *L)
+{
+  lua_pushinteger(L, getpid());
+  return 1;
+}
+
+static int
+l_geteuid(lua_State *L)
+{
+  lua_pushinteger(L, geteuid());
+  return 1;
+}
+
+void
+crater__lua_open_base(lua_State *L)
+{
+  static const luaL_Reg fns[] = {
+    { "now", l_now },
+    { "monotonic", l_monotonic },
+    { "isatty", l_isatty },
+    { "getpid", l_getpid },
+    { "geteuid", l_geteuid },
+    { NULL, NULL },
+  };
+  luaL_register(L, NULL, fns);
+}

@@ -1,0 +1,46 @@
+/*
+ * Helpers shared by the crater.core bindings (src/lua/l_*.c).
+ *
+ * Conventions (docs/design/lua-errors.md):
+ *  - misuse (wrong argument types, closed handles) raises a Lua error via
+ *    luaL_argerror / luaL_error;
+ *  - expected failures return nil, msg, kind (kind = crater_errkind_name),
+ *    produced by crater__lua_fail();
+ *  - never longjmp over live C resources: check args, call the core,
+ *    release, then push or raise.
+ * Core objects are full userdata with a named metatable whose __gc and
+ * :close() are idempotent.
+ */
+#ifndef CRATER_LUA_UTIL_H
+#define CRATER_LUA_UTIL_H
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <stdint.h>
+
+#include "common/error.h"
+#include "common/labels.h"
+
+/* Pushes nil, err->msg, kind name; releases *err; returns 3. */
+int crater__lua_fail(lua_State *L, crater_error_t *err);
+
+/* Creates (once) a metatable named tname with methods and __index = itself. */
+void crater__lua_newclass(lua_State *L, const char *tname, const luaL_Reg *methods);
+
+/* Reads an optional table of string->string at idx into *out (appending).
+ * Raises on non-string keys/values. */
+void crater__lua_check_labels(lua_State *L, int idx, crater_labels_t *out);
+
+/* Pushes a labels table. */
+void crater__lua_push_labels(lua_State *L, const crater_labels_t *l);
+
+/* Optional string field of the table at idx (NULL when absent/nil). */
+const char *crater__lua_opt_field_string(lua_State *L, int idx, const char *key);
+int64_t crater__lua_opt_field_int(lua_State *L, int idx, const char *key, int64_t dflt);
+int crater__lua_opt_field_bool(lua_State *L, int idx, const char *key, int dflt);
+
+/* Per-domain openers: each adds its functions/classes to the table at -1. */
+void crater__lua_open_base(lua_State *L);
+void crater__lua_open_store(lua_State *L);
+
+#endif
