@@ -1,11 +1,24 @@
 --- crater: the Lua module.
 ---
---- `local crater = require "crater"` gives the client surface.  Embedded
---- clients (`crater.open{root=...}`) run the C core in-process; remote
---- clients (`crater.connect(socket)`, later) expose the same methods.
+--- ```lua
+--- local crater = require "crater"
+--- local c = assert(crater.open{root = "/var/lib/crater", namespace = "default"})
+--- for _, b in ipairs(assert(c:content():list())) do print(b.digest, b.size) end
+--- c:close()
+--- ```
 ---
---- Error convention (docs/design/errors.md): misuse raises; expected
---- failures return `nil, msg, kind`.
+--- Embedded clients (`crater.open`) run the C core in this process; remote
+--- clients (`crater.connect(socket)`, served by craterd) expose the same
+--- methods over the daemon API.  Every method goes through `self.backend`,
+--- whose functions take the namespace explicitly, so a remote backend only
+--- has to serve the same flat calls.
+---
+--- Error convention (docs/design/errors.md): misuse (wrong argument types,
+--- a closed client) raises; expected failures return `nil, msg, kind`, with
+--- kind one of "not_found", "already_exists", "invalid_argument",
+--- "failed_precondition", "unavailable", "data_loss", "permission_denied",
+--- "resource_exhausted", "internal", ...  Write `assert(x:info(d))` when a
+--- failure cannot be handled.
 local core = require "crater.core"
 
 local ABI = 1
@@ -20,5 +33,81 @@ local M = {
   DEFAULT_ROOT = "/var/lib/crater",
   DEFAULT_NAMESPACE = "default",
 }
+
+---@class crater.Client
+---@field backend any   the core store (embedded) or a remote proxy
+---@field ns string     the namespace every call is scoped to
+---@field root string
+local Client = {}
+Client.__index = Client
+M.Client = Client
+
+local function check_client(self)
+  if getmetatable(self) ~= Client then
+    error("crater: method called without ':' or on a non-client", 3)
+  end
+  if self.shared.closed then
+    error("crater: client is closed", 3)
+  end
+end
+M._check_client = check_client
+
+--- Opens an embedded client on a root directory (created if missing).
+---@param opts? {root?: string, namespace?: string}
+---@return crater.Client|nil client, string? err, string? kind
+function M.open(opts)
+  opts = opts or {}
+  if type(opts) ~= "table" then error("crater.open: expected a table of options", 2) end
+  local root = opts.root or os.getenv("CRATER_ROOT") or M.DEFAULT_ROOT
+  local ns = opts.namespace or os.getenv("CRATER_NAMESPACE") or M.DEFAULT_NAMESPACE
+  local backend, err, kind = core.open(root)
+  if not backend then return nil, err, kind end
+  return setmetatable({
+    backend = backend, ns = ns, root = root, mode = "embedded",
+    shared = { closed = false },
+  }, Client)
+end
+
+--- Returns a client for another namespace sharing this one's backend.
+---@param ns string
+---@return crater.Client
+function Client:with_namespace(ns)
+  check_client(self)
+  if type(ns) ~= "string" then error("with_namespace: namespace must be a string", 2) end
+  local c = setmetatable({}, Client)
+  for k, v in pairs(self) do c[k] = v end
+  c.ns = ns
+  return c
+end
+
+--- The namespace this client is scoped to.
+function Client:namespace() return self.ns end
+
+--- Namespace administration (list/create/remove/labels).
+function Client:namespaces()
+  check_client(self)
+  return require("crater.namespaces").new(self)
+end
+
+--- The namespaced content store (info/list/read/writer/ingest/delete/labels).
+function Client:content()
+  check_client(self)
+  return require("crater.content").new(self)
+end
+
+--- Checks the store (fsck): re-hashes blobs and reports corrupt, orphan and
+--- missing blobs and stale ingests.  Deletes only with `repair = true`.
+---@param opts? {quick?: boolean, repair?: boolean}
+function Client:check(opts)
+  check_client(self)
+  return self.backend:check(opts or {})
+end
+
+--- Closes the client (and every view sharing its backend).  Idempotent.
+function Client:close()
+  if self.shared.closed then return end
+  self.shared.closed = true
+  self.backend:close()
+end
 
 return M

@@ -42,3 +42,12 @@ crater_log(crater_log_level_t level, const char *fmt, ...)
   fputc('\n', stderr);
   va_end(ap);
 }
+
+void
+crater_log_set_level(const char *name)
+{
+  static const char *const names[] = { "error", "warn", "info", "debug" };
+  for (int i = 0; i < 4; i++)
+    if (strcmp(name, names[i]) == 0)
+      current_level = i;
+}

@@ -15,4 +15,7 @@ int crater_log_enabled(crater_log_level_t level);
 #define crater_info(...) crater_log(CRATER_LOG_INFO, __VA_ARGS__)
 #define crater_warn(...) crater_log(CRATER_LOG_WARN, __VA_ARGS__)
 
+/* Sets the level by name (error|warn|info|debug); unknown names ignored. */
+void crater_log_set_level(const char *name);
+
 #endif

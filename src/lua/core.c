@@ -20,6 +20,7 @@ static const struct {
 } domains[] = {
   { "base", crater__lua_open_base },
   { "store", crater__lua_open_store },
+  { "json", crater__lua_open_json },
 };
 
 int

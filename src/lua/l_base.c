@@ -7,6 +7,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/log.h"
 #include "common/util.h"
 #include "lua/lua_util.h"
 
@@ -47,6 +48,13 @@ l_geteuid(lua_State *L)
   return 1;
 }
 
+static int
+l_set_log_level(lua_State *L)
+{
+  crater_log_set_level(luaL_checkstring(L, 1));
+  return 0;
+}
+
 void
 crater__lua_open_base(lua_State *L)
 {
@@ -56,6 +64,7 @@ crater__lua_open_base(lua_State *L)
     { "isatty", l_isatty },
     { "getpid", l_getpid },
     { "geteuid", l_geteuid },
+    { "set_log_level", l_set_log_level },
     { NULL, NULL },
   };
   luaL_register(L, NULL, fns);

@@ -1,0 +1,28 @@
+--- crater check: verify the store (fsck).
+return {
+  name = "check",
+  summary = "Verify the store: re-hash blobs, find orphans and missing blobs",
+  description = "Never deletes anything unless --repair is given.  Exit status 1 when problems are found.",
+  max_args = 0,
+  flags = {
+    { name = "quick", help = "hash a sample of blobs instead of all" },
+    { name = "repair", help = "remove corrupt and orphan blobs, drop records of missing ones, clean stale ingests" },
+  },
+  run = function(ctx, _, flags)
+    local report = ctx:check(ctx:client():check { quick = flags.quick, repair = flags.repair })
+    if ctx.format == "json" then
+      ctx:record(report)
+    else
+      ctx.out:write(string.format("checked %d blobs\n", report.checked or 0))
+      for _, what in ipairs { "corrupt", "missing", "orphans", "stale_ingests" } do
+        for _, item in ipairs(report[what] or {}) do
+          local line = type(item) == "table" and (item.digest or item.ref or item.path or "?") .. (item.reason and (": " .. item.reason) or "") or tostring(item)
+          ctx.out:write(what:gsub("_", " "), ": ", line, "\n")
+        end
+      end
+      if report.repaired then ctx.out:write("repaired\n") end
+    end
+    local problems = #(report.corrupt or {}) + #(report.missing or {}) + #(report.orphans or {})
+    if problems > 0 and not flags.repair then return 1 end
+  end,
+}
