@@ -1,0 +1,357 @@
+/*
+ * The layer reader: compressed bytes from an fd, decoded (ISA-L inflate for
+ * gzip, libzstd for zstd, or libarchive's filters for comparison), hashed
+ * (sha256 of the uncompressed stream = the diff ID), counted and stopped at
+ * max_size.  It hands out one decompressed block at a time, so a layer is
+ * never buffered whole.  The compression the caller names (from the media
+ * type) must match the magic bytes at the start of the blob.
+ */
+#include <archive.h>
+#include <archive_entry.h>
+#include <errno.h>
+#include <isa-l/igzip_lib.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zstd.h>
+
+#include "archive/archive_internal.h"
+#include "common/util.h"
+#include "common/xalloc.h"
+
+struct crater__lstream_s {
+  int fd;
+  crater_compression_t compression;
+  crater_decoder_t decoder;
+  uint64_t max_size;
+  uint64_t total;
+  EVP_MD_CTX *md;
+  unsigned char *in;      /* compressed input */
+  size_t in_len, in_off;
+  bool in_eof;
+  unsigned char *out;     /* decompressed block */
+  bool done;
+  struct inflate_state *isal;
+  bool isal_member_done;
+  ZSTD_DCtx *zstd;
+  struct archive *raw;    /* CRATER_DECODER_LIBARCHIVE */
+  crater_error_t error;   /* recorded failure, for libarchive callbacks */
+};
+
+static const char *
+compression_name(crater_compression_t c)
+{
+  switch (c) {
+  case CRATER_COMPRESSION_GZIP: return "gzip";
+  case CRATER_COMPRESSION_ZSTD: return "zstd";
+  default: return "none";
+  }
+}
+
+static int
+fill_input(crater__lstream_t *s, crater_error_t *err)
+{
+  if (s->in_off < s->in_len || s->in_eof)
+    return 0;
+  ssize_t n;
+  do
+    n = read(s->fd, s->in, CRATER__ARCHIVE_INBUF);
+  while (n < 0 && errno == EINTR);
+  if (n < 0)
+    return crater_error_sys(err, errno, "read layer");
+  s->in_len = (size_t) n;
+  s->in_off = 0;
+  if (n == 0)
+    s->in_eof = true;
+  return 0;
+}
+
+static int
+check_magic(crater__lstream_t *s, crater_error_t *err)
+{
+  /* Read until we have 4 bytes or EOF. */
+  while (s->in_len < 4 && !s->in_eof) {
+    ssize_t n = read(s->fd, s->in + s->in_len, CRATER__ARCHIVE_INBUF - s->in_len);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0)
+      return crater_error_sys(err, errno, "read layer");
+    if (n == 0)
+      s->in_eof = true;
+    s->in_len += (size_t) n;
+  }
+  const unsigned char *m = s->in;
+  crater_compression_t found = CRATER_COMPRESSION_NONE;
+  if (s->in_len >= 2 && m[0] == 0x1f && m[1] == 0x8b)
+    found = CRATER_COMPRESSION_GZIP;
+  else if (s->in_len >= 4 && m[0] == 0x28 && m[1] == 0xb5 && m[2] == 0x2f && m[3] == 0xfd)
+    found = CRATER_COMPRESSION_ZSTD;
+  if (found != s->compression)
+    return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, 0,
+                             "layer compression is %s but the data is %s",
+                             compression_name(s->compression),
+                             compression_name(found));
+  return 0;
+}
+
+static int
+raw_open(crater__lstream_t *s, crater_error_t *err);
+
+crater__lstream_t *
+crater__lstream_open(int fd, crater_compression_t compression,
+                     crater_decoder_t decoder, uint64_t max_size,
+                     crater_error_t *err)
+{
+  crater__lstream_t *s = xmalloc0(sizeof *s);
+  s->fd = fd;
+  s->compression = compression;
+  s->decoder = decoder;
+  s->max_size = max_size;
+  s->md = EVP_MD_CTX_new();
+  if (s->md == NULL || EVP_DigestInit_ex(s->md, EVP_sha256(), NULL) != 1) {
+    crater_error_make(err, CRATER_ERR_INTERNAL, 0, "sha256 init failed");
+    goto fail;
+  }
+  s->in = xmalloc(CRATER__ARCHIVE_INBUF);
+  s->out = xmalloc(CRATER__ARCHIVE_BUF);
+  if (check_magic(s, err) < 0)
+    goto fail;
+  if (compression != CRATER_COMPRESSION_NONE && decoder == CRATER_DECODER_LIBARCHIVE) {
+    if (raw_open(s, err) < 0)
+      goto fail;
+  } else if (compression == CRATER_COMPRESSION_GZIP) {
+    s->isal = xmalloc0(sizeof *s->isal);
+    isal_inflate_init(s->isal);
+    s->isal->crc_flag = ISAL_GZIP;
+  } else if (compression == CRATER_COMPRESSION_ZSTD) {
+    s->zstd = ZSTD_createDCtx();
+    if (s->zstd == NULL) {
+      crater_error_make(err, CRATER_ERR_INTERNAL, 0, "zstd: out of memory");
+      goto fail;
+    }
+  }
+  return s;
+fail:
+  crater__lstream_free(s);
+  return NULL;
+}
+
+void
+crater__lstream_free(crater__lstream_t *s)
+{
+  if (s == NULL)
+    return;
+  EVP_MD_CTX_free(s->md);
+  free(s->in);
+  free(s->out);
+  free(s->isal);
+  ZSTD_freeDCtx(s->zstd);
+  if (s->raw)
+    archive_read_free(s->raw);
+  crater_error_release(&s->error);
+  free(s);
+}
+
+/* --- decoders: each fills s->out, returns bytes (0 = end) or <0 --------- */
+
+static ssize_t
+decode_none(crater__lstream_t *s, crater_error_t *err)
+{
+  if (s->in_off < s->in_len) { /* bytes read while checking the magic */
+    size_t n = s->in_len - s->in_off;
+    memcpy(s->out, s->in + s->in_off, n);
+    s->in_off = s->in_len;
+    return (ssize_t) n;
+  }
+  if (s->in_eof)
+    return 0;
+  ssize_t n;
+  do
+    n = read(s->fd, s->out, CRATER__ARCHIVE_BUF);
+  while (n < 0 && errno == EINTR);
+  if (n < 0)
+    return crater_error_sys(err, errno, "read layer");
+  if (n == 0)
+    s->in_eof = true;
+  return n;
+}
+
+static ssize_t
+decode_isal(crater__lstream_t *s, crater_error_t *err)
+{
+  struct inflate_state *z = s->isal;
+  z->next_out = s->out;
+  z->avail_out = CRATER__ARCHIVE_BUF;
+  while (z->avail_out > 0) {
+    if (fill_input(s, err) < 0)
+      return -1;
+    if (s->isal_member_done) {
+      /* Another gzip member may follow (concatenated gzip). */
+      if (s->in_off == s->in_len)
+        break;
+      isal_inflate_reset(z);
+      z->crc_flag = ISAL_GZIP;
+      s->isal_member_done = false;
+    }
+    if (s->in_off == s->in_len && s->in_eof)
+      return crater_error_make(err, CRATER_ERR_DATA_LOSS, 0,
+                               "gzip: unexpected end of layer");
+    z->next_in = s->in + s->in_off;
+    z->avail_in = (uint32_t) (s->in_len - s->in_off);
+    int rc = isal_inflate(z);
+    s->in_off = s->in_len - z->avail_in;
+    if (rc != ISAL_DECOMP_OK)
+      return crater_error_make(err, CRATER_ERR_DATA_LOSS, 0,
+                               "gzip: corrupt stream (isa-l error %d)", rc);
+    if (z->block_state == ISAL_BLOCK_FINISH)
+      s->isal_member_done = true;
+  }
+  return (ssize_t) (CRATER__ARCHIVE_BUF - z->avail_out);
+}
+
+static ssize_t
+decode_zstd(crater__lstream_t *s, crater_error_t *err)
+{
+  ZSTD_outBuffer ob = { s->out, CRATER__ARCHIVE_BUF, 0 };
+  while (ob.pos < ob.size) {
+    if (fill_input(s, err) < 0)
+      return -1;
+    if (s->in_off == s->in_len && s->in_eof) {
+      if (!s->isal_member_done && s->total + ob.pos == 0)
+        break;
+      if (!s->isal_member_done)
+        return crater_error_make(err, CRATER_ERR_DATA_LOSS, 0,
+                                 "zstd: unexpected end of layer");
+      break;
+    }
+    ZSTD_inBuffer ib = { s->in, s->in_len, s->in_off };
+    size_t rc = ZSTD_decompressStream(s->zstd, &ob, &ib);
+    s->in_off = ib.pos;
+    if (ZSTD_isError(rc))
+      return crater_error_make(err, CRATER_ERR_DATA_LOSS, 0, "zstd: %s",
+                               ZSTD_getErrorName(rc));
+    s->isal_member_done = rc == 0; /* a frame ended */
+  }
+  return (ssize_t) ob.pos;
+}
+
+/* libarchive as a pure decompressor: the "raw" format over its gzip/zstd
+ * filter, fed from our input buffer. */
+static ssize_t
+raw_read_cb(struct archive *a, void *data, const void **buf)
+{
+  crater__lstream_t *s = data;
+  crater_error_t e = NULL;
+  if (fill_input(s, &e) < 0) {
+    archive_set_error(a, EIO, "%s", e->msg);
+    crater_error_release(&e);
+    return -1;
+  }
+  *buf = s->in + s->in_off;
+  size_t n = s->in_len - s->in_off;
+  s->in_off = s->in_len;
+  return (ssize_t) n;
+}
+
+static int
+raw_open(crater__lstream_t *s, crater_error_t *err)
+{
+  s->raw = archive_read_new();
+  archive_read_support_filter_gzip(s->raw);
+  archive_read_support_filter_zstd(s->raw);
+  archive_read_support_format_raw(s->raw);
+  struct archive_entry *ae;
+  if (archive_read_open(s->raw, s, NULL, raw_read_cb, NULL) != ARCHIVE_OK
+      || archive_read_next_header(s->raw, &ae) != ARCHIVE_OK)
+    return crater_error_make(err, CRATER_ERR_DATA_LOSS, 0, "decompress: %s",
+                             archive_error_string(s->raw));
+  return 0;
+}
+
+static ssize_t
+decode_libarchive(crater__lstream_t *s, crater_error_t *err)
+{
+  size_t got = 0;
+  while (got < CRATER__ARCHIVE_BUF) {
+    la_ssize_t n = archive_read_data(s->raw, s->out + got, CRATER__ARCHIVE_BUF - got);
+    if (n < 0)
+      return crater_error_make(err, CRATER_ERR_DATA_LOSS, 0, "decompress: %s",
+                               archive_error_string(s->raw));
+    if (n == 0)
+      break;
+    got += (size_t) n;
+  }
+  return (ssize_t) got;
+}
+
+int
+crater__lstream_read(crater__lstream_t *s, const void **buf, size_t *len,
+                     crater_error_t *err)
+{
+  *len = 0;
+  *buf = s->out;
+  if (s->done)
+    return 0;
+  ssize_t n;
+  if (s->raw)
+    n = decode_libarchive(s, err);
+  else if (s->isal)
+    n = decode_isal(s, err);
+  else if (s->zstd)
+    n = decode_zstd(s, err);
+  else
+    n = decode_none(s, err);
+  if (n < 0)
+    return -1;
+  if (n == 0) {
+    s->done = true;
+    return 0;
+  }
+  if (s->max_size && s->total + (uint64_t) n > s->max_size)
+    return crater_error_make(err, CRATER_ERR_RESOURCE_EXHAUSTED, 0,
+                             "layer expands beyond the limit of %llu bytes",
+                             (unsigned long long) s->max_size);
+  s->total += (uint64_t) n;
+  EVP_DigestUpdate(s->md, s->out, (size_t) n);
+  *len = (size_t) n;
+  return 0;
+}
+
+int
+crater__lstream_drain(crater__lstream_t *s, crater_error_t *err)
+{
+  const void *b;
+  size_t n;
+  do {
+    if (crater__lstream_read(s, &b, &n, err) < 0)
+      return -1;
+  } while (n > 0);
+  return 0;
+}
+
+void
+crater__lstream_digest(crater__lstream_t *s, char *out, uint64_t *size)
+{
+  EVP_MD_CTX *copy = EVP_MD_CTX_new();
+  EVP_MD_CTX_copy_ex(copy, s->md);
+  crater__sha256_final(copy, out);
+  EVP_MD_CTX_free(copy);
+  if (size)
+    *size = s->total;
+}
+
+bool
+crater__lstream_take_error(crater__lstream_t *s, crater_error_t *err)
+{
+  if (s->error == NULL)
+    return false;
+  crater_error_move(err, &s->error);
+  return true;
+}
+
+void
+crater__lstream_set_error(crater__lstream_t *s, crater_error_t *e)
+{
+  crater_error_release(&s->error);
+  crater_error_move(&s->error, e);
+}
