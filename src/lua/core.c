@@ -21,6 +21,7 @@ static const struct {
   { "base", crater__lua_open_base },
   { "store", crater__lua_open_store },
   { "json", crater__lua_open_json },
+  { "digest", crater__lua_open_digest },
 };
 
 int

@@ -43,5 +43,6 @@ int crater__lua_opt_field_bool(lua_State *L, int idx, const char *key, int dflt)
 void crater__lua_open_base(lua_State *L);
 void crater__lua_open_store(lua_State *L);
 void crater__lua_open_json(lua_State *L);
+void crater__lua_open_digest(lua_State *L);
 
 #endif
