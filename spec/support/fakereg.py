@@ -447,9 +447,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 data, ctype = made
                 with st.lock:
                     st.generated[sha256(data)] = (data, ctype)
-            if "wrong-content-type" in active:
-                ctype = {OCI_MANIFEST: DOCKER_MANIFEST, OCI_INDEX: DOCKER_LIST,
-                         DOCKER_MANIFEST: OCI_MANIFEST, DOCKER_LIST: OCI_INDEX}.get(ctype, OCI_MANIFEST)
+            if "wrong-content-type" in active and not made and "mediaType" not in doc:
+                # the document must name its type for the mismatch to show
+                data = json.dumps(dict(doc, mediaType=ctype)).encode()
+                with st.lock:
+                    st.generated[sha256(data)] = (data, ctype)
+        if "wrong-content-type" in active:
+            ctype = {OCI_MANIFEST: DOCKER_MANIFEST, OCI_INDEX: DOCKER_LIST,
+                     DOCKER_MANIFEST: OCI_MANIFEST, DOCKER_LIST: OCI_INDEX}.get(ctype, OCI_MANIFEST)
         self._send(200, data, ctype, {"Docker-Content-Digest": sha256(data)}, repo, active)
 
     # --- blobs -------------------------------------------------------------

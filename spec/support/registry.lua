@@ -149,7 +149,8 @@ http:
 %s%s]]
 
 ---Starts docker-registry on 127.0.0.1:<free port>.
----@param opts? {tls?:boolean, auth?:{user:string, password:string}, timeout?:number}
+---opts.config_extra is YAML appended to the generated config.
+---@param opts? {tls?:boolean, auth?:{user:string, password:string}, timeout?:number, config_extra?:string}
 ---@return table r {host, url, port, dir, pid, log_file, config, ca_file?, cert_dir?, user?, password?} with r:stop(), r:log(), r:curl(path), r:curl_args()
 function M.start(opts)
   opts = opts or {}
@@ -179,7 +180,8 @@ function M.start(opts)
       r.host = "127.0.0.1:" .. port
       r.url = scheme .. "://" .. r.host
       r.config = dir .. "/config.yml"
-      proc.write_file(r.config, string.format(CONFIG, dir .. "/data", port, secret, tls_yaml, auth_yaml))
+      proc.write_file(r.config, string.format(CONFIG, dir .. "/data", port, secret, tls_yaml, auth_yaml)
+        .. (opts.config_extra or ""))
       local p = proc.spawn("docker-registry serve " .. q(r.config), { dir = dir, name = "registry" })
       r.pid, r.log_file = p.pid, p.stderr
       local status, err = wait_http(r.url .. "/v2/", r.pid, { [200] = true, [401] = true },
