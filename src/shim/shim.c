@@ -1,0 +1,1235 @@
+/*
+ * crater-shim: the per-task supervisor.
+ *
+ * One shim runs per task, detached from the crater process that started it
+ * (the client double-forks and calls setsid, so the shim is a session and
+ * process-group leader of its own).  The shim:
+ *   - makes itself a child sub-reaper, so the container's init (forked by the
+ *     OCI runtime, which then exits) and every exec'd process are reparented
+ *     to it and it can collect their exit status;
+ *   - runs `<runtime> create` for the task, then `start` when asked;
+ *   - owns the container's stdio: pipes (or a pty master received over a
+ *     console socket) pumped to FIFOs in the task dir (for attach), to a log
+ *     file (json-lines or raw), or /dev/null;
+ *   - writes the exit status and time of every process durably (tmp + fsync
+ *     + rename) into the task dir, so a new client finds them even after the
+ *     shim is gone;
+ *   - serves a line protocol on <taskdir>/shim.sock (see docs/design/shim.md).
+ *
+ * The shim deliberately uses only libc (no libcrater, no jansson) and
+ * allocates lazily, so an idle shim stays well under 1 MiB of RSS.  It never
+ * leaks its descriptors into the container: everything is O_CLOEXEC and the
+ * runtime is exec'd after close_range() of everything but stdio.
+ *
+ * Usage:
+ *   crater-shim --dir TASKDIR --id ID --runtime PATH [--runtime-root DIR]
+ *               [--stdio fifo|log|null] [--log FILE] [--log-format json|raw]
+ *               [--tty] [--ready-fd N]
+ * TASKDIR is also the OCI bundle (config.json + rootfs).  The result of
+ * `create` ("ok PID" or "err MSG") is written to the ready fd, which is then
+ * closed; the client reads it to learn that the task exists.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_PROCS 64
+#define MAX_CONNS 64
+#define MAX_PUMPS (MAX_PROCS * 3)
+#define BUF_SIZE 32768
+#define LINE_MAX_REQ 4096
+
+enum { ST_CREATED, ST_RUNNING, ST_PAUSED, ST_STOPPED };
+static const char *const status_names[] = { "created", "running", "paused", "stopped" };
+
+/* A one-way byte pump src -> dst with one buffer of backpressure. */
+struct pump {
+  int used;
+  int src, dst;        /* dst may be shared (log file): not owned if shared */
+  int own_dst;
+  int json;            /* json-lines log records */
+  const char *stream;  /* "stdout"/"stderr" for json */
+  char *buf;
+  size_t off, len;
+  struct proc *p;
+  int is_stdin;
+};
+
+/* The init process ("" id) or an exec'd process. */
+struct proc {
+  int used;
+  char id[80];
+  pid_t pid;
+  int exited;
+  int status;
+  int64_t exited_at;
+  int tty;
+  int master;          /* pty master, -1 without tty */
+  int in_w;            /* write end of the process's stdin (pipe or master) */
+  struct pump *stdin_pump;
+};
+
+struct conn {
+  int fd;
+  char *buf; /* LINE_MAX_REQ bytes, allocated on accept */
+  size_t len;
+  struct proc *waiting; /* blocked in "wait" on this process */
+};
+
+static struct proc procs[MAX_PROCS];
+static struct pump pumps[MAX_PUMPS];
+static struct conn conns[MAX_CONNS];
+static int listen_fd = -1, sig_fd = -1;
+static const char *task_id, *runtime, *runtime_root;
+static int started, paused, deleting;
+
+/* ---- small helpers ------------------------------------------------------ */
+
+static void
+logmsg(const char *fmt, ...)
+{
+  char b[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(b, sizeof b - 1, fmt, ap);
+  va_end(ap);
+  if (n < 0)
+    return;
+  if ((size_t) n > sizeof b - 2)
+    n = sizeof b - 2;
+  b[n++] = '\n';
+  if (write(2, b, n) < 0) {
+    /* nothing to do: stderr is the shim log */
+  }
+}
+
+static int64_t
+now_ns(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t) ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static int
+write_all(int fd, const void *buf, size_t n)
+{
+  const char *p = buf;
+  while (n > 0) {
+    ssize_t w = write(fd, p, n);
+    if (w < 0) {
+      if (errno == EINTR)
+        continue;
+      return -1;
+    }
+    p += w;
+    n -= (size_t) w;
+  }
+  return 0;
+}
+
+static void
+set_nonblock(int fd)
+{
+  int fl = fcntl(fd, F_GETFL);
+  if (fl >= 0)
+    fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+}
+
+/* Writes path atomically and durably: tmp + fsync + rename + fsync(dir). */
+static int
+write_file_durable(const char *path, const char *data)
+{
+  char tmp[PATH_MAX];
+  snprintf(tmp, sizeof tmp, "%s.tmp", path);
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0)
+    return -1;
+  if (write_all(fd, data, strlen(data)) < 0 || fsync(fd) < 0) {
+    close(fd);
+    unlink(tmp);
+    return -1;
+  }
+  close(fd);
+  if (rename(tmp, path) < 0) {
+    unlink(tmp);
+    return -1;
+  }
+  int dfd = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    fsync(dfd);
+    close(dfd);
+  }
+  return 0;
+}
+
+static int
+read_small(const char *path, char *buf, size_t n)
+{
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return -1;
+  ssize_t r = read(fd, buf, n - 1);
+  close(fd);
+  if (r < 0)
+    return -1;
+  buf[r] = 0;
+  return (int) r;
+}
+
+/* Last error message of the runtime: runtime.err (its stderr), else the
+ * last "msg" of its json log. */
+static void
+runtime_error(char *out, size_t n)
+{
+  char b[8192];
+  out[0] = 0;
+  int r = read_small("runtime.err", b, sizeof b);
+  if (r > 0) {
+    while (r > 0 && (b[r - 1] == '\n' || b[r - 1] == ' '))
+      b[--r] = 0;
+    char *nl = strrchr(b, '\n');
+    const char *src = nl ? nl + 1 : b;
+    size_t l = strlen(src);
+    if (l >= n)
+      l = n - 1;
+    memcpy(out, src, l);
+    out[l] = 0;
+  }
+  if (out[0])
+    goto clean;
+  int fd = open("runtime.log", O_RDONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    off_t sz = lseek(fd, 0, SEEK_END);
+    off_t from = sz > (off_t) sizeof b - 1 ? sz - (off_t) sizeof b + 1 : 0;
+    ssize_t got = pread(fd, b, sizeof b - 1, from);
+    close(fd);
+    if (got > 0) {
+      b[got] = 0;
+      char *m = NULL, *s = b;
+      while ((s = strstr(s, "\"msg\":\"")) != NULL) {
+        m = s + 7;
+        s = m;
+      }
+      if (m) {
+        size_t k = 0;
+        for (; *m && *m != '"' && k + 1 < n; m++) {
+          if (*m == '\\' && m[1])
+            m++;
+          out[k++] = *m;
+        }
+        out[k] = 0;
+      }
+    }
+  }
+clean:
+  if (!out[0])
+    snprintf(out, n, "runtime failed (no message)");
+  for (char *c = out; *c; c++)
+    if (*c == '\n' || *c == '\r')
+      *c = ' ';
+}
+
+/* ---- running the OCI runtime --------------------------------------------- */
+
+/* Runs `<runtime> [--root R] --log runtime.log --log-format json ARGS...`
+ * with the given stdio (-1 = /dev/null; stderr -1 = runtime.err) and waits
+ * for it.  Other children are left for the main loop to reap.  Returns the
+ * exit code (128+sig when killed), -1 if it could not run. */
+static int
+run_runtime(const char *const *args, int in, int out, int errfd)
+{
+  const char *argv[40];
+  int k = 0;
+  argv[k++] = runtime;
+  if (runtime_root && runtime_root[0]) {
+    argv[k++] = "--root";
+    argv[k++] = runtime_root;
+  }
+  argv[k++] = "--log";
+  argv[k++] = "runtime.log";
+  argv[k++] = "--log-format";
+  argv[k++] = "json";
+  for (int i = 0; args[i] && k < 39; i++)
+    argv[k++] = args[i];
+  argv[k] = NULL;
+
+  int errf = open("runtime.err", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  pid_t pid = fork();
+  if (pid < 0) {
+    if (errf >= 0)
+      close(errf);
+    return -1;
+  }
+  if (pid == 0) {
+    int nul = open("/dev/null", O_RDWR);
+    int fds[3] = { in >= 0 ? in : nul, out >= 0 ? out : nul, errfd >= 0 ? errfd : (errf >= 0 ? errf : nul) };
+    /* dup to high numbers first so dup2 into 0..2 never clobbers a source */
+    int hi[3];
+    for (int i = 0; i < 3; i++)
+      hi[i] = fcntl(fds[i], F_DUPFD, 10);
+    for (int i = 0; i < 3; i++)
+      dup2(hi[i], i);
+    syscall(SYS_close_range, 3, ~0U, 0);
+    sigset_t all;
+    sigemptyset(&all);
+    sigprocmask(SIG_SETMASK, &all, NULL);
+    signal(SIGPIPE, SIG_DFL);
+    execv(runtime, (char *const *) argv);
+    _exit(127);
+  }
+  if (errf >= 0)
+    close(errf);
+  int st;
+  while (waitpid(pid, &st, 0) < 0) {
+    if (errno != EINTR)
+      return -1;
+  }
+  if (WIFEXITED(st))
+    return WEXITSTATUS(st);
+  return 128 + WTERMSIG(st);
+}
+
+/* ---- pumps --------------------------------------------------------------- */
+
+static struct pump *
+pump_add(int src, int dst, int own_dst, int json, const char *stream, struct proc *p)
+{
+  for (int i = 0; i < MAX_PUMPS; i++) {
+    if (!pumps[i].used) {
+      struct pump *u = &pumps[i];
+      memset(u, 0, sizeof *u);
+      u->used = 1;
+      u->src = src;
+      u->dst = dst;
+      u->own_dst = own_dst;
+      u->json = json;
+      u->stream = stream;
+      u->p = p;
+      set_nonblock(src);
+      return u;
+    }
+  }
+  return NULL;
+}
+
+static void
+pump_close(struct pump *u)
+{
+  if (!u->used)
+    return;
+  if (u->src >= 0)
+    close(u->src);
+  if (u->own_dst && u->dst >= 0)
+    close(u->dst);
+  free(u->buf);
+  if (u->p && u->p->stdin_pump == u)
+    u->p->stdin_pump = NULL;
+  memset(u, 0, sizeof *u);
+}
+
+/* Appends one json-lines record {"time","stream","log"} for data[0..n). */
+static void
+json_record(int fd, const char *stream, const char *data, size_t n)
+{
+  char head[128], ts[64];
+  struct timespec t;
+  struct tm tm;
+  clock_gettime(CLOCK_REALTIME, &t);
+  gmtime_r(&t.tv_sec, &tm);
+  strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
+  int hn = snprintf(head, sizeof head, "{\"time\":\"%s.%09ldZ\",\"stream\":\"%s\",\"log\":\"", ts,
+                    t.tv_nsec, stream);
+  char *out = malloc(hn + n * 6 + 8);
+  if (!out)
+    return;
+  memcpy(out, head, hn);
+  size_t k = hn;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char) data[i];
+    if (c == '"' || c == '\\') {
+      out[k++] = '\\';
+      out[k++] = c;
+    } else if (c == '\n') {
+      out[k++] = '\\';
+      out[k++] = 'n';
+    } else if (c == '\r') {
+      out[k++] = '\\';
+      out[k++] = 'r';
+    } else if (c == '\t') {
+      out[k++] = '\\';
+      out[k++] = 't';
+    } else if (c < 0x20) {
+      k += sprintf(out + k, "\\u%04x", c);
+    } else {
+      out[k++] = c;
+    }
+  }
+  memcpy(out + k, "\"}\n", 3);
+  k += 3;
+  write_all(fd, out, k);
+  free(out);
+}
+
+static void
+json_lines(int fd, const char *stream, const char *data, size_t n)
+{
+  size_t start = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (data[i] == '\n') {
+      json_record(fd, stream, data + start, i + 1 - start);
+      start = i + 1;
+    }
+  }
+  if (start < n)
+    json_record(fd, stream, data + start, n - start);
+}
+
+/* Moves what it can; returns -1 when the pump is finished (EOF/error). */
+static int
+pump_run(struct pump *u, int revents_src, int revents_dst)
+{
+  if (u->len == 0 && (revents_src & (POLLIN | POLLHUP | POLLERR))) {
+    if (!u->buf && !(u->buf = malloc(BUF_SIZE)))
+      return 0;
+    ssize_t r = read(u->src, u->buf, BUF_SIZE);
+    if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR))
+      return -1; /* EOF, or EIO from a pty master whose slave is gone */
+    if (r > 0) {
+      if (u->dst < 0) {
+        return 0; /* discard */
+      }
+      if (u->json) {
+        json_lines(u->dst, u->stream, u->buf, (size_t) r);
+        return 0;
+      }
+      u->off = 0;
+      u->len = (size_t) r;
+      revents_dst = POLLOUT;
+    }
+  }
+  if (u->len > 0 && (revents_dst & (POLLOUT | POLLERR | POLLHUP))) {
+    ssize_t w = write(u->dst, u->buf + u->off, u->len);
+    if (w < 0 && errno != EAGAIN && errno != EINTR) {
+      u->len = 0; /* reader gone for good: drop */
+    } else if (w > 0) {
+      u->off += (size_t) w;
+      u->len -= (size_t) w;
+    }
+  }
+  return 0;
+}
+
+/* ---- processes --------------------------------------------------------- */
+
+static struct proc *
+proc_find(const char *id)
+{
+  for (int i = 0; i < MAX_PROCS; i++)
+    if (procs[i].used && strcmp(procs[i].id, id) == 0)
+      return &procs[i];
+  return NULL;
+}
+
+static struct proc *
+proc_new(const char *id)
+{
+  for (int i = 0; i < MAX_PROCS; i++) {
+    if (!procs[i].used) {
+      struct proc *p = &procs[i];
+      memset(p, 0, sizeof *p);
+      p->used = 1;
+      snprintf(p->id, sizeof p->id, "%s", id);
+      p->master = -1;
+      p->in_w = -1;
+      return p;
+    }
+  }
+  return NULL;
+}
+
+static void
+file_name(char *out, size_t n, const struct proc *p, const char *what)
+{
+  if (p->id[0])
+    snprintf(out, n, "exec-%s.%s", p->id, what);
+  else
+    snprintf(out, n, "%s", what);
+}
+
+static void reply(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void
+reply(int fd, const char *fmt, ...)
+{
+  char b[LINE_MAX_REQ];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(b, sizeof b - 2, fmt, ap);
+  va_end(ap);
+  if (n < 0)
+    return;
+  if ((size_t) n > sizeof b - 2)
+    n = sizeof b - 2;
+  b[n++] = '\n';
+  /* replies are tiny; a client that does not read them only loses them */
+  if (send(fd, b, n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
+    /* ignored */
+  }
+}
+
+static void
+proc_exited(struct proc *p, int st)
+{
+  p->exited = 1;
+  p->status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  p->exited_at = now_ns();
+  char path[256], data[128];
+  file_name(path, sizeof path, p, "exit");
+  snprintf(data, sizeof data, "%d %lld\n", p->status, (long long) p->exited_at);
+  if (write_file_durable(path, data) < 0)
+    logmsg("crater-shim: write %s: %s", path, strerror(errno));
+  if (p->stdin_pump)
+    pump_close(p->stdin_pump);
+  if (p->in_w >= 0 && p->master < 0) {
+    close(p->in_w);
+    p->in_w = -1;
+  }
+  for (int i = 0; i < MAX_CONNS; i++) {
+    if (conns[i].fd >= 0 && conns[i].waiting == p) {
+      reply(conns[i].fd, "ok %d %lld", p->status, (long long) p->exited_at);
+      conns[i].waiting = NULL;
+    }
+  }
+}
+
+static void
+reap(void)
+{
+  for (;;) {
+    int st;
+    pid_t pid = waitpid(-1, &st, WNOHANG);
+    if (pid <= 0)
+      return;
+    for (int i = 0; i < MAX_PROCS; i++)
+      if (procs[i].used && !procs[i].exited && procs[i].pid == pid)
+        proc_exited(&procs[i], st);
+  }
+}
+
+static int
+read_pid(const char *path)
+{
+  char b[32];
+  if (read_small(path, b, sizeof b) <= 0)
+    return -1;
+  return atoi(b);
+}
+
+/* Receives the pty master sent by the runtime over the console socket. */
+static int
+recv_master(int lfd)
+{
+  struct pollfd pf = { .fd = lfd, .events = POLLIN };
+  if (poll(&pf, 1, 5000) <= 0)
+    return -1;
+  int c = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+  if (c < 0)
+    return -1;
+  char data[256];
+  char cbuf[CMSG_SPACE(sizeof(int))];
+  struct iovec iov = { data, sizeof data };
+  struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
+                      .msg_controllen = sizeof cbuf };
+  int fd = -1;
+  if (recvmsg(c, &m, MSG_CMSG_CLOEXEC) >= 0) {
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&m);
+    if (cm && cm->cmsg_type == SCM_RIGHTS)
+      memcpy(&fd, CMSG_DATA(cm), sizeof fd);
+  }
+  close(c);
+  return fd;
+}
+
+static int
+console_listen(void)
+{
+  unlink("console.sock");
+  int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_un a = { .sun_family = AF_UNIX };
+  /* bound relative to our cwd (the task dir); the runtime is given the
+   * absolute path when it fits in sun_path, else this relative one (runc
+   * chdirs into the bundle, which is the same dir) */
+  memcpy(a.sun_path, "console.sock", sizeof "console.sock");
+  if (s < 0 || bind(s, (struct sockaddr *) &a, sizeof a) < 0 || listen(s, 1) < 0) {
+    if (s >= 0)
+      close(s);
+    return -1;
+  }
+  return s;
+}
+
+static int
+open_fifo(const char *path, int flags)
+{
+  struct stat st;
+  if (stat(path, &st) < 0 || !S_ISFIFO(st.st_mode))
+    return -1;
+  return open(path, flags | O_NONBLOCK | O_CLOEXEC);
+}
+
+/* Sets up stdio for a process about to be created by the runtime and runs
+ * the runtime with `args`.  mode: fifo|log|null.  On success fills p. */
+static int
+create_proc(struct proc *p, const char *const *args_notty, const char *const *args_tty,
+            const char *mode, int log_fd, int log_json, char *errmsg, size_t errn)
+{
+  char in_path[256], out_path[256], err_path[256], pid_path[256];
+  file_name(in_path, sizeof in_path, p, "stdin");
+  file_name(out_path, sizeof out_path, p, "stdout");
+  file_name(err_path, sizeof err_path, p, "stderr");
+  file_name(pid_path, sizeof pid_path, p, "pid");
+  int fifo = strcmp(mode, "fifo") == 0, logm = strcmp(mode, "log") == 0;
+  int in_fifo = fifo ? open_fifo(in_path, O_RDWR) : -1;
+  int out_dst = fifo ? open_fifo(out_path, O_RDWR) : -1;
+  int err_dst = fifo ? open_fifo(err_path, O_RDWR) : -1;
+  int out_owned = 1, err_owned = 1;
+  if (logm) {
+    out_dst = err_dst = log_fd;
+    out_owned = err_owned = 0;
+  }
+  int rc;
+  if (p->tty) {
+    int cs = console_listen();
+    if (cs < 0) {
+      snprintf(errmsg, errn, "console socket: %s", strerror(errno));
+      goto fail;
+    }
+    rc = run_runtime(args_tty, -1, -1, -1);
+    if (rc != 0) {
+      close(cs);
+      runtime_error(errmsg, errn);
+      goto fail;
+    }
+    p->master = recv_master(cs);
+    close(cs);
+    unlink("console.sock");
+    if (p->master < 0) {
+      snprintf(errmsg, errn, "no pty master received from the runtime");
+      goto fail_started;
+    }
+    int m2 = fcntl(p->master, F_DUPFD_CLOEXEC, 3);
+    p->in_w = p->master;
+    set_nonblock(p->master);
+    if (out_dst >= 0 || logm)
+      pump_add(m2, out_dst, out_owned, log_json && logm, "stdout", NULL);
+    else
+      pump_add(m2, -1, 0, 0, "stdout", NULL);
+    if (in_fifo >= 0)
+      p->stdin_pump = pump_add(in_fifo, p->master, 0, 0, "stdin", p);
+    if (err_dst >= 0 && err_owned)
+      close(err_dst);
+  } else {
+    int inp[2] = { -1, -1 }, outp[2] = { -1, -1 }, errp[2] = { -1, -1 };
+    if (in_fifo >= 0 && pipe2(inp, O_CLOEXEC) < 0)
+      goto pipefail;
+    if ((out_dst >= 0 || logm) && pipe2(outp, O_CLOEXEC) < 0)
+      goto pipefail;
+    if ((err_dst >= 0 || logm) && pipe2(errp, O_CLOEXEC) < 0)
+      goto pipefail;
+    rc = run_runtime(args_notty, inp[0], outp[1], errp[1] >= 0 ? errp[1] : -1);
+    if (inp[0] >= 0)
+      close(inp[0]);
+    if (outp[1] >= 0)
+      close(outp[1]);
+    if (errp[1] >= 0)
+      close(errp[1]);
+    if (rc != 0) {
+      runtime_error(errmsg, errn);
+      if (inp[1] >= 0)
+        close(inp[1]);
+      if (outp[0] >= 0)
+        close(outp[0]);
+      if (errp[0] >= 0)
+        close(errp[0]);
+      goto fail;
+    }
+    if (inp[1] >= 0) {
+      p->in_w = inp[1];
+      set_nonblock(p->in_w);
+      p->stdin_pump = pump_add(in_fifo, p->in_w, 0, 0, "stdin", p);
+      in_fifo = -1;
+    }
+    if (outp[0] >= 0) {
+      pump_add(outp[0], out_dst, out_owned, log_json && logm, "stdout", NULL);
+      out_dst = -1;
+    }
+    if (errp[0] >= 0) {
+      pump_add(errp[0], err_dst, err_owned, log_json && logm, "stderr", NULL);
+      err_dst = -1;
+    }
+    goto after;
+  pipefail:
+    snprintf(errmsg, errn, "pipe: %s", strerror(errno));
+    for (int i = 0; i < 2; i++) {
+      if (inp[i] >= 0)
+        close(inp[i]);
+      if (outp[i] >= 0)
+        close(outp[i]);
+      if (errp[i] >= 0)
+        close(errp[i]);
+    }
+    goto fail;
+  after:
+    if (in_fifo >= 0)
+      close(in_fifo);
+    if (out_dst >= 0 && out_owned)
+      close(out_dst);
+    if (err_dst >= 0 && err_owned)
+      close(err_dst);
+  }
+  p->pid = read_pid(pid_path);
+  if (p->pid <= 0) {
+    snprintf(errmsg, errn, "runtime wrote no pid to %s", pid_path);
+    return -1;
+  }
+  return 0;
+fail_started:
+fail:
+  if (in_fifo >= 0 && !p->stdin_pump)
+    close(in_fifo);
+  if (out_dst >= 0 && out_owned && !p->tty)
+    close(out_dst);
+  if (err_dst >= 0 && err_owned && !p->tty)
+    close(err_dst);
+  return -1;
+}
+
+/* ---- control protocol --------------------------------------------------- */
+
+static int
+parse_sig(const char *s)
+{
+  static const struct {
+    const char *n;
+    int v;
+  } names[] = { { "HUP", SIGHUP },   { "INT", SIGINT },   { "QUIT", SIGQUIT }, { "KILL", SIGKILL },
+                { "USR1", SIGUSR1 }, { "USR2", SIGUSR2 }, { "TERM", SIGTERM }, { "CONT", SIGCONT },
+                { "STOP", SIGSTOP }, { "WINCH", SIGWINCH } };
+  if (s[0] >= '0' && s[0] <= '9')
+    return atoi(s);
+  if (strncmp(s, "SIG", 3) == 0)
+    s += 3;
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+    if (strcmp(names[i].n, s) == 0)
+      return names[i].v;
+  return -1;
+}
+
+static int
+task_status(void)
+{
+  struct proc *init = proc_find("");
+  if (init->exited)
+    return ST_STOPPED;
+  if (paused)
+    return ST_PAUSED;
+  return started ? ST_RUNNING : ST_CREATED;
+}
+
+static void
+handle_line(struct conn *c, char *line)
+{
+  char *argv[16];
+  int argc = 0;
+  for (char *tok = strtok(line, " \t\r"); tok && argc < 15; tok = strtok(NULL, " \t\r"))
+    argv[argc++] = tok;
+  argv[argc] = NULL;
+  if (argc == 0)
+    return;
+  const char *cmd = argv[0];
+  struct proc *init = proc_find("");
+  char em[1024];
+  char sigbuf[16];
+
+  if (strcmp(cmd, "state") == 0) {
+    reply(c->fd, "ok %s %d %d %lld", status_names[task_status()], (int) init->pid,
+          init->exited ? init->status : -1, (long long) init->exited_at);
+  } else if (strcmp(cmd, "start") == 0) {
+    if (started || init->exited) {
+      reply(c->fd, "err failed_precondition task %s already started", task_id);
+      return;
+    }
+    const char *a[] = { "start", task_id, NULL };
+    if (run_runtime(a, -1, -1, -1) != 0) {
+      runtime_error(em, sizeof em);
+      reply(c->fd, "err internal start %s: %s", task_id, em);
+      return;
+    }
+    started = 1;
+    reply(c->fd, "ok %d", (int) init->pid);
+  } else if (strcmp(cmd, "kill") == 0 && argc >= 2) {
+    /* kill SIG [all] | kill SIG exec EXECID */
+    int sig = parse_sig(argv[1]);
+    if (sig <= 0) {
+      reply(c->fd, "err invalid_argument unknown signal %s", argv[1]);
+      return;
+    }
+    if (argc >= 4 && strcmp(argv[2], "exec") == 0) {
+      struct proc *p = proc_find(argv[3]);
+      if (!p || p->exited) {
+        reply(c->fd, "err not_found process %s not running", argv[3]);
+        return;
+      }
+      if (kill(p->pid, sig) < 0) {
+        reply(c->fd, "err internal kill %d: %s", (int) p->pid, strerror(errno));
+        return;
+      }
+      reply(c->fd, "ok");
+      return;
+    }
+    int all = argc >= 3 && strcmp(argv[2], "all") == 0;
+    if (init->exited && !all) {
+      reply(c->fd, "err not_found task %s is not running", task_id);
+      return;
+    }
+    snprintf(sigbuf, sizeof sigbuf, "%d", sig);
+    const char *a1[] = { "kill", task_id, sigbuf, NULL };
+    const char *a2[] = { "kill", "--all", task_id, sigbuf, NULL };
+    if (!all && started) {
+      /* signalling init directly avoids a runtime round trip */
+      if (kill(init->pid, sig) < 0 && errno != ESRCH) {
+        reply(c->fd, "err internal kill %d: %s", (int) init->pid, strerror(errno));
+        return;
+      }
+    } else if (run_runtime(all ? a2 : a1, -1, -1, -1) != 0) {
+      runtime_error(em, sizeof em);
+      if (!init->exited) {
+        reply(c->fd, "err internal kill %s: %s", task_id, em);
+        return;
+      }
+    }
+    reply(c->fd, "ok");
+  } else if (strcmp(cmd, "wait") == 0) {
+    struct proc *p = argc >= 2 ? proc_find(argv[1]) : init;
+    if (!p) {
+      reply(c->fd, "err not_found process %s", argv[1]);
+      return;
+    }
+    if (p->exited)
+      reply(c->fd, "ok %d %lld", p->status, (long long) p->exited_at);
+    else
+      c->waiting = p;
+  } else if ((strcmp(cmd, "pause") == 0 || strcmp(cmd, "resume") == 0)) {
+    const char *a[] = { cmd, task_id, NULL };
+    if (init->exited) {
+      reply(c->fd, "err failed_precondition task %s is stopped", task_id);
+      return;
+    }
+    if (run_runtime(a, -1, -1, -1) != 0) {
+      runtime_error(em, sizeof em);
+      reply(c->fd, "err internal %s %s: %s", cmd, task_id, em);
+      return;
+    }
+    paused = strcmp(cmd, "pause") == 0;
+    reply(c->fd, "ok");
+  } else if (strcmp(cmd, "exec") == 0 && argc >= 4) {
+    /* exec EXECID tty(0|1) mode(fifo|null) */
+    if (init->exited || !started) {
+      reply(c->fd, "err failed_precondition task %s is not running", task_id);
+      return;
+    }
+    if (proc_find(argv[1])) {
+      reply(c->fd, "err already_exists exec %s exists", argv[1]);
+      return;
+    }
+    if (strchr(argv[1], '/') || strlen(argv[1]) > 64) {
+      reply(c->fd, "err invalid_argument bad exec id");
+      return;
+    }
+    struct proc *p = proc_new(argv[1]);
+    if (!p) {
+      reply(c->fd, "err resource_exhausted too many processes");
+      return;
+    }
+    p->tty = atoi(argv[2]);
+    char procjson[256], pidf[256], sockp[PATH_MAX + 16], cwd[PATH_MAX];
+    file_name(procjson, sizeof procjson, p, "json");
+    file_name(pidf, sizeof pidf, p, "pid");
+    if (getcwd(cwd, sizeof cwd) && strlen(cwd) + 14 < sizeof ((struct sockaddr_un *) 0)->sun_path)
+      snprintf(sockp, sizeof sockp, "%s/console.sock", cwd);
+    else
+      snprintf(sockp, sizeof sockp, "console.sock");
+    const char *an[] = { "exec", "-d", "--pid-file", pidf, "--process", procjson, task_id, NULL };
+    const char *at[] = { "exec",          "-d",     "--pid-file", pidf, "--process", procjson,
+                         "--console-socket", sockp, task_id,      NULL };
+    if (create_proc(p, an, at, argv[3], -1, 0, em, sizeof em) < 0) {
+      if (p->master >= 0)
+        close(p->master);
+      p->used = 0;
+      reply(c->fd, "err internal exec %s in %s: %s", argv[1], task_id, em);
+      return;
+    }
+    reply(c->fd, "ok %d", (int) p->pid);
+  } else if (strcmp(cmd, "resize") == 0 && argc >= 4) {
+    /* resize EXECID|- W H */
+    struct proc *p = strcmp(argv[1], "-") == 0 ? init : proc_find(argv[1]);
+    if (!p || p->master < 0) {
+      reply(c->fd, "err failed_precondition process has no tty");
+      return;
+    }
+    struct winsize ws = { .ws_col = (unsigned short) atoi(argv[2]),
+                          .ws_row = (unsigned short) atoi(argv[3]) };
+    if (ioctl(p->master, TIOCSWINSZ, &ws) < 0) {
+      reply(c->fd, "err internal resize: %s", strerror(errno));
+      return;
+    }
+    reply(c->fd, "ok");
+  } else if (strcmp(cmd, "close_stdin") == 0) {
+    struct proc *p = argc >= 2 && strcmp(argv[1], "-") != 0 ? proc_find(argv[1]) : init;
+    if (!p) {
+      reply(c->fd, "err not_found process");
+      return;
+    }
+    if (p->stdin_pump) {
+      struct pump *u = p->stdin_pump;
+      /* flush what is buffered, then stop reading the fifo */
+      if (u->len > 0) {
+        int fl = fcntl(u->dst, F_GETFL);
+        fcntl(u->dst, F_SETFL, fl & ~O_NONBLOCK);
+        write_all(u->dst, u->buf + u->off, u->len);
+        fcntl(u->dst, F_SETFL, fl);
+      }
+      pump_close(u);
+    }
+    if (p->master >= 0) {
+      /* a pty has no half-close: send EOF (^D) as a terminal would */
+      char eot = 4;
+      if (write(p->master, &eot, 1) < 0) {
+        /* ignored: the process may be gone */
+      }
+    } else if (p->in_w >= 0) {
+      close(p->in_w);
+      p->in_w = -1;
+    }
+    reply(c->fd, "ok");
+  } else if (strcmp(cmd, "pid") == 0) {
+    reply(c->fd, "ok %d", (int) getpid());
+  } else if (strcmp(cmd, "delete") == 0) {
+    int force = argc >= 2 && strcmp(argv[1], "force") == 0;
+    if (!init->exited && started && !force) {
+      reply(c->fd, "err failed_precondition task %s is running (stop it or use force)", task_id);
+      return;
+    }
+    const char *a[] = { "delete", "--force", task_id, NULL };
+    if (run_runtime(a, -1, -1, -1) != 0) {
+      runtime_error(em, sizeof em);
+      reply(c->fd, "err internal delete %s: %s", task_id, em);
+      return;
+    }
+    /* the runtime killed what was left; collect it */
+    for (int i = 0; i < 50 && !init->exited; i++) {
+      reap();
+      if (!init->exited)
+        usleep(10000);
+    }
+    reply(c->fd, "ok %d %lld", init->exited ? init->status : 137, (long long) init->exited_at);
+    deleting = 1;
+  } else {
+    reply(c->fd, "err invalid_argument unknown request %s", cmd);
+  }
+}
+
+static void
+conn_close(struct conn *c)
+{
+  close(c->fd);
+  c->fd = -1;
+  c->waiting = NULL;
+  c->len = 0;
+  free(c->buf);
+  c->buf = NULL;
+}
+
+static void
+conn_read(struct conn *c)
+{
+  ssize_t r = read(c->fd, c->buf + c->len, LINE_MAX_REQ - 1 - c->len);
+  if (r <= 0) {
+    if (r < 0 && (errno == EAGAIN || errno == EINTR))
+      return;
+    conn_close(c);
+    return;
+  }
+  c->len += (size_t) r;
+  char *nl;
+  while ((nl = memchr(c->buf, '\n', c->len)) != NULL) {
+    *nl = 0;
+    size_t used = (size_t) (nl - c->buf) + 1;
+    char line[LINE_MAX_REQ];
+    memcpy(line, c->buf, used);
+    memmove(c->buf, c->buf + used, c->len - used);
+    c->len -= used;
+    handle_line(c, line);
+    if (c->fd < 0)
+      return;
+  }
+  if (c->len >= LINE_MAX_REQ - 1) {
+    reply(c->fd, "err invalid_argument request too long");
+    conn_close(c);
+  }
+}
+
+/* ---- main ---------------------------------------------------------------- */
+
+static void
+usage(void)
+{
+  logmsg("usage: crater-shim --dir TASKDIR --id ID --runtime PATH [--runtime-root DIR] "
+         "[--stdio fifo|log|null] [--log FILE] [--log-format json|raw] [--tty] [--ready-fd N]");
+  exit(2);
+}
+
+static void
+ready(int fd, const char *fmt, ...)
+{
+  char b[2048];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(b, sizeof b - 1, fmt, ap);
+  va_end(ap);
+  if (n < 0)
+    n = 0;
+  if ((size_t) n > sizeof b - 2)
+    n = sizeof b - 2;
+  b[n++] = '\n';
+  if (fd >= 0) {
+    write_all(fd, b, (size_t) n);
+    close(fd);
+  }
+}
+
+int
+main(int argc, char **argv)
+{
+  const char *dir = NULL, *mode = "null", *log_path = NULL, *log_format = "json";
+  int tty = 0, ready_fd = -1;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+    if (strcmp(a, "--tty") == 0) {
+      tty = 1;
+      continue;
+    }
+    if (!v)
+      usage();
+    i++;
+    if (strcmp(a, "--dir") == 0)
+      dir = v;
+    else if (strcmp(a, "--id") == 0)
+      task_id = v;
+    else if (strcmp(a, "--runtime") == 0)
+      runtime = v;
+    else if (strcmp(a, "--runtime-root") == 0)
+      runtime_root = v;
+    else if (strcmp(a, "--stdio") == 0)
+      mode = v;
+    else if (strcmp(a, "--log") == 0)
+      log_path = v;
+    else if (strcmp(a, "--log-format") == 0)
+      log_format = v;
+    else if (strcmp(a, "--ready-fd") == 0)
+      ready_fd = atoi(v);
+    else
+      usage();
+  }
+  if (!dir || !task_id || !runtime)
+    usage();
+  if (ready_fd >= 0)
+    fcntl(ready_fd, F_SETFD, FD_CLOEXEC);
+  for (int i = 0; i < MAX_CONNS; i++)
+    conns[i].fd = -1;
+
+  if (chdir(dir) < 0) {
+    ready(ready_fd, "err not_found task dir %s: %s", dir, strerror(errno));
+    return 1;
+  }
+  prctl(PR_SET_CHILD_SUBREAPER, 1);
+  signal(SIGPIPE, SIG_IGN);
+  signal(SIGHUP, SIG_IGN);
+  signal(SIGINT, SIG_IGN);
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGCHLD);
+  sigprocmask(SIG_BLOCK, &set, NULL);
+  sig_fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+
+  char pidbuf[32];
+  snprintf(pidbuf, sizeof pidbuf, "%d\n", (int) getpid());
+  write_file_durable("shim.pid", pidbuf);
+
+  /* control socket first, so a client finds us as soon as create is done */
+  unlink("shim.sock");
+  listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  struct sockaddr_un sa = { .sun_family = AF_UNIX };
+  snprintf(sa.sun_path, sizeof sa.sun_path, "shim.sock");
+  if (listen_fd < 0 || bind(listen_fd, (struct sockaddr *) &sa, sizeof sa) < 0 ||
+      listen(listen_fd, 16) < 0) {
+    ready(ready_fd, "err internal control socket %s/shim.sock: %s", dir, strerror(errno));
+    return 1;
+  }
+  chmod("shim.sock", 0600);
+
+  int log_fd = -1;
+  if (strcmp(mode, "log") == 0) {
+    log_fd = open(log_path ? log_path : "log.json", O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    if (log_fd < 0) {
+      ready(ready_fd, "err internal open log %s: %s", log_path ? log_path : "log.json", strerror(errno));
+      return 1;
+    }
+  }
+
+  struct proc *init = proc_new("");
+  init->tty = tty;
+  char em[1024];
+  const char *an[] = { "create", "--bundle", ".", "--pid-file", "pid", task_id, NULL };
+  char cwd[PATH_MAX], sockp[PATH_MAX + 16];
+  if (getcwd(cwd, sizeof cwd) && strlen(cwd) + 14 < sizeof sa.sun_path)
+    snprintf(sockp, sizeof sockp, "%s/console.sock", cwd);
+  else
+    snprintf(sockp, sizeof sockp, "console.sock");
+  const char *at[] = { "create", "--bundle", ".", "--pid-file", "pid", "--console-socket", sockp,
+                       task_id, NULL };
+  if (create_proc(init, an, at, mode, log_fd, strcmp(log_format, "json") == 0, em, sizeof em) < 0) {
+    ready(ready_fd, "err internal create %s: %s", task_id, em);
+    const char *d[] = { "delete", "--force", task_id, NULL };
+    run_runtime(d, -1, -1, -1);
+    unlink("shim.sock");
+    return 1;
+  }
+  if (log_fd >= 0 && strcmp(mode, "log") == 0) {
+    /* the pumps share it; keep our copy until exit */
+  }
+  ready(ready_fd, "ok %d", (int) init->pid);
+
+  struct pollfd pfd[2 + MAX_CONNS + 2 * MAX_PUMPS];
+  struct {
+    int kind; /* 0 sig, 1 listen, 2 conn, 3 pump src, 4 pump dst */
+    int idx;
+  } map[2 + MAX_CONNS + 2 * MAX_PUMPS];
+  int finish_at_drain = 0;
+  for (;;) {
+    int n = 0;
+    pfd[n] = (struct pollfd){ .fd = sig_fd, .events = POLLIN };
+    map[n++].kind = 0;
+    pfd[n] = (struct pollfd){ .fd = listen_fd, .events = POLLIN };
+    map[n++].kind = 1;
+    for (int i = 0; i < MAX_CONNS; i++) {
+      if (conns[i].fd >= 0) {
+        pfd[n] = (struct pollfd){ .fd = conns[i].fd, .events = POLLIN };
+        map[n].kind = 2;
+        map[n++].idx = i;
+      }
+    }
+    int live_pumps = 0;
+    for (int i = 0; i < MAX_PUMPS; i++) {
+      struct pump *u = &pumps[i];
+      if (!u->used)
+        continue;
+      live_pumps++;
+      if (u->len == 0) {
+        pfd[n] = (struct pollfd){ .fd = u->src, .events = POLLIN };
+        map[n].kind = 3;
+      } else {
+        pfd[n] = (struct pollfd){ .fd = u->dst, .events = POLLOUT };
+        map[n].kind = 4;
+      }
+      map[n++].idx = i;
+    }
+    if (deleting) {
+      /* delete answered: drain output briefly, then exit */
+      if (!finish_at_drain)
+        finish_at_drain = 1;
+      if (live_pumps == 0 || finish_at_drain++ > 20)
+        break;
+    }
+    int r = poll(pfd, (nfds_t) n, deleting ? 50 : -1);
+    if (r < 0) {
+      if (errno == EINTR)
+        continue;
+      logmsg("crater-shim: poll: %s", strerror(errno));
+      break;
+    }
+    for (int k = 0; k < n; k++) {
+      if (!pfd[k].revents)
+        continue;
+      switch (map[k].kind) {
+      case 0: {
+        struct signalfd_siginfo si;
+        while (read(sig_fd, &si, sizeof si) == sizeof si) {
+        }
+        reap();
+        break;
+      }
+      case 1: {
+        int c;
+        while ((c = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK)) >= 0) {
+          int placed = 0;
+          for (int i = 0; i < MAX_CONNS && !placed; i++) {
+            if (conns[i].fd < 0) {
+              if (!(conns[i].buf = malloc(LINE_MAX_REQ)))
+                break;
+              conns[i].fd = c;
+              conns[i].len = 0;
+              conns[i].waiting = NULL;
+              placed = 1;
+            }
+          }
+          if (!placed) {
+            reply(c, "err resource_exhausted too many connections");
+            close(c);
+          }
+        }
+        break;
+      }
+      case 2:
+        if (conns[map[k].idx].fd >= 0)
+          conn_read(&conns[map[k].idx]);
+        break;
+      case 3:
+      case 4: {
+        struct pump *u = &pumps[map[k].idx];
+        if (!u->used)
+          break;
+        int rs = map[k].kind == 3 ? pfd[k].revents : 0;
+        int rd = map[k].kind == 4 ? pfd[k].revents : 0;
+        if (pump_run(u, rs, rd) < 0)
+          pump_close(u);
+        break;
+      }
+      }
+    }
+  }
+  for (int i = 0; i < MAX_PUMPS; i++)
+    pump_close(&pumps[i]);
+  unlink("shim.sock");
+  return 0;
+}
