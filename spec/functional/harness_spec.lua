@@ -437,6 +437,29 @@ describe("harness: fake registry auth", function()
     assert.equal(200, curl(f.url .. "/v2/basic/busybox/manifests/latest", "-u u:p").status)
   end)
 
+  it("chunked blobs and stall-blob", function()
+    -- busted keeps only the last finally() of a test: one for both servers
+    local f, f2
+    finally(function()
+      if f then f:stop() end
+      if f2 then f2:stop() end
+    end)
+    f = registry.fake{ layout = layout, chunked = true, stall = 1 }
+    local l = fx.layers("busybox")[1]
+    local long = curl(f.url .. "/v2/long-blob/busybox/blobs/" .. l.digest)
+    assert.equal("chunked", long.headers["transfer-encoding"])
+    assert.is_nil(long.headers["content-length"])
+    assert.is_true(#long.body > l.size)
+    local t0 = os.time()
+    local slow = curl(f.url .. "/v2/stall-blob/busybox/blobs/" .. l.digest)
+    assert.equal(l.digest, fx.sha256(slow.body))
+    assert.is_true(os.time() - t0 >= 1)
+    -- a client with a low-speed limit gives up on it
+    f2 = registry.fake{ layout = layout, stall = 30 }
+    local cut = curl(f2.url .. "/v2/stall-blob/busybox/blobs/" .. l.digest, "--speed-limit 1000 --speed-time 1")
+    assert.equal(28, cut.code)  -- curl: operation timed out
+  end)
+
   it("stops by pid and frees both ports", function()
     local f = registry.fake{ layout = layout, scenario = { "redirect-blob" } }
     local pid, port = f.pid, f.port
@@ -451,6 +474,10 @@ end)
 
 describe("harness: cleanup", function()
   it("leaves no tracked process running", function()
-    assert.same({}, proc.running())
+    local left = {}
+    for _, pid in ipairs(proc.running()) do
+      left[#left + 1] = pid .. " " .. (proc.read_file("/proc/" .. pid .. "/cmdline") or ""):gsub("%z", " ")
+    end
+    assert.same({}, left)
   end)
 end)

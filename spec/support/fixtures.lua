@@ -318,18 +318,9 @@ M.expect = {
   },
 }
 
-local function hash(s)
-  -- FNV-1a over the builder text; collisions do not matter here.
-  local h = 2166136261
-  for i = 1, #s do
-    h = bit.bxor(h, s:byte(i))
-    h = bit.band(h * 16777619, 0xffffffff)
-    if h < 0 then h = h + 2 ^ 32 end
-  end
-  return string.format("%08x", h % 2 ^ 32)
-end
-
-M.VERSION = "v" .. M.SCHEMA .. "-" .. hash(BUILDER)
+-- The cache key: schema number + a hash of the builder script.
+M.VERSION = "v" .. M.SCHEMA .. "-" ..
+  proc.check("sha256sum", { stdin = BUILDER }):sub(1, 12)
 
 local function root()
   local build = os.getenv("CRATER_BUILD")

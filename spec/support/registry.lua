@@ -149,14 +149,18 @@ http:
 %s%s]]
 
 ---Starts docker-registry on 127.0.0.1:<free port>.
----opts.config_extra is YAML appended to the generated config.
----@param opts? {tls?:boolean, auth?:{user:string, password:string}, timeout?:number, config_extra?:string}
----@return table r {host, url, port, dir, pid, log_file, config, ca_file?, cert_dir?, user?, password?} with r:stop(), r:log(), r:curl(path), r:curl_args()
+---opts.config_extra is YAML appended to the generated config; opts.keep
+---keeps the temp dir (storage, logs) after stop() for debugging.
+---@param opts? {tls?:boolean, auth?:{user:string, password:string},
+---  timeout?:number, config_extra?:string, keep?:boolean}
+---@return table r {host, url, port, dir, pid, log_file, config, tls, ca_file?,
+---  cert_dir?, user?, password?} with r:stop(), r:log(), r:curl(path, extra),
+---  r:curl_args()
 function M.start(opts)
   opts = opts or {}
   local dir = proc.tmpdir("crater-registry")
   local ok, r = pcall(function()
-    local r = setmetatable({ dir = dir, tls = opts.tls and true or false }, Registry)
+    local r = setmetatable({ dir = dir, tls = opts.tls and true or false, keep = opts.keep }, Registry)
     local tls_yaml, auth_yaml = "", ""
     if opts.tls then
       local c = make_certs(dir)
@@ -256,8 +260,13 @@ function Fake:log()
 end
 
 ---Starts spec/support/fakereg.py on 127.0.0.1 (port picked by the kernel).
----@param opts {layout:string, scenario?:string|string[], user?:string, password?:string, fail_count?:integer, retry_after?:integer, token_expires?:integer, stall?:number, redirect_host?:string, chunked?:boolean, timeout?:number}
----@return table f {host, url, port, pid, redirect (host:port), dir, log_file, stderr} with f:stop(), f:requests(), f:redirects(), f:tokens(), f:reset(), f:log()
+---@param opts {layout:string, scenario?:string|string[], user?:string,
+---  password?:string, fail_count?:integer, retry_after?:integer,
+---  token_expires?:integer, stall?:number, redirect_host?:string,
+---  chunked?:boolean, timeout?:number}
+---@return table f {host, url, port, pid, redirect (host:port), dir, log_file,
+---  stdout, stderr, user?, password?} with f:stop(), f:requests(),
+---  f:redirects(), f:tokens(), f:reset(), f:log()
 function M.fake(opts)
   assert(type(opts) == "table" and opts.layout, "registry.fake: layout is required")
   local dir = proc.tmpdir("crater-fakereg")
