@@ -355,9 +355,11 @@ do_file(apply_t *A, struct archive_entry *e, int pfd, const char *name,
   if (fd < 0)
     return crater_error_sys(err, errno, "create");
   cleanup_close int cfd = fd;
-  if (write_data(A, e, fd, err) < 0)
+  if (write_data(A, e, fd, err) < 0 || set_meta_fd(A, e, fd, false, err) < 0) {
+    unlinkat(pfd, name, 0); /* leave nothing half-written behind */
     return -1;
-  return set_meta_fd(A, e, fd, false, err);
+  }
+  return 0;
 }
 
 static int

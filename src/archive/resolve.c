@@ -198,33 +198,10 @@ crater__resolve_dir(crater__resolver_t *r, const char *rel, bool create,
   if (errno != ENOENT || !create)
     return crater_error_sys(err, errno, "open %s", rel);
 
-  /* Create missing components one by one, re-resolving every prefix from
-   * the root so symlinks met on the way stay scoped to it. */
-  cleanup_free char *prefix = xstrdup(rel);
-  cleanup_close int parent = open_in_root(r, "");
-  if (parent < 0)
-    return crater_error_sys(err, errno, "open root");
-  char *p = prefix;
-  for (;;) {
-    char *e = strchrnul(p, '/');
-    char saved = *e;
-    *e = '\0';
-    int sub = open_in_root(r, prefix);
-    if (sub < 0 && errno == ENOENT) {
-      if (mkdirat(parent, p, 0755) < 0 && errno != EEXIST)
-        return crater_error_sys(err, errno, "mkdir %s", prefix);
-      sub = open_in_root(r, prefix);
-    }
-    if (sub < 0)
-      return crater_error_sys(err, errno, "open %s", prefix);
-    close(parent);
-    parent = sub;
-    if (!saved)
-      break;
-    *e = '/';
-    p = e + 1;
-  }
-  return steal_fd(&parent);
+  /* Missing components (possibly behind a dangling symlink, which is
+   * followed inside the root as containerd's RootPath + MkdirAll does):
+   * the walk creates them with the same in-root semantics. */
+  return walk_in_root(r->root, rel, true, err);
 }
 
 static int
