@@ -23,6 +23,7 @@ static const struct {
   { "remote", crater__lua_open_remote },
   { "json", crater__lua_open_json },
   { "digest", crater__lua_open_digest },
+  { "task", crater__lua_open_task },
 };
 
 int

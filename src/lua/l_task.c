@@ -1,0 +1,570 @@
+/*
+ * Task bindings: the process plumbing lua/crater/tasks.lua needs and plain
+ * LuaJIT lacks.
+ *
+ *   core.shim_spawn(argv, {stderr=path}) -> "ok PID" | nil, msg, kind
+ *       Starts crater-shim detached (fork, setsid, fork again: the shim is
+ *       re-parented to init or the nearest sub-reaper, leads its own session
+ *       and process group, and survives this process).  argv[1] is the shim
+ *       path; "--ready-fd 3" is appended.  Blocks until the shim reports the
+ *       result of `create` on the ready pipe.
+ *   core.shim_request(taskdir, line [, timeout_ms]) -> reply | nil, msg, kind
+ *       One request/reply on <taskdir>/shim.sock (timeout -1 = forever).
+ *       A missing or refusing socket is kind "unavailable" (shim dead).
+ *   core.mkfifo(path [, mode]) -> true | nil, msg, kind
+ *   core.kill(pid, sig) -> true | nil, msg, kind ; core.pid_alive(pid)
+ *   core.tty_size([fd]) -> cols, rows | nil
+ *   core.io_open{stdin=, stdout=, stderr=} -> io handle (fifo fds, opened now
+ *       so no output is lost before the task starts)
+ *   io:run{taskdir=, exec=, tty=, stdin=bool, signals=bool} -> true
+ *       Copies our stdin to the stdin fifo and the output fifos to our
+ *       stdout/stderr until the outputs reach EOF; forwards SIGINT, SIGTERM,
+ *       SIGHUP, SIGQUIT to the process (kill) and SIGWINCH as resize; puts
+ *       the terminal in raw mode with tty=true and restores it on the way
+ *       out.  io:close() is idempotent and also run by __gc.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include "common/cleanup.h"
+#include "common/util.h"
+#include "common/xalloc.h"
+#include "lua/lua_util.h"
+
+#define IO_MT "crater.task_io"
+
+static int
+fail_errno(lua_State *L, int e, const char *fmt, const char *what)
+{
+  cleanup_error crater_error_t err = NULL;
+  crater_error_sys(&err, e, fmt, what);
+  return crater__lua_fail(L, &err);
+}
+
+static int
+fail_kind(lua_State *L, crater_errkind_t kind, const char *msg)
+{
+  crater_error_t err = NULL;
+  crater_error_make(&err, kind, 0, "%s", msg);
+  return crater__lua_fail(L, &err);
+}
+
+static void
+free_argv(char **argv)
+{
+  if (!argv)
+    return;
+  for (char **p = argv; *p; p++)
+    free(*p);
+  free(argv);
+}
+
+static int
+l_shim_spawn(lua_State *L)
+{
+  luaL_checktype(L, 1, LUA_TTABLE);
+  const char *errpath = lua_istable(L, 2) ? crater__lua_opt_field_string(L, 2, "stderr") : NULL;
+  size_t n = lua_objlen(L, 1);
+  if (n == 0)
+    return luaL_argerror(L, 1, "empty argv");
+  for (size_t i = 1; i <= n; i++) {
+    lua_rawgeti(L, 1, (int) i);
+    if (!lua_isstring(L, -1))
+      return luaL_argerror(L, 1, "argv entries must be strings");
+    lua_pop(L, 1);
+  }
+  /* copy everything C keeps before creating any resource */
+  char **argv = xcalloc(n + 3, sizeof *argv);
+  for (size_t i = 1; i <= n; i++) {
+    lua_rawgeti(L, 1, (int) i);
+    argv[i - 1] = xstrdup(lua_tostring(L, -1));
+    lua_pop(L, 1);
+  }
+  argv[n] = xstrdup("--ready-fd");
+  argv[n + 1] = xstrdup("3");
+  cleanup_free char *errp = xstrdup(errpath);
+
+  int rp[2];
+  if (pipe2(rp, O_CLOEXEC) < 0) {
+    int e = errno;
+    free_argv(argv);
+    return fail_errno(L, e, "spawn %s: pipe", "shim");
+  }
+  pid_t pid = fork();
+  if (pid < 0) {
+    int e = errno;
+    close(rp[0]);
+    close(rp[1]);
+    free_argv(argv);
+    return fail_errno(L, e, "spawn %s: fork", "shim");
+  }
+  if (pid == 0) {
+    setsid();
+    pid_t p2 = fork();
+    if (p2 != 0)
+      _exit(p2 < 0 ? 1 : 0);
+    int nul = open("/dev/null", O_RDWR);
+    int ef = errp ? open(errp, O_WRONLY | O_CREAT | O_APPEND, 0600) : -1;
+    int hi_ready = fcntl(rp[1], F_DUPFD, 10);
+    int hi_err = fcntl(ef >= 0 ? ef : nul, F_DUPFD, 10);
+    dup2(nul, 0);
+    dup2(nul, 1);
+    dup2(hi_err, 2);
+    dup2(hi_ready, 3);
+    syscall(SYS_close_range, 4, ~0U, 0);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    for (int s = 1; s < NSIG; s++)
+      signal(s, SIG_DFL);
+    execv(argv[0], argv);
+    static const char msg[] = "err not_found exec shim failed\n";
+    if (write(3, msg, sizeof msg - 1) < 0)
+      _exit(127);
+    _exit(127);
+  }
+  close(rp[1]);
+  free_argv(argv);
+  int st;
+  while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+  }
+  char buf[4096];
+  size_t len = 0;
+  for (;;) {
+    struct pollfd pf = { .fd = rp[0], .events = POLLIN };
+    int r = poll(&pf, 1, 120000);
+    if (r == 0)
+      break;
+    if (r < 0) {
+      if (errno == EINTR)
+        continue;
+      break;
+    }
+    ssize_t k = read(rp[0], buf + len, sizeof buf - 1 - len);
+    if (k < 0 && errno == EINTR)
+      continue;
+    if (k <= 0)
+      break;
+    len += (size_t) k;
+    if (len >= sizeof buf - 1)
+      break;
+  }
+  close(rp[0]);
+  buf[len] = 0;
+  while (len > 0 && buf[len - 1] == '\n')
+    buf[--len] = 0;
+  if (len == 0)
+    return fail_kind(L, CRATER_ERR_UNAVAILABLE, "shim exited without reporting (see shim.log)");
+  lua_pushstring(L, buf);
+  return 1;
+}
+
+/* Connects to <dir>/shim.sock, through /proc/self/fd when the path is too
+ * long for sun_path.  Returns the socket or -1 with errno set. */
+static int
+shim_connect(const char *dir)
+{
+  struct sockaddr_un a = { .sun_family = AF_UNIX };
+  cleanup_close int dfd = -1;
+  if (strlen(dir) + sizeof "/shim.sock" <= sizeof a.sun_path) {
+    snprintf(a.sun_path, sizeof a.sun_path, "%s/shim.sock", dir);
+  } else {
+    dfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0)
+      return -1;
+    snprintf(a.sun_path, sizeof a.sun_path, "/proc/self/fd/%d/shim.sock", dfd);
+  }
+  int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (s < 0)
+    return -1;
+  if (connect(s, (struct sockaddr *) &a, sizeof a) < 0) {
+    int e = errno;
+    close(s);
+    errno = e;
+    return -1;
+  }
+  return s;
+}
+
+static int
+l_shim_request(lua_State *L)
+{
+  const char *dir = luaL_checkstring(L, 1);
+  size_t ln;
+  const char *line = luaL_checklstring(L, 2, &ln);
+  int timeout = (int) luaL_optinteger(L, 3, 30000);
+  if (ln == 0 || memchr(line, '\n', ln))
+    return luaL_argerror(L, 2, "request must be one non-empty line");
+  cleanup_close int s = shim_connect(dir);
+  if (s < 0) {
+    int e = errno;
+    if (e == ENOENT || e == ECONNREFUSED)
+      return fail_kind(L, CRATER_ERR_UNAVAILABLE, "shim not running");
+    return fail_errno(L, e, "connect %s/shim.sock", dir);
+  }
+  cleanup_free char *req = xmalloc(ln + 1);
+  memcpy(req, line, ln);
+  req[ln] = '\n';
+  cleanup_error crater_error_t err = NULL;
+  if (send(s, req, ln + 1, MSG_NOSIGNAL) < 0)
+    return fail_errno(L, errno, "send to shim in %s", dir);
+  char buf[4096];
+  size_t len = 0;
+  for (;;) {
+    struct pollfd pf = { .fd = s, .events = POLLIN };
+    int r = poll(&pf, 1, timeout);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r == 0)
+      return fail_kind(L, CRATER_ERR_DEADLINE_EXCEEDED, "shim did not answer in time");
+    if (r < 0)
+      return fail_errno(L, errno, "poll shim in %s", dir);
+    ssize_t k = read(s, buf + len, sizeof buf - 1 - len);
+    if (k < 0 && errno == EINTR)
+      continue;
+    if (k <= 0)
+      break;
+    len += (size_t) k;
+    if (memchr(buf, '\n', len) || len >= sizeof buf - 1)
+      break;
+  }
+  buf[len] = 0;
+  char *nl = memchr(buf, '\n', len);
+  if (!nl)
+    return fail_kind(L, CRATER_ERR_UNAVAILABLE, "shim closed the connection (shim died?)");
+  *nl = 0;
+  (void) err;
+  lua_pushstring(L, buf);
+  return 1;
+}
+
+static int
+l_mkfifo(lua_State *L)
+{
+  const char *p = luaL_checkstring(L, 1);
+  mode_t m = (mode_t) luaL_optinteger(L, 2, 0600);
+  if (mkfifo(p, m) < 0 && errno != EEXIST)
+    return fail_errno(L, errno, "mkfifo %s", p);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int
+l_kill(lua_State *L)
+{
+  pid_t pid = (pid_t) luaL_checkinteger(L, 1);
+  int sig = (int) luaL_checkinteger(L, 2);
+  if (pid <= 0)
+    return luaL_argerror(L, 1, "pid must be positive");
+  if (kill(pid, sig) < 0) {
+    char b[32];
+    snprintf(b, sizeof b, "%d", (int) pid);
+    return fail_errno(L, errno, "kill %s", b);
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int
+l_pid_alive(lua_State *L)
+{
+  pid_t pid = (pid_t) luaL_checkinteger(L, 1);
+  char path[64], b[512];
+  snprintf(path, sizeof path, "/proc/%d/stat", (int) pid);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  int alive = 0;
+  if (fd >= 0) {
+    ssize_t r = read(fd, b, sizeof b - 1);
+    close(fd);
+    if (r > 0) {
+      b[r] = 0;
+      char *rp = strrchr(b, ')');
+      alive = rp && rp[1] == ' ' && rp[2] != 'Z' && rp[2] != 'X';
+    }
+  }
+  lua_pushboolean(L, alive);
+  return 1;
+}
+
+static int
+l_tty_size(lua_State *L)
+{
+  int fd = (int) luaL_optinteger(L, 1, 0);
+  struct winsize ws;
+  if (!isatty(fd) || ioctl(fd, TIOCGWINSZ, &ws) < 0)
+    return 0;
+  lua_pushinteger(L, ws.ws_col);
+  lua_pushinteger(L, ws.ws_row);
+  return 2;
+}
+
+static int
+l_isatty(lua_State *L)
+{
+  lua_pushboolean(L, isatty((int) luaL_optinteger(L, 1, 0)));
+  return 1;
+}
+
+/* ---- io handle ------------------------------------------------------------ */
+
+typedef struct {
+  int in, out, err; /* fifo fds, -1 when absent */
+} task_io_t;
+
+static void
+io_close_fds(task_io_t *io)
+{
+  int *f[3] = { &io->in, &io->out, &io->err };
+  for (int i = 0; i < 3; i++) {
+    if (*f[i] >= 0)
+      close(*f[i]);
+    *f[i] = -1;
+  }
+}
+
+static int
+l_io_open(lua_State *L)
+{
+  luaL_checktype(L, 1, LUA_TTABLE);
+  const char *in = crater__lua_opt_field_string(L, 1, "stdin");
+  const char *out = crater__lua_opt_field_string(L, 1, "stdout");
+  const char *er = crater__lua_opt_field_string(L, 1, "stderr");
+  task_io_t *io = lua_newuserdata(L, sizeof *io);
+  io->in = io->out = io->err = -1;
+  luaL_getmetatable(L, IO_MT);
+  lua_setmetatable(L, -2);
+  /* outputs: read ends, non-blocking open so it never waits for a writer;
+   * stdin: O_RDWR so the open succeeds before the shim exists */
+  const char *paths[3] = { in, out, er };
+  int flags[3] = { O_RDWR, O_RDONLY | O_NONBLOCK, O_RDONLY | O_NONBLOCK };
+  int *fds[3] = { &io->in, &io->out, &io->err };
+  for (int i = 0; i < 3; i++) {
+    if (!paths[i])
+      continue;
+    *fds[i] = open(paths[i], flags[i] | O_CLOEXEC);
+    if (*fds[i] < 0) {
+      int e = errno;
+      io_close_fds(io);
+      return fail_errno(L, e, "open fifo %s", paths[i]);
+    }
+  }
+  return 1;
+}
+
+static task_io_t *
+check_io(lua_State *L)
+{
+  return luaL_checkudata(L, 1, IO_MT);
+}
+
+static int
+l_io_close(lua_State *L)
+{
+  io_close_fds(check_io(L));
+  return 0;
+}
+
+/* Fire-and-forget request to the shim (used from the copy loop). */
+static void
+notify_shim(const char *dir, const char *line)
+{
+  int s = shim_connect(dir);
+  if (s < 0)
+    return;
+  char b[512];
+  int n = snprintf(b, sizeof b, "%s\n", line);
+  if (send(s, b, (size_t) n, MSG_NOSIGNAL) >= 0) {
+    struct pollfd pf = { .fd = s, .events = POLLIN };
+    if (poll(&pf, 1, 5000) > 0 && read(s, b, sizeof b) < 0) {
+      /* reply ignored */
+    }
+  }
+  close(s);
+}
+
+struct ibuf {
+  char data[16384];
+  size_t off, len;
+};
+
+static int
+l_io_run(lua_State *L)
+{
+  task_io_t *io = check_io(L);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  const char *dir_l = crater__lua_opt_field_string(L, 2, "taskdir");
+  const char *exec_l = crater__lua_opt_field_string(L, 2, "exec");
+  int tty = crater__lua_opt_field_bool(L, 2, "tty", 0);
+  int use_stdin = crater__lua_opt_field_bool(L, 2, "stdin", io->in >= 0);
+  int signals = crater__lua_opt_field_bool(L, 2, "signals", 1);
+  if (!dir_l)
+    return luaL_argerror(L, 2, "taskdir required");
+  cleanup_free char *dir = xstrdup(dir_l);
+  cleanup_free char *exec = xstrdup(exec_l);
+
+  struct termios saved;
+  int raw = tty && use_stdin && isatty(0) && tcgetattr(0, &saved) == 0;
+  if (raw) {
+    struct termios t = saved;
+    cfmakeraw(&t);
+    t.c_oflag |= OPOST; /* keep \n -> \r\n for our own messages */
+    tcsetattr(0, TCSANOW, &t);
+  }
+  if (tty && isatty(0)) {
+    struct winsize ws;
+    if (ioctl(0, TIOCGWINSZ, &ws) == 0) {
+      char line[128];
+      snprintf(line, sizeof line, "resize %s %u %u", exec ? exec : "-", ws.ws_col, ws.ws_row);
+      notify_shim(dir, line);
+    }
+  }
+  sigset_t set, old;
+  sigemptyset(&set);
+  int sfd = -1;
+  if (signals) {
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGQUIT);
+    sigaddset(&set, SIGWINCH);
+    sigprocmask(SIG_BLOCK, &set, &old);
+    sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+  }
+  struct ibuf *ib = use_stdin && io->in >= 0 ? xmalloc0(sizeof *ib) : NULL;
+  int in_open = ib != NULL;
+  int out_fd = io->out, err_fd = io->err;
+  char buf[32768];
+  while (out_fd >= 0 || err_fd >= 0) {
+    struct pollfd pf[5];
+    int n = 0, i_sig = -1, i_in = -1, i_fifo = -1, i_out = -1, i_err = -1;
+    if (sfd >= 0) {
+      pf[n] = (struct pollfd){ .fd = sfd, .events = POLLIN };
+      i_sig = n++;
+    }
+    if (in_open && ib->len == 0) {
+      pf[n] = (struct pollfd){ .fd = 0, .events = POLLIN };
+      i_in = n++;
+    }
+    if (ib && ib->len > 0) {
+      pf[n] = (struct pollfd){ .fd = io->in, .events = POLLOUT };
+      i_fifo = n++;
+    }
+    if (out_fd >= 0) {
+      pf[n] = (struct pollfd){ .fd = out_fd, .events = POLLIN };
+      i_out = n++;
+    }
+    if (err_fd >= 0) {
+      pf[n] = (struct pollfd){ .fd = err_fd, .events = POLLIN };
+      i_err = n++;
+    }
+    if (poll(pf, (nfds_t) n, -1) < 0) {
+      if (errno == EINTR)
+        continue;
+      break;
+    }
+    if (i_sig >= 0 && pf[i_sig].revents) {
+      struct signalfd_siginfo si;
+      while (read(sfd, &si, sizeof si) == sizeof si) {
+        char line[160];
+        if (si.ssi_signo == SIGWINCH) {
+          struct winsize ws;
+          if (!tty || ioctl(0, TIOCGWINSZ, &ws) < 0)
+            continue;
+          snprintf(line, sizeof line, "resize %s %u %u", exec ? exec : "-", ws.ws_col, ws.ws_row);
+        } else if (exec) {
+          snprintf(line, sizeof line, "kill %u exec %s", si.ssi_signo, exec);
+        } else {
+          snprintf(line, sizeof line, "kill %u", si.ssi_signo);
+        }
+        notify_shim(dir, line);
+      }
+    }
+    if (i_in >= 0 && pf[i_in].revents) {
+      ssize_t r = read(0, ib->data, sizeof ib->data);
+      if (r > 0) {
+        ib->off = 0;
+        ib->len = (size_t) r;
+      } else if (r == 0 || (errno != EINTR && errno != EAGAIN)) {
+        in_open = 0;
+        char line[160];
+        snprintf(line, sizeof line, "close_stdin %s", exec ? exec : "-");
+        notify_shim(dir, line);
+      }
+    }
+    if (i_fifo >= 0 && pf[i_fifo].revents) {
+      ssize_t w = write(io->in, ib->data + ib->off, ib->len);
+      if (w > 0) {
+        ib->off += (size_t) w;
+        ib->len -= (size_t) w;
+      } else if (w < 0 && errno != EINTR && errno != EAGAIN) {
+        ib->len = 0;
+        in_open = 0;
+      }
+    }
+    int *fds[2] = { &out_fd, &err_fd };
+    int idx[2] = { i_out, i_err };
+    for (int k = 0; k < 2; k++) {
+      if (idx[k] < 0 || !pf[idx[k]].revents)
+        continue;
+      ssize_t r = read(*fds[k], buf, sizeof buf);
+      if (r > 0) {
+        cleanup_error crater_error_t e = NULL;
+        crater__write_all(k == 0 ? 1 : 2, buf, (size_t) r, &e);
+      } else if (r == 0 || (errno != EAGAIN && errno != EINTR)) {
+        *fds[k] = -1; /* closed with the handle */
+      }
+    }
+  }
+  free(ib);
+  if (sfd >= 0) {
+    close(sfd);
+    /* drop what is pending so unblocking does not kill us */
+    struct timespec zero = { 0, 0 };
+    while (sigtimedwait(&set, NULL, &zero) > 0) {
+    }
+    sigprocmask(SIG_SETMASK, &old, NULL);
+  }
+  if (raw)
+    tcsetattr(0, TCSANOW, &saved);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static const luaL_Reg io_methods[] = {
+  { "run", l_io_run },
+  { "close", l_io_close },
+  { "__gc", l_io_close },
+  { NULL, NULL },
+};
+
+static const luaL_Reg task_funcs[] = {
+  { "shim_spawn", l_shim_spawn },
+  { "shim_request", l_shim_request },
+  { "mkfifo", l_mkfifo },
+  { "kill", l_kill },
+  { "pid_alive", l_pid_alive },
+  { "tty_size", l_tty_size },
+  { "isatty", l_isatty },
+  { "io_open", l_io_open },
+  { NULL, NULL },
+};
+
+void
+crater__lua_open_task(lua_State *L)
+{
+  crater__lua_newclass(L, IO_MT, io_methods);
+  luaL_register(L, NULL, task_funcs);
+}
