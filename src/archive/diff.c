@@ -612,7 +612,7 @@ crater_archive_diff(int lower_dirfd, int upper_dirfd, int out_fd,
     }
   }
   D.w = archive_write_new();
-  archive_write_set_format_pax_restricted(D.w);
+  archive_write_set_format_pax(D.w); /* full pax: keeps sub-second mtimes */
   archive_write_add_filter_none(D.w);
   if (archive_write_open(D.w, &D, NULL, write_cb, NULL) != ARCHIVE_OK) {
     werr(&D, err, "open tar writer");
