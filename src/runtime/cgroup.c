@@ -1,0 +1,713 @@
+/*
+ * cgroup manager for crater-runtime, v1 or v2 chosen at run time.
+ *
+ * Detection: /sys/fs/cgroup is cgroup2 (statfs magic) -> unified mode;
+ * otherwise every directory under /sys/fs/cgroup except "unified" is taken
+ * as a v1 hierarchy (cpu, memory, pids, freezer, name=systemd, ...) and the
+ * container gets the same relative path in each.  Hybrid hosts thus run in
+ * v1 mode, like runc does.
+ *
+ * v2 device control needs an eBPF program and is not done yet (see
+ * docs/design/runtime.md); v1 uses devices.allow/deny.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <linux/magic.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/util.h"
+#include "runtime.h"
+
+#define CG_ROOT "/sys/fs/cgroup"
+
+bool
+crater__cgroup_is_v2(void)
+{
+  static int cached = -1;
+  if (cached < 0) {
+    struct statfs sf;
+    cached = statfs(CG_ROOT, &sf) == 0 && sf.f_type == CGROUP2_SUPER_MAGIC;
+  }
+  return cached;
+}
+
+/* v1 hierarchy names (directories under /sys/fs/cgroup, not symlinks). */
+static char **
+v1_hierarchies(size_t *n)
+{
+  char **out = NULL;
+  *n = 0;
+  DIR *d = opendir(CG_ROOT);
+  if (d == NULL)
+    return NULL;
+  struct dirent *e;
+  while ((e = readdir(d))) {
+    if (e->d_name[0] == '.' || strcmp(e->d_name, "unified") == 0 || e->d_type != DT_DIR)
+      continue;
+    out = xrealloc(out, (*n + 2) * sizeof *out);
+    out[(*n)++] = xstrdup(e->d_name);
+    out[*n] = NULL;
+  }
+  closedir(d);
+  return out;
+}
+
+static void
+free_strv(char **v)
+{
+  for (size_t i = 0; v && v[i]; i++)
+    free(v[i]);
+  free(v);
+}
+
+char *
+crater__cgroup_path_for(json_t *config, const char *id)
+{
+  const char *p = crater__js(crater__jpath(config, "linux"), "cgroupsPath");
+  if (p == NULL || *p == '\0')
+    return xasprintf("/crater/%s", id);
+  if (*p == '/')
+    return xstrdup(p);
+  const char *c1 = strchr(p, ':');
+  if (c1) {
+    /* systemd form "slice:prefix:name"; no systemd manager, map to a path */
+    const char *c2 = strchr(c1 + 1, ':');
+    cleanup_free char *slice = xstrndup(p, c1 - p);
+    cleanup_free char *prefix = c2 ? xstrndup(c1 + 1, c2 - c1 - 1) : xstrdup(c1 + 1);
+    const char *name = c2 ? c2 + 1 : id;
+    return xasprintf("/%s/%s-%s.scope", *slice ? slice : "system.slice", prefix, name);
+  }
+  return xasprintf("/crater/%s", p);
+}
+
+static char *
+cg_dir(const char *hier, const char *path)
+{
+  if (hier)
+    return xasprintf(CG_ROOT "/%s%s", hier, path);
+  return xasprintf(CG_ROOT "%s", path);
+}
+
+static int
+cg_write(const char *dir, const char *file, const char *val, crater_error_t *err)
+{
+  cleanup_free char *p = crater__path_join(dir, file);
+  rt_debug("cgroup: %s <- %s", p, val);
+  return crater__write_str(p, val, err);
+}
+
+static int
+cg_writef(const char *dir, const char *file, crater_error_t *err, const char *fmt, ...)
+    CRATER_PRINTF(4, 5);
+static int
+cg_writef(const char *dir, const char *file, crater_error_t *err, const char *fmt, ...)
+{
+  va_list ap;
+  va_start(ap, fmt);
+  cleanup_free char *v = xvasprintf(fmt, ap);
+  va_end(ap);
+  return cg_write(dir, file, v, err);
+}
+
+static char *
+cg_read(const char *dir, const char *file)
+{
+  cleanup_free char *p = crater__path_join(dir, file);
+  crater_error_t e = NULL;
+  char *s = crater__read_file(p, 1 << 20, NULL, &e);
+  crater_error_release(&e);
+  return s;
+}
+
+static long long
+cg_read_ll(const char *dir, const char *file)
+{
+  cleanup_free char *s = cg_read(dir, file);
+  if (s == NULL)
+    return -1;
+  if (strncmp(s, "max", 3) == 0)
+    return -1;
+  return strtoll(s, NULL, 10);
+}
+
+/* mkdir -p under a cgroup mount; cpuset levels inherit cpus/mems. */
+static int
+cg_mkdir(const char *hier, const char *path, bool v2, crater_error_t *err)
+{
+  cleanup_free char *buf = xstrdup(path);
+  cleanup_free char *parent = cg_dir(hier, "");
+  for (char *p = buf + 1;; p++) {
+    if (*p != '/' && *p != '\0')
+      continue;
+    char c = *p;
+    *p = '\0';
+    cleanup_free char *d = cg_dir(hier, buf);
+    if (mkdir(d, 0755) == 0) {
+      if (hier && strcmp(hier, "cpuset") == 0) {
+        cleanup_free char *cpus = cg_read(parent, "cpuset.cpus");
+        cleanup_free char *mems = cg_read(parent, "cpuset.mems");
+        crater_error_t e = NULL;
+        if (cpus && (cg_write(d, "cpuset.cpus", cpus, &e) < 0 || cg_write(d, "cpuset.mems", mems, &e) < 0)) {
+          crater_error_move(err, &e);
+          return crater_error_wrap(err, "init cpuset %s", d);
+        }
+      }
+    } else if (errno != EEXIST) {
+      return crater_error_sys(err, errno, "mkdir %s", d);
+    }
+    if (v2 && c == '/') {
+      /* enable controllers for the next level; best effort */
+      cleanup_free char *ctrls = cg_read(d, "cgroup.controllers");
+      char *save = NULL;
+      for (char *t = ctrls ? strtok_r(ctrls, " \n", &save) : NULL; t; t = strtok_r(NULL, " \n", &save)) {
+        crater_error_t e = NULL;
+        cleanup_free char *plus = xasprintf("+%s", t);
+        if (cg_write(d, "cgroup.subtree_control", plus, &e) < 0)
+          rt_debug("cgroup: enable %s in %s: %s", t, d, e->msg);
+        crater_error_release(&e);
+      }
+    }
+    free(parent);
+    parent = steal_pointer(&d);
+    if (c == '\0')
+      break;
+    *p = c;
+  }
+  return 0;
+}
+
+/* v1 device rules: "c 1:3 rwm" */
+static char *
+dev_rule(json_t *r, bool *allow)
+{
+  const char *type = crater__js(r, "type");
+  json_int_t maj = crater__ji(r, "major", -1), min = crater__ji(r, "minor", -1);
+  const char *acc = crater__js(r, "access");
+  *allow = crater__jb(r, "allow", false);
+  char smaj[32] = "*", smin[32] = "*";
+  if (maj >= 0)
+    snprintf(smaj, sizeof smaj, "%lld", (long long) maj);
+  if (min >= 0)
+    snprintf(smin, sizeof smin, "%lld", (long long) min);
+  if (type == NULL || *type == '\0' || strcmp(type, "a") == 0)
+    return xasprintf("a %s:%s %s", smaj, smin, acc && *acc ? acc : "rwm");
+  return xasprintf("%s %s:%s %s", type, smaj, smin, acc && *acc ? acc : "rwm");
+}
+
+/* Devices every container gets (the default /dev nodes and ptys). */
+static const char *const default_devices[] = {
+  "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm", "c 5:0 rwm",
+  "c 5:1 rwm", "c 5:2 rwm", "c 136:* rwm", "c 10:200 rwm", NULL,
+};
+
+static int
+apply_v1(const char *path, json_t *res, json_t *linux_devs, crater_error_t *err)
+{
+  json_t *mem = json_object_get(res, "memory");
+  json_t *cpu = json_object_get(res, "cpu");
+  json_t *pids = json_object_get(res, "pids");
+  cleanup_free char *dmem = cg_dir("memory", path);
+  cleanup_free char *dcpu = cg_dir("cpu", path);
+  cleanup_free char *dset = cg_dir("cpuset", path);
+  cleanup_free char *dpids = cg_dir("pids", path);
+  cleanup_free char *ddev = cg_dir("devices", path);
+  if (json_is_object(mem)) {
+    json_int_t limit = crater__ji(mem, "limit", 0), swap = crater__ji(mem, "swap", 0);
+    json_int_t resv = crater__ji(mem, "reservation", 0);
+    if (limit != 0 && cg_writef(dmem, "memory.limit_in_bytes", err, "%lld", (long long) limit) < 0)
+      return -1;
+    if (swap != 0) {
+      crater_error_t e = NULL;
+      if (cg_writef(dmem, "memory.memsw.limit_in_bytes", &e, "%lld", (long long) swap) < 0) {
+        if (e->status != ENOENT) {
+          crater_error_move(err, &e);
+          return -1;
+        }
+        crater__rt_log("warning", "swap limit not supported by the kernel, ignored");
+        crater_error_release(&e);
+      }
+    }
+    if (resv > 0 && cg_writef(dmem, "memory.soft_limit_in_bytes", err, "%lld", (long long) resv) < 0)
+      return -1;
+    json_int_t swappiness = crater__ji(mem, "swappiness", -1);
+    if (swappiness >= 0 && swappiness <= 100 &&
+        cg_writef(dmem, "memory.swappiness", err, "%lld", (long long) swappiness) < 0)
+      return -1;
+    if (crater__jb(mem, "disableOOMKiller", false) && cg_write(dmem, "memory.oom_control", "1", err) < 0)
+      return -1;
+  }
+  if (json_is_object(cpu)) {
+    json_int_t shares = crater__ji(cpu, "shares", 0), quota = crater__ji(cpu, "quota", 0);
+    json_int_t period = crater__ji(cpu, "period", 0);
+    if (shares > 0 && cg_writef(dcpu, "cpu.shares", err, "%lld", (long long) shares) < 0)
+      return -1;
+    if (period > 0 && cg_writef(dcpu, "cpu.cfs_period_us", err, "%lld", (long long) period) < 0)
+      return -1;
+    if (quota != 0 && cg_writef(dcpu, "cpu.cfs_quota_us", err, "%lld", (long long) quota) < 0)
+      return -1;
+    const char *cpus = crater__js(cpu, "cpus"), *mems = crater__js(cpu, "mems");
+    if (cpus && *cpus && cg_write(dset, "cpuset.cpus", cpus, err) < 0)
+      return -1;
+    if (mems && *mems && cg_write(dset, "cpuset.mems", mems, err) < 0)
+      return -1;
+  }
+  if (json_is_object(pids)) {
+    json_int_t l = crater__ji(pids, "limit", 0);
+    if (l > 0 ? cg_writef(dpids, "pids.max", err, "%lld", (long long) l) < 0
+              : cg_write(dpids, "pids.max", "max", err) < 0)
+      return -1;
+  }
+  json_t *devs = json_object_get(res, "devices");
+  if (json_is_array(devs) && access(ddev, F_OK) == 0) {
+    size_t i;
+    json_t *r;
+    json_array_foreach(devs, i, r) {
+      bool allow;
+      cleanup_free char *rule = dev_rule(r, &allow);
+      if (cg_write(ddev, allow ? "devices.allow" : "devices.deny", rule, err) < 0)
+        return -1;
+    }
+    for (i = 0; default_devices[i]; i++)
+      if (cg_write(ddev, "devices.allow", default_devices[i], err) < 0)
+        return -1;
+    json_array_foreach(linux_devs, i, r) {
+      const char *t = crater__js(r, "type");
+      cleanup_free char *rule = xasprintf("%s %lld:%lld rwm", t && *t == 'b' ? "b" : "c",
+                                          (long long) crater__ji(r, "major", 0),
+                                          (long long) crater__ji(r, "minor", 0));
+      if (cg_write(ddev, "devices.allow", rule, err) < 0)
+        return -1;
+    }
+  }
+  json_t *blkio = json_object_get(res, "blockIO");
+  json_int_t w = crater__ji(blkio, "weight", 0);
+  if (w > 0) {
+    cleanup_free char *dblk = cg_dir("blkio", path);
+    crater_error_t e = NULL;
+    if (cg_writef(dblk, "blkio.weight", &e, "%lld", (long long) w) < 0)
+      crater__rt_log("warning", "blkio weight ignored: %s", e->msg);
+    crater_error_release(&e);
+  }
+  return 0;
+}
+
+static int
+apply_v2(const char *path, json_t *res, crater_error_t *err)
+{
+  cleanup_free char *d = cg_dir(NULL, path);
+  json_t *mem = json_object_get(res, "memory");
+  json_t *cpu = json_object_get(res, "cpu");
+  json_t *pids = json_object_get(res, "pids");
+  if (json_is_object(mem)) {
+    json_int_t limit = crater__ji(mem, "limit", 0), swap = crater__ji(mem, "swap", 0);
+    json_int_t resv = crater__ji(mem, "reservation", 0);
+    if (limit > 0 && cg_writef(d, "memory.max", err, "%lld", (long long) limit) < 0)
+      return -1;
+    if (swap != 0) {
+      /* OCI swap is memory+swap; v2 swap.max is swap alone */
+      int r = swap < 0 ? cg_write(d, "memory.swap.max", "max", err)
+                       : cg_writef(d, "memory.swap.max", err, "%lld",
+                                   (long long) (limit > 0 && swap >= limit ? swap - limit : swap));
+      if (r < 0)
+        return -1;
+    }
+    if (resv > 0 && cg_writef(d, "memory.low", err, "%lld", (long long) resv) < 0)
+      return -1;
+  }
+  if (json_is_object(cpu)) {
+    json_int_t shares = crater__ji(cpu, "shares", 0), quota = crater__ji(cpu, "quota", 0);
+    json_int_t period = crater__ji(cpu, "period", 0);
+    if (shares > 0) {
+      unsigned long long wgt = 1 + ((unsigned long long) (shares - 2) * 9999) / 262142;
+      if (cg_writef(d, "cpu.weight", err, "%llu", wgt) < 0)
+        return -1;
+    }
+    if (quota != 0 || period > 0) {
+      int r = quota > 0 ? cg_writef(d, "cpu.max", err, "%lld %lld", (long long) quota,
+                                    (long long) (period > 0 ? period : 100000))
+                        : cg_writef(d, "cpu.max", err, "max %lld", (long long) (period > 0 ? period : 100000));
+      if (r < 0)
+        return -1;
+    }
+    const char *cpus = crater__js(cpu, "cpus"), *mems = crater__js(cpu, "mems");
+    if (cpus && *cpus && cg_write(d, "cpuset.cpus", cpus, err) < 0)
+      return -1;
+    if (mems && *mems && cg_write(d, "cpuset.mems", mems, err) < 0)
+      return -1;
+  }
+  if (json_is_object(pids)) {
+    json_int_t l = crater__ji(pids, "limit", 0);
+    if (l > 0 ? cg_writef(d, "pids.max", err, "%lld", (long long) l) < 0
+              : cg_write(d, "pids.max", "max", err) < 0)
+      return -1;
+  }
+  json_t *unified = json_object_get(res, "unified");
+  const char *k;
+  json_t *v;
+  json_object_foreach(unified, k, v) {
+    if (strchr(k, '/') || !json_is_string(v) || cg_write(d, k, json_string_value(v), err) < 0)
+      return err && *err ? -1 : crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, 0, "bad unified key %s", k);
+  }
+  json_t *devs = json_object_get(res, "devices");
+  if (json_array_size(devs) > 1)
+    rt_debug("cgroup v2: device rules are not enforced (no eBPF device controller yet)");
+  return 0;
+}
+
+int
+crater__cgroup_apply(const char *path, json_t *config, crater_error_t *err)
+{
+  json_t *res = crater__jpath(config, "linux.resources");
+  if (crater__cgroup_is_v2()) {
+    if (cg_mkdir(NULL, path, true, err) < 0)
+      return -1;
+    return json_is_object(res) ? apply_v2(path, res, err) : 0;
+  }
+  size_t n;
+  char **h = v1_hierarchies(&n);
+  for (size_t i = 0; i < n; i++)
+    if (cg_mkdir(h[i], path, false, err) < 0) {
+      free_strv(h);
+      return -1;
+    }
+  free_strv(h);
+  return json_is_object(res) ? apply_v1(path, res, crater__jpath(config, "linux.devices"), err) : 0;
+}
+
+int
+crater__cgroup_enter(const char *path, pid_t pid, crater_error_t *err)
+{
+  char spid[32];
+  snprintf(spid, sizeof spid, "%d", (int) pid);
+  if (crater__cgroup_is_v2()) {
+    cleanup_free char *d = cg_dir(NULL, path);
+    return cg_write(d, "cgroup.procs", spid, err);
+  }
+  size_t n;
+  char **h = v1_hierarchies(&n);
+  int r = 0;
+  for (size_t i = 0; i < n && r == 0; i++) {
+    cleanup_free char *d = cg_dir(h[i], path);
+    if (access(d, F_OK) < 0)
+      continue;
+    r = cg_write(d, "cgroup.procs", spid, err);
+  }
+  free_strv(h);
+  return r;
+}
+
+static char *
+freezer_dir(const char *path)
+{
+  return crater__cgroup_is_v2() ? cg_dir(NULL, path) : cg_dir("freezer", path);
+}
+
+bool
+crater__cgroup_frozen(const char *path)
+{
+  cleanup_free char *d = freezer_dir(path);
+  if (crater__cgroup_is_v2()) {
+    cleanup_free char *s = cg_read(d, "cgroup.freeze");
+    return s && s[0] == '1';
+  }
+  cleanup_free char *s = cg_read(d, "freezer.state");
+  return s && (strncmp(s, "FROZEN", 6) == 0 || strncmp(s, "FREEZING", 8) == 0);
+}
+
+int
+crater__cgroup_freeze(const char *path, bool frozen, crater_error_t *err)
+{
+  cleanup_free char *d = freezer_dir(path);
+  bool v2 = crater__cgroup_is_v2();
+  if (v2 ? cg_write(d, "cgroup.freeze", frozen ? "1" : "0", err) < 0
+         : cg_write(d, "freezer.state", frozen ? "FROZEN" : "THAWED", err) < 0)
+    return crater_error_wrap(err, "%s cgroup %s", frozen ? "freeze" : "thaw", path);
+  for (int i = 0; i < 1000; i++) {
+    if (v2) {
+      cleanup_free char *ev = cg_read(d, "cgroup.events");
+      char *f = ev ? strstr(ev, "frozen ") : NULL;
+      if (f == NULL || (f[7] == '1') == frozen)
+        return 0;
+    } else {
+      cleanup_free char *s = cg_read(d, "freezer.state");
+      if (s == NULL || strncmp(s, frozen ? "FROZEN" : "THAWED", 6) == 0)
+        return 0;
+      if (frozen && i % 50 == 49) /* nudge a stuck FREEZING */
+        cg_write(d, "freezer.state", "FROZEN", NULL);
+    }
+    usleep(1000);
+  }
+  return crater_error_make(err, CRATER_ERR_DEADLINE_EXCEEDED, ETIMEDOUT,
+                           "%s cgroup %s: timed out", frozen ? "freeze" : "thaw", path);
+}
+
+static char *
+procs_dir(const char *path)
+{
+  if (crater__cgroup_is_v2())
+    return cg_dir(NULL, path);
+  static const char *const pref[] = { "pids", "freezer", "memory", "cpu", "devices", NULL };
+  for (int i = 0; pref[i]; i++) {
+    char *d = cg_dir(pref[i], path);
+    if (access(d, F_OK) == 0)
+      return d;
+    free(d);
+  }
+  return cg_dir("systemd", path);
+}
+
+pid_t *
+crater__cgroup_pids(const char *path, size_t *n, crater_error_t *err)
+{
+  cleanup_free char *d = procs_dir(path);
+  cleanup_free char *p = crater__path_join(d, "cgroup.procs");
+  *n = 0;
+  cleanup_free char *s = crater__read_file(p, 16 << 20, NULL, err);
+  if (s == NULL)
+    return NULL;
+  pid_t *out = xmalloc(sizeof(pid_t));
+  char *save = NULL;
+  for (char *t = strtok_r(s, "\n", &save); t; t = strtok_r(NULL, "\n", &save)) {
+    out = xrealloc(out, (*n + 1) * sizeof *out);
+    out[(*n)++] = (pid_t) atoi(t);
+  }
+  return out;
+}
+
+int
+crater__cgroup_kill_all(const char *path, int sig, crater_error_t *err)
+{
+  /* freeze first so nothing forks behind our back */
+  crater_error_t e = NULL;
+  bool froze = crater__cgroup_freeze(path, true, &e) == 0;
+  crater_error_release(&e);
+  size_t n;
+  cleanup_free pid_t *pids = crater__cgroup_pids(path, &n, err);
+  if (pids)
+    for (size_t i = 0; i < n; i++)
+      kill(pids[i], sig);
+  if (froze)
+    crater__cgroup_freeze(path, false, &e);
+  crater_error_release(&e);
+  return pids ? 0 : -1;
+}
+
+static int
+rmdir_retry(const char *d, crater_error_t *err)
+{
+  for (int i = 0; i < 500; i++) {
+    if (rmdir(d) == 0 || errno == ENOENT)
+      return 0;
+    if (errno != EBUSY)
+      break;
+    usleep(2000);
+  }
+  return crater_error_sys(err, errno, "remove cgroup %s", d);
+}
+
+int
+crater__cgroup_destroy(const char *path, crater_error_t *err)
+{
+  crater_error_t e = NULL;
+  for (int i = 0; i < 200; i++) {
+    size_t n = 0;
+    cleanup_free pid_t *pids = crater__cgroup_pids(path, &n, &e);
+    crater_error_release(&e);
+    if (pids == NULL || n == 0)
+      break;
+    crater__cgroup_kill_all(path, SIGKILL, &e);
+    crater_error_release(&e);
+    usleep(5000);
+  }
+  if (crater__cgroup_is_v2()) {
+    cleanup_free char *d = cg_dir(NULL, path);
+    return rmdir_retry(d, err);
+  }
+  size_t n;
+  char **h = v1_hierarchies(&n);
+  int r = 0;
+  for (size_t i = 0; i < n; i++) {
+    cleanup_free char *d = cg_dir(h[i], path);
+    if (rmdir_retry(d, r < 0 ? &e : err) < 0)
+      r = -1;
+    crater_error_release(&e);
+  }
+  free_strv(h);
+  return r;
+}
+
+/* "key value" lines into a JSON object of integers. */
+static json_t *
+kv_file(const char *dir, const char *file)
+{
+  json_t *o = json_object();
+  cleanup_free char *s = cg_read(dir, file);
+  char *save = NULL;
+  for (char *l = s ? strtok_r(s, "\n", &save) : NULL; l; l = strtok_r(NULL, "\n", &save)) {
+    char *sp = strchr(l, ' ');
+    if (sp == NULL)
+      continue;
+    *sp = '\0';
+    json_object_set_new(o, l, json_integer((json_int_t) strtoull(sp + 1, NULL, 10)));
+  }
+  return o;
+}
+
+static json_int_t
+kv_get(json_t *o, const char *k)
+{
+  return crater__ji(o, k, 0);
+}
+
+json_t *
+crater__cgroup_stats(const char *path, crater_error_t *err)
+{
+  json_t *cpu, *memory, *pids;
+  if (crater__cgroup_is_v2()) {
+    cleanup_free char *d = cg_dir(NULL, path);
+    if (access(d, F_OK) < 0) {
+      crater_error_sys(err, errno, "cgroup %s", d);
+      return NULL;
+    }
+    json_t *cs = kv_file(d, "cpu.stat");
+    cpu = json_pack("{s:{s:I,s:I,s:I,s:[]},s:{s:I,s:I,s:I}}", "usage", "total",
+                    kv_get(cs, "usage_usec") * 1000, "kernel", kv_get(cs, "system_usec") * 1000,
+                    "user", kv_get(cs, "user_usec") * 1000, "percpu", "throttling", "periods",
+                    kv_get(cs, "nr_periods"), "throttledPeriods", kv_get(cs, "nr_throttled"),
+                    "throttledTime", kv_get(cs, "throttled_usec") * 1000);
+    json_decref(cs);
+    json_t *ev = kv_file(d, "memory.events");
+    json_t *raw = kv_file(d, "memory.stat");
+    long long lim = cg_read_ll(d, "memory.max");
+    memory = json_pack("{s:{s:I,s:I,s:I,s:I},s:{s:I,s:I},s:I,s:I,s:o}", "usage", "usage",
+                       (json_int_t) cg_read_ll(d, "memory.current"), "limit",
+                       (json_int_t) (lim < 0 ? INT64_MAX : lim), "max",
+                       (json_int_t) cg_read_ll(d, "memory.peak"), "failcnt", kv_get(ev, "max"),
+                       "swap", "usage", (json_int_t) cg_read_ll(d, "memory.swap.current"), "limit",
+                       (json_int_t) cg_read_ll(d, "memory.swap.max"), "oom", kv_get(ev, "oom"),
+                       "oom_kill", kv_get(ev, "oom_kill"), "raw", raw);
+    json_decref(ev);
+    pids = json_pack("{s:I,s:I}", "current", (json_int_t) cg_read_ll(d, "pids.current"), "limit",
+                     (json_int_t) cg_read_ll(d, "pids.max"));
+  } else {
+    cleanup_free char *dm = cg_dir("memory", path);
+    cleanup_free char *dc = cg_dir("cpuacct", path);
+    cleanup_free char *dcpu = cg_dir("cpu", path);
+    cleanup_free char *dp = cg_dir("pids", path);
+    if (access(dm, F_OK) < 0) {
+      crater_error_sys(err, errno, "cgroup %s", dm);
+      return NULL;
+    }
+    json_t *percpu = json_array();
+    cleanup_free char *pc = cg_read(dc, "cpuacct.usage_percpu");
+    char *save = NULL;
+    for (char *t = pc ? strtok_r(pc, " \n", &save) : NULL; t; t = strtok_r(NULL, " \n", &save))
+      json_array_append_new(percpu, json_integer((json_int_t) strtoull(t, NULL, 10)));
+    json_t *st = kv_file(dc, "cpuacct.stat");
+    long tck = sysconf(_SC_CLK_TCK);
+    json_t *thr = kv_file(dcpu, "cpu.stat");
+    cpu = json_pack("{s:{s:I,s:I,s:I,s:o},s:{s:I,s:I,s:I}}", "usage", "total",
+                    (json_int_t) cg_read_ll(dc, "cpuacct.usage"), "kernel",
+                    kv_get(st, "system") * (1000000000 / tck), "user",
+                    kv_get(st, "user") * (1000000000 / tck), "percpu", percpu, "throttling",
+                    "periods", kv_get(thr, "nr_periods"), "throttledPeriods",
+                    kv_get(thr, "nr_throttled"), "throttledTime", kv_get(thr, "throttled_time"));
+    json_decref(st);
+    json_decref(thr);
+    json_t *oomc = kv_file(dm, "memory.oom_control");
+    json_t *raw = kv_file(dm, "memory.stat");
+    memory = json_pack(
+        "{s:I,s:{s:I,s:I,s:I,s:I},s:{s:I,s:I,s:I,s:I},s:I,s:I,s:o}", "cache", kv_get(raw, "cache"),
+        "usage", "usage", (json_int_t) cg_read_ll(dm, "memory.usage_in_bytes"), "limit",
+        (json_int_t) cg_read_ll(dm, "memory.limit_in_bytes"), "max",
+        (json_int_t) cg_read_ll(dm, "memory.max_usage_in_bytes"), "failcnt",
+        (json_int_t) cg_read_ll(dm, "memory.failcnt"), "swap", "usage",
+        (json_int_t) cg_read_ll(dm, "memory.memsw.usage_in_bytes"), "limit",
+        (json_int_t) cg_read_ll(dm, "memory.memsw.limit_in_bytes"), "max",
+        (json_int_t) cg_read_ll(dm, "memory.memsw.max_usage_in_bytes"), "failcnt",
+        (json_int_t) cg_read_ll(dm, "memory.memsw.failcnt"), "oom", kv_get(oomc, "under_oom"),
+        "oom_kill", kv_get(oomc, "oom_kill"), "raw", raw);
+    json_decref(oomc);
+    pids = json_pack("{s:I,s:I}", "current", (json_int_t) cg_read_ll(dp, "pids.current"), "limit",
+                     (json_int_t) cg_read_ll(dp, "pids.max"));
+  }
+  return json_pack("{s:o,s:o,s:o,s:{},s:{}}", "cpu", cpu, "memory", memory, "pids", pids,
+                   "blkio", "hugetlb");
+}
+
+int
+crater__cgroup_mount(const char *path, int rootfd, const char *where, unsigned long flags, bool cgroupns,
+                     crater_error_t *err)
+{
+  unsigned long base = flags & (MS_NOSUID | MS_NODEV | MS_NOEXEC);
+  char dest[64];
+  cleanup_close int fd = crater__open_in_root(rootfd, where, true, true, err);
+  if (fd < 0)
+    return -1;
+  snprintf(dest, sizeof dest, "/proc/self/fd/%d", fd);
+  if (crater__cgroup_is_v2()) {
+    if (cgroupns && mount("cgroup2", dest, "cgroup2", base | (flags & MS_RDONLY), NULL) == 0)
+      return 0;
+    cleanup_free char *src = cg_dir(NULL, path);
+    if (mount(src, dest, NULL, MS_BIND | MS_REC, NULL) < 0)
+      return crater_error_sys(err, errno, "bind %s on cgroup mount", src);
+    if ((flags & MS_RDONLY) && mount(NULL, dest, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | base, NULL) < 0)
+      return crater_error_sys(err, errno, "remount cgroup read-only");
+    return 0;
+  }
+  if (mount("tmpfs", dest, "tmpfs", base, "mode=755") < 0)
+    return crater_error_sys(err, errno, "mount tmpfs for cgroups");
+  /* reopen: the old fd still names the directory under the tmpfs */
+  close(fd);
+  fd = crater__open_in_root(rootfd, where, true, false, err);
+  if (fd < 0)
+    return -1;
+  size_t n;
+  char **h = v1_hierarchies(&n);
+  int r = 0;
+  for (size_t i = 0; i < n && r == 0; i++) {
+    cleanup_free char *src = cg_dir(h[i], path);
+    cleanup_free char *dst = xasprintf("%s/%s", dest, h[i]);
+    if (mkdir(dst, 0755) < 0 && errno != EEXIST)
+      r = crater_error_sys(err, errno, "mkdir cgroup/%s", h[i]);
+    else if (access(src, F_OK) < 0)
+      continue;
+    else if (mount(src, dst, NULL, MS_BIND | MS_REC, NULL) < 0)
+      r = crater_error_sys(err, errno, "bind %s", src);
+    else if (mount(NULL, dst, NULL, MS_BIND | MS_REMOUNT | base | (flags & MS_RDONLY), NULL) < 0)
+      r = crater_error_sys(err, errno, "remount %s", dst);
+  }
+  /* co-mount symlinks such as cpu,cpuacct -> cpu */
+  DIR *d = opendir(CG_ROOT);
+  struct dirent *e;
+  while (r == 0 && d && (e = readdir(d))) {
+    if (e->d_type != DT_LNK)
+      continue;
+    char tgt[PATH_MAX];
+    cleanup_free char *lp = xasprintf(CG_ROOT "/%s", e->d_name);
+    ssize_t l = readlink(lp, tgt, sizeof tgt - 1);
+    if (l <= 0)
+      continue;
+    tgt[l] = '\0';
+    cleanup_free char *dst = xasprintf("%s/%s", dest, e->d_name);
+    if (symlink(tgt, dst) < 0 && errno != EEXIST)
+      crater__rt_log("warning", "cgroup symlink %s: %s", e->d_name, strerror(errno));
+  }
+  if (d)
+    closedir(d);
+  free_strv(h);
+  if (r == 0 && (flags & MS_RDONLY) &&
+      mount(NULL, dest, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | base, NULL) < 0)
+    r = crater_error_sys(err, errno, "remount cgroup tmpfs read-only");
+  return r;
+}

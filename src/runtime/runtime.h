@@ -1,0 +1,228 @@
+/*
+ * crater-runtime: the built-in OCI runtime.  This header is the internal
+ * contract between the files of src/runtime/ (the program is the only user):
+ *
+ *   main.c      runc-compatible command line, one function per command
+ *   state.c     <root>/<id>/state.json, status computation
+ *   create.c    spawning the container init and the parent/child sync
+ *   rootfs.c    mounts, /dev, pivot_root, masked/readonly paths
+ *   process.c   user, capabilities, rlimits, fds, execve (init and exec)
+ *   seccomp.c   linux.seccomp -> libseccomp filter; the default profile
+ *   cgroup.c    cgroup v1 / v2 manager chosen at run time
+ *   hooks.c     OCI hooks with state on stdin and timeouts
+ *   exec.c      `exec`: a new process inside a running container
+ *   sealed.c    re-exec from a sealed memfd (CVE-2019-5736)
+ *
+ * See docs/design/runtime.md for the process model.
+ */
+#ifndef CRATER_RUNTIME_RUNTIME_H
+#define CRATER_RUNTIME_RUNTIME_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "common/cleanup.h"
+#include "common/error.h"
+#include "common/xalloc.h"
+
+#define CRATER_OCI_VERSION "1.0.2"
+#define CRATER_RUNTIME_DEFAULT_ROOT "/run/crater-runtime"
+
+static inline void
+cleanup_jsonp(json_t **j)
+{
+  if (*j)
+    json_decref(*j);
+}
+#define cleanup_json __attribute__((cleanup(cleanup_jsonp)))
+
+/* Global options (before the command). */
+typedef struct {
+  const char *root;
+  const char *log_path;
+  bool log_json;
+  bool debug;
+} crater_rt_opts_t;
+
+extern crater_rt_opts_t crater__rt_opts;
+
+/* Logs an error/warning/debug line to stderr and to --log in the chosen
+ * format. */
+void crater__rt_log(const char *level, const char *fmt, ...) CRATER_PRINTF(2, 3);
+#define rt_debug(...)                                                     \
+  do {                                                                    \
+    if (crater__rt_opts.debug)                                            \
+      crater__rt_log("debug", __VA_ARGS__);                               \
+  } while (0)
+
+/* --- JSON helpers (spec access; missing keys give the default) ---------- */
+const char *crater__js(json_t *o, const char *key);            /* NULL if absent */
+json_int_t crater__ji(json_t *o, const char *key, json_int_t def);
+bool crater__jb(json_t *o, const char *key, bool def);
+json_t *crater__jpath(json_t *o, const char *dotted);           /* "linux.resources" */
+
+/* --- small helpers ------------------------------------------------------ */
+int crater__write_str(const char *path, const char *s, crater_error_t *err);
+int crater__write_strat(int dirfd, const char *name, const char *s, crater_error_t *err);
+int crater__parse_signal(const char *s);                        /* <0 unknown */
+/* Field 22 (starttime) and state letter of /proc/<pid>/stat; -1 if gone. */
+int crater__proc_stat(pid_t pid, unsigned long long *start, char *state);
+char *crater__rfc3339_now(void);
+
+/* --- parent/child sync over a SOCK_SEQPACKET pair ----------------------- */
+enum {
+  SYNC_GO = 1,          /* parent -> child: maps/cgroup done, go on */
+  SYNC_HOOKS,           /* child -> parent: run prestart/createRuntime */
+  SYNC_HOOKS_DONE,      /* parent -> child */
+  SYNC_READY,           /* child -> parent: created, waiting for start */
+  SYNC_PID,             /* intermediate -> parent: pid of the init */
+  SYNC_ERROR,           /* child -> parent: msg holds the error */
+};
+typedef struct {
+  int type;
+  int value;
+  int status;
+  char msg[2048];
+} crater_sync_t;
+
+int crater__sync_send(int fd, int type, int value, crater_error_t *err);
+int crater__sync_send_error(int fd, crater_error_t e);
+/* Receives one message; a SYNC_ERROR from the peer becomes *err. */
+int crater__sync_recv(int fd, int expect, int *value, crater_error_t *err);
+
+/* --- container state ---------------------------------------------------- */
+typedef enum { ST_CREATING, ST_CREATED, ST_RUNNING, ST_PAUSED, ST_STOPPED } crater_status_t;
+
+typedef struct {
+  char *id;
+  char *dir;            /* <root>/<id> */
+  char *bundle;
+  char *rootfs;
+  char *created;        /* RFC 3339 */
+  pid_t pid;
+  unsigned long long start_time;
+  char *cgroup_path;    /* hierarchy-relative, leading '/' */
+  json_t *config;       /* the bundle's config.json (owned) */
+} crater_state_t;
+
+void crater__state_free(crater_state_t *s);
+static inline void
+cleanup_statep(crater_state_t **s)
+{
+  if (*s)
+    crater__state_free(*s);
+}
+#define cleanup_state __attribute__((cleanup(cleanup_statep)))
+
+char *crater__state_dir(const char *id);
+int crater__state_save(crater_state_t *s, crater_error_t *err);
+crater_state_t *crater__state_load(const char *id, crater_error_t *err);
+crater_status_t crater__state_status(crater_state_t *s);
+const char *crater__status_name(crater_status_t st);
+/* The OCI state JSON (runc's field set) for `state` and hooks. */
+json_t *crater__state_json(crater_state_t *s, crater_status_t st);
+
+/* --- cgroups ------------------------------------------------------------ */
+bool crater__cgroup_is_v2(void);
+/* Resolves linux.cgroupsPath (or the default /crater/<id>). */
+char *crater__cgroup_path_for(json_t *config, const char *id);
+/* Creates the cgroup(s) and applies linux.resources (and linux.devices). */
+int crater__cgroup_apply(const char *path, json_t *config, crater_error_t *err);
+int crater__cgroup_enter(const char *path, pid_t pid, crater_error_t *err);
+int crater__cgroup_freeze(const char *path, bool frozen, crater_error_t *err);
+bool crater__cgroup_frozen(const char *path);
+/* pids in the cgroup; *n gets the count; malloc'd. */
+pid_t *crater__cgroup_pids(const char *path, size_t *n, crater_error_t *err);
+int crater__cgroup_kill_all(const char *path, int sig, crater_error_t *err);
+/* Kills what is left and removes the cgroup(s). */
+int crater__cgroup_destroy(const char *path, crater_error_t *err);
+json_t *crater__cgroup_stats(const char *path, crater_error_t *err);
+/* Mounts the container's cgroups at `where` inside rootfd. */
+int crater__cgroup_mount(const char *path, int rootfd, const char *where, unsigned long flags,
+                         bool cgroupns, crater_error_t *err);
+
+/* --- hooks -------------------------------------------------------------- */
+/* Runs config.hooks.<kind> with the state JSON on stdin. */
+int crater__hooks_run(json_t *config, const char *kind, json_t *state, crater_error_t *err);
+
+/* --- seccomp ------------------------------------------------------------ */
+extern const unsigned char crater__seccomp_default_json[];
+/* Compiles and loads linux.seccomp (NULL or absent: nothing).  Returns the
+ * notify fd when an SCMP_ACT_NOTIFY rule exists, else 0. */
+int crater__seccomp_apply(json_t *seccomp, crater_error_t *err);
+
+/* --- rootfs ------------------------------------------------------------- */
+typedef struct {
+  json_t *config;
+  const char *bundle;
+  const char *rootfs;     /* absolute */
+  const char *cgroup_path;
+  bool no_pivot;
+  bool new_userns;
+  bool new_cgroupns;
+  bool new_netns;
+} crater_rootfs_ctx_t;
+
+/* Everything up to (not including) pivot_root. */
+int crater__rootfs_prepare(crater_rootfs_ctx_t *ctx, crater_error_t *err);
+/* pivot_root (or MS_MOVE + chroot), masked/readonly paths, ro root. */
+int crater__rootfs_finish(crater_rootfs_ctx_t *ctx, crater_error_t *err);
+/* Opens (creating missing dirs, and the leaf as dir or file) a path inside
+ * root without leaving it; returns an O_PATH fd. */
+int crater__open_in_root(int rootfd, const char *path, bool leaf_dir, bool create,
+                         crater_error_t *err);
+
+/* --- process ------------------------------------------------------------ */
+/* Sets rlimits, oom_score_adj is done elsewhere. */
+int crater__process_rlimits(json_t *process, crater_error_t *err);
+/* Changes directory to process.cwd (must exist inside the root). */
+int crater__process_cwd(json_t *process, crater_error_t *err);
+/* Resolves args[0] with the process PATH; malloc'd. */
+char *crater__process_lookup(json_t *process, crater_error_t *err);
+/* User, capabilities, no_new_privileges, seccomp, fds, execve.  Never
+ * returns on success. */
+int crater__process_exec(json_t *process, json_t *seccomp, const char *exe,
+                         int preserve_fds, crater_error_t *err);
+/* Sets up a pty inside the container and sends its master over sockfd. */
+int crater__process_console(int sockfd, crater_error_t *err);
+int crater__send_fd(int sock, int fd, const char *name, crater_error_t *err);
+
+/* --- sealed re-exec ----------------------------------------------------- */
+/* Re-executes from a sealed memfd copy unless already doing so. */
+int crater__ensure_sealed(char **argv, crater_error_t *err);
+
+/* --- commands ----------------------------------------------------------- */
+typedef struct {
+  const char *id;
+  const char *bundle;
+  const char *pid_file;
+  const char *console_socket;
+  bool no_pivot;
+  int preserve_fds;
+  bool detach;      /* run only */
+} crater_create_opts_t;
+
+/* Creates the container; returns the init pid (the init is blocked on
+ * exec.fifo until start). */
+pid_t crater_runtime_create(crater_create_opts_t *o, crater_error_t *err);
+int crater_runtime_start(const char *id, crater_error_t *err);
+int crater_runtime_delete(const char *id, bool force, crater_error_t *err);
+
+typedef struct {
+  const char *id;
+  json_t *process;          /* owned by caller */
+  const char *pid_file;
+  const char *console_socket;
+  bool detach;
+  int preserve_fds;
+} crater_exec_opts_t;
+/* Returns the exit status (foreground) or 0 (detached). */
+int crater_runtime_exec(crater_exec_opts_t *o, crater_error_t *err);
+
+/* Waits for pid (a child or, with the subreaper bit, a descendant) while
+ * forwarding signals to it; returns the shell-style exit code. */
+int crater__wait_forward(pid_t pid, crater_error_t *err);
+
+#endif

@@ -1,0 +1,196 @@
+/*
+ * linux.seccomp -> libseccomp: default action (with defaultErrnoRet),
+ * architectures, flags, per-syscall actions (ALLOW, ERRNO(n), KILL,
+ * KILL_PROCESS, KILL_THREAD, TRAP, TRACE(n), LOG, NOTIFY) and argument
+ * conditions with every comparison op.  Several conditions on the same
+ * argument cannot live in one libseccomp rule, so they become one rule each
+ * (OR), as other runtimes do.  Syscall names unknown to this libseccomp
+ * are skipped with a debug line, so one profile serves several kernels.
+ * The default profile (policies/seccomp-default.json) is embedded.
+ */
+#include <errno.h>
+#include <seccomp.h>
+#include <string.h>
+#include <strings.h>
+
+#include "runtime.h"
+
+static int
+parse_action(const char *s, json_t *rule, json_int_t def_errno, uint32_t *out)
+{
+  json_int_t eret = crater__ji(rule, "errnoRet", def_errno);
+  if (s == NULL)
+    return -1;
+  if (strcmp(s, "SCMP_ACT_ALLOW") == 0)
+    *out = SCMP_ACT_ALLOW;
+  else if (strcmp(s, "SCMP_ACT_ERRNO") == 0)
+    *out = SCMP_ACT_ERRNO((uint16_t) eret);
+  else if (strcmp(s, "SCMP_ACT_KILL") == 0 || strcmp(s, "SCMP_ACT_KILL_THREAD") == 0)
+    *out = SCMP_ACT_KILL_THREAD;
+  else if (strcmp(s, "SCMP_ACT_KILL_PROCESS") == 0)
+    *out = SCMP_ACT_KILL_PROCESS;
+  else if (strcmp(s, "SCMP_ACT_TRAP") == 0)
+    *out = SCMP_ACT_TRAP;
+  else if (strcmp(s, "SCMP_ACT_TRACE") == 0)
+    *out = SCMP_ACT_TRACE((uint16_t) eret);
+  else if (strcmp(s, "SCMP_ACT_LOG") == 0)
+    *out = SCMP_ACT_LOG;
+  else if (strcmp(s, "SCMP_ACT_NOTIFY") == 0)
+    *out = SCMP_ACT_NOTIFY;
+  else
+    return -1;
+  return 0;
+}
+
+static int
+parse_op(const char *s, enum scmp_compare *op)
+{
+  static const struct {
+    const char *n;
+    enum scmp_compare op;
+  } ops[] = {
+    { "SCMP_CMP_NE", SCMP_CMP_NE }, { "SCMP_CMP_LT", SCMP_CMP_LT }, { "SCMP_CMP_LE", SCMP_CMP_LE },
+    { "SCMP_CMP_EQ", SCMP_CMP_EQ }, { "SCMP_CMP_GE", SCMP_CMP_GE }, { "SCMP_CMP_GT", SCMP_CMP_GT },
+    { "SCMP_CMP_MASKED_EQ", SCMP_CMP_MASKED_EQ },
+  };
+  for (size_t i = 0; s && i < sizeof ops / sizeof *ops; i++)
+    if (strcmp(s, ops[i].n) == 0) {
+      *op = ops[i].op;
+      return 0;
+    }
+  return -1;
+}
+
+static int
+add_rule(scmp_filter_ctx ctx, uint32_t act, int nr, json_t *args, crater_error_t *err,
+         const char *name)
+{
+  size_t n = json_array_size(args);
+  struct scmp_arg_cmp cmp[6];
+  bool dup = false;
+  unsigned seen = 0;
+  if (n > 6)
+    return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, EINVAL,
+                             "seccomp rule for %s: too many args", name);
+  for (size_t i = 0; i < n; i++) {
+    json_t *a = json_array_get(args, i);
+    json_int_t idx = crater__ji(a, "index", -1);
+    enum scmp_compare op;
+    if (idx < 0 || idx > 5 || parse_op(crater__js(a, "op"), &op) < 0)
+      return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, EINVAL,
+                               "seccomp rule for %s: bad argument %zu", name, i);
+    json_t *v = json_object_get(a, "value"), *v2 = json_object_get(a, "valueTwo");
+    uint64_t val = json_is_integer(v) ? (uint64_t) json_integer_value(v) : (uint64_t) json_number_value(v);
+    uint64_t val2 = json_is_integer(v2) ? (uint64_t) json_integer_value(v2) : (uint64_t) json_number_value(v2);
+    if (seen & (1u << idx))
+      dup = true;
+    seen |= 1u << idx;
+    cmp[i] = (struct scmp_arg_cmp){ .arg = (unsigned) idx, .op = op, .datum_a = val, .datum_b = val2 };
+  }
+  int r;
+  if (!dup) {
+    r = seccomp_rule_add_array(ctx, act, nr, (unsigned) n, n ? cmp : NULL);
+  } else {
+    r = 0;
+    for (size_t i = 0; i < n && r == 0; i++)
+      r = seccomp_rule_add_array(ctx, act, nr, 1, &cmp[i]);
+  }
+  if (r < 0)
+    return crater_error_sys(err, -r, "seccomp rule for %s", name);
+  return 0;
+}
+
+int
+crater__seccomp_apply(json_t *sc, crater_error_t *err)
+{
+  if (!json_is_object(sc))
+    return 0;
+  json_int_t def_errno = crater__ji(sc, "defaultErrnoRet", EPERM);
+  uint32_t defact;
+  if (parse_action(crater__js(sc, "defaultAction"), NULL, def_errno, &defact) < 0)
+    return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, EINVAL, "seccomp: bad defaultAction '%s'",
+                             crater__js(sc, "defaultAction") ? crater__js(sc, "defaultAction") : "");
+  scmp_filter_ctx ctx = seccomp_init(defact);
+  if (ctx == NULL)
+    return crater_error_make(err, CRATER_ERR_INTERNAL, 0, "seccomp_init failed");
+  int ret = -1, r;
+  bool notify = false;
+  size_t i;
+  json_t *v;
+  json_array_foreach(json_object_get(sc, "architectures"), i, v) {
+    const char *a = json_string_value(v);
+    if (a == NULL)
+      continue;
+    char lower[64];
+    snprintf(lower, sizeof lower, "%s", strncmp(a, "SCMP_ARCH_", 10) == 0 ? a + 10 : a);
+    for (char *p = lower; *p; p++)
+      *p = (char) (*p >= 'A' && *p <= 'Z' ? *p + 32 : *p);
+    uint32_t arch = seccomp_arch_resolve_name(lower);
+    if (arch == 0) {
+      rt_debug("seccomp: unknown arch %s ignored", a);
+      continue;
+    }
+    r = seccomp_arch_add(ctx, arch);
+    if (r < 0 && r != -EEXIST) {
+      crater_error_sys(err, -r, "seccomp: add arch %s", a);
+      goto done;
+    }
+  }
+  json_array_foreach(json_object_get(sc, "flags"), i, v) {
+    const char *f = json_string_value(v);
+    if (f == NULL)
+      continue;
+    if (strcmp(f, "SECCOMP_FILTER_FLAG_LOG") == 0)
+      r = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_LOG, 1);
+    else if (strcmp(f, "SECCOMP_FILTER_FLAG_SPEC_ALLOW") == 0)
+      r = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_SSB, 1);
+    else if (strcmp(f, "SECCOMP_FILTER_FLAG_TSYNC") == 0)
+      r = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_TSYNC, 1);
+    else {
+      crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, EINVAL, "seccomp: unknown flag %s", f);
+      goto done;
+    }
+    if (r < 0) {
+      crater_error_sys(err, -r, "seccomp: flag %s", f);
+      goto done;
+    }
+  }
+  json_t *rule;
+  json_array_foreach(json_object_get(sc, "syscalls"), i, rule) {
+    uint32_t act;
+    if (parse_action(crater__js(rule, "action"), rule, def_errno, &act) < 0) {
+      crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, EINVAL, "seccomp: bad action '%s'",
+                        crater__js(rule, "action") ? crater__js(rule, "action") : "");
+      goto done;
+    }
+    if (act == SCMP_ACT_NOTIFY)
+      notify = true;
+    if (act == defact)
+      continue; /* libseccomp refuses rules equal to the default */
+    size_t j;
+    json_t *nm;
+    json_array_foreach(json_object_get(rule, "names"), j, nm) {
+      const char *name = json_string_value(nm);
+      int nr = name ? seccomp_syscall_resolve_name(name) : __NR_SCMP_ERROR;
+      if (nr == __NR_SCMP_ERROR) {
+        rt_debug("seccomp: unknown syscall %s ignored", name ? name : "?");
+        continue;
+      }
+      if (add_rule(ctx, act, nr, json_object_get(rule, "args"), err, name) < 0)
+        goto done;
+    }
+  }
+  r = seccomp_load(ctx);
+  if (r < 0) {
+    crater_error_sys(err, -r, "load seccomp filter");
+    goto done;
+  }
+  ret = 0;
+  if (notify) {
+    r = seccomp_notify_fd(ctx);
+    ret = r > 0 ? r : 0;
+  }
+done:
+  seccomp_release(ctx);
+  return ret;
+}
