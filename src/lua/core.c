@@ -24,6 +24,7 @@ static const struct {
   { "json", crater__lua_open_json },
   { "digest", crater__lua_open_digest },
   { "task", crater__lua_open_task },
+  { "archive", crater__lua_open_archive },
 };
 
 int

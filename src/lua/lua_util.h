@@ -46,5 +46,6 @@ void crater__lua_open_remote(lua_State *L);
 void crater__lua_open_json(lua_State *L);
 void crater__lua_open_digest(lua_State *L);
 void crater__lua_open_task(lua_State *L);
+void crater__lua_open_archive(lua_State *L);
 
 #endif
