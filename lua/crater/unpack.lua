@@ -1,0 +1,99 @@
+--- crater.unpack: applies an image's layers to a snapshotter.
+---
+--- For a manifest with layers L1..Ln and config rootfs.diff_ids D1..Dn the
+--- committed snapshot of layer i is keyed by its chain ID
+--- (C1 = D1, Ci = sha256(C(i-1) .. " " .. Di)), exactly as containerd, so
+--- images sharing a base share its snapshots.  A layer whose chain ID is
+--- already committed is skipped.  Each layer is applied into a fresh active
+--- snapshot (`extract-<pid>-<n> <chain>`), its uncompressed digest checked
+--- against Di while it streams (the archive layer computes it), then
+--- committed under Ci; on any failure the active snapshot is removed.
+---
+--- Unpacking runs after the download finished (fetch_blobs is one blocking
+--- call over the curl multi loop), one layer after the other, in chain order.
+local images = require "crater.images"
+local core = require "crater.core"
+
+local M = {}
+
+--- Tells whether this build has snapshot support (client:snapshots).
+function M.available(client)
+  local C = getmetatable(client)
+  return C ~= nil and type(C.snapshots) == "function"
+end
+
+--- Unpacks one platform manifest.
+---@param client crater.Client
+---@param m table    decoded manifest (images.decode_manifest result)
+---@param config table decoded image config
+---@param opts? {snapshotter?: string, progress?: crater.Progress, labels?: table}
+---@return table|nil result {chain_id=, snapshotter=, applied=n, skipped=n}, string? err, string? kind
+function M.unpack(client, m, config, opts)
+  opts = opts or {}
+  if not M.available(client) then
+    return nil, "unpack: this build has no snapshotter support yet (use --no-unpack)", "failed_precondition"
+  end
+  local ok, sn, serr, skind = pcall(client.snapshots, client, opts.snapshotter)
+  if not ok then return nil, "unpack: " .. tostring(sn), "internal" end
+  if not sn then return nil, "unpack: " .. tostring(serr), skind end
+  local layers = m.doc.layers
+  local diff_ids = config.rootfs.diff_ids
+  if #diff_ids ~= #layers then
+    return nil, string.format("unpack: config lists %d diff_ids for %d layers", #diff_ids, #layers), "invalid_argument"
+  end
+  local chain = images.chain_ids(diff_ids)
+  local p = opts.progress
+  local b, ns = client.backend, client.ns
+  local parent
+  local res = { applied = 0, skipped = 0, chain_id = chain[#chain], snapshotter = sn.name or opts.snapshotter }
+  for i, l in ipairs(layers) do
+    local id = l.digest
+    if sn:stat(chain[i]) then
+      res.skipped = res.skipped + 1
+      if p then p:state(id, "done", "already unpacked") end
+    else
+      local li = images.layer_info(l.mediaType)
+      if not li then return nil, string.format("unpack: layer %s has unsupported media type %q", l.digest, l.mediaType), "invalid_argument" end
+      local path, perr, pkind = b:content_path(ns, l.digest)
+      if not path then
+        if li.foreign then
+          return nil, string.format("unpack: foreign layer %s is not in the content store (it is never downloaded)", l.digest),
+            "failed_precondition"
+        end
+        return nil, "unpack: " .. tostring(perr), pkind
+      end
+      if p then p:state(id, "unpacking") end
+      local key = string.format("extract-%d-%d %s", core.getpid(), i, chain[i])
+      local prep, err, kind = sn:prepare(key, parent, { labels = { ["containerd.io/snapshot.ref"] = chain[i] } })
+      if not prep then return nil, string.format("unpack: prepare %s: %s", chain[i], err), kind end
+      local applied
+      applied, err, kind = sn:apply_layer(key, path, { compression = li.compression, expected_diff_id = diff_ids[i] })
+      if not applied then
+        sn:remove(key)
+        return nil, string.format("unpack: apply layer %s: %s", l.digest, tostring(err)), kind
+      end
+      if applied.diff_id and applied.diff_id ~= diff_ids[i] then
+        sn:remove(key)
+        return nil, string.format("unpack: layer %s: uncompressed digest %s does not match diff_id %s",
+          l.digest, applied.diff_id, diff_ids[i]), "data_loss"
+      end
+      local c
+      c, err, kind = sn:commit(chain[i], key, { labels = { ["crater.io/unpacked-size"] = tostring(applied.size or 0) } })
+      if not c then
+        sn:remove(key)
+        if kind ~= "already_exists" then return nil, string.format("unpack: commit %s: %s", chain[i], err), kind end
+      end
+      b:content_set_labels(ns, l.digest, { ["containerd.io/uncompressed"] = diff_ids[i] }, false)
+      res.applied = res.applied + 1
+      if p then p:state(id, "done") end
+    end
+    parent = chain[i]
+  end
+  if res.snapshotter and chain[#chain] then
+    b:content_set_labels(ns, m.doc.config.digest,
+      { ["containerd.io/gc.ref.snapshot." .. res.snapshotter] = chain[#chain] }, false)
+  end
+  return res
+end
+
+return M
