@@ -1,0 +1,306 @@
+/*
+ * SQLite connection handling: pragmas, transactions, migrations and error
+ * mapping for the metadata database.  See db.h.
+ */
+#include "metadata/db.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/cleanup.h"
+#include "common/log.h"
+#include "common/xalloc.h"
+
+#define BUSY_TIMEOUT_MS 10000
+
+struct crater_db_s {
+  sqlite3 *h;
+  char *path;
+};
+
+static crater_errkind_t
+kind_of(int rc)
+{
+  switch (rc & 0xff) {
+  case SQLITE_BUSY: case SQLITE_LOCKED: return CRATER_ERR_UNAVAILABLE;
+  case SQLITE_CONSTRAINT: return CRATER_ERR_FAILED_PRECONDITION;
+  case SQLITE_CORRUPT: case SQLITE_NOTADB: case SQLITE_IOERR: return CRATER_ERR_DATA_LOSS;
+  case SQLITE_FULL: case SQLITE_NOMEM: return CRATER_ERR_RESOURCE_EXHAUSTED;
+  case SQLITE_PERM: case SQLITE_READONLY: case SQLITE_AUTH: return CRATER_ERR_PERMISSION_DENIED;
+  case SQLITE_CANTOPEN: return CRATER_ERR_UNAVAILABLE;
+  default: return CRATER_ERR_INTERNAL;
+  }
+}
+
+int
+crater__db_error(crater_db_t *db, int rc, crater_error_t *err, const char *fmt, ...)
+{
+  va_list ap;
+  va_start(ap, fmt);
+  cleanup_free char *ctx = xvasprintf(fmt, ap);
+  va_end(ap);
+  const char *msg = db && db->h ? sqlite3_errmsg(db->h) : sqlite3_errstr(rc);
+  return crater_error_make(err, kind_of(rc), 0, "%s: %s", ctx, msg);
+}
+
+int
+crater__db_exec(crater_db_t *db, const char *sql, crater_error_t *err)
+{
+  int rc = sqlite3_exec(db->h, sql, NULL, NULL, NULL);
+  if (rc != SQLITE_OK)
+    return crater__db_error(db, rc, err, "metadata %s", db->path);
+  return 0;
+}
+
+sqlite3_stmt *
+crater__db_prepare(crater_db_t *db, const char *sql, crater_error_t *err)
+{
+  sqlite3_stmt *st = NULL;
+  int rc = sqlite3_prepare_v2(db->h, sql, -1, &st, NULL);
+  if (rc != SQLITE_OK) {
+    crater__db_error(db, rc, err, "metadata: prepare");
+    return NULL;
+  }
+  return st;
+}
+
+int
+crater__db_step_done(crater_db_t *db, sqlite3_stmt *st, crater_error_t *err)
+{
+  int rc = sqlite3_step(st);
+  if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+    return crater__db_error(db, rc, err, "metadata");
+  return 0;
+}
+
+void
+crater__db_bind_text(sqlite3_stmt *st, int idx, const char *s)
+{
+  if (s)
+    sqlite3_bind_text(st, idx, s, -1, SQLITE_TRANSIENT);
+  else
+    sqlite3_bind_null(st, idx);
+}
+
+char *
+crater__db_column_strdup(sqlite3_stmt *st, int col)
+{
+  const unsigned char *s = sqlite3_column_text(st, col);
+  return s ? xstrdup((const char *) s) : NULL;
+}
+
+int
+crater_db_begin(crater_db_t *db, crater_error_t *err)
+{
+  int rc = sqlite3_exec(db->h, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+  if (rc != SQLITE_OK)
+    return crater__db_error(db, rc, err, "metadata: begin transaction");
+  return 0;
+}
+
+int
+crater_db_commit(crater_db_t *db, crater_error_t *err)
+{
+  int rc = sqlite3_exec(db->h, "COMMIT", NULL, NULL, NULL);
+  if (rc != SQLITE_OK) {
+    crater__db_error(db, rc, err, "metadata: commit transaction");
+    crater_db_rollback(db);
+    return -1;
+  }
+  return 0;
+}
+
+void
+crater_db_rollback(crater_db_t *db)
+{
+  if (sqlite3_get_autocommit(db->h))
+    return; /* nothing open (SQLite may have rolled back already) */
+  int rc = sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
+  if (rc != SQLITE_OK)
+    crater_warn("metadata: rollback: %s", sqlite3_errmsg(db->h));
+}
+
+int
+crater_db_version(crater_db_t *db, crater_error_t *err)
+{
+  sqlite3_stmt *st = crater__db_prepare(db, "PRAGMA user_version", err);
+  if (st == NULL)
+    return -1;
+  int v = -1;
+  if (sqlite3_step(st) == SQLITE_ROW)
+    v = sqlite3_column_int(st, 0);
+  else
+    crater__db_error(db, SQLITE_ERROR, err, "metadata: read user_version");
+  sqlite3_finalize(st);
+  return v;
+}
+
+int
+crater_db_latest_version(void)
+{
+  return crater__db_nmigrations;
+}
+
+/* Runs pending migrations up to target, each in its own IMMEDIATE
+ * transaction that re-reads the version, so two processes opening an old
+ * database at once migrate it exactly once. */
+static int
+migrate(crater_db_t *db, int target, crater_error_t *err)
+{
+  for (;;) {
+    if (crater_db_begin(db, err) < 0)
+      return crater_error_wrap(err, "migrate %s", db->path);
+    int v = crater_db_version(db, err);
+    if (v < 0)
+      goto fail;
+    if (v > crater__db_nmigrations) {
+      crater_db_rollback(db);
+      return crater_error_make(err, CRATER_ERR_FAILED_PRECONDITION, 0,
+                               "metadata %s: schema version %d is newer than "
+                               "this build (%d)",
+                               db->path, v, crater__db_nmigrations);
+    }
+    if (v >= target) {
+      crater_db_rollback(db);
+      return 0;
+    }
+    const crater_db_migration_t *m = &crater__db_migrations[v];
+    int rc = sqlite3_exec(db->h, m->sql, NULL, NULL, NULL);
+    if (rc != SQLITE_OK) {
+      crater__db_error(db, rc, err, "migration %d (%s)", v + 1, m->name);
+      goto fail;
+    }
+    cleanup_free char *set = xasprintf("PRAGMA user_version = %d", v + 1);
+    if (crater__db_exec(db, set, err) < 0 || crater_db_commit(db, err) < 0)
+      goto fail;
+    crater_debug("metadata %s: migrated to version %d (%s)", db->path, v + 1, m->name);
+  }
+fail:
+  crater_db_rollback(db);
+  return crater_error_wrap(err, "migrate %s", db->path);
+}
+
+crater_db_t *
+crater__db_open_version(const char *path, int target, crater_error_t *err)
+{
+  crater_db_t *db = xmalloc0(sizeof *db);
+  db->path = xstrdup(path);
+  int rc = sqlite3_open_v2(path, &db->h,
+                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE
+                               | SQLITE_OPEN_NOMUTEX,
+                           NULL);
+  if (rc != SQLITE_OK) {
+    crater__db_error(db, rc, err, "open metadata %s", path);
+    crater_db_close(db);
+    return NULL;
+  }
+  sqlite3_busy_timeout(db->h, BUSY_TIMEOUT_MS);
+  sqlite3_extended_result_codes(db->h, 1);
+  /* journal_mode=WAL is persistent; setting it needs a moment of exclusive
+   * access, which busy_timeout covers when another process is starting. */
+  if (crater__db_exec(db, "PRAGMA journal_mode=WAL", err) < 0
+      || crater__db_exec(db, "PRAGMA foreign_keys=ON", err) < 0
+      || crater__db_exec(db, "PRAGMA synchronous=NORMAL", err) < 0
+      || migrate(db, target, err) < 0) {
+    crater_db_close(db);
+    return NULL;
+  }
+  return db;
+}
+
+crater_db_t *
+crater_db_open(const char *path, crater_error_t *err)
+{
+  return crater__db_open_version(path, crater__db_nmigrations, err);
+}
+
+void
+crater_db_close(crater_db_t *db)
+{
+  if (db == NULL)
+    return;
+  if (db->h)
+    sqlite3_close_v2(db->h);
+  free(db->path);
+  free(db);
+}
+
+sqlite3 *
+crater_db_handle(crater_db_t *db)
+{
+  return db->h;
+}
+
+int
+crater__db_labels_load(crater_db_t *db, const char *table, const char *idcol,
+                       const char *ns, const char *id, crater_labels_t *out,
+                       crater_error_t *err)
+{
+  cleanup_free char *sql = xasprintf(
+      "SELECT key, value FROM %s WHERE namespace = ?1 AND %s = ?2 ORDER BY key",
+      table, idcol);
+  sqlite3_stmt *st = crater__db_prepare(db, sql, err);
+  if (st == NULL)
+    return -1;
+  crater__db_bind_text(st, 1, ns);
+  crater__db_bind_text(st, 2, id);
+  int rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+    crater_labels_set(out, (const char *) sqlite3_column_text(st, 0),
+                      (const char *) sqlite3_column_text(st, 1));
+  sqlite3_finalize(st);
+  if (rc != SQLITE_DONE)
+    return crater__db_error(db, rc, err, "metadata: load labels");
+  return 0;
+}
+
+int
+crater__db_labels_store(crater_db_t *db, const char *table, const char *idcol,
+                        const char *ns, const char *id,
+                        const crater_labels_t *labels, bool replace,
+                        crater_error_t *err)
+{
+  if (labels && crater_labels_validate(labels, err) < 0)
+    return -1;
+  if (replace) {
+    cleanup_free char *sql =
+        xasprintf("DELETE FROM %s WHERE namespace = ?1 AND %s = ?2", table, idcol);
+    sqlite3_stmt *st = crater__db_prepare(db, sql, err);
+    if (st == NULL)
+      return -1;
+    crater__db_bind_text(st, 1, ns);
+    crater__db_bind_text(st, 2, id);
+    int r = crater__db_step_done(db, st, err);
+    sqlite3_finalize(st);
+    if (r < 0)
+      return -1;
+  }
+  if (labels == NULL || labels->n == 0)
+    return 0;
+  cleanup_free char *up = xasprintf(
+      "INSERT INTO %s (namespace, %s, key, value) VALUES (?1, ?2, ?3, ?4) "
+      "ON CONFLICT DO UPDATE SET value = excluded.value",
+      table, idcol);
+  cleanup_free char *del =
+      xasprintf("DELETE FROM %s WHERE namespace = ?1 AND %s = ?2 AND key = ?3",
+                table, idcol);
+  sqlite3_stmt *ups = crater__db_prepare(db, up, err);
+  sqlite3_stmt *dels = ups ? crater__db_prepare(db, del, err) : NULL;
+  int r = ups && dels ? 0 : -1;
+  for (size_t i = 0; r == 0 && i < labels->n; i++) {
+    bool remove = labels->items[i].value[0] == '\0';
+    sqlite3_stmt *st = remove ? dels : ups;
+    sqlite3_reset(st);
+    crater__db_bind_text(st, 1, ns);
+    crater__db_bind_text(st, 2, id);
+    crater__db_bind_text(st, 3, labels->items[i].key);
+    if (!remove)
+      crater__db_bind_text(st, 4, labels->items[i].value);
+    r = crater__db_step_done(db, st, err);
+  }
+  sqlite3_finalize(ups);
+  sqlite3_finalize(dels);
+  return r;
+}

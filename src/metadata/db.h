@@ -1,0 +1,97 @@
+/*
+ * The metadata database: one SQLite file (<root>/metadata.db) shared by
+ * every process that opens the root (CLI commands, the daemon, tests).
+ *
+ * Concurrency rules (docs/design/metadata.md):
+ *  - WAL journal, foreign_keys=ON, busy_timeout 10 s on every connection;
+ *  - every write runs inside crater_db_begin() (BEGIN IMMEDIATE), so the
+ *    write lock is taken up front and no transaction fails half-way with
+ *    SQLITE_BUSY on upgrade;
+ *  - a connection belongs to one thread at a time.
+ *
+ * The schema is versioned with PRAGMA user_version and upgraded by the
+ * ordered forward migrations in schema.c when the database is opened.
+ */
+#ifndef CRATER_METADATA_DB_H
+#define CRATER_METADATA_DB_H
+
+#include <sqlite3.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/error.h"
+#include "common/labels.h"
+
+typedef struct crater_db_s crater_db_t;
+
+/* One forward migration: version N is reached by running migration N-1
+ * (0-based index) on a database at version N-1.  See schema.c. */
+typedef struct {
+  const char *name;
+  const char *sql;
+} crater_db_migration_t;
+
+extern const crater_db_migration_t crater__db_migrations[];
+extern const int crater__db_nmigrations;
+
+/* Opens (creating) path, sets the pragmas and migrates to the latest
+ * version.  A database newer than this build is refused
+ * (FAILED_PRECONDITION).  Free with crater_db_close. */
+CRATER_PUBLIC crater_db_t *crater_db_open(const char *path, crater_error_t *err);
+
+/* Like crater_db_open but migrates only up to version target (tests of
+ * migrations build old databases with it). */
+crater_db_t *crater__db_open_version(const char *path, int target,
+                                     crater_error_t *err);
+
+/* NULL tolerated. */
+CRATER_PUBLIC void crater_db_close(crater_db_t *db);
+
+CRATER_PUBLIC sqlite3 *crater_db_handle(crater_db_t *db);
+
+/* Current PRAGMA user_version, or -1. */
+CRATER_PUBLIC int crater_db_version(crater_db_t *db, crater_error_t *err);
+
+/* The version a freshly opened database reaches. */
+CRATER_PUBLIC int crater_db_latest_version(void);
+
+/* BEGIN IMMEDIATE / COMMIT / ROLLBACK.  rollback never fails (it logs). */
+CRATER_PUBLIC int crater_db_begin(crater_db_t *db, crater_error_t *err);
+CRATER_PUBLIC int crater_db_commit(crater_db_t *db, crater_error_t *err);
+CRATER_PUBLIC void crater_db_rollback(crater_db_t *db);
+
+/* Runs SQL without results. */
+int crater__db_exec(crater_db_t *db, const char *sql, crater_error_t *err);
+
+/* Prepares a statement; NULL + error naming the SQLite message. */
+sqlite3_stmt *crater__db_prepare(crater_db_t *db, const char *sql,
+                                 crater_error_t *err);
+
+/* Makes an error from the connection's last SQLite failure: "<ctx>: <sqlite
+ * message>", kind from the result code (BUSY/LOCKED -> UNAVAILABLE,
+ * CONSTRAINT -> FAILED_PRECONDITION, CORRUPT -> DATA_LOSS, ...). */
+int crater__db_error(crater_db_t *db, int rc, crater_error_t *err,
+                     const char *fmt, ...) CRATER_PRINTF(4, 5);
+
+/* Steps a statement that returns no rows (SQLITE_DONE expected). */
+int crater__db_step_done(crater_db_t *db, sqlite3_stmt *st, crater_error_t *err);
+
+/* Binds a string (copied by SQLite); NULL binds NULL. */
+void crater__db_bind_text(sqlite3_stmt *st, int idx, const char *s);
+
+/* Column text as a malloc'd copy (NULL for SQL NULL). */
+char *crater__db_column_strdup(sqlite3_stmt *st, int col);
+
+/* Label tables have the shape <table>(namespace, <idcol>, key, value).
+ * load appends the labels of (ns, id) to *out; store sets them (replace:
+ * drop the others first; an empty value deletes a key).  table and idcol
+ * are trusted identifiers from our own code, never user input. */
+int crater__db_labels_load(crater_db_t *db, const char *table, const char *idcol,
+                           const char *ns, const char *id, crater_labels_t *out,
+                           crater_error_t *err);
+int crater__db_labels_store(crater_db_t *db, const char *table, const char *idcol,
+                            const char *ns, const char *id,
+                            const crater_labels_t *labels, bool replace,
+                            crater_error_t *err);
+
+#endif
