@@ -499,9 +499,19 @@ do_whiteout(apply_t *A, struct archive_entry *e, const char *parent,
       return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, 0, "invalid whiteout");
   }
   cache_drop(A); /* removals below may invalidate it */
-  cleanup_close int pfd = crater__resolve_dir(&A->r, parent, true, err);
-  if (pfd < 0)
+  /* Overlay mode creates missing parents (the upper dir needs them to hold
+   * the whiteout); delete mode has nothing to delete under a missing one.
+   * A parent this layer replaced by a non-directory hides everything below
+   * it already (umoci emits such whiteouts after the replacement). */
+  bool overlay = A->o->whiteouts == CRATER_WHITEOUT_OVERLAY;
+  cleanup_close int pfd = crater__resolve_dir(&A->r, parent, overlay, err);
+  if (pfd < 0) {
+    if ((*err)->status == ENOTDIR || (!overlay && (*err)->status == ENOENT)) {
+      crater_error_release(err);
+      return 0;
+    }
     return -1;
+  }
   if (opaque) {
     if (A->o->whiteouts == CRATER_WHITEOUT_OVERLAY) {
       if (fsetxattr(pfd, "trusted.overlay.opaque", "y", 1, 0) < 0)
