@@ -264,6 +264,11 @@ function M.rmdir(path)
   tracked_dirs[path] = nil
 end
 
+---Stops tracking a temp dir so cleanup() leaves it (for debugging).
+function M.keep(path)
+  tracked_dirs[path] = nil
+end
+
 ---Kills every tracked process and removes every tracked temp dir.
 ---Idempotent; specs call their own stop() first, this is the safety net.
 function M.cleanup()

@@ -96,6 +96,8 @@ function Registry:stop()
   end
   if self.dir and not self.keep then
     proc.rmdir(self.dir)
+  elseif self.dir then
+    proc.keep(self.dir)
   end
 end
 
