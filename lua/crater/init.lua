@@ -95,6 +95,25 @@ function Client:content()
   return require("crater.content").new(self)
 end
 
+--- Image records and inspection (list/get/put/delete/tag/inspect/usage).
+function Client:images()
+  check_client(self)
+  return require("crater.images").new(self)
+end
+
+--- Pulls an image (lua/crater/pull.lua): resolve, fetch, verify, record,
+--- unpack.  Returns {name=, target=, manifests=, ...} or nil, msg, kind.
+function Client:pull(ref, opts)
+  check_client(self)
+  return require("crater.pull").pull(self, ref, opts)
+end
+
+--- Pushes an image (lua/crater/push.lua) to ref (default: its own name).
+function Client:push(name, ref, opts)
+  check_client(self)
+  return require("crater.push").push(self, name, ref, opts)
+end
+
 --- Checks the store (fsck): re-hashes blobs and reports corrupt, orphan and
 --- missing blobs and stale ingests.  Deletes only with `repair = true`.
 ---@param opts? {quick?: boolean, repair?: boolean}
