@@ -25,6 +25,7 @@ static const struct {
   { "digest", crater__lua_open_digest },
   { "task", crater__lua_open_task },
   { "archive", crater__lua_open_archive },
+  { "snapshot", crater__lua_open_snapshot },
 };
 
 int

@@ -47,5 +47,6 @@ void crater__lua_open_json(lua_State *L);
 void crater__lua_open_digest(lua_State *L);
 void crater__lua_open_task(lua_State *L);
 void crater__lua_open_archive(lua_State *L);
+void crater__lua_open_snapshot(lua_State *L);
 
 #endif
