@@ -245,6 +245,29 @@ drop_bounding(json_t *caps, crater_error_t *err)
   return 0;
 }
 
+/* "HOME=<dir>" from the container's /etc/passwd (read before the user
+ * switch), "/" when the uid has no entry. */
+static char *
+passwd_home(uid_t uid)
+{
+  FILE *f = fopen("/etc/passwd", "re");
+  char line[1024];
+  while (f && fgets(line, sizeof line, f)) {
+    char *fields[7] = { 0 }, *save = NULL, *p = line;
+    int n = 0;
+    for (char *t = strsep(&p, ":"); t && n < 7; t = strsep(&p, ":"))
+      fields[n++] = t;
+    (void) save;
+    if (n >= 6 && fields[2] && (uid_t) strtoul(fields[2], NULL, 10) == uid && *fields[5]) {
+      fclose(f);
+      return xasprintf("HOME=%s", fields[5]);
+    }
+  }
+  if (f)
+    fclose(f);
+  return xstrdup("HOME=/");
+}
+
 int
 crater__process_exec(json_t *process, json_t *seccomp, const char *exe, int preserve_fds,
                      crater_error_t *err)
@@ -292,8 +315,9 @@ crater__process_exec(json_t *process, json_t *seccomp, const char *exe, int pres
     has_home |= strncmp(s, "HOME=", 5) == 0;
     envp[k++] = (char *) s;
   }
+  cleanup_free char *home = NULL;
   if (!has_home)
-    envp[k++] = uid == 0 ? "HOME=/root" : "HOME=/";
+    envp[k++] = home = passwd_home(uid);
   json_t *args = json_object_get(process, "args");
   size_t na = json_array_size(args);
   char **argv = xcalloc(na + 1, sizeof *argv);

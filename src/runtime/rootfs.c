@@ -366,7 +366,7 @@ mask_path(const char *p, crater_error_t *err)
   FDPATH(fp, fd);
   if (fstat(fd, &st) < 0)
     return crater_error_sys(err, errno, "stat %s", p);
-  int r = S_ISDIR(st.st_mode) ? mount("tmpfs", fp, "tmpfs", MS_RDONLY, "size=0k")
+  int r = S_ISDIR(st.st_mode) ? mount("tmpfs", fp, "tmpfs", MS_RDONLY, NULL)
                               : mount("/dev/null", fp, NULL, MS_BIND, NULL);
   if (r < 0)
     return crater_error_sys(err, errno, "mask %s", p);
