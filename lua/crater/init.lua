@@ -95,6 +95,16 @@ function Client:content()
   return require("crater.content").new(self)
 end
 
+--- Snapshots of one snapshotter (prepare/view/commit/remove/mounts/stat/
+--- update/usage/walk/cleanup/apply_layer); name defaults to the selection
+--- rules of crater.snapshotters.  Lua snapshotters registered with
+--- crater.snapshotters.register work the same way.
+---@param name? string
+function Client:snapshots(name)
+  check_client(self)
+  return require("crater.snapshots").new(self, name)
+end
+
 --- Image records and inspection (list/get/put/delete/tag/inspect/usage).
 function Client:images()
   check_client(self)

@@ -25,11 +25,15 @@
  *   core.unmount_all(target, {detach=}) -> true
  *   core.snapshotters()                 -> {"overlayfs", "native", "btrfs"}
  *   core.overlay_supported(dir)         -> bool, why?  (probed once per dir)
+ *   core.fs_type(path)                  -> "btrfs", "ext4", "xfs", "tmpfs", "overlay", ...
  * Expected failures return nil, msg, kind; misuse raises.
  */
+#include <errno.h>
+#include <linux/magic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/vfs.h>
 
 #include "common/cleanup.h"
 #include "common/xalloc.h"
@@ -460,6 +464,34 @@ l_overlay_supported(lua_State *L)
   return 1;
 }
 
+static int
+l_fs_type(lua_State *L)
+{
+  const char *path = luaL_checkstring(L, 1);
+  struct statfs sf;
+  if (statfs(path, &sf) < 0) {
+    crater_error_t err = NULL;
+    crater_error_sys(&err, errno, "statfs %s", path);
+    return crater__lua_fail(L, &err);
+  }
+  static const struct {
+    unsigned long magic;
+    const char *name;
+  } names[] = {
+    { BTRFS_SUPER_MAGIC, "btrfs" }, { EXT4_SUPER_MAGIC, "ext4" }, { XFS_SUPER_MAGIC, "xfs" },
+    { TMPFS_MAGIC, "tmpfs" },       { OVERLAYFS_SUPER_MAGIC, "overlay" },
+    { NFS_SUPER_MAGIC, "nfs" },     { 0x65735546, "fuse" }, { 0x2fc12fc1, "zfs" },
+  };
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+    if ((unsigned long) sf.f_type == names[i].magic) {
+      lua_pushstring(L, names[i].name);
+      return 1;
+    }
+  }
+  lua_pushstring(L, "unknown");
+  return 1;
+}
+
 static const luaL_Reg methods[] = {
   { "snapshot_prepare", l_prepare },
   { "snapshot_view", l_view },
@@ -483,6 +515,7 @@ static const luaL_Reg funcs[] = {
   { "unmount_all", l_unmount_all },
   { "snapshotters", l_snapshotters },
   { "overlay_supported", l_overlay_supported },
+  { "fs_type", l_fs_type },
   { NULL, NULL },
 };
 

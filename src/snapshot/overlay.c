@@ -168,7 +168,9 @@ crater_snapshot_overlay_supported(const char *dir, char **why, crater_error_t *e
     }
   }
   char *reason = NULL;
-  int ok = probe_once(dir, &reason, err);
+  int ok = crater__mkdir_p(dir, 0700, err);
+  if (ok == 0)
+    ok = probe_once(dir, &reason, err);
   if (ok >= 0) {
     probe_entry_t *e = xmalloc0(sizeof *e);
     e->dir = xstrdup(dir);

@@ -161,7 +161,8 @@ CRATER_PUBLIC int crater_snapshotter_list_ids(crater_snapshotter_t *s, char ***i
                                               size_t *n, crater_error_t *err);
 
 /* Reports whether overlayfs works on the filesystem holding dir, by
- * mounting a two-layer overlay in a temp dir under dir.  The answer is
+ * mounting a two-layer overlay in a temp dir under dir (created when
+ * missing).  The answer is
  * cached per dir for the life of the process.  Returns 1 (works), 0 (does
  * not; *why gets a malloc'd reason when why is non-NULL), <0 on error. */
 CRATER_PUBLIC int crater_snapshot_overlay_supported(const char *dir, char **why,
