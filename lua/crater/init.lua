@@ -124,6 +124,13 @@ function Client:push(name, ref, opts)
   return require("crater.push").push(self, name, ref, opts)
 end
 
+--- Container metadata of this namespace (create/get/list/delete/labels);
+--- containers make tasks (crater.containers, crater.tasks).
+function Client:containers()
+  check_client(self)
+  return require("crater.containers").new(self)
+end
+
 --- Checks the store (fsck): re-hashes blobs and reports corrupt, orphan and
 --- missing blobs and stale ingests.  Deletes only with `repair = true`.
 ---@param opts? {quick?: boolean, repair?: boolean}

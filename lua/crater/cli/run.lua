@@ -1,0 +1,166 @@
+--- crater run: create a container and its task, start it, attach, wait
+--- (ctr run).  The container's exit code becomes crater's.
+local oci = require "crater.oci"
+
+local M = {}
+
+--- Flags shared by `run` and `container create`.
+M.spec_flags = {
+  { name = "env", short = "e", type = "list", arg = "K=V", help = "environment variable" },
+  { name = "mount", type = "list", arg = "SPEC", help = "mount: type=bind,src=/a,dst=/b,options=ro:rprivate (or type=tmpfs,dst=/t)" },
+  { name = "memory", type = "string", arg = "SIZE", help = "memory limit (128m, 1g)" },
+  { name = "cpus", type = "number", arg = "N", help = "CPU limit in CPUs (0.5)" },
+  { name = "cpu-shares", type = "number", arg = "N", help = "CPU shares" },
+  { name = "pids-limit", type = "number", arg = "N", help = "maximum number of processes" },
+  { name = "user", short = "u", type = "string", arg = "USER[:GROUP]", help = "user (name or uid)" },
+  { name = "cwd", type = "string", arg = "DIR", help = "working directory" },
+  { name = "hostname", type = "string", arg = "NAME", help = "hostname (default: the id)" },
+  { name = "net", type = "string", arg = "MODE", help = "network: none (loopback only, default) or host" },
+  { name = "read-only", help = "read-only root filesystem" },
+  { name = "privileged", help = "all capabilities, no seccomp, all devices" },
+  { name = "cap-add", type = "list", arg = "CAP", help = "add a capability" },
+  { name = "cap-drop", type = "list", arg = "CAP", help = "drop a capability" },
+  { name = "seccomp", type = "string", arg = "default|unconfined", help = "seccomp profile (default: default)" },
+  { name = "no-new-privileges", help = "set no_new_privileges" },
+  { name = "tty", short = "t", help = "allocate a terminal" },
+  { name = "runtime", type = "string", arg = "NAME", help = "OCI runtime: runc, crun, crater or a path" },
+  { name = "snapshotter", type = "string", arg = "NAME", help = "snapshotter for the rootfs" },
+  { name = "rootfs", type = "string", arg = "DIR", help = "use DIR as the rootfs (no image; args are ID [CMD...])" },
+  { name = "label", short = "l", type = "list", arg = "K=V", help = "container label" },
+}
+
+local function parse_mount(s)
+  local m = {}
+  for kv in s:gmatch("[^,]+") do
+    local k, v = kv:match("^([^=]+)=(.*)$")
+    if not k then k, v = kv, "true" end
+    if k == "type" then m.type = v
+    elseif k == "src" or k == "source" then m.source = v
+    elseif k == "dst" or k == "destination" or k == "target" then m.destination = v
+    elseif k == "options" then
+      m.options = {}
+      for o in v:gmatch("[^:]+") do m.options[#m.options + 1] = o end
+    elseif k == "ro" or k == "readonly" then m.ro = v ~= "false"
+    elseif k == "size" then m.size = v
+    else require("crater.cli.args").usage_error("--mount: unknown key %q", k) end
+  end
+  return m
+end
+
+--- Builds the list of spec options from flags.
+function M.spec_opts(flags, args)
+  local o = {}
+  if args and #args > 0 then o[#o + 1] = oci.with_process_args(args) end
+  if flags.env then o[#o + 1] = oci.with_env(flags.env) end
+  if flags.cwd then o[#o + 1] = oci.with_cwd(flags.cwd) end
+  if flags.user then o[#o + 1] = oci.with_user(flags.user) end
+  if flags.hostname then o[#o + 1] = oci.with_hostname(flags.hostname) end
+  if flags.mount then
+    local ms = {}
+    for _, s in ipairs(flags.mount) do ms[#ms + 1] = parse_mount(s) end
+    o[#o + 1] = oci.with_mounts(ms)
+  end
+  if flags.memory then o[#o + 1] = oci.with_memory_limit(flags.memory) end
+  if flags.cpus then o[#o + 1] = oci.with_cpus(flags.cpus) end
+  if flags["cpu-shares"] then o[#o + 1] = oci.with_cpu_shares(flags["cpu-shares"]) end
+  if flags["pids-limit"] then o[#o + 1] = oci.with_pids_limit(flags["pids-limit"]) end
+  local net = flags.net or "none"
+  if net == "host" then o[#o + 1] = oci.with_host_namespaces { "net" }
+  elseif net ~= "none" then require("crater.cli.args").usage_error("--net must be none or host, got %q", net) end
+  if flags["read-only"] then o[#o + 1] = oci.with_readonly_rootfs() end
+  if flags.privileged then o[#o + 1] = oci.with_privileged() end
+  if flags["cap-add"] or flags["cap-drop"] then
+    o[#o + 1] = oci.with_capabilities { add = flags["cap-add"], drop = flags["cap-drop"] }
+  end
+  if flags.seccomp == "unconfined" then o[#o + 1] = oci.with_seccomp_unconfined()
+  elseif flags.seccomp and flags.seccomp ~= "default" then
+    require("crater.cli.args").usage_error("--seccomp must be default or unconfined")
+  end
+  if flags["no-new-privileges"] then o[#o + 1] = oci.with_no_new_privileges() end
+  if flags.tty then o[#o + 1] = oci.with_tty() end
+  return o
+end
+
+--- The client for a command: the store's client, or a metadata-less one
+--- (root + namespace) while this build has no store binding.
+function M.client(ctx)
+  local core = require "crater.core"
+  if core.open then return ctx:client() end
+  return { root = ctx.root or os.getenv("CRATER_ROOT") or "/var/lib/crater", ns = ctx.namespace }
+end
+
+function M.containers(ctx)
+  local c = M.client(ctx)
+  if c.containers then return c:containers(), c end
+  return require("crater.containers").new(c), c
+end
+
+--- Creates the container described by flags and positional args
+--- (IMAGE ID [CMD...], or ID [CMD...] with --rootfs).  Returns ctr, id.
+function M.create_container(ctx, a, flags)
+  local image, id
+  if flags.rootfs then
+    id = table.remove(a, 1)
+  else
+    image = table.remove(a, 1)
+    id = table.remove(a, 1)
+  end
+  if not id then require("crater.cli.args").usage_error("expected %s", flags.rootfs and "ID [CMD...]" or "IMAGE ID [CMD...]") end
+  local cs = M.containers(ctx)
+  local args = a
+  if flags.rootfs and #args == 0 then args = { "sh" } end
+  local labels = flags.label and require("crater.util").parse_labels(flags.label) or nil
+  local ctr = ctx:check(cs:create(id, {
+    image = image, rootfs = flags.rootfs, args = (not flags.rootfs) and args or nil,
+    spec = M.spec_opts(flags, flags.rootfs and args or nil),
+    runtime = flags.runtime, snapshotter = flags.snapshotter, labels = labels,
+  }))
+  return ctr, id, cs
+end
+
+M.command = {
+  name = "run",
+  summary = "Run a container (create, start, attach, wait)",
+  usage = "IMAGE ID [CMD [ARG...]]  |  --rootfs DIR ID [CMD [ARG...]]",
+  stop_at_positional = true,
+  min_args = 1,
+  flags = (function()
+    local f = {
+      { name = "rm", help = "remove the container and task when done" },
+      { name = "detach", short = "d", help = "start and return (stdio discarded, or --log)" },
+      { name = "interactive", short = "i", help = "keep stdin open" },
+      { name = "log", type = "string", arg = "FILE", help = "with -d: json-lines log of stdout/stderr" },
+    }
+    for _, x in ipairs(M.spec_flags) do f[#f + 1] = x end
+    return f
+  end)(),
+  examples = "  crater run --rm -t -i busybox sh1 sh\n  crater run --rm --rootfs /tmp/rootfs c1 echo hi\n" ..
+    "  crater run -d --log /tmp/c2.log busybox c2 sleep 100",
+  run = function(ctx, a, flags)
+    local ctr, id, cs = M.create_container(ctx, a, flags)
+    local function cleanup()
+      if flags.rm then cs:delete(id, { force = true }) end
+    end
+    local stdio = "inherit"
+    if flags.detach then stdio = flags.log and "log" or "null" end
+    local task, err = ctr:new_task { stdio = stdio, log = flags.log, tty = flags.tty and true or false,
+      stdin = flags.interactive and true or false }
+    if not task then cleanup(); ctx:fail("%s", err) end
+    local ok, e2 = task:start()
+    if not ok then task:delete { force = true }; cleanup(); ctx:fail("%s", e2) end
+    if flags.detach then
+      ctx.out:write(id, "\n")
+      return 0
+    end
+    task:attach { stdin = flags.interactive and true or false }
+    local code, e3 = task:wait()
+    if flags.rm then
+      task:delete { force = true }
+      cs:delete(id, { force = true })
+    end
+    if not code then ctx:fail("%s", e3) end
+    return code
+  end,
+}
+
+return setmetatable(M.command, { __index = M })

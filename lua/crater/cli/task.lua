@@ -1,0 +1,179 @@
+--- crater task ls|start|kill|rm|exec|attach|pause|resume|ps|metrics|wait
+local run = require "crater.cli.run"
+local tasks = require "crater.tasks"
+
+local function get_task(ctx, id)
+  local cs = run.containers(ctx)
+  local ctr = ctx:check(cs:get(id))
+  return ctx:check(ctr:task()), ctr
+end
+
+local function simple(name, summary, fn)
+  return {
+    name = name, summary = summary, usage = "ID", min_args = 1, max_args = 1,
+    run = function(ctx, a)
+      local t = get_task(ctx, a[1])
+      ctx:check(fn(t))
+    end,
+  }
+end
+
+return {
+  name = "task",
+  aliases = { "tasks", "t" },
+  summary = "Manage tasks (the running processes of containers)",
+  commands = {
+    {
+      name = "ls", aliases = { "list" }, summary = "List tasks", max_args = 0,
+      flags = { { name = "quiet", short = "q", help = "print only ids" } },
+      run = function(ctx)
+        local c = run.client(ctx)
+        local list = tasks.list(c, ctx.namespace)
+        ctx:list(list, {
+          { title = "TASK", key = "id" },
+          { title = "PID", get = function(r) return r.pid or "-" end },
+          { title = "STATUS", get = function(r)
+            local s = r.status:upper()
+            if r.status == "stopped" then s = s .. " (" .. tostring(r.exit_status) .. ")" end
+            if r.note then s = s .. " [" .. r.note .. "]" end
+            return s
+          end },
+        }, "id")
+      end,
+    },
+    {
+      name = "start", summary = "Start a container's task (creating it), attach and wait",
+      usage = "ID", min_args = 1, max_args = 1,
+      flags = {
+        { name = "detach", short = "d", help = "do not attach" },
+        { name = "interactive", short = "i", help = "attach stdin" },
+        { name = "log", type = "string", arg = "FILE", help = "with -d: log stdout/stderr to FILE" },
+      },
+      run = function(ctx, a, flags)
+        local cs = run.containers(ctx)
+        local ctr = ctx:check(cs:get(a[1]))
+        local t = ctr:task()
+        if not t or t:status().status == "stopped" then
+          if t then t:delete() end
+          local stdio = flags.detach and (flags.log and "log" or "null") or "inherit"
+          t = ctx:check(ctr:new_task { stdio = stdio, log = flags.log, stdin = flags.interactive and true or false })
+        end
+        ctx:check(t:start())
+        if flags.detach then return 0 end
+        t:attach { stdin = flags.interactive and true or false }
+        return ctx:check(t:wait())
+      end,
+    },
+    {
+      name = "kill", summary = "Signal a task", usage = "ID", min_args = 1, max_args = 1,
+      flags = {
+        { name = "signal", short = "s", type = "string", arg = "SIG", help = "signal (default TERM)" },
+        { name = "all", short = "a", help = "signal every process of the task" },
+        { name = "exec-id", type = "string", arg = "EXEC", help = "signal an exec'd process" },
+      },
+      run = function(ctx, a, flags)
+        local t = get_task(ctx, a[1])
+        if flags["exec-id"] then
+          local p = setmetatable({ task = t, id = flags["exec-id"] }, tasks.Process)
+          ctx:check(p:kill(flags.signal or "TERM"))
+        else
+          ctx:check(t:kill(flags.signal or "TERM", { all = flags.all }))
+        end
+      end,
+    },
+    {
+      name = "rm", aliases = { "delete", "remove" }, summary = "Delete tasks (refused while running)",
+      usage = "ID...", min_args = 1,
+      flags = { { name = "force", short = "f", help = "kill a running task first" } },
+      run = function(ctx, a, flags)
+        local failed = false
+        for _, id in ipairs(a) do
+          local cs = run.containers(ctx)
+          local ctr, err = cs:get(id)
+          local t
+          if ctr then t, err = ctr:task() end
+          local code
+          if t then code, err = t:delete { force = flags.force } end
+          if code then ctx.out:write(id, "\n") else ctx.err:write("crater: ", tostring(err), "\n"); failed = true end
+        end
+        if failed then return 1 end
+      end,
+    },
+    {
+      name = "exec", summary = "Run a process in a task", usage = "ID CMD [ARG...]",
+      stop_at_positional = true, min_args = 2,
+      flags = {
+        { name = "exec-id", type = "string", arg = "EXEC", help = "id of the process (default exec-<pid>)" },
+        { name = "tty", short = "t", help = "allocate a terminal" },
+        { name = "interactive", short = "i", help = "attach stdin" },
+        { name = "detach", short = "d", help = "do not wait" },
+        { name = "env", short = "e", type = "list", arg = "K=V", help = "environment" },
+        { name = "cwd", type = "string", arg = "DIR", help = "working directory" },
+        { name = "user", short = "u", type = "string", arg = "UID[:GID]", help = "user (numeric)" },
+      },
+      run = function(ctx, a, flags)
+        local id = table.remove(a, 1)
+        local t, ctr = get_task(ctx, id)
+        local spec = ctr:info().spec
+        local proc = require("crater.oci").copy(spec.process)
+        proc.args = a
+        proc.terminal = flags.tty and true or false
+        if flags.env then for _, e in ipairs(flags.env) do proc.env[#proc.env + 1] = e end end
+        if flags.cwd then proc.cwd = flags.cwd end
+        if flags.user then
+          local u, g = flags.user:match("^(%d+):?(%d*)$")
+          if not u then require("crater.cli.args").usage_error("--user must be UID[:GID]") end
+          proc.user = { uid = tonumber(u), gid = tonumber(g) or 0 }
+        elseif proc.user and proc.user.username then
+          proc.user = { uid = 0, gid = 0 }
+        end
+        local eid = flags["exec-id"] or ("exec-" .. tostring(math.random(100000, 999999)))
+        local p = ctx:check(t:exec(eid, proc, { tty = flags.tty, stdio = flags.detach and "null" or "inherit",
+          stdin = flags.interactive and true or false }))
+        if flags.detach then ctx.out:write(eid, "\n"); return 0 end
+        p:attach { stdin = flags.interactive and true or false }
+        return ctx:check(p:wait())
+      end,
+    },
+    {
+      name = "attach", summary = "Attach to a task's stdio", usage = "ID", min_args = 1, max_args = 1,
+      flags = { { name = "no-stdin", help = "do not forward stdin" } },
+      run = function(ctx, a, flags)
+        local t = get_task(ctx, a[1])
+        ctx:check(t:attach { stdin = not flags["no-stdin"] })
+        local code = t:wait(1000)
+        return code or 0
+      end,
+    },
+    simple("pause", "Pause (freeze) a task", function(t) return t:pause() end),
+    simple("resume", "Resume a paused task", function(t) return t:resume() end),
+    {
+      name = "ps", summary = "List the processes of a task", usage = "ID", min_args = 1, max_args = 1,
+      run = function(ctx, a)
+        local t = get_task(ctx, a[1])
+        ctx:list(ctx:check(t:pids()), { { title = "PID", key = "pid" } }, "pid")
+      end,
+    },
+    {
+      name = "metrics", summary = "Show cgroup statistics of a task", usage = "ID", min_args = 1, max_args = 1,
+      run = function(ctx, a)
+        local t = get_task(ctx, a[1])
+        local m = ctx:check(t:metrics())
+        if ctx.format == "json" then ctx:record(m); return end
+        local util = require "crater.util"
+        ctx.out:write(string.format("memory.usage     %s\nmemory.max_usage %s\nmemory.limit     %s\ncpu.usage_ns     %s\npids.current     %s\npids.limit       %s\n",
+          m.memory.usage and util.human_size(m.memory.usage) or "-", m.memory.max_usage and util.human_size(m.memory.max_usage) or "-",
+          m.memory.limit and util.human_size(m.memory.limit) or "-", tostring(m.cpu.usage_ns or "-"),
+          tostring(m.pids.current or "-"), tostring(m.pids.limit or "-")))
+      end,
+    },
+    {
+      name = "wait", summary = "Wait for a task to exit; exits with its status", usage = "ID", min_args = 1, max_args = 1,
+      run = function(ctx, a)
+        local t = get_task(ctx, a[1])
+        local code = ctx:check(t:wait())
+        return code
+      end,
+    },
+  },
+}

@@ -1,0 +1,570 @@
+--- crater.tasks: running containers through crater-shim.
+---
+--- A task is the running (or created, or stopped) process tree of a
+--- container.  Each task has one crater-shim, started detached, which runs
+--- the OCI runtime, keeps the container's stdio and exit status, and
+--- answers on <state>/tasks/<ns>/<id>/shim.sock (docs/design/shim.md).
+--- Nothing about a task lives only in this process: a new crater finds it
+--- through the task dir, so tasks survive crater being killed.
+---
+--- ```lua
+--- local task = assert(ctr:new_task{ stdio = "inherit" })
+--- assert(task:start())
+--- local code, exited_at = task:wait()
+--- task:delete()
+--- ```
+---
+--- Expected failures return nil, msg, kind; kind "unavailable" with a
+--- message naming "shim dead" means the shim is gone and no exit status
+--- was recorded.
+local core = require "crater.core"
+local json = require "crater.json"
+local oci = require "crater.oci"
+
+local M = {}
+local Task = {}
+Task.__index = Task
+M.Task = Task
+local Process = {}
+Process.__index = Process
+M.Process = Process
+
+M.SIGNALS = {
+  HUP = 1, INT = 2, QUIT = 3, KILL = 9, USR1 = 10, USR2 = 12, PIPE = 13, ALRM = 14,
+  TERM = 15, CONT = 18, STOP = 19, TSTP = 20, WINCH = 28,
+}
+
+--- Parses "TERM", "SIGTERM", "15" or 15 into a number (raises on junk).
+function M.signal(s)
+  if type(s) == "number" then return s end
+  if type(s) ~= "string" then error("signal: expected a name or number", 3) end
+  if tonumber(s) then return tonumber(s) end
+  local n = M.SIGNALS[s:upper():gsub("^SIG", "")]
+  if not n then error("signal: unknown signal " .. s, 3) end
+  return n
+end
+
+local function sh_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+
+local function sh(cmd)
+  local r = os.execute(cmd)
+  return r == 0 or r == true
+end
+
+local function read_file(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+local function write_file(path, data, mode)
+  local f, err = io.open(path, "wb")
+  if not f then return nil, err end
+  f:write(data)
+  f:close()
+  if mode then sh("chmod " .. mode .. " " .. sh_quote(path)) end
+  return true
+end
+
+local function exists(path) return read_file(path) ~= nil or sh("test -e " .. sh_quote(path)) end
+
+local function capture(cmd)
+  local p = io.popen(cmd .. " 2>&1")
+  local out = p:read("*a")
+  local ok, _, code = p:close()
+  if ok == true or ok == 0 then return out, 0 end
+  return out, code or 1
+end
+
+-- ---- binaries ---------------------------------------------------------------------------
+
+local function exe_dir()
+  local p = io.popen("readlink /proc/" .. (core.getpid and core.getpid() or "self") .. "/exe 2>/dev/null")
+  local exe = p and p:read("*l")
+  if p then p:close() end
+  return exe and exe:match("^(.*)/[^/]+$")
+end
+
+local function which(name)
+  local p = io.popen("command -v " .. sh_quote(name) .. " 2>/dev/null")
+  local r = p:read("*l")
+  p:close()
+  if r and r ~= "" then return r end
+  return nil
+end
+
+local function find_bin(name, envvar)
+  if os.getenv(envvar) then return os.getenv(envvar) end
+  local dirs = {}
+  if os.getenv("CRATER_BUILD") then dirs[#dirs + 1] = os.getenv("CRATER_BUILD") .. "/bin" end
+  local ed = exe_dir()
+  if ed then dirs[#dirs + 1] = ed end
+  for _, d in ipairs(dirs) do
+    if sh("test -x " .. sh_quote(d .. "/" .. name)) then return d .. "/" .. name end
+  end
+  return which(name)
+end
+
+--- Path of crater-shim ($CRATER_SHIM, $CRATER_BUILD/bin, next to crater, PATH).
+function M.shim_path() return find_bin("crater-shim", "CRATER_SHIM") end
+
+--- Resolves a runtime name: "crater" → crater-runtime, "runc", "crun", or a path.
+function M.runtime_path(name)
+  name = name or "runc"
+  if name:sub(1, 1) == "/" then return name end
+  if name == "crater" or name == "crater-runtime" then
+    return find_bin("crater-runtime", "CRATER_RUNTIME_BIN")
+  end
+  return which(name)
+end
+
+-- ---- task dirs -----------------------------------------------------------------------
+
+local function task_dir(client, ns, id)
+  return require("crater.containers").state_dir(client) .. "/tasks/" .. ns .. "/" .. id
+end
+M.task_dir = task_dir
+
+local function runtime_root(client, ns, runtime)
+  local base = require("crater.containers").state_dir(client) .. "/runtime/"
+  local rname = (runtime or "runc"):gsub("^.*/", "")
+  return base .. rname .. "/" .. ns
+end
+
+local function parse_reply(line)
+  local status, rest = line:match("^(%S+)%s*(.*)$")
+  if status == "ok" then return true, rest end
+  local kind, msg = rest:match("^(%S+)%s+(.*)$")
+  return nil, msg or rest, kind or "internal"
+end
+
+function Task:_req(line, timeout)
+  local r, err, kind = core.shim_request(self.dir, line, timeout)
+  if not r then
+    if kind == "unavailable" then return nil, "task " .. self.id .. ": shim dead (" .. tostring(err) .. ")", kind end
+    return nil, "task " .. self.id .. ": " .. tostring(err), kind
+  end
+  local ok, rest, k2 = parse_reply(r)
+  if not ok then return nil, rest, k2 end
+  return rest
+end
+
+local function unmount_rootfs(dir)
+  local rootfs = dir .. "/rootfs"
+  if core.unmount_all then
+    pcall(core.unmount_all, rootfs)
+  else
+    -- lazy so a straggler does not keep the task dir
+    sh("mountpoint -q " .. sh_quote(rootfs) .. " 2>/dev/null && umount -l " .. sh_quote(rootfs))
+  end
+end
+
+local function remove_dir(dir)
+  unmount_rootfs(dir)
+  sh("rm -rf " .. sh_quote(dir))
+end
+
+--- Mounts the container's snapshot on dir/rootfs, or points the spec at
+--- its rootfs directory.  Returns the rootfs path.
+local function setup_rootfs(client, ns, rec, dir, spec)
+  if rec.rootfs then
+    spec.root.path = rec.rootfs
+    return rec.rootfs
+  end
+  if not (rec.snapshot_key and client.snapshots and core.mount_all) then
+    return nil, "container " .. rec.id .. ": no rootfs and no snapshot support", "failed_precondition"
+  end
+  local sn = client:snapshots(rec.snapshotter)
+  local mounts, err, kind = sn:mounts(rec.snapshot_key)
+  if not mounts then return nil, "container " .. rec.id .. ": snapshot mounts: " .. tostring(err), kind end
+  local target = dir .. "/rootfs"
+  sh("mkdir -p " .. sh_quote(target))
+  local ok, e2, k2 = core.mount_all(mounts, target)
+  if not ok then return nil, "container " .. rec.id .. ": mount rootfs: " .. tostring(e2), k2 end
+  spec.root.path = "rootfs"
+  return target
+end
+
+--- Creates the task for container record rec.
+---@param opts {stdio?: "inherit"|"null"|table, log?: string, log_format?: "json"|"raw", tty?: boolean, stdin?: boolean}
+function M.create(client, ns, rec, opts)
+  local dir = task_dir(client, ns, rec.id)
+  if exists(dir .. "/shim.pid") or exists(dir .. "/config.json") then
+    local t = M.load(client, ns, rec)
+    if t then
+      local st = t:status()
+      return nil, "task " .. rec.id .. " already exists (" .. st.status .. ")", "already_exists"
+    end
+  end
+  local shim = M.shim_path()
+  if not shim then return nil, "crater-shim not found (set CRATER_SHIM or PATH)", "not_found" end
+  local rt = M.runtime_path(rec.runtime)
+  if not rt then return nil, "runtime " .. tostring(rec.runtime) .. " not found", "not_found" end
+  if not sh("mkdir -p " .. sh_quote(dir) .. " && chmod 0711 " .. sh_quote(dir)) then
+    return nil, "mkdir " .. dir .. " failed", "internal"
+  end
+  local spec = oci.copy(rec.spec)
+  local rootfs, err, kind = setup_rootfs(client, ns, rec, dir, spec)
+  if not rootfs then remove_dir(dir); return nil, err, kind end
+  local tty = opts.tty
+  if tty == nil then tty = spec.process.terminal end
+  spec.process.terminal = tty and true or false
+  local ok
+  ok, err, kind = oci.finalize(spec, rootfs)
+  if not ok then remove_dir(dir); return nil, "task " .. rec.id .. ": " .. tostring(err), kind end
+  write_file(dir .. "/config.json", json.encode(spec))
+
+  local stdio = opts.stdio or (opts.log and "log") or "null"
+  local mode, io_paths = "null", nil
+  if stdio == "inherit" or stdio == "fifo" then
+    mode = "fifo"
+    io_paths = { stdout = dir .. "/stdout" }
+    if not tty then io_paths.stderr = dir .. "/stderr" end
+    if opts.stdin ~= false then io_paths.stdin = dir .. "/stdin" end
+  elseif stdio == "log" then
+    mode = "log"
+  elseif type(stdio) == "table" then
+    mode = "fifo"
+    io_paths = {}
+    for _, k in ipairs { "stdin", "stdout", "stderr" } do
+      if stdio[k] then io_paths[k] = dir .. "/" .. k end
+    end
+  end
+  local io_handle
+  if io_paths then
+    for _, p in pairs(io_paths) do
+      local r, e, k = core.mkfifo(p, 384)
+      if not r then remove_dir(dir); return nil, e, k end
+    end
+    local h, e, k = core.io_open(io_paths)
+    if not h then remove_dir(dir); return nil, e, k end
+    io_handle = h
+  end
+  local rroot = runtime_root(client, ns, rt)
+  sh("mkdir -p " .. sh_quote(rroot))
+  local meta = {
+    id = rec.id, namespace = ns, runtime = rt, runtime_root = rroot, tty = tty and true or false,
+    stdio = mode, log = opts.log, created_at = os.time(),
+  }
+  write_file(dir .. "/task.json", json.encode(meta))
+  local argv = { shim, "--dir", dir, "--id", rec.id, "--runtime", rt, "--runtime-root", rroot, "--stdio", mode }
+  if mode == "log" then
+    argv[#argv + 1] = "--log"; argv[#argv + 1] = opts.log or (dir .. "/log.json")
+    argv[#argv + 1] = "--log-format"; argv[#argv + 1] = opts.log_format or "json"
+  end
+  if tty then argv[#argv + 1] = "--tty" end
+  local res, e, k = core.shim_spawn(argv, { stderr = dir .. "/shim.log" })
+  if not res then
+    if io_handle then io_handle:close() end
+    remove_dir(dir)
+    return nil, "task " .. rec.id .. ": " .. tostring(e), k
+  end
+  local good, rest, k2 = parse_reply(res)
+  if not good then
+    if io_handle then io_handle:close() end
+    remove_dir(dir)
+    return nil, rest, k2
+  end
+  local t = setmetatable({ id = rec.id, ns = ns, dir = dir, meta = meta, rec = rec, client = client,
+    io = io_handle, _pid = tonumber(rest) }, Task)
+  return t
+end
+
+--- Loads the task of container record rec from its task dir, or nil.
+function M.load(client, ns, rec)
+  local dir = task_dir(client, ns, rec.id)
+  local text = read_file(dir .. "/task.json")
+  if not text then return nil end
+  local meta = json.decode(text) or {}
+  return setmetatable({ id = rec.id, ns = ns, dir = dir, meta = meta, rec = rec, client = client }, Task)
+end
+
+--- Lists tasks of a namespace: {id=, pid=, status=, exit_status=}.
+function M.list(client, ns)
+  local base = require("crater.containers").state_dir(client) .. "/tasks/" .. ns
+  local out = {}
+  local p = io.popen("ls -1 " .. sh_quote(base) .. " 2>/dev/null")
+  for id in p:lines() do
+    local t = M.load(client, ns, { id = id })
+    if t then
+      local st = t:status()
+      st.id = id
+      out[#out + 1] = st
+    end
+  end
+  p:close()
+  table.sort(out, function(a, b) return a.id < b.id end)
+  return out
+end
+
+-- ---- Task methods ----------------------------------------------------------------------
+
+local function read_exit(path)
+  local s = read_file(path)
+  if not s then return nil end
+  local code, at = s:match("^(%-?%d+)%s+(%d+)")
+  return tonumber(code), tonumber(at)
+end
+
+--- Status: {status="created"|"running"|"paused"|"stopped"|"unknown",
+--- pid=, exit_status=, exited_at=, shim=("alive"|"dead")}.
+function Task:status()
+  local r = self:_req("state", 5000)
+  if r then
+    local st, pid, code, at = r:match("^(%S+)%s+(%-?%d+)%s+(%-?%d+)%s+(%-?%d+)")
+    return { status = st, pid = tonumber(pid), exit_status = st == "stopped" and tonumber(code) or nil,
+      exited_at = st == "stopped" and tonumber(at) or nil, shim = "alive" }
+  end
+  local code, at = read_exit(self.dir .. "/exit")
+  local pid = tonumber(read_file(self.dir .. "/pid") or "")
+  if code then return { status = "stopped", pid = pid, exit_status = code, exited_at = at, shim = "dead" } end
+  local st = { status = "unknown", pid = pid, shim = "dead", note = "shim dead" }
+  if pid and core.pid_alive(pid) then st.note = "shim dead, init still running" end
+  return st
+end
+
+--- The pid of the container's init.
+function Task:pid()
+  if self._pid then return self._pid end
+  local st = self:status()
+  self._pid = st.pid
+  return st.pid
+end
+
+--- Starts the task's init process.
+function Task:start()
+  local r, err, kind = self:_req("start", 60000)
+  if not r then return nil, err, kind end
+  self._pid = tonumber(r) or self._pid
+  return true
+end
+
+--- Waits for the init to exit: exit status, exited_at (ns since epoch).
+--- A dead shim with a recorded status still answers; without one: nil, "shim dead".
+---@param timeout_ms? integer
+function Task:wait(timeout_ms)
+  local r, err, kind = self:_req("wait", timeout_ms or -1)
+  if r then
+    local code, at = r:match("^(%-?%d+)%s+(%d+)")
+    return tonumber(code), tonumber(at)
+  end
+  if kind == "unavailable" then
+    local code, at = read_exit(self.dir .. "/exit")
+    if code then return code, at end
+  end
+  return nil, err, kind
+end
+
+--- Sends a signal to the init (opts.all: to every process of the container).
+function Task:kill(sig, opts)
+  sig = M.signal(sig or "TERM")
+  local r, err, kind = self:_req("kill " .. sig .. ((opts and opts.all) and " all" or ""), 30000)
+  if not r then return nil, err, kind end
+  return true
+end
+
+--- Pauses (freezes) every process of the task.
+function Task:pause()
+  local r, err, kind = self:_req("pause", 30000)
+  if not r then return nil, err, kind end
+  return true
+end
+
+--- Resumes a paused task.
+function Task:resume()
+  local r, err, kind = self:_req("resume", 30000)
+  if not r then return nil, err, kind end
+  return true
+end
+
+--- Resizes the task's pty.
+function Task:resize(w, h)
+  local r, err, kind = self:_req(string.format("resize - %d %d", w, h))
+  if not r then return nil, err, kind end
+  return true
+end
+
+--- Closes the task's stdin (EOF for the process).
+function Task:close_stdin()
+  local r, err, kind = self:_req("close_stdin -")
+  if not r then return nil, err, kind end
+  return true
+end
+
+local function runtime_cmd(self, args)
+  local m = self.meta
+  return sh_quote(m.runtime) .. " --root " .. sh_quote(m.runtime_root) .. " " .. args
+end
+
+--- Pids of the task's processes.
+function Task:pids()
+  local out, code = capture(runtime_cmd(self, "ps --format json " .. sh_quote(self.id)))
+  if code ~= 0 then return nil, "task " .. self.id .. ": ps: " .. out:gsub("%s+$", ""), "failed_precondition" end
+  local list = json.decode(out)
+  if type(list) ~= "table" then return nil, "task " .. self.id .. ": ps: bad output", "internal" end
+  local r = {}
+  for _, p in ipairs(list) do r[#r + 1] = { pid = p } end
+  return r
+end
+
+--- Cgroup statistics: {memory={usage=, max_usage=, limit=}, cpu={usage_ns=}, pids={current=, limit=}}.
+function Task:metrics()
+  local out, code = capture(runtime_cmd(self, "events --stats " .. sh_quote(self.id)))
+  if code ~= 0 then return nil, "task " .. self.id .. ": stats: " .. out:gsub("%s+$", ""), "failed_precondition" end
+  local ev = json.decode(out:match("[^\n]+") or "")
+  if type(ev) ~= "table" or type(ev.data) ~= "table" then return nil, "task " .. self.id .. ": stats: bad output", "internal" end
+  local d = ev.data
+  local mem = d.memory or {}
+  local usage = mem.usage or {}
+  return {
+    memory = { usage = usage.usage, max_usage = usage.max, limit = usage.limit },
+    cpu = { usage_ns = d.cpu and d.cpu.usage and d.cpu.usage.total },
+    pids = { current = d.pids and d.pids.current, limit = d.pids and d.pids.limit },
+    raw = d,
+  }
+end
+
+--- Copies stdio between this process and the task (fifo stdio only) until
+--- the task's output ends; forwards signals and, with a tty, resizes.
+---@param opts? {stdin?: boolean, signals?: boolean}
+function Task:attach(opts)
+  opts = opts or {}
+  local h = self.io
+  if not h then
+    if self.meta.stdio ~= "fifo" then return nil, "task " .. self.id .. " has no attachable stdio", "failed_precondition" end
+    local paths = {}
+    for _, k in ipairs { "stdin", "stdout", "stderr" } do
+      if exists(self.dir .. "/" .. k) then paths[k] = self.dir .. "/" .. k end
+    end
+    if opts.stdin == false then paths.stdin = nil end
+    local e, k
+    h, e, k = core.io_open(paths)
+    if not h then return nil, e, k end
+    self.io = h
+  end
+  local stdin = opts.stdin
+  if stdin == nil then stdin = true end
+  h:run { taskdir = self.dir, tty = self.meta.tty, stdin = stdin, signals = opts.signals ~= false }
+  h:close()
+  self.io = nil
+  return true
+end
+
+--- Runs another process in the task.
+---@param exec_id string
+---@param process table OCI process (args, env, cwd, user, terminal...)
+---@param opts? {tty?: boolean, stdio?: "inherit"|"null"}
+function Task:exec(exec_id, process, opts)
+  opts = opts or {}
+  if type(exec_id) ~= "string" or not exec_id:match("^[%w][%w_.-]*$") then error("task:exec: invalid exec id", 2) end
+  if type(process) ~= "table" or type(process.args) ~= "table" then error("task:exec: process needs args", 2) end
+  local p = oci.copy(process)
+  local tty = opts.tty
+  if tty == nil then tty = p.terminal end
+  p.terminal = tty and true or false
+  p.cwd = p.cwd or "/"
+  p.env = p.env or json.array { oci.DEFAULT_PATH }
+  p.user = p.user or { uid = 0, gid = 0 }
+  setmetatable(p.args, json.array_mt)
+  local prefix = self.dir .. "/exec-" .. exec_id
+  write_file(prefix .. ".json", json.encode(p))
+  local mode, h = "null", nil
+  if opts.stdio == "inherit" then
+    mode = "fifo"
+    local paths = { stdin = prefix .. ".stdin", stdout = prefix .. ".stdout" }
+    if not tty then paths.stderr = prefix .. ".stderr" end
+    if opts.stdin == false then paths.stdin = nil end
+    for _, f in pairs(paths) do core.mkfifo(f, 384) end
+    local e, k
+    h, e, k = core.io_open(paths)
+    if not h then return nil, e, k end
+  end
+  local r, err, kind = self:_req(string.format("exec %s %d %s", exec_id, tty and 1 or 0, mode), 60000)
+  if not r then
+    if h then h:close() end
+    return nil, err, kind
+  end
+  return setmetatable({ task = self, id = exec_id, pid = tonumber(r), io = h, tty = tty }, Process)
+end
+
+--- Deletes the task: refused while running unless opts.force.  Removes the
+--- task dir (and unmounts the rootfs).  Returns the exit status.
+function Task:delete(opts)
+  opts = opts or {}
+  local r, err, kind = self:_req("delete" .. (opts.force and " force" or ""), 60000)
+  local code
+  if r then
+    code = tonumber(r:match("^(%-?%d+)"))
+    -- wait for the shim to go (it exits right after answering)
+    local spid = tonumber(read_file(self.dir .. "/shim.pid") or "")
+    for _ = 1, 200 do
+      if not spid or not core.pid_alive(spid) then break end
+      sh("sleep 0.01")
+    end
+  elseif kind == "unavailable" then
+    -- shim dead: clean up with the runtime directly
+    local st = self:status()
+    if st.pid and core.pid_alive(st.pid) and not opts.force then
+      return nil, "task " .. self.id .. ": shim dead but init still running (use force)", "failed_precondition"
+    end
+    capture(runtime_cmd(self, "delete --force " .. sh_quote(self.id)))
+    code = st.exit_status
+  else
+    return nil, err, kind
+  end
+  if self.io then self.io:close(); self.io = nil end
+  remove_dir(self.dir)
+  return code or 0
+end
+
+-- ---- exec'd processes ------------------------------------------------------------------
+
+function Process:wait(timeout_ms)
+  local r, err, kind = self.task:_req("wait " .. self.id, timeout_ms or -1)
+  if r then
+    local code, at = r:match("^(%-?%d+)%s+(%d+)")
+    return tonumber(code), tonumber(at)
+  end
+  if kind == "unavailable" then
+    local s = read_file(self.task.dir .. "/exec-" .. self.id .. ".exit")
+    if s then
+      local code, at = s:match("^(%-?%d+)%s+(%d+)")
+      return tonumber(code), tonumber(at)
+    end
+  end
+  return nil, err, kind
+end
+
+function Process:kill(sig)
+  local r, err, kind = self.task:_req("kill " .. M.signal(sig or "TERM") .. " exec " .. self.id)
+  if not r then return nil, err, kind end
+  return true
+end
+
+function Process:resize(w, h)
+  local r, err, kind = self.task:_req(string.format("resize %s %d %d", self.id, w, h))
+  if not r then return nil, err, kind end
+  return true
+end
+
+function Process:close_stdin()
+  local r, err, kind = self.task:_req("close_stdin " .. self.id)
+  if not r then return nil, err, kind end
+  return true
+end
+
+--- Copies stdio until the process's output ends (stdio="inherit" only).
+function Process:attach(opts)
+  opts = opts or {}
+  if not self.io then return nil, "exec " .. self.id .. " has no attachable stdio", "failed_precondition" end
+  local stdin = opts.stdin
+  if stdin == nil then stdin = true end
+  self.io:run { taskdir = self.task.dir, exec = self.id, tty = self.tty, stdin = stdin, signals = opts.signals ~= false }
+  self.io:close()
+  self.io = nil
+  return true
+end
+
+return M
