@@ -1,0 +1,108 @@
+#!/bin/sh
+# bench/pull.sh: crater pull vs ctr image pull, side by side, from a local
+# docker-registry, on a fresh loop-mounted ext4 (with journal) holding both
+# roots.  Images: ~300 MB 5-layer gzip image (copies of /usr/lib, /usr/share)
+# and busybox.  Needs root, docker-registry, skopeo, umoci, containerd, ctr.
+#   bench/pull.sh [BUILD_DIR]     (default build-pull)
+set -eu
+SRC=$(cd "$(dirname "$0")/.." && pwd)
+BUILD=${1:-$SRC/build-pull}
+CRATER=$BUILD/bin/crater
+RUNS=${RUNS:-3}
+T=$(mktemp -d /tmp/crater-bench.XXXXXX)
+REG_PID= ; CTRD_PID=
+cleanup() {
+  [ -n "$CTRD_PID" ] && kill "$CTRD_PID" 2>/dev/null && wait "$CTRD_PID" 2>/dev/null || true
+  [ -n "$REG_PID" ] && kill "$REG_PID" 2>/dev/null && wait "$REG_PID" 2>/dev/null || true
+  umount "$T/mnt" 2>/dev/null || true
+  rm -rf "$T"
+}
+trap cleanup EXIT INT TERM
+
+# --- filesystem ---------------------------------------------------------
+truncate -s 4G "$T/fs.img"
+mkfs.ext4 -q -F -j "$T/fs.img"
+mkdir -p "$T/mnt"
+mount -o loop "$T/fs.img" "$T/mnt"
+
+# --- registry -----------------------------------------------------------
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+mkdir -p "$T/reg"
+cat > "$T/reg/config.yml" <<YML
+version: 0.1
+storage: { filesystem: { rootdirectory: $T/reg/data } }
+http: { addr: 127.0.0.1:$PORT }
+log: { level: error }
+YML
+docker-registry serve "$T/reg/config.yml" >"$T/reg/log" 2>&1 &
+REG_PID=$!
+for i in $(seq 50); do curl -fs "http://127.0.0.1:$PORT/v2/" >/dev/null && break; sleep 0.1; done
+HOST=127.0.0.1:$PORT
+
+# --- images ---------------------------------------------------------------
+mkdir -p "$T/img"
+umoci init --layout "$T/img/oci"
+umoci new --image "$T/img/oci:big"
+umoci unpack --rootless --image "$T/img/oci:big" "$T/img/bundle" >/dev/null
+i=0
+for src in /usr/lib/x86_64-linux-gnu /usr/share/locale /usr/share/doc /usr/lib/python3 /usr/share/i18n /usr/share; do
+  [ -d "$src" ] || continue
+  i=$((i + 1)); [ $i -gt 5 ] && break
+  mkdir -p "$T/img/bundle/rootfs/layer$i"
+  cp -a "$src" "$T/img/bundle/rootfs/layer$i/" 2>/dev/null || true
+  umoci repack --image "$T/img/oci:big" "$T/img/bundle" >/dev/null
+done
+du -sh "$T/img/oci" | sed 's/^/image layout: /'
+skopeo copy -q --dest-tls-verify=false "oci:$T/img/oci:big" "docker://$HOST/bench/big:1"
+BB=$(ls -d "$BUILD"/fixtures/*/oci 2>/dev/null | head -1)
+if [ -n "$BB" ]; then skopeo copy -q --dest-tls-verify=false "oci:$BB:busybox" "docker://$HOST/bench/busybox:1"; fi
+
+# --- private containerd -----------------------------------------------
+mkdir -p "$T/mnt/ctrd/root" "$T/ctrd/state"
+cat > "$T/ctrd/config.toml" <<TOML
+version = 2
+root = "$T/mnt/ctrd/root"
+state = "$T/ctrd/state"
+[grpc]
+  address = "$T/ctrd/sock"
+[plugins."io.containerd.grpc.v1.cri"]
+  disable_tcp_service = true
+TOML
+containerd --config "$T/ctrd/config.toml" >"$T/ctrd/log" 2>&1 &
+CTRD_PID=$!
+for i in $(seq 100); do [ -S "$T/ctrd/sock" ] && break; sleep 0.1; done
+
+now() { date +%s.%N; }
+best() { sort -n | head -1; }
+
+bench_one() {  # name ref
+  name=$1; ref=$2
+  ct=""; cr=""
+  for r in $(seq "$RUNS"); do
+    rm -rf "$T/mnt/crater"; sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
+    s=$(now); "$CRATER" --root "$T/mnt/crater" pull -q --plain-http "$ref" >/dev/null; e=$(now)
+    cr="$cr $(echo "$e - $s" | bc)"
+    ctr -a "$T/ctrd/sock" -n "bench$r$name" image rm "$ref" >/dev/null 2>&1 || true
+    ctr -a "$T/ctrd/sock" content prune references >/dev/null 2>&1 || true
+    sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
+    s=$(now); ctr -a "$T/ctrd/sock" -n "bench$r$name" image pull --plain-http "$ref" >/dev/null; e=$(now)
+    ct="$ct $(echo "$e - $s" | bc)"
+  done
+  bcr=$(for x in $cr; do echo "$x"; done | best)
+  bct=$(for x in $ct; do echo "$x"; done | best)
+  printf "%-10s crater %7.2fs   ctr %7.2fs   ctr/crater %5.2fx\n" "$name" "$bcr" "$bct" "$(echo "$bct / $bcr" | bc -l)"
+}
+
+echo "runs per tool: $RUNS (best of)"
+bench_one big "$HOST/bench/big:1"
+[ -n "$BB" ] && bench_one busybox "$HOST/bench/busybox:1"
+
+# machine limit: decompress all layers with the best tool, write to disk, 2 cores
+mkdir -p "$T/mnt/limit"
+s=$(now)
+ls "$T/img/oci/blobs/sha256/" | while read -r h; do
+  f="$T/img/oci/blobs/sha256/$h"
+  if [ "$(head -c2 "$f" | od -An -tx1 | tr -d ' ')" = "1f8b" ]; then echo "$f"; fi
+done | xargs -P2 -I{} sh -c 'mkdir -p "$0/$(basename {})" && (pigz -dc {} 2>/dev/null || gzip -dc {}) | tar -x -C "$0/$(basename {})"' "$T/mnt/limit"
+sync; e=$(now)
+printf "%-10s limit  %7.2fs (decompress + write, 2 cores)\n" big "$(echo "$e - $s" | bc)"
