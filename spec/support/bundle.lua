@@ -182,7 +182,7 @@ end
 function Bundle:cleanup()
   for _, c in ipairs(self.containers) do
     M.sh(string.format("%s --root %s delete --force %s", M.q(c[1]), M.q(c[2]), M.q(c[3])))
-    M.sh("rmdir /sys/fs/cgroup/*/crater-test/" .. c[3] .. " /sys/fs/cgroup/crater-test/" .. c[3] .. " 2>/dev/null")
+    M.remove_cgroups("crater-test/" .. c[3])
   end
   self.containers = {}
   sh("umount -R " .. M.q(self.rootfs) .. " 2>/dev/null")
@@ -190,9 +190,19 @@ function Bundle:cleanup()
   live[self] = nil
 end
 
+--- Kills what is left in a test cgroup (v1 hierarchies or v2) and removes
+-- it with its children, deepest first.
+function M.remove_cgroups(rel)
+  local dirs = "/sys/fs/cgroup/" .. rel .. " /sys/fs/cgroup/*/" .. rel
+  M.sh(string.format([[for d in %s; do [ -d "$d" ] || continue;
+    for p in $(cat $(find "$d" -name cgroup.procs) 2>/dev/null); do kill -9 $p 2>/dev/null; done; done;
+    sleep 0.1; for d in %s; do [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} + 2>/dev/null; done; true]],
+    dirs, dirs))
+end
+
 function M.cleanup_all()
   for b in pairs(live) do b:cleanup() end
-  sh("rmdir /sys/fs/cgroup/*/crater-test /sys/fs/cgroup/crater-test 2>/dev/null")
+  M.remove_cgroups("crater-test")
 end
 
 M.json = cjson
