@@ -413,6 +413,39 @@ describe("crater-runtime vs runc", function()
     same(r, "stdout")
   end)
 
+  it("sends the pty master over --console-socket (terminal: true)", function()
+    local recv = [[
+import socket, array, os, sys
+s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.listen(1)
+open(sys.argv[2], "w").close()
+s.settimeout(20); c, _ = s.accept()
+msg, anc, _, _ = c.recvmsg(1024, socket.CMSG_SPACE(4))
+fds = array.array("i")
+for lvl, typ, data in anc: fds.frombytes(data[:4])
+out = b""
+while True:
+    try: d = os.read(fds[0], 4096)
+    except OSError: break
+    if not d: break
+    out += d
+sys.stdout.write("name=" + msg.decode() + "\n" + out.decode().replace("\r", ""))
+]]
+    local r = both(function(rt)
+      local b = bundle{ args = { "sh", "-c", "tty; echo hello; stty size" },
+                        config = { process = { terminal = true, consoleSize = { height = 30, width = 100 } } } }
+      local id = newid("tty")
+      b:use_cgroup(id)
+      B.write(b.dir .. "/recv.py", recv)
+      local sock, ready = b.dir .. "/console.sock", b.dir .. "/ready"
+      return B.sh(string.format(
+        "python3 %s %s %s > %s/tty.out & p=$!; while [ ! -e %s ]; do sleep 0.02; done; %s --root %s/rt run -d --console-socket %s --bundle %s %s || kill $p; wait $p; cat %s/tty.out; %s --root %s/rt delete -f %s",
+        B.q(b.dir .. "/recv.py"), B.q(sock), B.q(ready), B.q(b.dir), B.q(ready), B.q(rt), B.q(b.dir), B.q(sock), B.q(b.dir), id,
+        B.q(b.dir), B.q(rt), B.q(b.dir), id))
+    end)
+    assert.matches("/dev/pts/0\nhello\n", r.crater.stdout, nil, r.crater.stderr)
+    same(r, "stdout")
+  end)
+
   it("prints features and the default seccomp profile", function()
     local f = B.json.decode(B.sh(B.q(CRATER) .. " features").stdout)
     assert.equal("1.0.0", f.ociVersionMin)

@@ -54,7 +54,7 @@ stage2(json_t *process, json_t *seccomp, int sync, int console_fd, int preserve,
   if (crater__sync_recv(sync, SYNC_GO, NULL, err) < 0)
     return -1;
   if (crater__jb(process, "terminal", false)) {
-    if (crater__process_console(console_fd, err) < 0)
+    if (crater__process_console(console_fd, process, err) < 0)
       return -1;
     close(console_fd);
   } else {

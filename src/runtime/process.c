@@ -148,7 +148,7 @@ crater__send_fd(int sock, int fd, const char *name, crater_error_t *err)
 }
 
 int
-crater__process_console(int sockfd, crater_error_t *err)
+crater__process_console(int sockfd, json_t *process, crater_error_t *err)
 {
   cleanup_close int master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
   if (master < 0)
@@ -161,7 +161,15 @@ crater__process_console(int sockfd, crater_error_t *err)
   cleanup_close int slave = open(name, O_RDWR | O_NOCTTY | O_CLOEXEC);
   if (slave < 0)
     return crater_error_sys(err, errno, "open %s", name);
-  if (crater__send_fd(sockfd, master, name, err) < 0)
+  json_t *size = json_object_get(process, "consoleSize");
+  if (json_is_object(size)) {
+    struct winsize ws = { .ws_row = (unsigned short) crater__ji(size, "height", 0),
+                          .ws_col = (unsigned short) crater__ji(size, "width", 0) };
+    if (ioctl(slave, TIOCSWINSZ, &ws) < 0)
+      return crater_error_sys(err, errno, "set console size");
+  }
+  /* the name runc sends along with the master */
+  if (crater__send_fd(sockfd, master, "/dev/ptmx", err) < 0)
     return crater_error_wrap(err, "console socket");
   setsid();
   if (ioctl(slave, TIOCSCTTY, 0) < 0)

@@ -186,7 +186,7 @@ char *crater__process_lookup(json_t *process, crater_error_t *err);
 int crater__process_exec(json_t *process, json_t *seccomp, const char *exe,
                          int preserve_fds, crater_error_t *err);
 /* Sets up a pty inside the container and sends its master over sockfd. */
-int crater__process_console(int sockfd, crater_error_t *err);
+int crater__process_console(int sockfd, json_t *process, crater_error_t *err);
 int crater__send_fd(int sock, int fd, const char *name, crater_error_t *err);
 
 /* --- sealed re-exec ----------------------------------------------------- */
