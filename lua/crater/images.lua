@@ -193,6 +193,15 @@ function M.chain_ids(diff_ids)
   return out
 end
 
+--- Reads a whole blob of namespace ns from backend b (nil, msg, kind when
+--- missing).
+function M.read_blob(b, ns, digest)
+  local info, err, kind = b:content_info(ns, digest)
+  if not info then return nil, err, kind end
+  if info.size == 0 then return "" end
+  return b:content_read(ns, digest, 0, info.size)
+end
+
 -- ---------------------------------------------------------------------------
 -- The client object
 
@@ -244,7 +253,7 @@ end
 
 --- Reads a whole blob of this namespace.
 function Images:read(digest)
-  return self.b:content_read(self.ns, digest, 0, -1)
+  return M.read_blob(self.b, self.ns, digest)
 end
 
 --- Walks an image's content graph from a descriptor.  fn(desc, parsed,

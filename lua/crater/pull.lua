@@ -188,7 +188,7 @@ function M.pull(client, ref_string, opts)
     local have = b:content_info(ns, desc.digest)
     local body, ct
     if have then
-      body = b:content_read(ns, desc.digest, 0, -1)
+      body = images.read_blob(b, ns, desc.digest)
       ct = desc.media_type
     end
     if not body then
@@ -266,7 +266,7 @@ function M.pull(client, ref_string, opts)
   local src_key = source_label_key(ref.domain)
   local want, by_digest, skipped = {}, {}, {}
   local function want_blob(d, role)
-    if by_digest[d.digest] then return end
+    if by_digest[d.digest] then return true end
     local li = role == "layer" and images.layer_info(d.mediaType)
     if role == "layer" and not li then
       return nil, string.format("layer %s: unsupported media type %q", d.digest, d.mediaType), "invalid_argument"
@@ -372,7 +372,7 @@ function M.pull(client, ref_string, opts)
     local d, st, k = put_blob(b, ns, c.desc.digest, c.m.body, labels)
     if not d then release(); return nil, what .. ": commit manifest " .. c.desc.digest .. ": " .. tostring(st), k end
     lease_add(c.desc.digest)
-    local cbody = b:content_read(ns, c.m.doc.config.digest, 0, -1)
+    local cbody = images.read_blob(b, ns, c.m.doc.config.digest)
     local cfg, ce, ck = images.decode_config(cbody or "", #c.m.doc.layers)
     if not cfg then release(); return nil, what .. ": config " .. c.m.doc.config.digest .. ": " .. ce, ck end
     configs[#configs + 1] = cfg
@@ -401,7 +401,7 @@ function M.pull(client, ref_string, opts)
   for i, c in ipairs(chosen) do
     local cfg = configs[i]
     local plat = c.desc.platform or { os = cfg.os, architecture = cfg.architecture, variant = cfg.variant }
-    local entry = { digest = c.desc.digest, platform = platforms.format(plat), layers = #c.m.doc.layers }
+    local entry = { digest = c.desc.digest, platform = platforms.format(platforms.normalize(plat)), layers = #c.m.doc.layers }
     result.manifests[#result.manifests + 1] = entry
     local want_unpack = opts.unpack == true or (opts.unpack == nil and unpack.available(client))
     if opts.unpack == nil and not unpack.available(client) and i == 1 then

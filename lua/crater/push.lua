@@ -83,7 +83,7 @@ function M.push(client, name, ref_string, opts)
   end
 
   local function push_manifest(d, tag)
-    local body, e, k = b:content_read(ns, d.digest, 0, -1)
+    local body, e, k = images.read_blob(b, ns, d.digest)
     if not body then return nil, e, k end
     local m
     m, e, k = images.decode_manifest(body, d.media_type, { digest = d.digest })

@@ -11,9 +11,11 @@ local MT = images.media_types
 
 -- Lists a tar and refuses unsafe members.  Returns true or nil, msg.
 function M.check_tar(path)
-  local f = io.popen("tar --quoting-style=escape -tvf " .. T.quote(path) .. " 2>&1", "r")
+  local ok0, listing = T.sh("tar --quoting-style=escape -tvf " .. T.quote(path))
+  if not ok0 then return nil, "tar: cannot list " .. path .. ": " .. tostring(listing) end
+  local f = { close = function() return true end }
   local n = 0
-  for line in f:lines() do
+  for line in listing:gmatch("[^\n]+") do
     n = n + 1
     local typ = line:sub(1, 1)
     -- "-rw-r--r-- user/group size date time name"
@@ -40,8 +42,6 @@ function M.check_tar(path)
       if comp == ".." then f:close(); return nil, string.format("refusing member name with '..': %q", name) end
     end
   end
-  local ok, _, code = f:close()
-  if not (ok == true or code == 0) then return nil, "tar: cannot list " .. path end
   if n == 0 then return nil, path .. ": empty archive" end
   return true
 end

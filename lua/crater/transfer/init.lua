@@ -32,11 +32,13 @@ end
 
 --- Runs a shell command; returns true or nil, output.
 function M.sh(cmd)
-  local f = io.popen(cmd .. " 2>&1", "r")
+  -- LuaJIT's popen close() does not report the exit status: echo it
+  local f = io.popen("{ " .. cmd .. "\n} 2>&1; echo \"__crater_rc=$?\"", "r")
   local outp = f:read("*a")
-  local ok, _, code = f:close()
-  if ok == true or code == 0 then return true, outp end
-  return nil, outp
+  f:close()
+  local body, rc = outp:match("^(.-)__crater_rc=(%d+)%s*$")
+  if rc == "0" then return true, body end
+  return nil, body or outp
 end
 
 --- Makes a fresh private temp dir under base (default TMPDIR or /tmp).
