@@ -281,7 +281,7 @@ function M.pull(client, ref_string, opts)
       lease_add(d.digest)
       local labels = { [src_key] = merge_source(info.labels and info.labels[src_key], repo) }
       b:content_set_labels(ns, d.digest, labels, false)
-      p:add(d.digest, { name = role .. " " .. d.digest, total = d.size, state = "exists" })
+      p:add(d.digest, { name = role .. " " .. d.digest, total = d.size })
       p:state(d.digest, "exists")
       return true
     end

@@ -64,7 +64,7 @@ function M.unpack(client, m, config, opts)
       end
       if p then p:state(id, "unpacking") end
       local key = string.format("extract-%d-%d %s", core.getpid(), i, chain[i])
-      local prep, err, kind = sn:prepare(key, parent, { labels = { ["containerd.io/snapshot.ref"] = chain[i] } })
+      local prep, err, kind = sn:prepare(key, parent, { ["containerd.io/snapshot.ref"] = chain[i] })
       if not prep then return nil, string.format("unpack: prepare %s: %s", chain[i], err), kind end
       local applied
       applied, err, kind = sn:apply_layer(key, path, { compression = li.compression, expected_diff_id = diff_ids[i] })
@@ -78,7 +78,7 @@ function M.unpack(client, m, config, opts)
           l.digest, applied.diff_id, diff_ids[i]), "data_loss"
       end
       local c
-      c, err, kind = sn:commit(chain[i], key, { labels = { ["crater.io/unpacked-size"] = tostring(applied.size or 0) } })
+      c, err, kind = sn:commit(chain[i], key, { ["crater.io/unpacked-size"] = tostring(applied.size or 0) })
       if not c then
         sn:remove(key)
         if kind ~= "already_exists" then return nil, string.format("unpack: commit %s: %s", chain[i], err), kind end

@@ -101,6 +101,21 @@ describe("crater pull (functional)", function()
     if env2.cleanup then env2:cleanup() end
   end)
 
+  it("unpacks by default into chain-id snapshots and skips them on a re-pull", function()
+    local ref = reg.host .. "/test/multilayer:1"
+    local r = env:crater { "pull", "--plain-http", ref }
+    assert.equal(0, r.code, r.stderr)
+    assert.truthy(r.stdout:find("unpacked linux/", 1, true), r.stdout)
+    r = env:crater { "pull", "--plain-http", ref }
+    assert.equal(0, r.code, r.stderr)
+    local n = 0
+    for _ in r.stdout:gmatch("already unpacked") do n = n + 1 end
+    assert.equal(5, n)
+    r = env:crater { "--format", "json", "image", "usage", ref }
+    local u = assert(json.decode(r.stdout))
+    assert.is_true(u[1].unpacked_size > 0)
+  end)
+
   it("refuses --plain-http for a non-local host", function()
     local r = env:crater { "pull", "--plain-http", "example.com/x:1" }
     assert.equal(1, r.code)
