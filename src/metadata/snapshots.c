@@ -357,7 +357,7 @@ crater_snapshot_remove(crater_store_t *s, const char *ns, const char *sname, con
   int64_t children = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
   sqlite3_finalize(st);
   if (children > 0) {
-    crater_error_make(err, CRATER_ERR_FAILED_PRECONDITION, 0, "snapshot %s has %lld child%s", key,
+    crater_error_make(err, CRATER_ERR_FAILED_PRECONDITION, 0, "has %lld child%s",
                       (long long) children, children == 1 ? "" : "ren");
     goto fail;
   }
