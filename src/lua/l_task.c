@@ -419,8 +419,7 @@ l_io_run(lua_State *L)
   int raw = tty && use_stdin && isatty(0) && tcgetattr(0, &saved) == 0;
   if (raw) {
     struct termios t = saved;
-    cfmakeraw(&t);
-    t.c_oflag |= OPOST; /* keep \n -> \r\n for our own messages */
+    cfmakeraw(&t); /* the container's pty does the output processing */
     tcsetattr(0, TCSANOW, &t);
   }
   if (tty && isatty(0)) {

@@ -127,7 +127,12 @@ return {
         elseif proc.user and proc.user.username then
           proc.user = { uid = 0, gid = 0 }
         end
-        local eid = flags["exec-id"] or ("exec-" .. tostring(math.random(100000, 999999)))
+        local eid = flags["exec-id"]
+        if not eid then
+          local f = io.open("/proc/sys/kernel/random/uuid", "rb")
+          eid = "exec-" .. (f and f:read("*l"):sub(1, 8) or tostring(os.time()))
+          if f then f:close() end
+        end
         local p = ctx:check(t:exec(eid, proc, { tty = flags.tty, stdio = flags.detach and "null" or "inherit",
           stdin = flags.interactive and true or false }))
         if flags.detach then ctx.out:write(eid, "\n"); return 0 end

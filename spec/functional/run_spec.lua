@@ -1,0 +1,193 @@
+-- crater run / container / task against real containers (as root), with a
+-- busybox rootfs built here, for runc and crater-runtime.
+-- Every test cleans up (tasks, shims, runtime state, cgroups, dirs) in
+-- after_each, also when it fails half-way.
+local proc = require "support.proc"
+
+local BIN = (os.getenv("CRATER_BUILD") or "build") .. "/bin/crater"
+local is_root = proc.run("id -u").stdout:match("^0") ~= nil
+
+local function q(s) return proc.quote(s) end
+
+local M = {}
+
+--- A busybox rootfs in dir (applet links, passwd/group with extra users).
+function M.make_rootfs(dir)
+  proc.check("mkdir -p " .. q(dir) .. "/bin " .. q(dir) .. "/etc " .. q(dir) .. "/proc " .. q(dir) .. "/sys "
+    .. q(dir) .. "/dev " .. q(dir) .. "/tmp " .. q(dir) .. "/root " .. q(dir) .. "/home/app")
+  proc.check("cp /bin/busybox " .. q(dir) .. "/bin/busybox && cd " .. q(dir .. "/bin") ..
+    " && for a in $(./busybox --list); do [ \"$a\" = busybox ] || ln -sf busybox \"$a\"; done")
+  proc.write_file(dir .. "/etc/passwd",
+    "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n")
+  proc.write_file(dir .. "/etc/group", "root:x:0:\napp:x:1000:\nextra:x:2000:app\nnogroup:x:65534:\n")
+  proc.check("chmod 1777 " .. q(dir .. "/tmp"))
+  return dir
+end
+
+local Env = {}
+Env.__index = Env
+
+function M.env(runtime)
+  local dir = proc.check("mktemp -d /tmp/crt.XXXXXX"):gsub("%s+$", "")
+  local e = setmetatable({ dir = dir, root = dir .. "/root", runtime = runtime }, Env)
+  e.rootfs = M.make_rootfs(dir .. "/rootfs")
+  return e
+end
+
+function Env:cmd(args)
+  local parts = { q(BIN), "--root", q(self.root) }
+  for _, a in ipairs(args) do parts[#parts + 1] = q(a) end
+  return table.concat(parts, " ")
+end
+
+function Env:crater(args, opts)
+  return proc.run(self:cmd(args), opts)
+end
+
+--- `crater run --rm --rootfs R [flags] ID CMD...`
+function Env:run(id, flags, cmd, opts)
+  local a = { "run", "--rm", "--rootfs", self.rootfs }
+  if self.runtime then a[#a + 1] = "--runtime"; a[#a + 1] = self.runtime end
+  for _, f in ipairs(flags or {}) do a[#a + 1] = f end
+  a[#a + 1] = id
+  for _, c in ipairs(cmd) do a[#a + 1] = c end
+  return self:crater(a, opts)
+end
+
+--- Kills every shim and container under this env, removes cgroups and dirs.
+function Env:cleanup()
+  local state = self.root .. "/run"
+  local list = proc.run("ls -1 " .. q(state .. "/tasks/default") .. " 2>/dev/null").stdout
+  for id in list:gmatch("%S+") do
+    local dir = state .. "/tasks/default/" .. id
+    local spid = tonumber(proc.read_file(dir .. "/shim.pid") or "")
+    local tj = proc.read_file(dir .. "/task.json") or ""
+    local rt = tj:match('"runtime":%s*"([^"]+)"')
+    local rroot = tj:match('"runtime_root":%s*"([^"]+)"')
+    if rt and rroot then proc.run(q(rt) .. " --root " .. q(rroot) .. " delete --force " .. q(id)) end
+    if spid and proc.alive(spid) then proc.run("kill -9 " .. spid) end
+    proc.run("umount -l " .. q(dir .. "/rootfs") .. " 2>/dev/null")
+    for _, c in ipairs { "memory", "pids", "cpu,cpuacct", "freezer", "cpuset", "devices", "blkio" } do
+      proc.run("rmdir /sys/fs/cgroup/" .. c .. "/crater/default/" .. id .. " 2>/dev/null")
+    end
+  end
+  proc.run("rm -rf " .. q(self.dir))
+end
+
+M.Env = Env
+
+-- required by the other functional specs for the helpers above
+if (...) == "functional.run_spec" then return M end
+
+if not is_root then
+  describe("crater run", function() pending("needs root (real containers)") end)
+  return M
+end
+
+local runtimes = { "runc" }
+local crt = (os.getenv("CRATER_BUILD") or "build") .. "/bin/crater-runtime"
+if proc.run("test -x " .. q(crt)).ok then runtimes[#runtimes + 1] = "crater" end
+
+for _, rt in ipairs(runtimes) do
+  describe("crater run (" .. rt .. ")", function()
+    local env
+    before_each(function() env = M.env(rt) end)
+    after_each(function() env:cleanup() end)
+
+    it("propagates the exit code and keeps stdout and stderr apart", function()
+      local r = env:run("exit1", {}, { "sh", "-c", "echo out; echo err >&2; exit 42" })
+      assert.are.equal(42, r.code)
+      assert.are.equal("out\n", r.stdout)
+      assert.are.equal("err\n", r.stderr)
+    end)
+
+    it("sets env, cwd, hostname and resolves user names with extra groups", function()
+      local r = env:run("who", { "--env", "FOO=bar", "--cwd", "/tmp", "--user", "app", "--hostname", "box" },
+        { "sh", "-c", "echo $FOO; pwd; hostname; id -u; id -g; id -G" })
+      assert.are.equal(0, r.code, r.stderr)
+      assert.are.equal("bar\n/tmp\nbox\n1000\n1000\n1000 2000\n", r.stdout)
+      r = env:run("who2", { "--user", "1000:2000" }, { "sh", "-c", "id -u; id -g" })
+      assert.are.equal("1000\n2000\n", r.stdout)
+      r = env:run("who3", { "--user", "nosuch" }, { "true" })
+      assert.are_not.equal(0, r.code)
+      assert.matches("nosuch", r.stderr)
+    end)
+
+    it("uses the id as the default hostname", function()
+      local r = env:run("myhost", {}, { "hostname" })
+      assert.are.equal("myhost\n", r.stdout)
+    end)
+
+    it("makes the rootfs read-only with --read-only", function()
+      local r = env:run("ro", { "--read-only" }, { "sh", "-c", "touch /x && echo wrote" })
+      assert.are_not.equal(0, r.code)
+      assert.matches("Read%-only", r.stderr)
+      r = env:run("rw", {}, { "sh", "-c", "touch /x && echo wrote && rm /x" })
+      assert.are.equal("wrote\n", r.stdout)
+    end)
+
+    it("does bind mounts (ro, rw) and tmpfs", function()
+      local host = env.dir .. "/shared"
+      proc.check("mkdir -p " .. q(host) .. " && echo hello > " .. q(host .. "/f"))
+      local r = env:run("bind", { "--mount", "type=bind,src=" .. host .. ",dst=/data,options=rbind:ro",
+        "--mount", "type=tmpfs,dst=/scratch" },
+        { "sh", "-c", "cat /data/f; touch /data/g 2>/dev/null || echo ro-ok; grep ' /scratch ' /proc/mounts | cut -d' ' -f3; touch /scratch/y && echo tmp-ok" })
+      assert.are.equal(0, r.code, r.stderr)
+      assert.are.equal("hello\nro-ok\ntmpfs\ntmp-ok\n", r.stdout)
+      r = env:run("bindrw", { "--mount", "type=bind,src=" .. host .. ",dst=/data" }, { "sh", "-c", "echo new > /data/g" })
+      assert.are.equal(0, r.code, r.stderr)
+      assert.are.equal("new\n", proc.read_file(host .. "/g"))
+    end)
+
+    it("enforces the memory limit (OOM kill observed)", function()
+      local r = env:run("oom", { "--memory", "16m" },
+        { "sh", "-c", "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null; x=aaaaaaaaaaaaaaaa; while true; do x=$x$x; done" })
+      assert.are.equal(137, r.code, r.stdout .. r.stderr)
+    end)
+
+    it("enforces the pids limit", function()
+      local r = env:run("pids", { "--pids-limit", "5" },
+        { "sh", "-c", "for i in 1 2 3 4 5 6 7 8; do sleep 5 & done; echo not-reached" })
+      assert.are_not.equal(0, r.code)
+      assert.matches("can't fork", r.stderr)
+      assert.not_matches("not%-reached", r.stdout)
+      r = env:run("pids2", { "--pids-limit", "50" },
+        { "sh", "-c", "for i in 1 2 3 4 5 6 7 8; do sleep 1 & done; echo reached" })
+      assert.are.equal("reached\n", r.stdout)
+    end)
+
+    it("gives containerd's default capabilities, and honours --cap-add/--cap-drop", function()
+      local r = env:run("caps", {}, { "sh", "-c", "grep -E '^Cap(Eff|Bnd)' /proc/self/status" })
+      assert.matches("CapEff:%s+00000000a80425fb", r.stdout)
+      assert.matches("CapBnd:%s+00000000a80425fb", r.stdout)
+      r = env:run("caps2", { "--cap-add", "NET_ADMIN", "--cap-drop", "CHOWN" }, { "sh", "-c", "grep CapEff /proc/self/status" })
+      assert.matches("CapEff:%s+00000000a80435fa", r.stdout)
+    end)
+
+    it("blocks unshare with the default seccomp profile", function()
+      local r = env:run("sc", {}, { "unshare", "-m", "true" })
+      assert.are_not.equal(0, r.code)
+      assert.matches("not permitted", r.stderr)
+    end)
+
+    it("leaks no file descriptors into the container", function()
+      local r = env:run("fds", {}, { "ls", "/proc/self/fd" })
+      assert.are.equal("0\n1\n2\n3\n", r.stdout)
+      r = env:run("fds2", { "-d" }, { "sleep", "10" })
+      assert.are.equal(0, r.code, r.stderr)
+      local ex = env:crater { "task", "exec", "fds2", "ls", "/proc/self/fd" }
+      assert.are.equal("0\n1\n2\n3\n", ex.stdout)
+      env:crater { "task", "kill", "-s", "KILL", "fds2" }
+    end)
+
+    it("has only loopback with --net none and the host's links with --net host", function()
+      local r = env:run("net1", {}, { "sh", "-c", "ls /sys/class/net" })
+      assert.are.equal("lo\n", r.stdout)
+      local host = proc.check("ls /sys/class/net")
+      r = env:run("net2", { "--net", "host" }, { "sh", "-c", "ls /sys/class/net" })
+      assert.are.equal(host, r.stdout)
+    end)
+  end)
+end
+
+return M

@@ -1,0 +1,162 @@
+-- Tasks through crater-shim: exec, pause/resume, ps/metrics, tty, survival
+-- of the task when crater is SIGKILLed, a dead shim reported as such, and
+-- 50 containers started and removed without leaks.
+local proc = require "support.proc"
+local R = require "functional.run_spec"
+
+local q = proc.quote
+local is_root = proc.run("id -u").stdout:match("^0") ~= nil
+if not is_root then
+  describe("tasks", function() pending("needs root (real containers)") end)
+  return
+end
+
+local function task_dir(env, id) return env.root .. "/run/tasks/default/" .. id end
+
+local function wait_until(fn, secs)
+  for _ = 1, (secs or 5) * 20 do
+    if fn() then return true end
+    proc.sleep(0.05)
+  end
+  return false
+end
+
+describe("tasks", function()
+  local env
+  before_each(function() env = R.env(os.getenv("CRATER_TEST_RUNTIME")) end)
+  after_each(function() env:cleanup() end)
+
+  it("execs processes with their own exit codes and stdio", function()
+    assert.are.equal(0, env:run("ex", { "-d" }, { "sleep", "30" }).code)
+    local r = env:crater { "task", "exec", "ex", "sh", "-c", "echo in-exec; echo e >&2; exit 5" }
+    assert.are.equal(5, r.code)
+    assert.are.equal("in-exec\n", r.stdout)
+    assert.are.equal("e\n", r.stderr)
+    r = env:crater({ "task", "exec", "-i", "ex", "sh", "-c", "cat; exit 4" }, { stdin = "fed through stdin\n" })
+    assert.are.equal(4, r.code)
+    assert.are.equal("fed through stdin\n", r.stdout)
+    r = env:crater { "task", "ps", "ex" }
+    assert.are.equal(0, r.code, r.stderr)
+    assert.matches("PID", r.stdout)
+    r = env:crater { "--format", "json", "task", "metrics", "ex" }
+    assert.are.equal(0, r.code, r.stderr)
+    assert.matches('"pids"', r.stdout)
+  end)
+
+  it("pauses and resumes (freezer), kill and delete rules", function()
+    assert.are.equal(0, env:run("pz", { "-d" }, { "sleep", "30" }).code)
+    assert.are.equal(0, env:crater({ "task", "pause", "pz" }).code)
+    assert.matches("PAUSED", env:crater({ "task", "ls" }).stdout)
+    local fz = proc.read_file("/sys/fs/cgroup/freezer/crater/default/pz/freezer.state")
+    if fz then assert.matches("FROZEN", fz) end
+    assert.are.equal(0, env:crater({ "task", "resume", "pz" }).code)
+    assert.matches("RUNNING", env:crater({ "task", "ls" }).stdout)
+    local r = env:crater { "task", "rm", "pz" }
+    assert.are.equal(1, r.code)
+    assert.matches("running", r.stderr)
+    assert.are.equal(0, env:crater({ "task", "kill", "-s", "KILL", "pz" }).code)
+    r = env:crater { "task", "wait", "pz" }
+    assert.are.equal(137, r.code)
+    assert.matches("STOPPED %(137%)", env:crater({ "task", "ls" }).stdout)
+    assert.are.equal(0, env:crater({ "task", "rm", "pz" }).code)
+    assert.are.equal(0, env:crater({ "container", "rm", "pz" }).code)
+    assert.are.equal("", env:crater({ "container", "ls", "-q" }).stdout)
+  end)
+
+  it("runs interactively with a tty (pty, raw mode, exit code)", function()
+    local py = [[
+import os, pty, sys, time, select
+pid, fd = pty.fork()
+if pid == 0:
+    os.execvp(sys.argv[1], sys.argv[1:])
+out = b""
+os.write(fd, b"echo $((6*7)); tty; exit 3\n")
+end = time.time() + 15
+while time.time() < end:
+    r, _, _ = select.select([fd], [], [], 0.5)
+    if r:
+        try:
+            d = os.read(fd, 4096)
+        except OSError:
+            break
+        if not d:
+            break
+        out += d
+_, st = os.waitpid(pid, 0)
+sys.stdout.write(out.decode(errors="replace"))
+sys.stdout.write("\nRC=%d\n" % os.waitstatus_to_exitcode(st))
+]]
+    local script = env.dir .. "/ptyrun.py"
+    proc.write_file(script, py)
+    local cmd = env:cmd { "run", "--rm", "-t", "-i", "--rootfs", env.rootfs, "ttyc", "sh" }
+    local r = proc.run("python3 " .. q(script) .. " " .. cmd)
+    assert.matches("42", r.stdout)
+    assert.matches("/dev/pts/%d", r.stdout)
+    assert.matches("RC=3", r.stdout)
+  end)
+
+  it("keeps the task running when crater is SIGKILLed; a new crater waits for it", function()
+    local p = proc.spawn(env:cmd { "run", "--rootfs", env.rootfs, "surv", "sh", "-c", "sleep 2; exit 9" },
+      { dir = env.dir, name = "crater" })
+    assert.is_true(wait_until(function()
+      return env:crater({ "task", "ls" }).stdout:match("surv%s+%d+%s+RUNNING") ~= nil
+    end))
+    proc.run("kill -9 " .. p.pid)
+    assert.is_true(wait_until(function() return not proc.alive(p.pid) end))
+    assert.matches("surv%s+%d+%s+RUNNING", env:crater({ "task", "ls" }).stdout)
+    local r = env:crater { "task", "wait", "surv" }
+    assert.are.equal(9, r.code, r.stderr)
+    -- the status is on disk: it survives the shim too
+    local exit = proc.read_file(task_dir(env, "surv") .. "/exit")
+    assert.matches("^9 %d+", exit)
+  end)
+
+  it("reports a task whose shim died, and still cleans it up", function()
+    assert.are.equal(0, env:run("dead", { "-d" }, { "sleep", "30" }).code)
+    local spid = tonumber(proc.read_file(task_dir(env, "dead") .. "/shim.pid"))
+    proc.run("kill -9 " .. spid)
+    assert.is_true(wait_until(function() return not proc.alive(spid) end))
+    local r = env:crater { "task", "ls" }
+    assert.matches("dead%s+%d+%s+UNKNOWN %[shim dead", r.stdout)
+    r = env:crater { "task", "wait", "dead" }
+    assert.are.equal(1, r.code)
+    assert.matches("shim dead", r.stderr)
+    assert.are.equal(1, env:crater({ "task", "rm", "dead" }).code)
+    assert.are.equal(0, env:crater({ "task", "rm", "-f", "dead" }).code)
+    -- a stopped task whose shim died still reports its status
+    assert.are.equal(0, env:run("done", { "-d" }, { "sh", "-c", "exit 6" }).code)
+    assert.are.equal(6, env:crater({ "task", "wait", "done" }).code)
+    spid = tonumber(proc.read_file(task_dir(env, "done") .. "/shim.pid"))
+    proc.run("kill -9 " .. spid)
+    assert.is_true(wait_until(function() return not proc.alive(spid) end))
+    assert.are.equal(6, env:crater({ "task", "wait", "done" }).code)
+    assert.matches("STOPPED %(6%)", env:crater({ "task", "ls" }).stdout)
+  end)
+
+  it("starts and removes 50 containers without leaking processes, mounts, cgroups or fds", function()
+    local fds_before = #proc.check("ls /proc/" .. proc.owner_pid() .. "/fd"):gsub("%S+", "x")
+    for i = 1, 50 do
+      local r = env:run("c" .. i, { "-d" }, { "sleep", "60" })
+      assert.are.equal(0, r.code, r.stderr)
+    end
+    local shim_pids = {}
+    for i = 1, 50 do
+      local spid = tonumber(proc.read_file(task_dir(env, "c" .. i) .. "/shim.pid"))
+      assert.is_true(spid ~= nil and proc.alive(spid))
+      shim_pids[#shim_pids + 1] = spid
+    end
+    for i = 1, 50 do
+      assert.are.equal(0, env:crater({ "task", "rm", "-f", "c" .. i }).code)
+      assert.are.equal(0, env:crater({ "container", "rm", "c" .. i }).code)
+    end
+    for _, spid in ipairs(shim_pids) do assert.is_false(proc.alive(spid)) end
+    assert.are.equal("", proc.run("grep " .. q(env.dir) .. " /proc/mounts").stdout)
+    assert.are.equal("", proc.run("ls " .. q(env.root .. "/run/tasks/default")).stdout)
+    for _, c in ipairs { "memory", "pids", "freezer" } do
+      local left = proc.run("ls -d /sys/fs/cgroup/" .. c .. "/crater/default/c[0-9]* 2>/dev/null").stdout
+      assert.are.equal("", left, c)
+    end
+    local fds_after = #proc.check("ls /proc/" .. proc.owner_pid() .. "/fd"):gsub("%S+", "x")
+    assert.are.equal(fds_before, fds_after)
+  end)
+end)
