@@ -2,10 +2,10 @@
  * The fast ingest path: copy an fd into a writer with hashing and writing
  * overlapped.
  *
- * The calling thread reads the source into one of a small ring of buffers,
- * hands the buffer to a helper thread that pwrite()s it into the ingest's
- * data file (and starts writeback with sync_file_range, so the fsync before
- * commit has little left to do), and hashes the same buffer meanwhile.  The
+ * A helper thread reads the source into a small ring of buffers, publishes
+ * each buffer to the calling thread, which only hashes, and pwrite()s the
+ * same buffer into the ingest's data file meanwhile (starting writeback
+ * with sync_file_range, so the fsync before commit has little left).  The
  * bytes hashed are exactly the bytes written, even if the source changes
  * under us, so the commit's digest check keeps its meaning.  On this host
  * SHA-256 (with SHA-NI) is the bottleneck; the writes ride along on the
@@ -33,31 +33,63 @@ typedef struct {
   pthread_cond_t cv;
   char *buf[NBUF];
   size_t len[NBUF];
-  bool full[NBUF];
-  bool eof;      /* no more buffers will be published */
-  int werr;      /* errno of a failed write, 0 if none */
-  int fd;
-  int64_t off;   /* file offset of the next write */
+  bool filled[NBUF]; /* read, not yet hashed: the slot is busy */
+  size_t nfilled;    /* slots published so far */
+  bool eof;          /* the helper publishes no more slots */
+  int rerr, werr;    /* errno of a failed read / write, 0 if none */
+  bool stop;         /* the hasher gave up */
+  int src, dst;
+  int64_t off;       /* file offset of the next write */
 } ring_t;
 
+/* The helper: read a slot, publish it for hashing, write it, move on.  A
+ * slot is reused only after the hasher released it; the helper's own
+ * write of it finished before it moved on. */
 static void *
-writer_main(void *arg)
+io_main(void *arg)
 {
   ring_t *r = arg;
   int64_t synced_to = r->off;
   for (size_t idx = 0;; idx = (idx + 1) % NBUF) {
     pthread_mutex_lock(&r->mu);
-    while (!r->full[idx] && !r->eof)
+    while (r->filled[idx] && !r->stop)
       pthread_cond_wait(&r->cv, &r->mu);
-    if (!r->full[idx]) {
-      pthread_mutex_unlock(&r->mu);
-      break;
-    }
+    bool stop = r->stop;
     pthread_mutex_unlock(&r->mu);
-    size_t done = 0, n = r->len[idx];
+    if (stop)
+      break;
+    size_t got = 0;
     int e = 0;
-    while (done < n) {
-      ssize_t w = pwrite(r->fd, r->buf[idx] + done, n - done, r->off + (off_t) done);
+    while (got < BUFSZ) {
+      ssize_t n = read(r->src, r->buf[idx] + got, BUFSZ - got);
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n < 0) {
+        e = errno;
+        break;
+      }
+      if (n == 0)
+        break;
+      got += (size_t) n;
+    }
+    pthread_mutex_lock(&r->mu);
+    if (e)
+      r->rerr = e;
+    if (got > 0 && !e) {
+      r->len[idx] = got;
+      r->filled[idx] = true;
+      r->nfilled++;
+    }
+    if (got == 0 || e)
+      r->eof = true;
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+    if (got == 0 || e)
+      break;
+    /* write the same bytes the hasher is reading (both read-only) */
+    size_t done = 0;
+    while (done < got) {
+      ssize_t w = pwrite(r->dst, r->buf[idx] + done, got - done, r->off + (off_t) done);
       if (w < 0 && errno == EINTR)
         continue;
       if (w < 0) {
@@ -67,19 +99,26 @@ writer_main(void *arg)
       done += (size_t) w;
     }
     r->off += (int64_t) done;
-    /* start writeback of what we have, in 16 MiB steps */
-    if (e == 0 && r->off - synced_to >= (16 << 20)) {
-      sync_file_range(r->fd, synced_to, r->off - synced_to, SYNC_FILE_RANGE_WRITE);
+    if (e) {
+      pthread_mutex_lock(&r->mu);
+      r->werr = e;
+      r->eof = true;
+      pthread_cond_broadcast(&r->cv);
+      pthread_mutex_unlock(&r->mu);
+      break;
+    }
+    /* start writeback early so the fsync before commit has little left */
+    if (r->off - synced_to >= (16 << 20)) {
+      sync_file_range(r->dst, synced_to, r->off - synced_to, SYNC_FILE_RANGE_WRITE);
       synced_to = r->off;
     }
-    pthread_mutex_lock(&r->mu);
-    r->full[idx] = false;
-    if (e)
-      r->werr = e;
-    pthread_cond_broadcast(&r->cv);
-    pthread_mutex_unlock(&r->mu);
-    if (e)
+    if (got < BUFSZ) { /* short read: EOF next; save a read() */
+      pthread_mutex_lock(&r->mu);
+      r->eof = true;
+      pthread_cond_broadcast(&r->cv);
+      pthread_mutex_unlock(&r->mu);
       break;
+    }
   }
   return NULL;
 }
@@ -91,63 +130,45 @@ crater_content_writer_copy_fd(crater_content_writer_t *w, int fd, crater_error_t
     return crater_error_make(err, CRATER_ERR_FAILED_PRECONDITION, EINVAL,
                              "writer %s: already committed or aborted", w->ref);
   posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-  ring_t r = { .fd = w->data_fd, .off = w->offset };
+  ring_t r = { .src = fd, .dst = w->data_fd, .off = w->offset };
   pthread_mutex_init(&r.mu, NULL);
   pthread_cond_init(&r.cv, NULL);
   for (int i = 0; i < NBUF; i++)
     r.buf[i] = xmalloc(BUFSZ);
   pthread_t th;
-  int ret = 0, rerr = 0;
+  int ret = 0;
   int64_t hashed = 0;
-  if ((errno = pthread_create(&th, NULL, writer_main, &r)) != 0) {
-    ret = crater_error_sys(err, errno, "ingest %s: start writer thread", w->ref);
+  if ((errno = pthread_create(&th, NULL, io_main, &r)) != 0) {
+    ret = crater_error_sys(err, errno, "ingest %s: start I/O thread", w->ref);
     goto free_bufs;
   }
-  for (size_t idx = 0;; idx = (idx + 1) % NBUF) {
+  /* this thread only hashes: SHA-256 is the bottleneck */
+  for (size_t idx = 0, seen = 0;; idx = (idx + 1) % NBUF, seen++) {
     pthread_mutex_lock(&r.mu);
-    while (r.full[idx] && r.werr == 0)
+    while (r.nfilled == seen && !r.eof)
       pthread_cond_wait(&r.cv, &r.mu);
-    int we = r.werr;
+    bool have = r.nfilled > seen;
     pthread_mutex_unlock(&r.mu);
-    if (we)
+    if (!have)
       break;
-    size_t got = 0;
-    while (got < BUFSZ) {
-      ssize_t n = read(fd, r.buf[idx] + got, BUFSZ - got);
-      if (n < 0 && errno == EINTR)
-        continue;
-      if (n < 0) {
-        rerr = errno;
-        break;
-      }
-      if (n == 0)
-        break;
-      got += (size_t) n;
-    }
-    if (got == 0)
-      break;
-    pthread_mutex_lock(&r.mu);
-    r.len[idx] = got;
-    r.full[idx] = true;
-    pthread_cond_broadcast(&r.cv);
-    pthread_mutex_unlock(&r.mu);
-    /* hash while the helper writes the same (read-only) buffer */
-    if (crater_digester_update(w->dg, r.buf[idx], got, err) < 0) {
+    if (crater_digester_update(w->dg, r.buf[idx], r.len[idx], err) < 0) {
       ret = -1;
       break;
     }
-    hashed += (int64_t) got;
-    if (rerr || got < BUFSZ)
-      break;
+    hashed += (int64_t) r.len[idx];
+    pthread_mutex_lock(&r.mu);
+    r.filled[idx] = false;
+    pthread_cond_broadcast(&r.cv);
+    pthread_mutex_unlock(&r.mu);
   }
   pthread_mutex_lock(&r.mu);
-  r.eof = true;
+  r.stop = true;
   pthread_cond_broadcast(&r.cv);
   pthread_mutex_unlock(&r.mu);
   pthread_join(th, NULL);
 
-  if (ret == 0 && rerr)
-    ret = crater_error_sys(err, rerr, "ingest %s: read source", w->ref);
+  if (ret == 0 && r.rerr)
+    ret = crater_error_sys(err, r.rerr, "ingest %s: read source", w->ref);
   if (ret == 0 && r.werr)
     ret = crater_error_sys(err, r.werr, "ingest %s: write", w->ref);
   if (ret == 0 && r.off != w->offset + hashed)
