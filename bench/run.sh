@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# bench/run.sh: container start latency and 100-concurrent footprint.
+#
+#   crater run --rm --rootfs R id /bin/true   (runtimes: crater-runtime, runc, crun)
+#   ctr run --rm IMAGE id /bin/true           (private containerd on a temp root/socket; runc, crun)
+#   bare `runc run` / `crun run` on a bundle
+# then 100 containers started concurrently (sleep): wall time and total RSS
+# of crater's shims vs containerd + its shims.  Needs root.
+# Usage: bench/run.sh [N=20] [CONCURRENT=100]     env BUILD=build dir (default build-shim)
+set -uo pipefail
+N=${1:-20}
+C=${2:-100}
+SRC=$(cd "$(dirname "$0")/.." && pwd)
+BUILD=${BUILD:-$SRC/build-shim}
+CRATER=$BUILD/bin/crater
+export CRATER_BUILD=$BUILD
+T=$(mktemp -d /tmp/crater-bench.XXXXXX)
+CTRD_PID=
+cleanup() {
+  for d in "$T"/root/run/tasks/default/*; do
+    [ -d "$d" ] || continue
+    "$CRATER" --root "$T/root" task rm -f "$(basename "$d")" >/dev/null 2>&1
+  done
+  if [ -n "$CTRD_PID" ]; then
+    for id in $(ctr -a "$T/ctrd.sock" tasks ls -q 2>/dev/null); do
+      ctr -a "$T/ctrd.sock" tasks kill -s KILL "$id" >/dev/null 2>&1
+    done
+    sleep 0.5
+    for id in $(ctr -a "$T/ctrd.sock" containers ls -q 2>/dev/null); do
+      ctr -a "$T/ctrd.sock" tasks rm -f "$id" >/dev/null 2>&1
+      ctr -a "$T/ctrd.sock" containers rm "$id" >/dev/null 2>&1
+    done
+    kill "$CTRD_PID" 2>/dev/null; wait "$CTRD_PID" 2>/dev/null
+    # shims left over exit when their socket goes; kill any by pid file
+    for p in $(pgrep -f "containerd-shim-runc-v2 -namespace bench" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
+  fi
+  umount -R "$T"/ctrd-root 2>/dev/null
+  grep -o "$T[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null
+  rm -rf "$T"
+}
+trap cleanup EXIT
+
+now() { date +%s%N; }
+ms() { awk -v a="$1" -v b="$2" -v n="$3" 'BEGIN{printf "%.1f", (b-a)/n/1e6}'; }
+
+# rootfs + bundle
+R=$T/rootfs
+mkdir -p "$R"/{bin,etc,proc,sys,dev,tmp}
+cp /bin/busybox "$R/bin/"
+for a in sh true sleep; do ln -s busybox "$R/bin/$a"; done
+echo 'root:x:0:0:root:/root:/bin/sh' > "$R/etc/passwd"; echo 'root:x:0:' > "$R/etc/group"
+mkdir -p "$T/bundle"
+(cd "$T/bundle" && runc spec && R="$R" python3 - <<'PY'
+import json, os
+c = json.load(open("config.json"))
+c["root"]["path"] = os.environ["R"]
+c["process"]["terminal"] = False
+c["process"]["args"] = ["/bin/true"]
+json.dump(c, open("config.json", "w"))
+PY
+)
+
+declare -A RES
+measure() { # name cmd-with-%ID%
+  local name=$1; shift
+  local t0 t1 i
+  eval "${1//%ID%/warm$RANDOM}" >/dev/null 2>&1
+  t0=$(now)
+  for i in $(seq "$N"); do eval "${1//%ID%/b$i$RANDOM}" >/dev/null 2>&1 || echo "  ($name failed)" >&2; done
+  t1=$(now)
+  RES[$name]=$(ms "$t0" "$t1" "$N")
+  printf "%-36s %8s ms\n" "$name" "${RES[$name]}"
+}
+
+echo "== start latency (/bin/true), mean of $N runs"
+measure "crater run (crater-runtime)" "$CRATER --root $T/root run --rm --runtime crater --rootfs $R %ID% /bin/true"
+measure "crater run (runc)" "$CRATER --root $T/root run --rm --runtime runc --rootfs $R %ID% /bin/true"
+if crun --root "$T/crun" run --bundle "$T/bundle" probe >/dev/null 2>&1; then
+  measure "crater run (crun)" "$CRATER --root $T/root run --rm --runtime crun --rootfs $R %ID% /bin/true"
+  measure "bare crun run" "crun --root $T/crun run --bundle $T/bundle %ID%"
+  HAVE_CRUN=1
+else
+  echo "crun: refuses on this host: $(crun --root "$T/crun" run --bundle "$T/bundle" probe 2>&1 | tail -1)"
+  HAVE_CRUN=0
+fi
+measure "bare runc run" "runc --root $T/runc run --bundle $T/bundle %ID%"
+
+# private containerd
+if command -v containerd >/dev/null && command -v ctr >/dev/null && command -v umoci >/dev/null; then
+  cat > "$T/ctrd.toml" <<EOC
+version = 2
+root = "$T/ctrd-root"
+state = "$T/ctrd-state"
+[grpc]
+  address = "$T/ctrd.sock"
+[plugins."io.containerd.grpc.v1.cri"]
+  disable_apparmor = true
+EOC
+  containerd --config "$T/ctrd.toml" >"$T/ctrd.log" 2>&1 &
+  CTRD_PID=$!
+  for _ in $(seq 50); do ctr -a "$T/ctrd.sock" version >/dev/null 2>&1 && break; sleep 0.1; done
+  "$SRC/scripts/make-busybox-layout" "$T/layout" latest >/dev/null 2>&1
+  (cd "$T/layout" && tar cf "$T/image.tar" .)
+  ctr -a "$T/ctrd.sock" -n bench images import --index-name bench/busybox:latest "$T/image.tar" >/dev/null 2>&1
+  IMG=bench/busybox:latest
+  measure "ctr run --rm (runc)" "ctr -a $T/ctrd.sock -n bench run --rm $IMG %ID% /bin/true"
+  if [ "$HAVE_CRUN" = 1 ]; then
+    measure "ctr run --rm (crun)" "ctr -a $T/ctrd.sock -n bench run --rm --runc-binary /usr/bin/crun $IMG %ID% /bin/true"
+  fi
+  echo "== ratios"
+  awk -v a="${RES["crater run (crater-runtime)"]}" -v b="${RES["ctr run --rm (runc)"]}" 'BEGIN{printf "crater(crater-runtime) / ctr+runc = %.2f\n", a/b}'
+  awk -v a="${RES["crater run (runc)"]}" -v b="${RES["ctr run --rm (runc)"]}" 'BEGIN{printf "crater(runc) / ctr+runc          = %.2f\n", a/b}'
+  [ "$HAVE_CRUN" = 1 ] && awk -v a="${RES["crater run (crater-runtime)"]}" -v b="${RES["bare crun run"]}" 'BEGIN{printf "crater(crater-runtime) / bare crun = %.2f\n", a/b}'
+  awk -v a="${RES["crater run (crater-runtime)"]}" -v b="${RES["bare runc run"]}" 'BEGIN{printf "crater(crater-runtime) / bare runc = %.2f\n", a/b}'
+else
+  echo "containerd/ctr/umoci missing: ctr comparison skipped"
+fi
+
+rss_of() { # pids... -> total kB
+  local s=0 p v
+  for p in "$@"; do v=$(awk '/^VmRSS/{print $2}' /proc/$p/status 2>/dev/null); s=$((s + ${v:-0})); done
+  echo $s
+}
+pss_of() {
+  local s=0 p v
+  for p in "$@"; do v=$(awk '/^Pss:/{print $2}' /proc/$p/smaps_rollup 2>/dev/null); s=$((s + ${v:-0})); done
+  echo $s
+}
+
+echo "== $C containers started concurrently (sleep 300)"
+t0=$(now)
+seq "$C" | xargs -P "$C" -I{} "$CRATER" --root "$T/root" run -d --runtime crater --rootfs "$R" cc{} sleep 300 >/dev/null 2>"$T/cc.err"
+t1=$(now)
+shims=$(for f in "$T"/root/run/tasks/default/*/shim.pid; do cat "$f"; done)
+n=$(echo "$shims" | wc -w)
+printf "crater: %d running, wall %.2f s, shims RSS total %d kB (PSS %d kB), per shim RSS %d kB\n" "$n" \
+  "$(awk -v a=$t0 -v b=$t1 'BEGIN{print (b-a)/1e9}')" "$(rss_of $shims)" "$(pss_of $shims)" "$(( $(rss_of $shims) / (n>0?n:1) ))"
+for i in $(seq "$C"); do "$CRATER" --root "$T/root" task rm -f cc$i >/dev/null 2>&1; "$CRATER" --root "$T/root" container rm cc$i >/dev/null 2>&1; done
+
+if [ -n "$CTRD_PID" ]; then
+  t0=$(now)
+  seq "$C" | xargs -P "$C" -I{} ctr -a "$T/ctrd.sock" -n bench run -d "$IMG" cd{} sleep 300 >/dev/null 2>"$T/cd.err"
+  t1=$(now)
+  sp=$(pgrep -f "containerd-shim-runc-v2 -namespace bench")
+  n=$(echo "$sp" | wc -w)
+  printf "containerd: %d shims, wall %.2f s, containerd RSS %d kB + shims RSS %d kB (PSS %d kB)\n" "$n" \
+    "$(awk -v a=$t0 -v b=$t1 'BEGIN{print (b-a)/1e9}')" "$(rss_of $CTRD_PID)" "$(rss_of $sp)" "$(pss_of $sp)"
+fi
