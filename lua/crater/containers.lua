@@ -171,7 +171,8 @@ function Containers:create(id, opts)
   if type(opts) ~= "table" then error("containers:create: opts must be a table", 2) end
   if self:_load(id) then return nil, "container " .. id .. " already exists", "already_exists" end
   local rec = {
-    id = id, image = opts.image, runtime = opts.runtime or os.getenv("CRATER_RUNTIME") or M.DEFAULT_RUNTIME,
+    id = id, image = opts.image, runtime = opts.runtime or os.getenv("CRATER_RUNTIME") or
+      (require("crater.tasks").runtime_path(M.DEFAULT_RUNTIME) and M.DEFAULT_RUNTIME or "runc"),
     labels = opts.labels or {}, extensions = opts.extensions or {},
     created_at = now_ns(), snapshotter = opts.snapshotter,
   }
@@ -298,6 +299,7 @@ end
 --- Deletes the container (see Containers:delete).
 function Container:delete(opts) return self.containers:delete(self.id, opts) end
 
-M.DEFAULT_RUNTIME = "runc"
+--- The built-in runtime (crater-runtime) when it is installed, else runc.
+M.DEFAULT_RUNTIME = "crater"
 
 return M
