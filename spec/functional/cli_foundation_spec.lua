@@ -133,7 +133,7 @@ describe("crater CLI (foundation)", function()
     -- feed 4 MiB then stall, so the kill lands mid-write
     local fifo_cmd = "(head -c 4194304 " .. proc.quote(src) .. "; sleep 60) | " ..
       env:cmdline { "content", "ingest", "--ref", "big-1", "-" }
-    local p = proc.spawn(fifo_cmd, { dir = env.dir })
+    local p = proc.spawn("sh -c " .. proc.quote(fifo_cmd), { dir = env.dir })
     local status
     for _ = 1, 100 do
       proc.sleep(0.1)
