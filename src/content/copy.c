@@ -1,21 +1,23 @@
 /*
- * The fast ingest path: copy an fd into a writer with hashing and writing
- * overlapped.
+ * The fast ingest path: copy an fd into a writer with reading, hashing and
+ * writing overlapped.
  *
- * A helper thread reads the source into a small ring of buffers, publishes
- * each buffer to the calling thread, which only hashes, and pwrite()s the
- * same buffer into the ingest's data file meanwhile (starting writeback
- * with sync_file_range, so the fsync before commit has little left).  The
- * bytes hashed are exactly the bytes written, even if the source changes
- * under us, so the commit's digest check keeps its meaning.  On this host
- * SHA-256 (with SHA-NI) is the bottleneck; the writes ride along on the
- * second core.  Measured alternatives are in docs/design/metadata.md.
+ * A reader thread fills a ring of 4 MiB buffers from the source; the
+ * calling thread hashes each buffer and a writer thread writes the same
+ * buffer into the ingest's data file, with O_DIRECT where the filesystem
+ * allows it (no page-cache copy, no dirty throttling, almost no CPU: the
+ * host has two cores and SHA-256 needs one), else buffered with early
+ * writeback through sync_file_range.  The bytes hashed are exactly the
+ * bytes written, even if the source changes under us, so the commit's
+ * digest check keeps its meaning.  Alternatives and figures:
+ * docs/design/metadata.md and bench/ingest.sh.
  */
 #include "content/content_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -25,43 +27,59 @@
 #include "common/util.h"
 #include "common/xalloc.h"
 
-#define NBUF 4
+#define NBUF 8
 #define BUFSZ (4u << 20)
+#define ALIGN 4096
 
+/* Three parties share a ring of NBUF buffers; chunk k lives in slot
+ * k % NBUF.  The reader fills chunk k once chunk k - NBUF is both hashed
+ * and written; the writer and the hasher each take chunks in order as the
+ * reader publishes them. */
 typedef struct {
   pthread_mutex_t mu;
   pthread_cond_t cv;
   char *buf[NBUF];
   size_t len[NBUF];
-  bool filled[NBUF]; /* read, not yet hashed: the slot is busy */
-  size_t nfilled;    /* slots published so far */
-  bool eof;          /* the helper publishes no more slots */
-  int rerr, werr;    /* errno of a failed read / write, 0 if none */
-  bool stop;         /* the hasher gave up */
-  int src, dst;
-  int64_t off;       /* file offset of the next write */
+  uint64_t nread, nhashed, nwritten; /* chunks done by each party */
+  bool eof;     /* the reader publishes no more chunks */
+  bool stop;    /* someone failed: everybody winds down */
+  int rerr, werr;
+  int src;
+  int dst;      /* buffered fd (the writer's data_fd) */
+  int dst_direct; /* O_DIRECT fd on the same file, or -1 */
+  int64_t off;  /* file offset of the next write */
 } ring_t;
 
-/* The helper: read a slot, publish it for hashing, write it, move on.  A
- * slot is reused only after the hasher released it; the helper's own
- * write of it finished before it moved on. */
+static void
+fail_locked(ring_t *r, int *slot, int e)
+{
+  *slot = e;
+  r->stop = true;
+  pthread_cond_broadcast(&r->cv);
+}
+
 static void *
-io_main(void *arg)
+reader_main(void *arg)
 {
   ring_t *r = arg;
-  int64_t synced_to = r->off;
-  for (size_t idx = 0;; idx = (idx + 1) % NBUF) {
+  int64_t pos = r->off; /* to align the first chunk's end for O_DIRECT */
+  for (uint64_t k = 0;; k++) {
+    size_t idx = k % NBUF;
     pthread_mutex_lock(&r->mu);
-    while (r->filled[idx] && !r->stop)
+    while (!r->stop && k >= NBUF
+           && (r->nhashed <= k - NBUF || r->nwritten <= k - NBUF))
       pthread_cond_wait(&r->cv, &r->mu);
     bool stop = r->stop;
     pthread_mutex_unlock(&r->mu);
     if (stop)
       break;
+    size_t want = BUFSZ;
+    if (pos % ALIGN) /* resumed at an odd offset: realign after this chunk */
+      want = ALIGN - (size_t) (pos % ALIGN);
     size_t got = 0;
     int e = 0;
-    while (got < BUFSZ) {
-      ssize_t n = read(r->src, r->buf[idx] + got, BUFSZ - got);
+    while (got < want) {
+      ssize_t n = read(r->src, r->buf[idx] + got, want - got);
       if (n < 0 && errno == EINTR)
         continue;
       if (n < 0) {
@@ -72,53 +90,78 @@ io_main(void *arg)
         break;
       got += (size_t) n;
     }
+    pos += (int64_t) got;
     pthread_mutex_lock(&r->mu);
-    if (e)
-      r->rerr = e;
-    if (got > 0 && !e) {
+    if (e) {
+      fail_locked(r, &r->rerr, e);
+    } else if (got > 0) {
       r->len[idx] = got;
-      r->filled[idx] = true;
-      r->nfilled++;
+      r->nread++;
     }
-    if (got == 0 || e)
+    if (got < want || e)
       r->eof = true;
     pthread_cond_broadcast(&r->cv);
     pthread_mutex_unlock(&r->mu);
-    if (got == 0 || e)
+    if (got < want || e)
       break;
-    /* write the same bytes the hasher is reading (both read-only) */
-    size_t done = 0;
-    while (done < got) {
-      ssize_t w = pwrite(r->dst, r->buf[idx] + done, got - done, r->off + (off_t) done);
-      if (w < 0 && errno == EINTR)
-        continue;
-      if (w < 0) {
-        e = errno;
-        break;
-      }
-      done += (size_t) w;
+  }
+  return NULL;
+}
+
+static int
+write_chunk(ring_t *r, const char *p, size_t n)
+{
+  int fd = r->dst;
+  if (r->dst_direct >= 0 && r->off % ALIGN == 0 && n % ALIGN == 0)
+    fd = r->dst_direct;
+  size_t done = 0;
+  while (done < n) {
+    ssize_t w = pwrite(fd, p + done, n - done, r->off + (off_t) done);
+    if (w < 0 && errno == EINTR)
+      continue;
+    if (w < 0 && errno == EINVAL && fd == r->dst_direct) {
+      /* the filesystem refuses this direct write: buffered from now on */
+      close(r->dst_direct);
+      r->dst_direct = -1;
+      fd = r->dst;
+      continue;
     }
-    r->off += (int64_t) done;
-    if (e) {
-      pthread_mutex_lock(&r->mu);
-      r->werr = e;
-      r->eof = true;
-      pthread_cond_broadcast(&r->cv);
-      pthread_mutex_unlock(&r->mu);
+    if (w < 0)
+      return errno;
+    done += (size_t) w;
+  }
+  r->off += (int64_t) n;
+  return 0;
+}
+
+static void *
+writer_main(void *arg)
+{
+  ring_t *r = arg;
+  int64_t synced_to = r->off;
+  for (uint64_t k = 0;; k++) {
+    pthread_mutex_lock(&r->mu);
+    while (!r->stop && r->nread <= k && !r->eof)
+      pthread_cond_wait(&r->cv, &r->mu);
+    bool have = !r->stop && r->nread > k;
+    pthread_mutex_unlock(&r->mu);
+    if (!have)
       break;
-    }
-    /* start writeback early so the fsync before commit has little left */
-    if (r->off - synced_to >= (16 << 20)) {
+    int e = write_chunk(r, r->buf[k % NBUF], r->len[k % NBUF]);
+    /* buffered writes: start writeback early so the fsync has little left */
+    if (e == 0 && r->dst_direct < 0 && r->off - synced_to >= (16 << 20)) {
       sync_file_range(r->dst, synced_to, r->off - synced_to, SYNC_FILE_RANGE_WRITE);
       synced_to = r->off;
     }
-    if (got < BUFSZ) { /* short read: EOF next; save a read() */
-      pthread_mutex_lock(&r->mu);
-      r->eof = true;
-      pthread_cond_broadcast(&r->cv);
-      pthread_mutex_unlock(&r->mu);
+    pthread_mutex_lock(&r->mu);
+    if (e)
+      fail_locked(r, &r->werr, e);
+    else
+      r->nwritten++;
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+    if (e)
       break;
-    }
   }
   return NULL;
 }
@@ -130,42 +173,60 @@ crater_content_writer_copy_fd(crater_content_writer_t *w, int fd, crater_error_t
     return crater_error_make(err, CRATER_ERR_FAILED_PRECONDITION, EINVAL,
                              "writer %s: already committed or aborted", w->ref);
   posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-  ring_t r = { .src = fd, .dst = w->data_fd, .off = w->offset };
+  ring_t r = { .src = fd, .dst = w->data_fd, .dst_direct = -1, .off = w->offset };
+  cleanup_free char *datap = crater__path_join(w->path, "data");
+  /* O_DIRECT skips the page cache copy and the dirty-page throttling; where
+   * the filesystem has no O_DIRECT (tmpfs) the open fails and we write
+   * buffered. */
+  r.dst_direct = open(datap, O_WRONLY | O_DIRECT | O_CLOEXEC);
   pthread_mutex_init(&r.mu, NULL);
   pthread_cond_init(&r.cv, NULL);
   for (int i = 0; i < NBUF; i++)
-    r.buf[i] = xmalloc(BUFSZ);
-  pthread_t th;
+    if (posix_memalign((void **) &r.buf[i], ALIGN, BUFSZ) != 0)
+      abort(); /* like xmalloc */
+  pthread_t rd, wr;
   int ret = 0;
+  bool rd_started = false, wr_started = false;
   int64_t hashed = 0;
-  if ((errno = pthread_create(&th, NULL, io_main, &r)) != 0) {
-    ret = crater_error_sys(err, errno, "ingest %s: start I/O thread", w->ref);
-    goto free_bufs;
+  if ((errno = pthread_create(&rd, NULL, reader_main, &r)) == 0)
+    rd_started = true;
+  if (rd_started && (errno = pthread_create(&wr, NULL, writer_main, &r)) == 0)
+    wr_started = true;
+  if (!rd_started || !wr_started) {
+    ret = crater_error_sys(err, errno, "ingest %s: start I/O threads", w->ref);
+    pthread_mutex_lock(&r.mu);
+    r.stop = true;
+    pthread_cond_broadcast(&r.cv);
+    pthread_mutex_unlock(&r.mu);
   }
   /* this thread only hashes: SHA-256 is the bottleneck */
-  for (size_t idx = 0, seen = 0;; idx = (idx + 1) % NBUF, seen++) {
+  for (uint64_t k = 0; ret == 0; k++) {
     pthread_mutex_lock(&r.mu);
-    while (r.nfilled == seen && !r.eof)
+    while (!r.stop && r.nread <= k && !r.eof)
       pthread_cond_wait(&r.cv, &r.mu);
-    bool have = r.nfilled > seen;
+    bool have = !r.stop && r.nread > k;
     pthread_mutex_unlock(&r.mu);
     if (!have)
       break;
+    size_t idx = k % NBUF;
     if (crater_digester_update(w->dg, r.buf[idx], r.len[idx], err) < 0) {
       ret = -1;
+      pthread_mutex_lock(&r.mu);
+      r.stop = true;
+      pthread_cond_broadcast(&r.cv);
+      pthread_mutex_unlock(&r.mu);
       break;
     }
     hashed += (int64_t) r.len[idx];
     pthread_mutex_lock(&r.mu);
-    r.filled[idx] = false;
+    r.nhashed++;
     pthread_cond_broadcast(&r.cv);
     pthread_mutex_unlock(&r.mu);
   }
-  pthread_mutex_lock(&r.mu);
-  r.stop = true;
-  pthread_cond_broadcast(&r.cv);
-  pthread_mutex_unlock(&r.mu);
-  pthread_join(th, NULL);
+  if (rd_started)
+    pthread_join(rd, NULL);
+  if (wr_started)
+    pthread_join(wr, NULL);
 
   if (ret == 0 && r.rerr)
     ret = crater_error_sys(err, r.rerr, "ingest %s: read source", w->ref);
@@ -183,7 +244,8 @@ crater_content_writer_copy_fd(crater_content_writer_t *w, int fd, crater_error_t
     w->offset += hashed;
     w->synced = false;
   }
-free_bufs:
+  if (r.dst_direct >= 0)
+    close(r.dst_direct);
   for (int i = 0; i < NBUF; i++)
     free(r.buf[i]);
   pthread_cond_destroy(&r.cv);
