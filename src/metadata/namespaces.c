@@ -24,6 +24,8 @@ static const struct {
   { "content", "content blob", "content blobs" },
   { "images", "image", "images" },
   { "leases", "lease", "leases" },
+  { "snapshots", "snapshot", "snapshots" },
+  { "containers", "container", "containers" },
 };
 
 int

@@ -118,6 +118,30 @@ const crater_db_migration_t crater__db_migrations[] = {
     "  key TEXT NOT NULL,"
     "  value TEXT NOT NULL,"
     "  PRIMARY KEY (namespace, id, key));" },
+  /* 5 (container metadata; src/metadata/containers.c) */
+  { "containers",
+    "CREATE TABLE containers ("
+    "  namespace TEXT NOT NULL REFERENCES namespaces(name),"
+    "  id TEXT NOT NULL,"
+    "  image TEXT,"
+    "  snapshotter TEXT,"
+    "  snapshot_key TEXT,"
+    "  spec TEXT NOT NULL,"              /* OCI runtime spec, JSON */
+    "  runtime TEXT NOT NULL,"
+    "  runtime_options TEXT,"            /* JSON object or NULL */
+    "  extensions TEXT,"                 /* JSON object or NULL */
+    "  created_at INTEGER NOT NULL,"
+    "  updated_at INTEGER NOT NULL,"
+    "  PRIMARY KEY (namespace, id));"
+    "CREATE INDEX containers_by_snapshot ON containers(snapshotter, snapshot_key);"
+    "CREATE TABLE container_labels ("
+    "  namespace TEXT NOT NULL,"
+    "  id TEXT NOT NULL,"
+    "  key TEXT NOT NULL,"
+    "  value TEXT NOT NULL,"
+    "  PRIMARY KEY (namespace, id, key),"
+    "  FOREIGN KEY (namespace, id) REFERENCES containers(namespace, id)"
+    "    ON DELETE CASCADE);" },
 };
 
 const int crater__db_nmigrations =
