@@ -134,6 +134,8 @@ sys.stdout.write("\nRC=%d\n" % os.waitstatus_to_exitcode(st))
   end)
 
   it("starts and removes 50 containers without leaking processes, mounts, cgroups or fds", function()
+    -- file handles of earlier tests are closed by the GC: settle it first
+    collectgarbage("collect"); collectgarbage("collect")
     local fds_before = #proc.check("ls /proc/" .. proc.owner_pid() .. "/fd"):gsub("%S+", "x")
     for i = 1, 50 do
       local r = env:run("c" .. i, { "-d" }, { "sleep", "60" })
@@ -156,6 +158,7 @@ sys.stdout.write("\nRC=%d\n" % os.waitstatus_to_exitcode(st))
       local left = proc.run("ls -d /sys/fs/cgroup/" .. c .. "/crater/default/c[0-9]* 2>/dev/null").stdout
       assert.are.equal("", left, c)
     end
+    collectgarbage("collect"); collectgarbage("collect")
     local fds_after = #proc.check("ls /proc/" .. proc.owner_pid() .. "/fd"):gsub("%S+", "x")
     assert.are.equal(fds_before, fds_after)
   end)
