@@ -20,6 +20,7 @@ static const struct {
 } domains[] = {
   { "base", crater__lua_open_base },
   { "store", crater__lua_open_store },
+  { "container", crater__lua_open_container },
   { "remote", crater__lua_open_remote },
   { "json", crater__lua_open_json },
   { "digest", crater__lua_open_digest },

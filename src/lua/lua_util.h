@@ -42,6 +42,7 @@ int crater__lua_opt_field_bool(lua_State *L, int idx, const char *key, int dflt)
 /* Per-domain openers: each adds its functions/classes to the table at -1. */
 void crater__lua_open_base(lua_State *L);
 void crater__lua_open_store(lua_State *L);
+void crater__lua_open_container(lua_State *L);
 void crater__lua_open_remote(lua_State *L);
 void crater__lua_open_json(lua_State *L);
 void crater__lua_open_digest(lua_State *L);
