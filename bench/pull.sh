@@ -20,7 +20,7 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 # --- filesystem ---------------------------------------------------------
-truncate -s 4G "$T/fs.img"
+truncate -s 8G "$T/fs.img"
 mkfs.ext4 -q -F -j "$T/fs.img"
 mkdir -p "$T/mnt"
 mount -o loop "$T/fs.img" "$T/mnt"
@@ -43,16 +43,20 @@ HOST=127.0.0.1:$PORT
 mkdir -p "$T/img"
 umoci init --layout "$T/img/oci"
 umoci new --image "$T/img/oci:big"
-umoci unpack --rootless --image "$T/img/oci:big" "$T/img/bundle" >/dev/null
 i=0
-for src in /usr/lib/x86_64-linux-gnu /usr/share/locale /usr/share/doc /usr/lib/python3 /usr/share/i18n /usr/share; do
+for src in /usr/share/locale /usr/share/doc /usr/share/man /usr/lib/python3 /usr/share/perl; do
   [ -d "$src" ] || continue
-  i=$((i + 1)); [ $i -gt 5 ] && break
+  i=$((i + 1))
+  rm -rf "$T/img/bundle"
+  umoci unpack --rootless --image "$T/img/oci:big" "$T/img/bundle" >/dev/null
   mkdir -p "$T/img/bundle/rootfs/layer$i"
   cp -a "$src" "$T/img/bundle/rootfs/layer$i/" 2>/dev/null || true
   umoci repack --image "$T/img/oci:big" "$T/img/bundle" >/dev/null
 done
-du -sh "$T/img/oci" | sed 's/^/image layout: /'
+rm -rf "$T/img/bundle"
+umoci gc --layout "$T/img/oci"
+du -sh "$T/img/oci" | sed "s/^/image layout (all blobs): /"
+skopeo inspect --raw "oci:$T/img/oci:big" | python3 -c "import json,sys; m=json.load(sys.stdin); print(\"big image: %d layers, %.0f MB compressed\" % (len(m[\"layers\"]), sum(l[\"size\"] for l in m[\"layers\"])/1e6))"
 skopeo copy -q --dest-tls-verify=false "oci:$T/img/oci:big" "docker://$HOST/bench/big:1"
 BB=$(ls -d "$BUILD"/fixtures/*/oci 2>/dev/null | head -1)
 if [ -n "$BB" ]; then skopeo copy -q --dest-tls-verify=false "oci:$BB:busybox" "docker://$HOST/bench/busybox:1"; fi
@@ -100,9 +104,9 @@ bench_one big "$HOST/bench/big:1"
 # machine limit: decompress all layers with the best tool, write to disk, 2 cores
 mkdir -p "$T/mnt/limit"
 s=$(now)
-ls "$T/img/oci/blobs/sha256/" | while read -r h; do
+skopeo inspect --raw "oci:$T/img/oci:big" | python3 -c "import json,sys; [print(l['digest'].split(':')[1]) for l in json.load(sys.stdin)['layers']]" | while read -r h; do
   f="$T/img/oci/blobs/sha256/$h"
-  if [ "$(head -c2 "$f" | od -An -tx1 | tr -d ' ')" = "1f8b" ]; then echo "$f"; fi
+  echo "$f"
 done | xargs -P2 -I{} sh -c 'mkdir -p "$0/$(basename {})" && (pigz -dc {} 2>/dev/null || gzip -dc {}) | tar -x -C "$0/$(basename {})"' "$T/mnt/limit"
 sync; e=$(now)
 printf "%-10s limit  %7.2fs (decompress + write, 2 cores)\n" big "$(echo "$e - $s" | bc)"
