@@ -191,7 +191,8 @@ list_dir(int dfd, names_t *out, crater_error_t *err)
     names_free(out);
     return crater_error_sys(err, e, "readdir");
   }
-  qsort(out->names, out->n, sizeof *out->names, cmp_names);
+  if (out->n > 1)
+    qsort(out->names, out->n, sizeof *out->names, cmp_names);
   return 0;
 }
 
@@ -268,7 +269,8 @@ read_xattrs(int dfd, const char *name, xattrs_t *out, crater_error_t *err)
     }
     out->v[out->n++] = (xattr_t){ xstrdup(k), v, (size_t) vl };
   }
-  qsort(out->v, out->n, sizeof *out->v, cmp_xattr);
+  if (out->n > 1)
+    qsort(out->v, out->n, sizeof *out->v, cmp_xattr);
   return 0;
 }
 

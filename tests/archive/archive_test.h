@@ -17,6 +17,7 @@
 #include <zstd.h>
 
 #include "archive/archive.h"
+#include "common/cleanup.h"
 #include "check.h"
 
 static char test_srcdir[4096];

@@ -53,7 +53,7 @@ test_rich(void)
         CHECK(treecmp(tp("rich-gzip-0"), dir, "--mtime") == 0);
     }
   }
-  const char *d = strdup(tp("rich-gzip-0"));
+  cleanup_free char *d = strdup(tp("rich-gzip-0"));
   struct stat st;
   char p[4200];
   snprintf(p, sizeof p, "%s/bin/su", d);
@@ -83,7 +83,7 @@ test_rich(void)
   CHECK_STREQ(t, "/bin/ping");
 
   /* Reference: GNU tar's extraction of the same (uncompressed) layer. */
-  const char *ref = strdup(tp("rich-tar"));
+  cleanup_free char *ref = strdup(tp("rich-tar"));
   mkdir(ref, 0755);
   if (sh("tar --xattrs --xattrs-include='*' --same-owner -xpf '%s' -C '%s' 2>/dev/null", tp("rich.none"), ref) == 0) {
     /* tar keeps the overlay xattrs crater drops by design; ignore them. */
@@ -180,7 +180,7 @@ test_delete_mode(void)
   crater_apply_opts_t o = { .whiteouts = CRATER_WHITEOUT_DELETE };
   for (int fb = 0; fb < 2; fb++) {
     o.flags = fb ? CRATER_APPLY_NO_OPENAT2 : 0;
-    const char *d = strdup(tp("del%d", fb));
+    cleanup_free char *d = strdup(tp("del%d", fb));
     CHECK_OK(apply_path(d, tp("base.tar"), &o, NULL, &err));
     CHECK_OK(apply_path(d, tp("top.tar"), &o, NULL, &err));
     char p[4200];
@@ -208,7 +208,7 @@ test_overlay_mode(void)
   crater_apply_opts_t o = { .whiteouts = CRATER_WHITEOUT_OVERLAY };
   /* In-place overlay-style apply (the lower layer is present, so the
    * hardlink to it resolves; an upper dir alone would report NOT_FOUND). */
-  const char *u = strdup(tp("ovl-upper"));
+  cleanup_free char *u = strdup(tp("ovl-upper"));
   CHECK_OK(apply_path(u, tp("base.tar"), &o, NULL, &err));
   CHECK_OK(apply_path(u, tp("top.tar"), &o, NULL, &err));
   char p[4200];

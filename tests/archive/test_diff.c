@@ -46,10 +46,10 @@ test_two_trees(void)
 {
   crater_error_t err = NULL;
   mktar(tp("base.tar"), "none", base);
-  const char *lower = strdup(tp("lower"));
+  cleanup_free char *lower = strdup(tp("lower"));
   crater_apply_opts_t ao = { .whiteouts = CRATER_WHITEOUT_DELETE };
   CHECK_OK(apply_path(lower, tp("base.tar"), &ao, NULL, &err));
-  const char *upper = strdup(tp("upper"));
+  cleanup_free char *upper = strdup(tp("upper"));
   CHECK(sh("cp -a '%s' '%s'", lower, upper) == 0);
   /* the changes */
   CHECK(sh(SX_DEF "cd '%s' && echo new > etc/new && rm etc/gone && rm -r var/lib/tree"
@@ -100,7 +100,7 @@ test_overlay_upper(void)
 {
   crater_error_t err = NULL;
   /* an overlay-style upper dir, as a container leaves it */
-  const char *up = strdup(tp("ovl-upper"));
+  cleanup_free char *up = strdup(tp("ovl-upper"));
   CHECK(sh(SX_DEF "mkdir -p '%s' && cd '%s' && mkdir -p etc opq/sub && echo n > etc/new"
            " && mknod -m 000 etc/gone c 0 0 && sx trusted.overlay.opaque y opq"
            " && echo s > opq/sub/s && mkdir var && mknod -m 000 var/tree c 0 0"
@@ -118,7 +118,7 @@ test_overlay_upper(void)
   /* delete-mode apply of the same layer onto the base tree */
   mktar(tp("base.tar"), "none", base);
   crater_apply_opts_t d = { .whiteouts = CRATER_WHITEOUT_DELETE };
-  const char *n = strdup(tp("native"));
+  cleanup_free char *n = strdup(tp("native"));
   CHECK_OK(apply_path(n, tp("base.tar"), &d, NULL, &err));
   CHECK(sh("mkdir -p '%s/opq/old' && echo o > '%s/opq/old/f'", n, n) == 0);
   d.compression = CRATER_COMPRESSION_GZIP;
