@@ -14,9 +14,11 @@
 --- local task = assert(ctr:new_task{ stdio = "null" })
 --- ```
 ---
---- Storage: the metadata DB when the store binding offers container_*
---- calls; until then (and for a client without a store) one JSON file per
---- container under <root>/containers/<namespace>/, written atomically.
+--- Storage: the `containers` tables of metadata.db through the store's
+--- container_* methods (src/lua/l_container.c, src/metadata/containers.c).
+--- spec, runtime options and extensions are kept as JSON text there and
+--- decoded here; a container whose rootfs is a plain directory has no
+--- snapshot and an absolute `spec.root.path`.
 local json = require "crater.json"
 local oci = require "crater.oci"
 
@@ -26,18 +28,6 @@ Containers.__index = Containers
 local Container = {}
 Container.__index = Container
 M.Container = Container
-
-local function now_ns()
-  local ok, core = pcall(require, "crater.core")
-  if ok and core.now_ns then return core.now_ns() end
-  return os.time() * 1000000000
-end
-
-local function sh_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-
-local function mkdir_p(path)
-  return os.execute("mkdir -p " .. sh_quote(path)) == 0 or os.execute("mkdir -p " .. sh_quote(path)) == true
-end
 
 local function valid_id(id)
   return type(id) == "string" and #id > 0 and #id <= 76 and id:match("^[%w][%w_.-]*$") ~= nil
@@ -55,58 +45,56 @@ function M.state_dir(client)
 end
 
 function M.new(client)
-  local self = setmetatable({ client = client, b = client.backend, ns = client.ns or "default" }, Containers)
-  self.use_db = self.b ~= nil and type(self.b) ~= "boolean" and self.b.container_create ~= nil
-  self.dir = (client.root or "/var/lib/crater") .. "/containers/" .. self.ns
-  return self
+  local b = client.backend
+  if b == nil or b.container_create == nil then
+    error("containers: this client has no metadata store with container support", 3)
+  end
+  return setmetatable({ client = client, b = b, ns = client.ns or "default" }, Containers)
 end
 
--- ---- file backend --------------------------------------------------------------
+-- ---- records ---------------------------------------------------------------------
 
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
+local function decode_field(rec, k)
+  local v = rec[k]
+  if type(v) ~= "string" then return nil end
+  local t, err = json.decode(v)
+  if t == nil then error("container " .. tostring(rec.id) .. ": corrupt " .. k .. ": " .. tostring(err), 0) end
+  return t
 end
 
-local function write_atomic(path, data)
-  local tmp = path .. ".tmp." .. tostring(math.random(1, 1e9))
-  local f, err = io.open(tmp, "wb")
-  if not f then return nil, err end
-  f:write(data)
-  f:flush()
-  f:close()
-  local ok, e = os.rename(tmp, path)
-  if not ok then os.remove(tmp); return nil, e end
-  return true
+--- Turns a row from the store into the record users see (JSON decoded,
+--- rootfs derived).
+local function from_row(row)
+  local ok, err = pcall(function()
+    row.spec = decode_field(row, "spec")
+    row.runtime_options = decode_field(row, "runtime_options")
+    row.extensions = decode_field(row, "extensions") or {}
+  end)
+  if not ok then return nil, err, "data_loss" end
+  local root = type(row.spec) == "table" and row.spec.root
+  if not row.snapshot_key and root and type(root.path) == "string" and root.path:sub(1, 1) == "/" then
+    row.rootfs = root.path
+  end
+  row.labels = row.labels or {}
+  return row
 end
+M._from_row = from_row
 
-function Containers:_path(id) return self.dir .. "/" .. id .. ".json" end
+local function to_row(rec)
+  local ext = rec.extensions
+  if ext ~= nil and next(ext) == nil then ext = nil end
+  return {
+    id = rec.id, image = rec.image, snapshotter = rec.snapshotter, snapshot_key = rec.snapshot_key,
+    spec = json.encode(rec.spec), runtime = rec.runtime,
+    runtime_options = rec.runtime_options and json.encode(rec.runtime_options) or nil,
+    extensions = ext and json.encode(ext) or nil, labels = rec.labels,
+  }
+end
 
 function Containers:_load(id)
-  if self.use_db then return self.b:container_get(self.ns, id) end
-  local text = read_file(self:_path(id))
-  if not text then return nil, "container " .. id .. " not found", "not_found" end
-  local rec, err = json.decode(text)
-  if not rec then return nil, "container " .. id .. ": corrupt record: " .. tostring(err), "data_loss" end
-  return rec
-end
-
-function Containers:_store(rec, create)
-  if self.use_db then
-    if create then return self.b:container_create(self.ns, rec) end
-    return self.b:container_update(self.ns, rec)
-  end
-  mkdir_p(self.dir)
-  local path = self:_path(rec.id)
-  if create then
-    -- O_EXCL-like: a second create of the same id loses
-    local f = io.open(path, "rb")
-    if f then f:close(); return nil, "container " .. rec.id .. " already exists", "already_exists" end
-  end
-  return write_atomic(path, json.encode(rec))
+  local row, err, kind = self.b:container_get(self.ns, id)
+  if not row then return nil, err, kind end
+  return from_row(row)
 end
 
 -- ---- image and snapshot helpers -----------------------------------------------------
@@ -147,51 +135,75 @@ function M.image_info(client, name)
 end
 
 --- Prepares the container's snapshot: {new=key} (RW) or {view=key} (RO),
---- parent = the image's top chain id.
+--- parent = the image's top chain id.  A view that exists already is
+--- shared (many containers may use one view).  Returns true, created.
 local function make_snapshot(client, snapshotter, snap, parent)
-  if not client.snapshots then return nil, "snapshots are not available in this build", "not_implemented" end
   local sn = client:snapshots(snapshotter)
-  if snap.new then return sn:prepare(snap.new, parent, { labels = snap.labels }) end
+  if snap.new then
+    local ok, err, kind = sn:prepare(snap.new, parent, snap.labels)
+    if not ok then return nil, err, kind end
+    return true, true
+  end
   if snap.view then
-    if sn:stat(snap.view) then return true end -- many containers may share one view
-    return sn:view(snap.view, parent, { labels = snap.labels })
+    local st = sn:stat(snap.view)
+    if st then
+      if st.kind ~= "view" or st.parent ~= parent then
+        return nil, "snapshot " .. snap.view .. " exists and is not a view of " .. tostring(parent), "already_exists"
+      end
+      return true, false
+    end
+    local ok, err, kind = sn:view(snap.view, parent, snap.labels)
+    if not ok then return nil, err, kind end
+    return true, true
   end
   return nil, "snapshot: expected {new=key} or {view=key}", "invalid_argument"
 end
 
 -- ---- API ------------------------------------------------------------------------------
 
---- Creates a container.
+local function default_runtime()
+  local env = os.getenv("CRATER_RUNTIME")
+  if env and env ~= "" then return env end
+  return require("crater.tasks").runtime_path(M.DEFAULT_RUNTIME) and M.DEFAULT_RUNTIME or "runc"
+end
+
+--- Creates a container.  With `image`, its snapshot is made from the
+--- image's top layer: `snapshot = {new = key}` (default `{new = id}`,
+--- read-write) or `{view = key}` (read-only, shareable); the image config
+--- (Entrypoint, Cmd, Env, WorkingDir, User) is applied first, then `spec`
+--- options (`args` replace Cmd).  With `rootfs`, that directory is the
+--- root.  `spec` may also be a finished spec table (has ociVersion).
 ---@param id string
----@param opts {image?: string, rootfs?: string, snapshotter?: string, snapshot?: {new?: string, view?: string}, spec?: table|function[], runtime?: string, labels?: table<string,string>, extensions?: table, args?: string[]}
+---@param opts {image?: string, rootfs?: string, snapshotter?: string, snapshot?: {new?: string, view?: string, labels?: table}, spec?: table|function[], runtime?: string, runtime_options?: table, labels?: table<string,string>, extensions?: table, args?: string[]}
 ---@return table|nil container, string? err, string? kind
 function Containers:create(id, opts)
   if not valid_id(id) then error("containers:create: invalid container id " .. tostring(id), 2) end
   opts = opts or {}
   if type(opts) ~= "table" then error("containers:create: opts must be a table", 2) end
-  if self:_load(id) then return nil, "container " .. id .. " already exists", "already_exists" end
+  if opts.image and opts.rootfs then error("containers:create: image and rootfs are exclusive", 2) end
   local rec = {
-    id = id, image = opts.image, runtime = opts.runtime or os.getenv("CRATER_RUNTIME") or
-      (require("crater.tasks").runtime_path(M.DEFAULT_RUNTIME) and M.DEFAULT_RUNTIME or "runc"),
+    id = id, runtime = opts.runtime or default_runtime(), runtime_options = opts.runtime_options,
     labels = opts.labels or {}, extensions = opts.extensions or {},
-    created_at = now_ns(), snapshotter = opts.snapshotter,
   }
   local ctx = { id = id, namespace = self.ns, rootfs = opts.rootfs }
-  local image_config
+  local image_config, snap, made
   if opts.image then
     local info, err, kind = M.image_info(self.client, opts.image)
     if not info then return nil, "container " .. id .. ": image " .. opts.image .. ": " .. tostring(err), kind end
     rec.image = info.name
     image_config = info.config
-    rec.snapshotter = opts.snapshotter or os.getenv("CRATER_SNAPSHOTTER") or "overlayfs"
-    local snap = opts.snapshot or { new = id }
+    rec.snapshotter = opts.snapshotter or os.getenv("CRATER_SNAPSHOTTER") or
+      require("crater.snapshotters").default(self.client.root)
+    snap = opts.snapshot or { new = id }
+    rec.snapshot_key = snap.new or snap.view
+    -- fail before making the snapshot when the id is taken
+    if self.b:container_get(self.ns, id) then
+      return nil, "container " .. id .. ": already exists in namespace " .. self.ns, "already_exists"
+    end
     local ok, e2, k2 = make_snapshot(self.client, rec.snapshotter, snap, info.chain_id)
     if not ok then return nil, "container " .. id .. ": snapshot: " .. tostring(e2), k2 end
-    rec.snapshot_key = snap.new or snap.view
-    rec.snapshot_readonly = snap.view ~= nil
-  elseif opts.rootfs then
-    rec.rootfs = opts.rootfs
-  else
+    made = e2
+  elseif not opts.rootfs then
     return nil, "container " .. id .. ": needs an image or a rootfs", "invalid_argument"
   end
   local spec = opts.spec
@@ -199,15 +211,17 @@ function Containers:create(id, opts)
     local list = {}
     if image_config then list[#list + 1] = oci.with_image_config(image_config, opts.args) end
     for _, o in ipairs(spec or {}) do list[#list + 1] = o end
-    if ctx.rootfs == nil then ctx.deferred = true end
     spec = oci.spec(list, ctx)
   end
-  if rec.snapshot_readonly then spec.root.readonly = true end
+  if opts.rootfs then spec.root.path = opts.rootfs end
+  if snap and snap.view then spec.root.readonly = true end
   rec.spec = spec
-  rec.updated_at = rec.created_at
-  local ok, err, kind = self:_store(rec, true)
-  if not ok then return nil, err, kind end
-  return setmetatable({ containers = self, rec = rec, id = id }, Container)
+  local ok, err, kind = self.b:container_create(self.ns, to_row(rec))
+  if not ok then
+    if made then self.client:snapshots(rec.snapshotter):remove(rec.snapshot_key) end
+    return nil, err, kind
+  end
+  return self:get(id)
 end
 
 --- Gets a container.
@@ -218,25 +232,33 @@ function Containers:get(id)
   return setmetatable({ containers = self, rec = rec, id = id }, Container)
 end
 
---- Lists container records (plain tables, spec included), sorted by id.
-function Containers:list()
-  if self.use_db then return self.b:container_list(self.ns) end
+--- Lists container records (plain tables, spec decoded), sorted by id.
+---@param filters? string[] store filter syntax: "labels.k==v", "image==...", "runtime==..."
+function Containers:list(filters)
+  local rows, err, kind = self.b:container_list(self.ns, filters)
+  if not rows then return nil, err, kind end
   local out = {}
-  local p = io.popen("ls -1 " .. sh_quote(self.dir) .. " 2>/dev/null")
-  for name in p:lines() do
-    local id = name:match("^(.+)%.json$")
-    if id then
-      local rec = self:_load(id)
-      if rec then out[#out + 1] = rec end
-    end
+  for _, row in ipairs(rows) do
+    local rec, e2, k2 = from_row(row)
+    if not rec then return nil, e2, k2 end
+    out[#out + 1] = rec
   end
-  p:close()
-  table.sort(out, function(a, b) return a.id < b.id end)
   return out
 end
 
---- Deletes a container (and its snapshot).  Refused while it has a task
---- that is not stopped.
+--- Whether another container of this namespace uses (snapshotter, key).
+function Containers:_snapshot_shared(rec)
+  local rows = self.b:container_list(self.ns, { "snapshotter==" .. rec.snapshotter ..
+    ",snapshot_key==\"" .. rec.snapshot_key:gsub('[\\"]', "\\%0") .. "\"" }) or {}
+  for _, r in ipairs(rows) do
+    if r.id ~= rec.id then return true end
+  end
+  return false
+end
+
+--- Deletes a container and its snapshot (a shared view only with its last
+--- container).  Refused while it has a task that is not stopped unless
+--- opts.force; opts.snapshot = false keeps the snapshot.
 function Containers:delete(id, opts)
   opts = opts or {}
   local rec, err, kind = self:_load(id)
@@ -251,31 +273,56 @@ function Containers:delete(id, opts)
     local ok, e2, k2 = t:delete { force = true }
     if not ok then return nil, e2, k2 end
   end
-  if rec.snapshot_key and rec.snapshotter and self.client.snapshots and opts.snapshot ~= false and not rec.snapshot_readonly then
+  if rec.snapshot_key and rec.snapshotter and opts.snapshot ~= false and not self:_snapshot_shared(rec) then
     local sn = self.client:snapshots(rec.snapshotter)
     local ok, e3, k3 = sn:remove(rec.snapshot_key)
     if not ok and k3 ~= "not_found" then return nil, "container " .. id .. ": remove snapshot: " .. tostring(e3), k3 end
   end
-  if self.use_db then return self.b:container_delete(self.ns, id) end
-  local ok, e4 = os.remove(self:_path(id))
-  if not ok then return nil, "container " .. id .. ": " .. tostring(e4), "internal" end
-  return true
+  return self.b:container_delete(self.ns, id)
 end
 
---- Gets labels (no second argument) or sets them (merge; "" removes).
+--- Gets labels (no second argument) or sets them (merge; "" removes;
+--- replace = true drops the others).  Returns the labels after the change.
 function Containers:labels(id, set, replace)
-  local rec, err, kind = self:_load(id)
-  if not rec then return nil, err, kind end
-  if set == nil then return rec.labels or {} end
-  local l = replace and {} or (rec.labels or {})
-  for k, v in pairs(set) do
-    if v == "" then l[k] = nil else l[k] = v end
+  if set == nil then
+    local rec, err, kind = self:_load(id)
+    if not rec then return nil, err, kind end
+    return rec.labels
   end
-  rec.labels = l
-  rec.updated_at = now_ns()
-  local ok, e2, k2 = self:_store(rec, false)
-  if not ok then return nil, e2, k2 end
-  return l
+  if type(set) ~= "table" then error("containers:labels: expected a table of labels", 2) end
+  local fields, labels = {}, {}
+  if replace then
+    fields[1] = "labels"
+    for k, v in pairs(set) do if v ~= "" then labels[k] = v end end
+  else
+    for k, v in pairs(set) do fields[#fields + 1] = "labels." .. k; labels[k] = v end
+  end
+  if #fields == 0 then return self:labels(id) end
+  local ok, err, kind = self.b:container_update(self.ns, { id = id, labels = labels }, fields)
+  if not ok then return nil, err, kind end
+  return self:labels(id)
+end
+
+--- Updates mutable fields of a container: {image=, spec=, runtime_options=,
+--- extensions=, labels=} (labels replace).  Only the fields given change.
+function Containers:update(id, changes)
+  if type(changes) ~= "table" then error("containers:update: expected a table of changes", 2) end
+  local row, fields = { id = id }, {}
+  for _, k in ipairs { "image", "spec", "runtime_options", "extensions", "labels" } do
+    if changes[k] ~= nil then
+      fields[#fields + 1] = k
+      local v = changes[k]
+      if k ~= "image" and k ~= "labels" then v = json.encode(v) end
+      row[k] = v
+    end
+  end
+  for k in pairs(changes) do
+    if row[k] == nil then error("containers:update: field " .. tostring(k) .. " cannot be changed", 2) end
+  end
+  if #fields == 0 then return self:get(id) end
+  local ok, err, kind = self.b:container_update(self.ns, row, fields)
+  if not ok then return nil, err, kind end
+  return self:get(id)
 end
 
 -- ---- Container ---------------------------------------------------------------------

@@ -81,18 +81,13 @@ function M.spec_opts(flags, args)
   return o
 end
 
---- The client for a command: the store's client, or a metadata-less one
---- (root + namespace) while this build has no store binding.
-function M.client(ctx)
-  local core = require "crater.core"
-  if core.open then return ctx:client() end
-  return { root = ctx.root or os.getenv("CRATER_ROOT") or "/var/lib/crater", ns = ctx.namespace }
-end
+--- The client for a command.
+function M.client(ctx) return ctx:client() end
 
+--- The container service of the command's client (and the client).
 function M.containers(ctx)
-  local c = M.client(ctx)
-  if c.containers then return c:containers(), c end
-  return require("crater.containers").new(c), c
+  local c = ctx:client()
+  return c:containers(), c
 end
 
 --- Creates the container described by flags and positional args
