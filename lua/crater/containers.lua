@@ -99,39 +99,48 @@ end
 
 -- ---- image and snapshot helpers -----------------------------------------------------
 
---- Resolves an image name to {name, config (image config), chain_id}.
+--- Resolves an image name to {name, config (image config), chain_id,
+--- manifest (images.decode_manifest result)}, following an index to the
+--- host platform's manifest.
 function M.image_info(client, name)
-  if not client.images then return nil, "image support needs the image store (use a rootfs directory)", "not_implemented" end
   local images = require "crater.images"
   local imgs = client:images()
   local img, err, kind = imgs:get(name)
   if not img then return nil, err, kind end
   local cs = client:content()
   local digest, mt = img.target.digest, img.target.media_type or img.target.mediaType
-  -- follow an index to the linux/amd64 manifest
   for _ = 1, 4 do
     local body, e2, k2 = cs:read(digest)
     if not body then return nil, e2, k2 end
-    local m, e3, k3 = images.decode_manifest(body, mt)
+    local m, e3, k3 = images.decode_manifest(body, mt, { digest = digest })
     if not m then return nil, e3, k3 end
-    if m.manifests then
-      local pick
-      for _, d in ipairs(m.manifests) do
-        local p = d.platform or {}
-        if (p.os == nil or p.os == "linux") and (p.architecture == nil or p.architecture == "amd64") then pick = d; break end
-      end
-      if not pick then return nil, "image " .. name .. ": no linux/amd64 manifest", "not_found" end
+    if m.kind == "index" then
+      local platforms = require "crater.platforms"
+      local pick, e4, k4 = platforms.select(m.doc.manifests, platforms.matcher())
+      if not pick then return nil, e4, k4 end
       digest, mt = pick.digest, pick.mediaType
     else
-      local cbody, e4, k4 = cs:read(m.config.digest)
-      if not cbody then return nil, e4, k4 end
-      local config, e5, k5 = images.decode_config(cbody, #m.layers)
-      if not config then return nil, e5, k5 end
+      local cbody, e5, k5 = cs:read(m.doc.config.digest)
+      if not cbody then return nil, e5, k5 end
+      local config, e6, k6 = images.decode_config(cbody, #m.doc.layers)
+      if not config then return nil, e6, k6 end
       local chain = images.chain_ids(config.rootfs.diff_ids)
-      return { name = img.name, config = config, chain_id = chain[#chain] }
+      return { name = img.name, config = config, chain_id = chain[#chain], manifest = m }
     end
   end
   return nil, "image " .. name .. ": index nesting too deep", "invalid_argument"
+end
+
+--- Makes sure the image's layers are unpacked in snapshotter (as ctr run
+--- does): a no-op when the top chain ID is committed, else crater.unpack.
+function M.ensure_unpacked(client, info, snapshotter)
+  if info.chain_id == nil then return true end -- no layers: empty rootfs
+  local sn = client:snapshots(snapshotter)
+  if sn:stat(info.chain_id) then return true end
+  local res, err, kind = require("crater.unpack").unpack(client, info.manifest, info.config,
+    { snapshotter = snapshotter })
+  if not res then return nil, err, kind end
+  return true
 end
 
 --- Prepares the container's snapshot: {new=key} (RW) or {view=key} (RO),
@@ -200,7 +209,9 @@ function Containers:create(id, opts)
     if self.b:container_get(self.ns, id) then
       return nil, "container " .. id .. ": already exists in namespace " .. self.ns, "already_exists"
     end
-    local ok, e2, k2 = make_snapshot(self.client, rec.snapshotter, snap, info.chain_id)
+    local ok, e2, k2 = M.ensure_unpacked(self.client, info, rec.snapshotter)
+    if not ok then return nil, "container " .. id .. ": image " .. opts.image .. ": " .. tostring(e2), k2 end
+    ok, e2, k2 = make_snapshot(self.client, rec.snapshotter, snap, info.chain_id)
     if not ok then return nil, "container " .. id .. ": snapshot: " .. tostring(e2), k2 end
     made = e2
   elseif not opts.rootfs then
