@@ -357,6 +357,16 @@ end
 --- Deletes the container (see Containers:delete).
 function Container:delete(opts) return self.containers:delete(self.id, opts) end
 
+--- Snapshot options for create (containerd's WithNewSnapshot): a new
+--- read-write snapshot `key` on top of the image.
+---@param key string
+---@param labels? table<string,string>
+function M.with_new_snapshot(key, labels) return { new = key, labels = labels } end
+
+--- A read-only view `key` of the image (WithNewSnapshotView); containers
+--- naming the same key share the view, removed with the last of them.
+function M.with_new_snapshot_view(key, labels) return { view = key, labels = labels } end
+
 --- The built-in runtime (crater-runtime) when it is installed, else runc.
 M.DEFAULT_RUNTIME = "crater"
 

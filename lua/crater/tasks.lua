@@ -184,6 +184,21 @@ local function setup_rootfs(client, ns, rec, dir, spec)
   local ok, e2, k2 = core.mount_all(mounts, target)
   if not ok then return nil, "container " .. rec.id .. ": mount rootfs: " .. tostring(e2), k2 end
   spec.root.path = "rootfs"
+  -- A view is read-only all the way down, so the runtime cannot make mount
+  -- points the image lacks: drop default mounts (/run, /dev/mqueue...) whose
+  -- destination is missing, as they are conveniences, not requirements.
+  local st = sn:stat(rec.snapshot_key)
+  if st and st.kind == "view" then
+    local defaults = {}
+    for _, m in ipairs(oci.default_spec().mounts) do defaults[m.destination] = true end
+    local keep = {}
+    for _, m in ipairs(spec.mounts or {}) do
+      local f = defaults[m.destination] and io.open(target .. m.destination, "r")
+      if f then f:close() end
+      if f or not defaults[m.destination] then keep[#keep + 1] = m end
+    end
+    spec.mounts = json.array(keep)
+  end
   return target
 end
 

@@ -109,6 +109,8 @@ function M.create_container(ctx, a, flags)
     image = image, rootfs = flags.rootfs, args = (not flags.rootfs) and args or nil,
     spec = M.spec_opts(flags, flags.rootfs and args or nil),
     runtime = flags.runtime, snapshotter = flags.snapshotter, labels = labels,
+    -- --read-only on an image: a read-only view instead of an active snapshot
+    snapshot = (image and flags["read-only"]) and { view = id } or nil,
   }))
   return ctr, id, cs
 end

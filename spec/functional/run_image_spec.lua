@@ -1,0 +1,231 @@
+-- `crater run IMAGE ID [CMD...]` from an image in the store, end to end:
+-- the fixture OCI layout is imported with `crater image import` (no
+-- unpack), `crater run` unpacks it on demand into the snapshotter, makes
+-- the container's snapshot (RW with_new_snapshot, or a read-only view with
+-- --read-only), mounts it as the task rootfs and applies the image config.
+-- A second image ("app") is made here through the Lua API: the busybox
+-- layer with a config that sets Entrypoint, Cmd, Env, WorkingDir and User,
+-- to check that the config reaches the process.
+-- Runs for overlayfs and native.  Every test removes its containers; the
+-- root (snapshots, content) goes in teardown, also after failures.
+local proc = require "support.proc"
+local fx = require "support.fixtures"
+
+local BUILD = os.getenv("CRATER_BUILD") or "build"
+local BIN = BUILD .. "/bin/crater"
+local q = proc.quote
+local is_root = proc.run("id -u").stdout:match("^0") ~= nil
+
+if not is_root then
+  describe("crater run IMAGE", function() pending("needs root (real containers)") end)
+  return
+end
+
+local runner = require "functional.run_spec" -- Env with cleanup of tasks, shims, cgroups
+
+--- Adds image `name` to root: busybox's layer with the given config fields.
+local function make_config_image(root, name, cfg_fields)
+  local crater = require "crater"
+  local json = require "crater.json"
+  local c = assert(crater.open { root = root })
+  local ok, err = pcall(function()
+    local man = json.decode(assert(io.open(fx.blob_path(fx.manifest_digest("busybox")))):read("*a"))
+    local cfg = json.decode(assert(io.open(fx.blob_path(man.config.digest))):read("*a"))
+    for k, v in pairs(cfg_fields) do cfg.config[k] = v end
+    local cbody = json.encode(cfg)
+    local cs = c:content()
+    local function put(body, ref)
+      local w = assert(cs:writer(ref))
+      assert(w:write(body))
+      local d = assert(w:commit(#body))
+      w:close()
+      return d
+    end
+    man.config.digest = put(cbody, "cfg-" .. name)
+    man.config.size = #cbody
+    man.mediaType = "application/vnd.oci.image.manifest.v1+json"
+    local mbody = json.encode(man)
+    local md = put(mbody, "man-" .. name)
+    assert(c:images():put { name = name,
+      target = { media_type = "application/vnd.oci.image.manifest.v1+json", digest = md, size = #mbody } })
+  end)
+  c:close()
+  assert(ok, err)
+end
+
+for _, snapshotter in ipairs { "overlayfs", "native" } do
+  describe("crater run IMAGE (" .. snapshotter .. ")", function()
+    local env
+    local ids = {}
+
+    local function crater(args, opts)
+      local parts = { q(BIN), "--root", q(env.root) }
+      for _, a in ipairs(args) do parts[#parts + 1] = q(a) end
+      return proc.run(table.concat(parts, " "), opts)
+    end
+
+    local function run(id, flags, image, cmd)
+      ids[#ids + 1] = id
+      local a = { "run", "--snapshotter", snapshotter }
+      for _, f in ipairs(flags) do a[#a + 1] = f end
+      a[#a + 1] = image
+      a[#a + 1] = id
+      for _, c in ipairs(cmd or {}) do a[#a + 1] = c end
+      return crater(a)
+    end
+
+    local function snapshots()
+      local r = crater { "--format", "json", "snapshot", "ls", "--snapshotter", snapshotter }
+      assert.are.equal(0, r.code, r.stderr)
+      local list = require("crater.json").decode(r.stdout)
+      local by = {}
+      for _, s in ipairs(list) do by[s.key or s.name] = s end
+      return by, list
+    end
+
+    local function mounts_under_root()
+      local n = 0
+      for line in io.lines("/proc/self/mounts") do
+        if line:find(env.root, 1, true) then n = n + 1 end
+      end
+      return n
+    end
+
+    setup(function()
+      env = runner.env(nil)
+      local r = proc.run(q(BIN) .. " --root " .. q(env.root) .. " image import " .. q(fx.layout()))
+      assert.are.equal(0, r.code, r.stderr)
+      make_config_image(env.root, "docker.io/test/app:1", {
+        Entrypoint = { "/bin/sh", "-c" }, Cmd = { "echo default-cmd" },
+        Env = { "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "GREETING=hello from config" },
+        WorkingDir = "/home", User = "app",
+      })
+    end)
+
+    after_each(function()
+      for _, id in ipairs(ids) do
+        crater { "task", "rm", "-f", id }
+        crater { "container", "rm", "-f", id }
+      end
+      ids = {}
+    end)
+
+    teardown(function()
+      if env then
+        env:cleanup() -- tasks, shims, cgroups, rootfs mounts, then the dir
+      end
+    end)
+
+    it("runs busybox from the image and propagates the exit code", function()
+      local r = run("exit7", { "--rm" }, "busybox", { "sh", "-c", "echo out; echo err >&2; exit 7" })
+      assert.are.equal(7, r.code, r.stderr)
+      assert.are.equal("out\n", r.stdout)
+      assert.are.equal("err\n", r.stderr)
+      r = run("zero", { "--rm" }, "docker.io/library/busybox:latest", { "true" })
+      assert.are.equal(0, r.code, r.stderr)
+    end)
+
+    it("runs the image's layers as the rootfs (overlay or copy of the committed layer)", function()
+      local r = run("rootfs", { "--rm" }, "busybox",
+        { "sh", "-c", "ls /bin/busybox && cat /etc/group | grep -c extra && awk '$2==\"/\"{print $3}' /proc/mounts" })
+      assert.are.equal(0, r.code, r.stderr)
+      local fstype = r.stdout:match("([%w]+)\n$")
+      if snapshotter == "overlayfs" then assert.are.equal("overlay", fstype) else assert.are_not.equal("overlay", fstype) end
+      assert.matches("/bin/busybox\n1\n", r.stdout, 1, true)
+    end)
+
+    it("applies Entrypoint, Cmd, Env, WorkingDir and User from the image config", function()
+      local r = run("cfg1", { "--rm" }, "test/app:1")
+      assert.are.equal(0, r.code, r.stderr)
+      assert.are.equal("default-cmd\n", r.stdout)
+      r = run("cfg2", { "--rm" }, "test/app:1", { 'echo "$GREETING"; pwd; id -u; id -g; id -G' })
+      assert.are.equal(0, r.code, r.stderr)
+      assert.are.equal("hello from config\n/home\n1000\n1000\n1000 1001\n", r.stdout)
+      -- flags override the config
+      r = run("cfg3", { "--rm", "--user", "0", "--cwd", "/tmp", "--env", "GREETING=flag" }, "test/app:1",
+        { 'echo "$GREETING"; pwd; id -u' })
+      assert.are.equal("flag\n/tmp\n0\n", r.stdout)
+    end)
+
+    it("--rm leaves no container, snapshot, task dir or mount", function()
+      local before = mounts_under_root()
+      local r = run("gone", { "--rm" }, "busybox", { "sh", "-c", "echo x > /written" })
+      assert.are.equal(0, r.code, r.stderr)
+      assert.are.equal("", crater { "container", "ls", "-q" }.stdout)
+      assert.is_nil((snapshots())["gone"])
+      assert.is_false(proc.run("test -e " .. q(env.root .. "/run/tasks/default/gone")).ok)
+      assert.are.equal(before, mounts_under_root())
+      -- the committed layer stays (it belongs to the image)
+      local _, list = snapshots()
+      assert.are.equal(1, #list)
+      assert.are.equal("committed", list[1].kind)
+    end)
+
+    it("keeps the container and its snapshot without --rm; container rm removes both", function()
+      local r = run("kept", {}, "busybox", { "sh", "-c", "echo data > /file" })
+      assert.are.equal(0, r.code, r.stderr)
+      assert.matches("kept", crater { "container", "ls", "-q" }.stdout)
+      assert.are.equal("active", (snapshots())["kept"].kind)
+      local info = require("crater.json").decode(crater { "container", "info", "kept" }.stdout)
+      assert.are.equal("docker.io/library/busybox:latest", info.image)
+      assert.are.equal(snapshotter, info.snapshotter)
+      assert.are.equal("kept", info.snapshot_key)
+      assert.are.equal(0, crater { "task", "rm", "kept" }.code)
+      assert.are.equal(0, crater { "container", "rm", "kept" }.code)
+      assert.is_nil((snapshots())["kept"])
+    end)
+
+    it("--read-only runs on a view, removed with the container", function()
+      local r = run("ro", { "--rm", "--read-only" }, "busybox", { "sh", "-c", "cat /etc/passwd >/dev/null && touch /x" })
+      assert.are_not.equal(0, r.code)
+      assert.matches("Read%-only", r.stderr)
+      assert.is_nil((snapshots())["ro"])
+      r = run("ro2", { "--read-only" }, "busybox", { "true" })
+      assert.are.equal(0, r.code, r.stderr)
+      assert.are.equal("view", (snapshots())["ro2"].kind)
+    end)
+
+    it("two containers from one image share the committed layers", function()
+      for _, id in ipairs { "share1", "share2" } do
+        ids[#ids + 1] = id
+        local r = crater { "container", "create", "--snapshotter", snapshotter, "busybox", id, "sleep", "30" }
+        assert.are.equal(0, r.code, r.stderr)
+      end
+      local by, list = snapshots()
+      local committed = {}
+      for _, s in ipairs(list) do if s.kind == "committed" then committed[#committed + 1] = s end end
+      assert.are.equal(1, #committed)
+      local chain = committed[1].key or committed[1].name
+      assert.are.equal(chain, by.share1.parent)
+      assert.are.equal(chain, by.share2.parent)
+      -- both run at once, each writing its own upper layer
+      for _, id in ipairs { "share1", "share2" } do
+        assert.are.equal(0, crater { "task", "start", "-d", id }.code)
+      end
+      local a = crater { "task", "exec", "share1", "sh", "-c", "echo one > /mine; cat /mine" }
+      local b = crater { "task", "exec", "share2", "sh", "-c", "test -e /mine && echo leaked || echo clean" }
+      assert.are.equal("one\n", a.stdout, a.stderr)
+      assert.are.equal("clean\n", b.stdout, b.stderr)
+      for _, id in ipairs { "share1", "share2" } do
+        crater { "task", "kill", "-s", "KILL", id }
+        crater { "task", "wait", id }
+        assert.are.equal(0, crater { "task", "rm", id }.code)
+        assert.are.equal(0, crater { "container", "rm", id }.code)
+      end
+      local _, after = snapshots()
+      assert.are.equal(1, #after)
+    end)
+
+    it("refuses a missing image and a taken id without leaking a snapshot", function()
+      local r = run("noimg", { "--rm" }, "nosuch:latest", { "true" })
+      assert.are_not.equal(0, r.code)
+      assert.matches("not found", r.stderr)
+      r = run("dup", {}, "busybox", { "true" })
+      assert.are.equal(0, r.code, r.stderr)
+      r = run("dup", {}, "busybox", { "true" })
+      assert.are_not.equal(0, r.code)
+      assert.matches("already exists", r.stderr)
+      assert.are.equal("active", (snapshots())["dup"].kind)
+    end)
+  end)
+end
