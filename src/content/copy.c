@@ -1,14 +1,15 @@
 /*
- * The fast ingest path: copy an fd into a writer with reading, hashing and
- * writing overlapped.
+ * The fast ingest path: copy an fd into a writer with hashing and writing
+ * overlapped.
  *
- * A reader thread fills a ring of 4 MiB buffers from the source; the
- * calling thread hashes each buffer and a writer thread writes the same
- * buffer into the ingest's data file, with O_DIRECT where the filesystem
- * allows it (no page-cache copy, no dirty throttling, almost no CPU: the
- * host has two cores and SHA-256 needs one), else buffered with early
- * writeback through sync_file_range.  The bytes hashed are exactly the
- * bytes written, even if the source changes under us, so the commit's
+ * The calling thread reads the source in 128 KiB pieces into a ring of
+ * 4 MiB buffers and hashes each piece right after reading it, while it is
+ * still in this core's cache (as `openssl dgst` does); a writer thread
+ * writes each full buffer into the ingest's data file, with O_DIRECT where
+ * the filesystem allows it (no page-cache copy, no dirty throttling, almost
+ * no CPU: the host has two cores and SHA-256 needs one), else buffered with
+ * early writeback through sync_file_range.  The bytes hashed are exactly
+ * the bytes written, even if the source changes under us, so the commit's
  * digest check keeps its meaning.  Alternatives and figures:
  * docs/design/metadata.md and bench/ingest.sh.
  */
@@ -31,82 +32,27 @@
 #define BUFSZ (4u << 20)
 #define ALIGN 4096
 
-/* Three parties share a ring of NBUF buffers; chunk k lives in slot
- * k % NBUF.  The reader fills chunk k once chunk k - NBUF is both hashed
- * and written; the writer and the hasher each take chunks in order as the
- * reader publishes them. */
+/* Piece size for read + hash: small enough that the bytes read() copies
+ * are still in this core's cache when the hash reads them (openssl dgst
+ * does the same with 8 KiB), large enough to keep syscalls cheap. */
+#define PIECE (128u << 10)
+
+/* The calling thread (reader + hasher) fills chunk k in slot k % NBUF once
+ * chunk k - NBUF has been written; the writer thread takes chunks in order
+ * as they are published. */
 typedef struct {
   pthread_mutex_t mu;
   pthread_cond_t cv;
   char *buf[NBUF];
   size_t len[NBUF];
-  uint64_t nread, nhashed, nwritten; /* chunks done by each party */
-  bool eof;     /* the reader publishes no more chunks */
-  bool stop;    /* someone failed: everybody winds down */
-  int rerr, werr;
-  int src;
-  int dst;      /* buffered fd (the writer's data_fd) */
+  uint64_t nread, nwritten; /* chunks published / written */
+  bool eof;     /* no more chunks will be published */
+  bool stop;    /* the writer failed */
+  int werr;
+  int dst;        /* buffered fd (the writer's data_fd) */
   int dst_direct; /* O_DIRECT fd on the same file, or -1 */
-  int64_t off;  /* file offset of the next write */
+  int64_t off;    /* file offset of the next write */
 } ring_t;
-
-static void
-fail_locked(ring_t *r, int *slot, int e)
-{
-  *slot = e;
-  r->stop = true;
-  pthread_cond_broadcast(&r->cv);
-}
-
-static void *
-reader_main(void *arg)
-{
-  ring_t *r = arg;
-  int64_t pos = r->off; /* to align the first chunk's end for O_DIRECT */
-  for (uint64_t k = 0;; k++) {
-    size_t idx = k % NBUF;
-    pthread_mutex_lock(&r->mu);
-    while (!r->stop && k >= NBUF
-           && (r->nhashed <= k - NBUF || r->nwritten <= k - NBUF))
-      pthread_cond_wait(&r->cv, &r->mu);
-    bool stop = r->stop;
-    pthread_mutex_unlock(&r->mu);
-    if (stop)
-      break;
-    size_t want = BUFSZ;
-    if (pos % ALIGN) /* resumed at an odd offset: realign after this chunk */
-      want = ALIGN - (size_t) (pos % ALIGN);
-    size_t got = 0;
-    int e = 0;
-    while (got < want) {
-      ssize_t n = read(r->src, r->buf[idx] + got, want - got);
-      if (n < 0 && errno == EINTR)
-        continue;
-      if (n < 0) {
-        e = errno;
-        break;
-      }
-      if (n == 0)
-        break;
-      got += (size_t) n;
-    }
-    pos += (int64_t) got;
-    pthread_mutex_lock(&r->mu);
-    if (e) {
-      fail_locked(r, &r->rerr, e);
-    } else if (got > 0) {
-      r->len[idx] = got;
-      r->nread++;
-    }
-    if (got < want || e)
-      r->eof = true;
-    pthread_cond_broadcast(&r->cv);
-    pthread_mutex_unlock(&r->mu);
-    if (got < want || e)
-      break;
-  }
-  return NULL;
-}
 
 static int
 write_chunk(ring_t *r, const char *p, size_t n)
@@ -141,9 +87,9 @@ writer_main(void *arg)
   int64_t synced_to = r->off;
   for (uint64_t k = 0;; k++) {
     pthread_mutex_lock(&r->mu);
-    while (!r->stop && r->nread <= k && !r->eof)
+    while (r->nread <= k && !r->eof)
       pthread_cond_wait(&r->cv, &r->mu);
-    bool have = !r->stop && r->nread > k;
+    bool have = r->nread > k;
     pthread_mutex_unlock(&r->mu);
     if (!have)
       break;
@@ -154,10 +100,12 @@ writer_main(void *arg)
       synced_to = r->off;
     }
     pthread_mutex_lock(&r->mu);
-    if (e)
-      fail_locked(r, &r->werr, e);
-    else
+    if (e) {
+      r->werr = e;
+      r->stop = true;
+    } else {
       r->nwritten++;
+    }
     pthread_cond_broadcast(&r->cv);
     pthread_mutex_unlock(&r->mu);
     if (e)
@@ -173,7 +121,7 @@ crater_content_writer_copy_fd(crater_content_writer_t *w, int fd, crater_error_t
     return crater_error_make(err, CRATER_ERR_FAILED_PRECONDITION, EINVAL,
                              "writer %s: already committed or aborted", w->ref);
   posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-  ring_t r = { .src = fd, .dst = w->data_fd, .dst_direct = -1, .off = w->offset };
+  ring_t r = { .dst = w->data_fd, .dst_direct = -1, .off = w->offset };
   cleanup_free char *datap = crater__path_join(w->path, "data");
   /* O_DIRECT skips the page cache copy and the dirty-page throttling; where
    * the filesystem has no O_DIRECT (tmpfs) the open fails and we write
@@ -183,53 +131,67 @@ crater_content_writer_copy_fd(crater_content_writer_t *w, int fd, crater_error_t
   pthread_cond_init(&r.cv, NULL);
   for (int i = 0; i < NBUF; i++)
     if (posix_memalign((void **) &r.buf[i], ALIGN, BUFSZ) != 0)
-      abort(); /* like xmalloc */
-  pthread_t rd, wr;
-  int ret = 0;
-  bool rd_started = false, wr_started = false;
-  int64_t hashed = 0;
-  if ((errno = pthread_create(&rd, NULL, reader_main, &r)) == 0)
-    rd_started = true;
-  if (rd_started && (errno = pthread_create(&wr, NULL, writer_main, &r)) == 0)
-    wr_started = true;
-  if (!rd_started || !wr_started) {
-    ret = crater_error_sys(err, errno, "ingest %s: start I/O threads", w->ref);
-    pthread_mutex_lock(&r.mu);
-    r.stop = true;
-    pthread_cond_broadcast(&r.cv);
-    pthread_mutex_unlock(&r.mu);
+      abort(); /* out of memory, like xmalloc */
+  pthread_t wr;
+  int ret = 0, rerr = 0;
+  int64_t hashed = 0, pos = w->offset;
+  if ((errno = pthread_create(&wr, NULL, writer_main, &r)) != 0) {
+    ret = crater_error_sys(err, errno, "ingest %s: start writer thread", w->ref);
+    goto free_bufs;
   }
-  /* this thread only hashes: SHA-256 is the bottleneck */
-  for (uint64_t k = 0; ret == 0; k++) {
-    pthread_mutex_lock(&r.mu);
-    while (!r.stop && r.nread <= k && !r.eof)
-      pthread_cond_wait(&r.cv, &r.mu);
-    bool have = !r.stop && r.nread > k;
-    pthread_mutex_unlock(&r.mu);
-    if (!have)
-      break;
+  for (uint64_t k = 0;; k++) {
     size_t idx = k % NBUF;
-    if (crater_digester_update(w->dg, r.buf[idx], r.len[idx], err) < 0) {
-      ret = -1;
-      pthread_mutex_lock(&r.mu);
-      r.stop = true;
-      pthread_cond_broadcast(&r.cv);
-      pthread_mutex_unlock(&r.mu);
-      break;
-    }
-    hashed += (int64_t) r.len[idx];
     pthread_mutex_lock(&r.mu);
-    r.nhashed++;
+    while (!r.stop && k >= NBUF && r.nwritten <= k - NBUF)
+      pthread_cond_wait(&r.cv, &r.mu);
+    bool stop = r.stop;
+    pthread_mutex_unlock(&r.mu);
+    if (stop)
+      break;
+    size_t want = BUFSZ;
+    if (pos % ALIGN) /* resumed at an odd offset: realign after this chunk */
+      want = ALIGN - (size_t) (pos % ALIGN);
+    size_t got = 0;
+    while (got < want) {
+      size_t piece = want - got < PIECE ? want - got : PIECE;
+      ssize_t n = read(fd, r.buf[idx] + got, piece);
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n < 0) {
+        rerr = errno;
+        break;
+      }
+      if (n == 0)
+        break;
+      if (crater_digester_update(w->dg, r.buf[idx] + got, (size_t) n, err) < 0) {
+        ret = -1;
+        break;
+      }
+      got += (size_t) n;
+    }
+    hashed += (int64_t) got;
+    pos += (int64_t) got;
+    bool last = got < want || rerr || ret < 0;
+    pthread_mutex_lock(&r.mu);
+    if (got > 0) {
+      r.len[idx] = got;
+      r.nread++;
+    }
+    if (last)
+      r.eof = true;
     pthread_cond_broadcast(&r.cv);
     pthread_mutex_unlock(&r.mu);
+    if (last)
+      break;
   }
-  if (rd_started)
-    pthread_join(rd, NULL);
-  if (wr_started)
-    pthread_join(wr, NULL);
+  pthread_mutex_lock(&r.mu);
+  r.eof = true;
+  pthread_cond_broadcast(&r.cv);
+  pthread_mutex_unlock(&r.mu);
+  pthread_join(wr, NULL);
 
-  if (ret == 0 && r.rerr)
-    ret = crater_error_sys(err, r.rerr, "ingest %s: read source", w->ref);
+  if (ret == 0 && rerr)
+    ret = crater_error_sys(err, rerr, "ingest %s: read source", w->ref);
   if (ret == 0 && r.werr)
     ret = crater_error_sys(err, r.werr, "ingest %s: write", w->ref);
   if (ret == 0 && r.off != w->offset + hashed)
@@ -244,6 +206,7 @@ crater_content_writer_copy_fd(crater_content_writer_t *w, int fd, crater_error_t
     w->offset += hashed;
     w->synced = false;
   }
+free_bufs:
   if (r.dst_direct >= 0)
     close(r.dst_direct);
   for (int i = 0; i < NBUF; i++)
