@@ -8,9 +8,11 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/cleanup.h"
 #include "common/log.h"
+#include "common/util.h"
 #include "common/xalloc.h"
 
 #define BUSY_TIMEOUT_MS 10000
@@ -198,14 +200,27 @@ crater__db_open_version(const char *path, int target, crater_error_t *err)
   }
   sqlite3_busy_timeout(db->h, BUSY_TIMEOUT_MS);
   sqlite3_extended_result_codes(db->h, 1);
-  /* journal_mode=WAL is persistent; setting it needs a moment of exclusive
-   * access, which busy_timeout covers when another process is starting. */
-  if (crater__db_exec(db, "PRAGMA journal_mode=WAL", err) < 0
-      || crater__db_exec(db, "PRAGMA foreign_keys=ON", err) < 0
-      || crater__db_exec(db, "PRAGMA synchronous=NORMAL", err) < 0
-      || migrate(db, target, err) < 0) {
-    crater_db_close(db);
-    return NULL;
+  /* Switching a new database to WAL needs a moment of exclusive access and
+   * SQLite reports SQLITE_BUSY for it without calling the busy handler when
+   * another process is creating or migrating the same file; so the whole
+   * set-up is retried (with backoff) for as long as busy_timeout. */
+  int64_t deadline = crater__now_ns() + (int64_t) BUSY_TIMEOUT_MS * 1000000;
+  for (useconds_t backoff = 1000;; backoff = backoff < 64000 ? backoff * 2 : backoff) {
+    crater_error_t e = NULL;
+    if (crater__db_exec(db, "PRAGMA journal_mode=WAL", &e) == 0
+        && crater__db_exec(db, "PRAGMA foreign_keys=ON", &e) == 0
+        && crater__db_exec(db, "PRAGMA synchronous=NORMAL", &e) == 0
+        && migrate(db, target, &e) == 0)
+      break;
+    if (e->kind != CRATER_ERR_UNAVAILABLE || crater__now_ns() > deadline) {
+      if (err)
+        crater_error_move(err, &e);
+      crater_error_release(&e);
+      crater_db_close(db);
+      return NULL;
+    }
+    crater_error_release(&e);
+    usleep(backoff);
   }
   return db;
 }
