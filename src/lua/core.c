@@ -27,6 +27,7 @@ static const struct {
   { "task", crater__lua_open_task },
   { "archive", crater__lua_open_archive },
   { "snapshot", crater__lua_open_snapshot },
+  { "transfer", crater__lua_open_transfer },
 };
 
 int

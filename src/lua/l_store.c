@@ -484,6 +484,18 @@ l_content_ingest_file(lua_State *L)
 
 /* ---- writer ---------------------------------------------------------------------- */
 
+/* The store writer behind the crater.content_writer at idx (raises when it
+ * is not an open writer); for bindings that stream into ingests without a
+ * Lua round trip per chunk (l_transfer.c).  The userdata keeps ownership. */
+crater_store_writer_t *
+crater__lua_check_store_writer(lua_State *L, int idx)
+{
+  lwriter_t *w = luaL_checkudata(L, idx, WRITER_MT);
+  if (w->w == NULL)
+    luaL_error(L, "crater.content_writer: used after close");
+  return w->w;
+}
+
 static void
 writer_release(lwriter_t *w, bool abort)
 {
