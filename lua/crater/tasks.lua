@@ -46,10 +46,6 @@ end
 
 local function sh_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
-local function sh(cmd)
-  local r = os.execute(cmd)
-  return r == 0 or r == true
-end
 
 local function read_file(path)
   local f = io.open(path, "rb")
@@ -64,11 +60,11 @@ local function write_file(path, data, mode)
   if not f then return nil, err end
   f:write(data)
   f:close()
-  if mode then sh("chmod " .. mode .. " " .. sh_quote(path)) end
+  if mode then core.chmod(path, tonumber(mode, 8)) end
   return true
 end
 
-local function exists(path) return read_file(path) ~= nil or sh("test -e " .. sh_quote(path)) end
+local exists = core.exists
 
 local function capture(cmd)
   local p = io.popen(cmd .. " 2>&1")
@@ -81,19 +77,11 @@ end
 -- ---- binaries ---------------------------------------------------------------------------
 
 local function exe_dir()
-  local p = io.popen("readlink /proc/" .. (core.getpid and core.getpid() or "self") .. "/exe 2>/dev/null")
-  local exe = p and p:read("*l")
-  if p then p:close() end
+  local exe = core.exe_path()
   return exe and exe:match("^(.*)/[^/]+$")
 end
 
-local function which(name)
-  local p = io.popen("command -v " .. sh_quote(name) .. " 2>/dev/null")
-  local r = p:read("*l")
-  p:close()
-  if r and r ~= "" then return r end
-  return nil
-end
+local which = core.which
 
 local function find_bin(name, envvar)
   if os.getenv(envvar) then return os.getenv(envvar) end
@@ -102,7 +90,7 @@ local function find_bin(name, envvar)
   local ed = exe_dir()
   if ed then dirs[#dirs + 1] = ed end
   for _, d in ipairs(dirs) do
-    if sh("test -x " .. sh_quote(d .. "/" .. name)) then return d .. "/" .. name end
+    if core.executable(d .. "/" .. name) then return d .. "/" .. name end
   end
   return which(name)
 end
@@ -152,18 +140,14 @@ function Task:_req(line, timeout)
 end
 
 local function unmount_rootfs(dir)
-  local rootfs = dir .. "/rootfs"
-  if core.unmount_all then
-    pcall(core.unmount_all, rootfs)
-  else
-    -- lazy so a straggler does not keep the task dir
-    sh("mountpoint -q " .. sh_quote(rootfs) .. " 2>/dev/null && umount -l " .. sh_quote(rootfs))
-  end
+  -- lazy (MNT_DETACH), so a straggler cannot keep the mount under the task
+  -- dir that remove_dir then deletes (remove_all crosses mount points)
+  core.unmount_all(dir .. "/rootfs", { detach = true })
 end
 
 local function remove_dir(dir)
   unmount_rootfs(dir)
-  sh("rm -rf " .. sh_quote(dir))
+  core.remove_all(dir)
 end
 
 --- Mounts the container's snapshot on dir/rootfs, or points the spec at
@@ -180,7 +164,8 @@ local function setup_rootfs(client, ns, rec, dir, spec)
   local mounts, err, kind = sn:mounts(rec.snapshot_key)
   if not mounts then return nil, "container " .. rec.id .. ": snapshot mounts: " .. tostring(err), kind end
   local target = dir .. "/rootfs"
-  sh("mkdir -p " .. sh_quote(target))
+  local mk, e1, k1 = core.mkdir_p(target, 493)
+  if not mk then return nil, "container " .. rec.id .. ": " .. tostring(e1), k1 end
   local ok, e2, k2 = core.mount_all(mounts, target)
   if not ok then return nil, "container " .. rec.id .. ": mount rootfs: " .. tostring(e2), k2 end
   spec.root.path = "rootfs"
@@ -217,9 +202,9 @@ function M.create(client, ns, rec, opts)
   if not shim then return nil, "crater-shim not found (set CRATER_SHIM or PATH)", "not_found" end
   local rt = M.runtime_path(rec.runtime)
   if not rt then return nil, "runtime " .. tostring(rec.runtime) .. " not found", "not_found" end
-  if not sh("mkdir -p " .. sh_quote(dir) .. " && chmod 0711 " .. sh_quote(dir)) then
-    return nil, "mkdir " .. dir .. " failed", "internal"
-  end
+  local mk, merr, mkind = core.mkdir_p(dir, 457) -- 0711
+  if not mk then return nil, "task " .. rec.id .. ": " .. tostring(merr), mkind end
+  core.chmod(dir, 457)
   local spec = oci.copy(rec.spec)
   local rootfs, err, kind = setup_rootfs(client, ns, rec, dir, spec)
   if not rootfs then remove_dir(dir); return nil, err, kind end
@@ -258,7 +243,7 @@ function M.create(client, ns, rec, opts)
     io_handle = h
   end
   local rroot = runtime_root(client, ns, rt)
-  sh("mkdir -p " .. sh_quote(rroot))
+  core.mkdir_p(rroot, 448) -- 0700
   local meta = {
     id = rec.id, namespace = ns, runtime = rt, runtime_root = rroot, tty = tty and true or false,
     stdio = mode, log = opts.log, created_at = os.time(),
@@ -300,8 +285,7 @@ end
 function M.list(client, ns)
   local base = require("crater.containers").state_dir(client) .. "/tasks/" .. ns
   local out = {}
-  local p = io.popen("ls -1 " .. sh_quote(base) .. " 2>/dev/null")
-  for id in p:lines() do
+  for _, id in ipairs(core.listdir(base) or {}) do
     local t = M.load(client, ns, { id = id })
     if t then
       local st = t:status()
@@ -309,7 +293,6 @@ function M.list(client, ns)
       out[#out + 1] = st
     end
   end
-  p:close()
   table.sort(out, function(a, b) return a.id < b.id end)
   return out
 end
@@ -514,10 +497,7 @@ function Task:delete(opts)
     code = tonumber(r:match("^(%-?%d+)"))
     -- wait for the shim to go (it exits right after answering)
     local spid = tonumber(read_file(self.dir .. "/shim.pid") or "")
-    for _ = 1, 200 do
-      if not spid or not core.pid_alive(spid) then break end
-      sh("sleep 0.01")
-    end
+    if spid then core.wait_pid_gone(spid, 2000) end
   elseif kind == "unavailable" then
     -- shim dead: clean up with the runtime directly
     local st = self:status()
