@@ -43,4 +43,76 @@ describe("crater image import/export", function()
     assert.equal(1, r.code)
     assert.truthy(r.stderr:find("refusing", 1, true))
   end)
+
+  it("exports deterministically and imports its own oci-archive back", function()
+    assert.equal(0, env:crater { "image", "import", "--base-name", "fixtures/img", fx.layout() }.code)
+    local a, b = env.dir .. "/a.tar", env.dir .. "/b.tar"
+    assert.equal(0, env:crater { "image", "export", a, "docker.io/fixtures/img:multilayer" }.code)
+    assert.equal(0, env:crater { "image", "export", b, "docker.io/fixtures/img:multilayer" }.code)
+    assert.is_true(proc.run("cmp " .. proc.quote(a) .. " " .. proc.quote(b)).ok)
+    local env2 = cli.env()
+    local r = env2:crater { "--format", "json", "image", "import", a }
+    assert.equal(0, r.code, r.stderr)
+    assert.equal(fx.manifest_digest("multilayer"), assert(json.decode(r.stdout))[1].digest)
+    r = env2:crater { "--format", "json", "image", "inspect", "docker.io/fixtures/img:multilayer" }
+    assert.equal(0, r.code, r.stderr)
+    env2:cleanup()
+  end)
+
+  -- builds env.dir/<name>.tar from a copy of the fixture layout after fn(dir)
+  local function layout_tar(name, fn)
+    local d = env.dir .. "/" .. name
+    proc.check("cp -r " .. proc.quote(fx.layout()) .. " " .. proc.quote(d))
+    if fn then fn(d) end
+    proc.check("tar -cf " .. proc.quote(d .. ".tar") .. " -C " .. proc.quote(d) .. " .")
+    return d .. ".tar"
+  end
+
+  local function nothing_visible()
+    local r = env:crater { "image", "ls", "-q" }
+    assert.equal("", r.stdout)
+    r = env:crater { "content", "ls", "-q" }
+    assert.equal("", (r.stdout:gsub("%s+", "")))
+  end
+
+  it("refuses a blob member whose bytes do not match its digest, leaving nothing", function()
+    local cfg = fx.config_digest("busybox")
+    local tar = layout_tar("baddigest", function(d)
+      local p = d .. "/blobs/sha256/" .. cfg:match(":(%x+)$")
+      proc.check("chmod u+w " .. proc.quote(p) .. " && printf '{\"tampered\":1}' > " .. proc.quote(p))
+    end)
+    local r = env:crater { "image", "import", tar }
+    assert.equal(1, r.code)
+    assert.truthy(r.stderr:find(cfg, 1, true), r.stderr)
+    assert.truthy(r.stderr:find("blobs/sha256/", 1, true), r.stderr)
+    nothing_visible()
+  end)
+
+  it("refuses a ../ member, naming it", function()
+    local tar = env.dir .. "/dotdot.tar"
+    proc.check(proc.python() .. " -c " .. proc.quote([[
+import tarfile, io, sys
+t = tarfile.open(sys.argv[1], "w")
+for n, d in (("oci-layout", b'{"imageLayoutVersion":"1.0.0"}'), ("../escape", b"x")):
+    i = tarfile.TarInfo(n); i.size = len(d); t.addfile(i, io.BytesIO(d))
+t.close()
+]]) .. " " .. proc.quote(tar))
+    local r = env:crater { "image", "import", tar }
+    assert.equal(1, r.code)
+    assert.truthy(r.stderr:find("../escape", 1, true), r.stderr)
+    assert.truthy(r.stderr:find("refusing", 1, true), r.stderr)
+    nothing_visible()
+  end)
+
+  it("refuses an index.json over 4 MiB", function()
+    local tar = layout_tar("hugeindex", function(d)
+      proc.check("chmod u+w " .. proc.quote(d .. "/index.json") .. " && head -c 5000000 /dev/zero | tr '\\0' ' ' >> " ..
+        proc.quote(d .. "/index.json"))
+    end)
+    local r = env:crater { "image", "import", tar }
+    assert.equal(1, r.code)
+    assert.truthy(r.stderr:find("index.json", 1, true), r.stderr)
+    assert.truthy(r.stderr:find("more than", 1, true), r.stderr)
+    nothing_visible()
+  end)
 end)

@@ -3,7 +3,8 @@
  * (src/transfer), for the Lua import/export workflow (lua/crater/transfer/).
  *
  *   core.tar_reader(path) -> reader | nil, msg, kind
- *   reader:next() -> {name=, type="file"|"dir", size=} | false (end) | nil, msg, kind
+ *   reader:next() -> {name=, type="file"|"dir"|"symlink", size=, link=} | false (end)
+ *       | nil, msg, kind   (link: a symlink's target as a member name)
  *   reader:read(max) -> string (the current member) | nil, msg, kind
  *       (a member larger than max is refused: resource_exhausted)
  *   reader:copy_to(writer, {expected=, keep=}) -> {digest=, size=, head=, data=?}
@@ -83,13 +84,17 @@ l_reader_next(lua_State *L)
     lua_pushboolean(L, 0);
     return 1;
   }
-  u->size = e.size;
+  u->size = e.link ? -1 : e.size;
   u->is_dir = e.is_dir;
   lua_createtable(L, 0, 3);
   lua_pushstring(L, e.name);
   lua_setfield(L, -2, "name");
-  lua_pushstring(L, e.is_dir ? "dir" : "file");
+  lua_pushstring(L, e.link ? "symlink" : e.is_dir ? "dir" : "file");
   lua_setfield(L, -2, "type");
+  if (e.link) {
+    lua_pushstring(L, e.link);
+    lua_setfield(L, -2, "link");
+  }
   lua_pushnumber(L, (double) e.size);
   lua_setfield(L, -2, "size");
   return 1;

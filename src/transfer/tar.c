@@ -23,6 +23,7 @@ struct crater_tar_reader_s {
   struct archive *a;
   char *path;
   char *name; /* current member, normalised */
+  char *link; /* current symlink's resolved target */
   unsigned char *buf;
 };
 
@@ -66,6 +67,50 @@ normalise(const char *name)
   if (strcmp(s, ".") == 0)
     s[0] = '\0';
   return s;
+}
+
+/* Resolves symlink target against the directory of member name, purely
+ * lexically; NULL when it is absolute, empty or climbs above the root. */
+static char *
+resolve_link(const char *name, const char *target)
+{
+  if (target[0] == '/' || target[0] == '\0')
+    return NULL;
+  const char *slash = strrchr(name, '/');
+  size_t dlen = slash ? (size_t) (slash - name) : 0;
+  size_t cap = dlen + strlen(target) + 2;
+  char *out = xmalloc(cap);
+  memcpy(out, name, dlen);
+  size_t len = dlen;
+  out[len] = '\0';
+  const char *p = target;
+  while (*p) {
+    const char *end = strchr(p, '/');
+    size_t n = end ? (size_t) (end - p) : strlen(p);
+    if (n == 2 && p[0] == '.' && p[1] == '.') {
+      if (len == 0) {
+        free(out);
+        return NULL;
+      }
+      char *up = strrchr(out, '/');
+      len = up ? (size_t) (up - out) : 0;
+      out[len] = '\0';
+    } else if (n > 0 && !(n == 1 && p[0] == '.')) {
+      if (len > 0)
+        out[len++] = '/';
+      memcpy(out + len, p, n);
+      len += n;
+      out[len] = '\0';
+    }
+    p += n;
+    if (*p == '/')
+      p++;
+  }
+  if (len == 0) {
+    free(out);
+    return NULL;
+  }
+  return out;
 }
 
 static int
@@ -112,6 +157,7 @@ crater_tar_reader_free(crater_tar_reader_t *r)
     archive_read_free(r->a);
   free(r->path);
   free(r->name);
+  free(r->link);
   free(r->buf);
   free(r);
 }
@@ -140,9 +186,22 @@ crater_tar_reader_next(crater_tar_reader_t *r, crater_tar_entry_t *out, crater_e
       return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, 0,
                                "refusing archive member %s: hardlink", r->name);
     mode_t t = archive_entry_filetype(e);
-    if (t == AE_IFLNK)
-      return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, 0,
-                               "refusing archive member %s: symlink", r->name);
+    free(r->link);
+    r->link = NULL;
+    if (t == AE_IFLNK) {
+      const char *target = archive_entry_symlink(e);
+      r->link = target ? resolve_link(r->name, target) : NULL;
+      if (r->link == NULL)
+        return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, 0,
+                                 "refusing archive member %s: symlink to %s leaves the archive",
+                                 r->name, target ? target : "(none)");
+      out->name = r->name;
+      out->is_dir = false;
+      out->size = 0;
+      out->link = r->link;
+      return 1;
+    }
+    out->link = NULL;
     if (t != AE_IFREG && t != AE_IFDIR)
       return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, 0,
                                "refusing archive member %s: not a regular file or directory",

@@ -7,8 +7,12 @@
  * byte streams (the Lua import workflow pipes them into content-store
  * ingests), so an archive can never write outside anything.  The reader
  * still refuses members a well-formed image archive never has: absolute
- * names, names with a `..` component, hardlinks, symlinks and any type
- * other than regular files and directories; the error names the member.
+ * names, names with a `..` component, hardlinks, symlinks whose target is
+ * absolute or leads out of the archive, and any type other than regular
+ * files, directories and symlinks; the error names the member.  A symlink
+ * is only reported as an alias (its target resolved lexically to another
+ * member name, e.g. docker-archive's `<id>/layer.tar -> ../<hex>.tar`):
+ * nothing is ever followed on a filesystem.
  *
  * The writer produces deterministic pax archives: every entry has mtime 0,
  * uid/gid 0, no user/group names, mode 0644 (files) or 0755 (dirs), in the
@@ -37,8 +41,10 @@ typedef struct crater_tar_writer_s crater_tar_writer_t;
 typedef struct {
   const char *name; /* normalised ("./" prefixes and trailing "/" removed);
                        valid until the next call on the reader */
-  int64_t size;     /* data bytes (0 for directories) */
+  int64_t size;     /* data bytes (0 for directories and symlinks) */
   bool is_dir;
+  const char *link; /* symlinks: the member it names, resolved lexically
+                       against the symlink's directory ("a/b"); else NULL */
 } crater_tar_entry_t;
 
 /* Opens a tar file (ustar, pax or GNU; uncompressed or gzip).  Free with
