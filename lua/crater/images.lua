@@ -227,6 +227,49 @@ function Images:list(filters) return self.b:image_list(self.ns, filters) end
 --- "docker.io/library/busybox:latest").
 function Images:get(name) return self.b:image_get(self.ns, normalize_name(name)) end
 
+--- Mounts a read-only view of the image's unpacked root filesystem at dir
+--- (like `ctr image mount`), unpacking it first when needed.  An index is
+--- followed to the host platform's manifest.  The snapshotter comes from
+--- crater.snapshotters.select (opts.snapshotter overrides).
+---@param name string
+---@param dir string  an existing directory
+---@param opts? {snapshotter?: string, config?: table}
+---@return table|nil {snapshotter=, chain_id=, key=, dir=}, string?, string?
+function Images:mount(name, dir, opts)
+  if type(dir) ~= "string" or dir == "" then error("images:mount: dir must be a non-empty string", 2) end
+  opts = opts or {}
+  local containers = require "crater.containers"
+  local info, err, kind = containers.image_info(self.client, name)
+  if not info then return nil, err, kind end
+  if not info.chain_id then return nil, "image " .. name .. " has no layers to mount", "failed_precondition" end
+  local sname = require("crater.unpack").select(self.client, opts)
+  local ok
+  ok, err, kind = containers.ensure_unpacked(self.client, info, sname)
+  if not ok then return nil, err, kind end
+  local key
+  key, err, kind = self.client:snapshots(sname):mount_view(info.chain_id, dir)
+  if not key then return nil, "mount " .. name .. " at " .. dir .. ": " .. tostring(err), kind end
+  return { snapshotter = sname, chain_id = info.chain_id, key = key, dir = dir }
+end
+
+--- Undoes Images:mount: unmounts dir and removes its view snapshot, in
+--- whichever snapshotter holds it.
+---@return true|nil, string?, string?
+function Images:unmount(dir, opts)
+  if type(dir) ~= "string" or dir == "" then error("images:unmount: dir must be a non-empty string", 2) end
+  opts = opts or {}
+  local registry = require "crater.snapshotters"
+  local names = opts.snapshotter and { opts.snapshotter } or registry.names()
+  local abs = dir:sub(1, 1) == "/" and dir or ((os.getenv("PWD") or ".") .. "/" .. dir)
+  local filter = 'labels."crater.io/mount-target"=="' .. abs:gsub('[\\"]', '\\%0') .. '"'
+  for _, n in ipairs(names) do
+    local sn = self.client:snapshots(n)
+    local list = sn:walk({ filter })
+    if list and #list > 0 then return sn:unmount_view(dir) end
+  end
+  return nil, "no image mounted at " .. dir, "not_found"
+end
+
 --- Creates or updates (when it exists) an image record.
 ---@param img {name: string, target: {media_type: string, digest: string, size: integer}, labels?: table}
 function Images:put(img)

@@ -409,7 +409,7 @@ function M.pull(client, ref_string, opts)
       result.unpack_skipped = "no snapshotter support"
     end
     if want_unpack and not unpacked_one and (#chosen == 1 or umatch:match(plat)) then
-      local u, ue, uk = unpack.unpack(client, c.m, cfg, { snapshotter = opts.snapshotter, progress = p })
+      local u, ue, uk = unpack.unpack(client, c.m, cfg, { snapshotter = opts.snapshotter, config = opts.config, progress = p })
       if not u then release(); return nil, what .. ": " .. ue, uk end
       entry.chain_id = u.chain_id
       entry.snapshotter = u.snapshotter

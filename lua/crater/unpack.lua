@@ -22,18 +22,37 @@ function M.available(client)
   return C ~= nil and type(C.snapshots) == "function"
 end
 
+--- The snapshotter an unpack uses: crater.snapshotters.select is the only
+--- rule (opts.snapshotter overrides, then CRATER_SNAPSHOTTER, then
+--- config.snapshotter, then btrfs / overlayfs when the root supports them,
+--- else native), the same as client:snapshots() without a name.  Raises on an
+--- unknown name.
+---@param opts? {snapshotter?: string, config?: table}
+function M.select(client, opts)
+  opts = opts or {}
+  local registry = require "crater.snapshotters"
+  if opts.snapshotter and opts.snapshotter ~= "" then
+    return (registry.select { root = client.root, config = opts.config, override = opts.snapshotter })
+  end
+  return (registry.default(client.root, opts.config)) -- select{}, honouring CRATER_SNAPSHOTTER
+
+end
+
 --- Unpacks one platform manifest.
 ---@param client crater.Client
 ---@param m table    decoded manifest (images.decode_manifest result)
 ---@param config table decoded image config
----@param opts? {snapshotter?: string, progress?: crater.Progress, labels?: table}
+---@param opts? {snapshotter?: string, config?: table, progress?: crater.Progress, labels?: table}
 ---@return table|nil result {chain_id=, snapshotter=, applied=n, skipped=n}, string? err, string? kind
 function M.unpack(client, m, config, opts)
   opts = opts or {}
   if not M.available(client) then
     return nil, "unpack: this build has no snapshotter support yet (use --no-unpack)", "failed_precondition"
   end
-  local ok, sn, serr, skind = pcall(client.snapshots, client, opts.snapshotter)
+  local ok, sname = pcall(M.select, client, opts)
+  if not ok then return nil, "unpack: " .. tostring(sname), "invalid_argument" end
+  local sn, serr, skind
+  ok, sn, serr, skind = pcall(client.snapshots, client, sname)
   if not ok then return nil, "unpack: " .. tostring(sn), "internal" end
   if not sn then return nil, "unpack: " .. tostring(serr), skind end
   local layers = m.doc.layers
@@ -45,7 +64,7 @@ function M.unpack(client, m, config, opts)
   local p = opts.progress
   local b, ns = client.backend, client.ns
   local parent
-  local res = { applied = 0, skipped = 0, chain_id = chain[#chain], snapshotter = sn.name or opts.snapshotter }
+  local res = { applied = 0, skipped = 0, chain_id = chain[#chain], snapshotter = sname }
   for i, l in ipairs(layers) do
     local id = l.digest
     if sn:stat(chain[i]) then

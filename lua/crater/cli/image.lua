@@ -1,4 +1,4 @@
---- crater image ls|inspect|rm|tag|pull|push|export|import|usage
+--- crater image ls|inspect|rm|tag|pull|push|export|import|usage|mount|unmount
 local util = require "crater.util"
 local json = require "crater.json"
 local reference = require "crater.reference"
@@ -205,6 +205,24 @@ M.group = {
         local res = ctx:check(require("crater.transfer").import(ctx:client(), a[1], { name = name,
           base_name = flags["base-name"], labels = util.parse_labels(flags.label) }))
         ctx:list(res, { { title = "NAME", key = "name" }, { title = "DIGEST", key = "digest" } }, "name")
+      end,
+    },
+    {
+      name = "mount", summary = "Mount an image's root filesystem read-only at DIR (unpacks it if needed)",
+      usage = "IMAGE DIR", min_args = 2, max_args = 2,
+      flags = { { name = "snapshotter", type = "string", arg = "NAME", help = "snapshotter (default: selected by policy)" } },
+      run = function(ctx, a, flags)
+        local res = ctx:check(ctx:client():images():mount(a[1], a[2], { snapshotter = flags.snapshotter }))
+        if ctx.format == "json" then ctx:record(res) else ctx.out:write(res.dir, "\n") end
+      end,
+    },
+    {
+      name = "unmount", aliases = { "umount" }, summary = "Unmount an image mounted with `image mount`",
+      usage = "DIR", min_args = 1, max_args = 1,
+      flags = { { name = "snapshotter", type = "string", arg = "NAME", help = "snapshotter holding the view" } },
+      run = function(ctx, a, flags)
+        ctx:check(ctx:client():images():unmount(a[1], { snapshotter = flags.snapshotter }))
+        if ctx.format ~= "json" then ctx.out:write(a[1], "\n") end
       end,
     },
     {
