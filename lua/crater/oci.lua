@@ -548,9 +548,27 @@ end
 
 --- Privileged: all capabilities, no seccomp, no masked/readonly paths,
 --- all devices, /sys and cgroup read-write.
+--- The capabilities of this process's bounding set (ALL_CAPS is in
+--- kernel bit order), as containerd's WithPrivileged uses cap.Current():
+--- asking for a capability the host lacks fails the container.
+function M.host_caps()
+  local f = io.open("/proc/self/status", "r")
+  local text = f and f:read("*a") or ""
+  if f then f:close() end
+  local hex = text:match("CapBnd:%s*(%x+)")
+  if not hex then return copy(M.ALL_CAPS) end
+  local v = tonumber(hex, 16)
+  local out = {}
+  for i, c in ipairs(M.ALL_CAPS) do
+    if math.floor(v / 2 ^ (i - 1)) % 2 == 1 then out[#out + 1] = c end
+  end
+  return out
+end
+
 function M.with_privileged()
   return function(s)
-    for _, set in ipairs(cap_sets) do s.process.capabilities[set] = caps_list(M.ALL_CAPS) end
+    local caps = M.host_caps()
+    for _, set in ipairs(cap_sets) do s.process.capabilities[set] = caps_list(caps) end
     s.linux.seccomp = nil
     s.linux.maskedPaths = arr {}
     s.linux.readonlyPaths = arr {}
