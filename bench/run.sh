@@ -2,6 +2,7 @@
 # bench/run.sh: container start latency and 100-concurrent footprint.
 #
 #   crater run --rm --rootfs R id /bin/true   (runtimes: crater-runtime, runc, crun)
+#   crater run --rm IMAGE id /bin/true        (busybox imported into the crater root, overlayfs)
 #   ctr run --rm IMAGE id /bin/true           (private containerd on a temp root/socket; runc, crun)
 #   bare `runc run` / `crun run` on a bundle
 # then 100 containers started concurrently (sleep): wall time and total RSS
@@ -11,13 +12,16 @@ set -uo pipefail
 N=${1:-20}
 C=${2:-100}
 SRC=$(cd "$(dirname "$0")/.." && pwd)
-BUILD=${BUILD:-$SRC/build-shim}
+BUILD=${BUILD:-$SRC/build}
 CRATER=$BUILD/bin/crater
 export CRATER_BUILD=$BUILD
 T=$(mktemp -d /tmp/crater-bench.XXXXXX)
+# task and runtime state on tmpfs, as in production (/run/crater); the
+# metadata db and snapshots stay on disk under $T/root
+export CRATER_STATE=$(mktemp -d /run/crater-bench.XXXXXX)
 CTRD_PID=
 cleanup() {
-  for d in "$T"/root/run/tasks/default/*; do
+  for d in "$CRATER_STATE"/tasks/default/*; do
     [ -d "$d" ] || continue
     "$CRATER" --root "$T/root" task rm -f "$(basename "$d")" >/dev/null 2>&1
   done
@@ -36,7 +40,8 @@ cleanup() {
   fi
   umount -R "$T"/ctrd-root 2>/dev/null
   grep -o "$T[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null
-  rm -rf "$T"
+  grep -o "$CRATER_STATE[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null
+  rm -rf "$T" "$CRATER_STATE"
 }
 trap cleanup EXIT
 
@@ -61,19 +66,31 @@ PY
 )
 
 declare -A RES
+# mean and median of N runs (the host is shared: the median is the figure
+# to compare, the mean shows the noise)
 measure() { # name cmd-with-%ID%
   local name=$1; shift
-  local t0 t1 i
+  local t0 t1 i all=()
   eval "${1//%ID%/warm$RANDOM}" >/dev/null 2>&1
-  t0=$(now)
-  for i in $(seq "$N"); do eval "${1//%ID%/b$i$RANDOM}" >/dev/null 2>&1 || echo "  ($name failed)" >&2; done
-  t1=$(now)
-  RES[$name]=$(ms "$t0" "$t1" "$N")
-  printf "%-36s %8s ms\n" "$name" "${RES[$name]}"
+  for i in $(seq "$N"); do
+    t0=$(now)
+    eval "${1//%ID%/b$i$RANDOM}" >/dev/null 2>&1 || echo "  ($name failed)" >&2
+    t1=$(now)
+    all+=($(( (t1 - t0) / 1000 )))
+  done
+  local med mean
+  med=$(printf "%s\n" "${all[@]}" | sort -n | awk '{a[NR]=$1} END{m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf "%.1f", m/1000}')
+  mean=$(printf "%s\n" "${all[@]}" | awk '{s+=$1} END{printf "%.1f", s/NR/1000}')
+  RES[$name]=$med
+  printf "%-40s median %7s ms   mean %7s ms\n" "$name" "$med" "$mean"
 }
 
-echo "== start latency (/bin/true), mean of $N runs"
+"$SRC/scripts/make-busybox-layout" "$T/layout" latest >/dev/null 2>&1
+"$CRATER" --root "$T/root" image import --name bench/busybox:latest "$T/layout" >/dev/null 2>&1 || echo "crater image import failed" >&2
+
+echo "== start latency (/bin/true), $N runs"
 measure "crater run (crater-runtime)" "$CRATER --root $T/root run --rm --runtime crater --rootfs $R %ID% /bin/true"
+measure "crater run IMAGE (crater-runtime)" "$CRATER --root $T/root run --rm --runtime crater bench/busybox:latest %ID% /bin/true"
 measure "crater run (runc)" "$CRATER --root $T/root run --rm --runtime runc --rootfs $R %ID% /bin/true"
 if crun --root "$T/crun" run --bundle "$T/bundle" probe >/dev/null 2>&1; then
   measure "crater run (crun)" "$CRATER --root $T/root run --rm --runtime crun --rootfs $R %ID% /bin/true"
@@ -99,7 +116,6 @@ EOC
   containerd --config "$T/ctrd.toml" >"$T/ctrd.log" 2>&1 &
   CTRD_PID=$!
   for _ in $(seq 50); do ctr -a "$T/ctrd.sock" version >/dev/null 2>&1 && break; sleep 0.1; done
-  "$SRC/scripts/make-busybox-layout" "$T/layout" latest >/dev/null 2>&1
   (cd "$T/layout" && tar cf "$T/image.tar" .)
   ctr -a "$T/ctrd.sock" -n bench images import --index-name bench/busybox:latest "$T/image.tar" >/dev/null 2>&1
   IMG=bench/busybox:latest
@@ -110,6 +126,7 @@ EOC
   echo "== ratios"
   awk -v a="${RES["crater run (crater-runtime)"]}" -v b="${RES["ctr run --rm (runc)"]}" 'BEGIN{printf "crater(crater-runtime) / ctr+runc = %.2f\n", a/b}'
   awk -v a="${RES["crater run (runc)"]}" -v b="${RES["ctr run --rm (runc)"]}" 'BEGIN{printf "crater(runc) / ctr+runc          = %.2f\n", a/b}'
+  awk -v a="${RES["crater run IMAGE (crater-runtime)"]}" -v b="${RES["ctr run --rm (runc)"]}" 'BEGIN{printf "crater IMAGE(crater-runtime) / ctr+runc = %.2f\n", a/b}'
   [ "$HAVE_CRUN" = 1 ] && awk -v a="${RES["crater run (crater-runtime)"]}" -v b="${RES["bare crun run"]}" 'BEGIN{printf "crater(crater-runtime) / bare crun = %.2f\n", a/b}'
   awk -v a="${RES["crater run (crater-runtime)"]}" -v b="${RES["bare runc run"]}" 'BEGIN{printf "crater(crater-runtime) / bare runc = %.2f\n", a/b}'
 else
@@ -131,7 +148,7 @@ echo "== $C containers started concurrently (sleep 300)"
 t0=$(now)
 seq "$C" | xargs -P "$C" -I{} "$CRATER" --root "$T/root" run -d --runtime crater --rootfs "$R" cc{} sleep 300 >/dev/null 2>"$T/cc.err"
 t1=$(now)
-shims=$(for f in "$T"/root/run/tasks/default/*/shim.pid; do cat "$f"; done)
+shims=$(for f in "$CRATER_STATE"/tasks/default/*/shim.pid; do cat "$f"; done)
 n=$(echo "$shims" | wc -w)
 printf "crater: %d running, wall %.2f s, shims RSS total %d kB (PSS %d kB), per shim RSS %d kB\n" "$n" \
   "$(awk -v a=$t0 -v b=$t1 'BEGIN{print (b-a)/1e9}')" "$(rss_of $shims)" "$(pss_of $shims)" "$(( $(rss_of $shims) / (n>0?n:1) ))"
