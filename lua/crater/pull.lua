@@ -96,41 +96,6 @@ local function put_blob(b, ns, digest, body, labels)
   return d, st
 end
 
--- Where fetch_blobs writes a blob: the store's ingest data file when the
--- writer exposes it (no copy), else a temp file under <root>/tmp/pull.
-local function ingest_target(client, ref, d)
-  local b, ns = client.backend, client.ns
-  local w = b:content_writer(ns, ref, { expected = d.digest, size = d.size })
-  if w then
-    local path = w.path and w:path() or (w.data_path and w:data_path())
-    w:close()  -- keeps the ingest (and releases its lock) for fetch_blobs
-    if path then return path, "ingest" end
-  end
-  local dir = (client.root or "/tmp") .. "/tmp/pull"
-  os.execute("mkdir -p '" .. dir:gsub("'", "'\\''") .. "'")
-  return dir .. "/" .. d.digest:gsub(":", "-") .. ".partial", "temp"
-end
-
-local function commit_fetched(client, item, labels)
-  local b, ns = client.backend, client.ns
-  if item.mode == "ingest" then
-    local w, err, kind = b:content_writer(ns, item.ref, { expected = item.digest, size = item.size })
-    if not w then return nil, err, kind end
-    local d, st
-    d, st, kind = w:commit(item.size, item.digest, labels)
-    if not d then w:abort(); w:close(); return nil, st, kind end
-    w:close()
-    return d, st
-  end
-  local d, st, kind = b:content_ingest_file(ns, item.ref, item.path, { expected = item.digest, size = item.size, labels = labels })
-  os.remove(item.path)
-  if not d then
-    if b.content_abort then b:content_abort(ns, item.ref) end
-    return nil, st, kind
-  end
-  return d, st
-end
-
 --- Resolves a reference to its top-level descriptor without fetching blobs.
 ---@return table|nil {ref=, descriptor=, endpoint=}, string?, string?
 function M.resolve(ref_string, opts)
@@ -304,78 +269,120 @@ function M.pull(client, ref_string, opts)
     end
   end
 
-  for _, it in ipairs(want) do
-    it.path, it.mode = ingest_target(client, it.ref, it)
-  end
-  local remaining = want
   local fetch_eps = { ep }
   for _, x in ipairs(peps) do if x.host ~= ep.host then fetch_eps[#fetch_eps + 1] = x end end
-  local last_err
-  for _, fep in ipairs(fetch_eps) do
-    if #remaining == 0 then break end
-    local r, rerr = remote_for(cache, fep)
-    if r then
-      local items = {}
-      for i, it in ipairs(remaining) do items[i] = { digest = it.digest, size = it.size, path = it.path } end
-      local results, ferr, fkind = r:fetch_blobs(repo, items, {
-        parallel = opts.parallel or M.DEFAULT_PARALLEL,
-        on_progress = function(i, done, total) p:update(remaining[i].digest, done, total) end,
-      })
-      if not results then
-        last_err = { hosts.describe(fep) .. ": " .. tostring(ferr), fkind }
-        results = {}
-        for i = 1, #remaining do results[i] = { err = ferr, kind = fkind } end
-      end
-      local next_round = {}
-      for i, it in ipairs(remaining) do
-        local res = results[i]
-        if res and res.ok then
-          p:state(it.digest, "verifying")
-          local labels = { [src_key] = repo }
-          local d, st, ck = commit_fetched(client, it, labels)
-          if not d then
-            p:state(it.digest, "failed", st)
-            release()
-            return nil, string.format("%s: blob %s: %s", what, it.digest, tostring(st)), ck
-          end
-          lease_add(it.digest)
-          p:state(it.digest, "done")
-        else
-          local ek = res and res.kind or "internal"
-          last_err = { string.format("blob %s from %s: %s", it.digest, hosts.describe(fep), res and res.err or "failed"), ek }
-          if ek == "data_loss" or ek == "invalid_argument" or ek == "resource_exhausted" then
-            p:state(it.digest, "failed", res and res.err)
-            -- keep nothing of a bad download
-            if it.mode == "temp" then os.remove(it.path) elseif b.content_abort then b:content_abort(ns, it.ref) end
-            release()
-            return nil, what .. ": " .. last_err[1], ek
-          end
-          next_round[#next_round + 1] = it
+  local src_labels = { [src_key] = repo }
+  -- Downloads items straight into content writers (core.fetch_apply),
+  -- applying layers that have it.apply into their scratch snapshots while
+  -- they stream; commits each blob (the store verifies digest and size).
+  local function fetch_round(items)
+    for _, it in ipairs(items) do
+      local w, e, k = b:content_writer(ns, it.ref, { expected = it.digest, size = it.size })
+      if not w then return nil, string.format("%s: blob %s: %s", what, it.digest, tostring(e)), k end
+      it.w = w
+    end
+    local function drop_all(list) for _, it in ipairs(list) do if it.w then it.w:close(); it.w = nil end end end
+    local remaining, last_err = items, nil
+    for _, fep in ipairs(fetch_eps) do
+      if #remaining == 0 then break end
+      local r, rerr = remote_for(cache, fep)
+      if r then
+        local req = {}
+        for i, it in ipairs(remaining) do
+          req[i] = { digest = it.digest, size = it.size, writer = it.w, apply = it.w:offset() == 0 and it.apply or nil }
+          if req[i].apply then p:state(it.digest, "unpacking") end
         end
+        local results = core.fetch_apply(r, repo, req, {
+          parallel = opts.parallel or M.DEFAULT_PARALLEL,
+          on_progress = function(i, done, total) p:update(remaining[i].digest, done, total) end,
+        })
+        local next_round = {}
+        for i, it in ipairs(remaining) do
+          local res = results[i]
+          if res.apply then it.applied = res.apply elseif res.apply_err then it.apply_err = res.apply_err end
+          if res.ok then
+            p:state(it.digest, "verifying")
+            local d, st, ck = it.w:commit(it.size, it.digest, src_labels)
+            if not d then
+              it.w:abort(); it.w = nil
+              p:state(it.digest, "failed", st)
+              drop_all(items)
+              return nil, string.format("%s: blob %s: %s", what, it.digest, tostring(st)), ck
+            end
+            it.w:close(); it.w = nil
+            lease_add(it.digest)
+            p:state(it.digest, "done")
+          else
+            local ek = res.kind or "internal"
+            last_err = { string.format("blob %s from %s: %s", it.digest, hosts.describe(fep), res.err or "failed"), ek }
+            if ek == "data_loss" or ek == "invalid_argument" or ek == "resource_exhausted" or ek == "failed_precondition" then
+              p:state(it.digest, "failed", res.err)
+              it.w:abort(); it.w = nil -- keep nothing of a bad download
+              drop_all(items)
+              return nil, what .. ": " .. last_err[1], ek
+            end
+            next_round[#next_round + 1] = it
+          end
+        end
+        remaining = next_round
+      else
+        last_err = { hosts.describe(fep) .. ": " .. tostring(rerr), "unavailable" }
       end
-      remaining = next_round
-    else
-      last_err = { hosts.describe(fep) .. ": " .. tostring(rerr), "unavailable" }
+    end
+    if #remaining > 0 then
+      for _, it in ipairs(remaining) do p:state(it.digest, "failed") end
+      drop_all(items)
+      return nil, what .. ": " .. (last_err and last_err[1] or "fetch failed"), last_err and last_err[2] or "unavailable"
+    end
+    return true
+  end
+
+  -- 4a. configs first (small): the unpack plan needs their diff_ids
+  local cfg_items, layer_items = {}, {}
+  for _, it in ipairs(want) do
+    if it.role == "config" then cfg_items[#cfg_items + 1] = it else layer_items[#layer_items + 1] = it end
+  end
+  ok, err, kind = fetch_round(cfg_items)
+  if not ok then release(); return nil, err, kind end
+  local configs = {}
+  for i, c in ipairs(chosen) do
+    local cbody = images.read_blob(b, ns, c.m.doc.config.digest)
+    local cfg, ce, ck = images.decode_config(cbody or "", #c.m.doc.layers)
+    if not cfg then release(); return nil, what .. ": config " .. c.m.doc.config.digest .. ": " .. ce, ck end
+    configs[i] = cfg
+  end
+  -- 4b. which platform is unpacked; its layers apply while they download
+  local umatch = matcher or platforms.matcher()
+  local want_unpack = opts.unpack == true or (opts.unpack == nil and unpack.available(client))
+  local unpack_i
+  if want_unpack then
+    for i, c in ipairs(chosen) do
+      local cfg = configs[i]
+      local plat = c.desc.platform or { os = cfg.os, architecture = cfg.architecture, variant = cfg.variant }
+      if #chosen == 1 or umatch:match(plat) then unpack_i = i; break end
     end
   end
-  if #remaining > 0 then
-    for _, it in ipairs(remaining) do p:state(it.digest, "failed") end
-    release()
-    return nil, what .. ": " .. (last_err and last_err[1] or "fetch failed"), last_err and last_err[2] or "unavailable"
+  local plan
+  if unpack_i then
+    local by = {}
+    for _, it in ipairs(layer_items) do by[it.digest] = it end
+    plan = unpack.plan_streaming(client, chosen[unpack_i].m, configs[unpack_i], by,
+      { snapshotter = opts.snapshotter, config = opts.config })
+  end
+  -- 4c. layers
+  ok, err, kind = fetch_round(layer_items)
+  if not ok then
+    if plan then unpack.discard_plan(plan) end
+    release(); return nil, err, kind
   end
 
   -- 5. manifests and indexes, children first, with gc references
-  local configs = {}
   for _, c in ipairs(chosen) do
     local labels = { [src_key] = repo, ["containerd.io/gc.ref.content.config"] = c.m.doc.config.digest }
     for i, l in ipairs(c.m.doc.layers) do labels["containerd.io/gc.ref.content.l." .. (i - 1)] = l.digest end
     local d, st, k = put_blob(b, ns, c.desc.digest, c.m.body, labels)
     if not d then release(); return nil, what .. ": commit manifest " .. c.desc.digest .. ": " .. tostring(st), k end
     lease_add(c.desc.digest)
-    local cbody = images.read_blob(b, ns, c.m.doc.config.digest)
-    local cfg, ce, ck = images.decode_config(cbody or "", #c.m.doc.layers)
-    if not cfg then release(); return nil, what .. ": config " .. c.m.doc.config.digest .. ": " .. ce, ck end
-    configs[#configs + 1] = cfg
   end
   for i = #index_chain, 1, -1 do
     local x = index_chain[i]
@@ -396,25 +403,23 @@ function M.pull(client, ref_string, opts)
   -- 6. unpack the platform(s) matching this host / the requested platform
   local result = { name = name, target = target, manifests = json.array {}, skipped = json.array(skipped),
     fetched = #want }
-  local umatch = matcher or platforms.matcher()
-  local unpacked_one = false
   for i, c in ipairs(chosen) do
     local cfg = configs[i]
     local plat = c.desc.platform or { os = cfg.os, architecture = cfg.architecture, variant = cfg.variant }
     local entry = { digest = c.desc.digest, platform = platforms.format(platforms.normalize(plat)), layers = #c.m.doc.layers }
     result.manifests[#result.manifests + 1] = entry
-    local want_unpack = opts.unpack == true or (opts.unpack == nil and unpack.available(client))
     if opts.unpack == nil and not unpack.available(client) and i == 1 then
       p:message("warning", "not unpacked: this build has no snapshotter support yet", {})
       result.unpack_skipped = "no snapshotter support"
     end
-    if want_unpack and not unpacked_one and (#chosen == 1 or umatch:match(plat)) then
-      local u, ue, uk = unpack.unpack(client, c.m, cfg, { snapshotter = opts.snapshotter, config = opts.config, progress = p })
+    if i == unpack_i then
+      local u, ue, uk = unpack.unpack(client, c.m, cfg, { snapshotter = opts.snapshotter, config = opts.config,
+        progress = p, plan = plan })
       if not u then release(); return nil, what .. ": " .. ue, uk end
       entry.chain_id = u.chain_id
       entry.snapshotter = u.snapshotter
+      entry.streamed = u.streamed
       result.unpacked = entry
-      unpacked_one = true
     end
   end
   release()

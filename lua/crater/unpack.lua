@@ -9,8 +9,11 @@
 --- against Di while it streams (the archive layer computes it), then
 --- committed under Ci; on any failure the active snapshot is removed.
 ---
---- Unpacking runs after the download finished (fetch_blobs is one blocking
---- call over the curl multi loop), one layer after the other, in chain order.
+--- With a plan from plan_streaming (pull, overlayfs), layers were already
+--- applied while downloading, each into its own scratch snapshot; unpack
+--- then only moves each directory into its chain-ordered snapshot and
+--- commits.  Otherwise (native/btrfs, or a layer whose streamed apply
+--- failed) layers apply from the stored blob, in chain order.
 local images = require "crater.images"
 local core = require "crater.core"
 
@@ -35,7 +38,62 @@ function M.select(client, opts)
     return (registry.select { root = client.root, config = opts.config, override = opts.snapshotter })
   end
   return (registry.default(client.root, opts.config)) -- select{}, honouring CRATER_SNAPSHOTTER
+end
 
+local function open_sn(client, opts)
+  local ok, sname = pcall(M.select, client, opts)
+  if not ok then return nil, "unpack: " .. tostring(sname), "invalid_argument" end
+  local sn, serr, skind
+  ok, sn, serr, skind = pcall(client.snapshots, client, sname)
+  if not ok then return nil, "unpack: " .. tostring(sn), "internal" end
+  if not sn then return nil, "unpack: " .. tostring(serr), skind end
+  return sn, sname
+end
+
+--- Prepares streaming apply for the layers of m that are being downloaded
+--- (downloading[digest] = pull item): when the snapshotter applies into
+--- independent directories (overlay whiteouts: overlayfs), each such layer
+--- not yet unpacked gets a scratch active snapshot with no parent
+--- (`extract-<pid>-<i>-stream`), and item.apply = {dir=, compression=,
+--- whiteouts=, expected_diff_id=} for core.fetch_apply, so every layer
+--- applies in parallel while it downloads.  unpack() later moves each
+--- scratch directory into the real snapshot (parent chain) and commits in
+--- chain order.  Returns a plan, or nil when streaming does not apply
+--- (native/btrfs apply onto a copy of the parent, so they unpack after the
+--- download).
+function M.plan_streaming(client, m, config, downloading, opts)
+  if not M.available(client) then return nil end
+  local sn = open_sn(client, opts)
+  if not sn or not sn.builtin then return nil end
+  local diff_ids = config.rootfs.diff_ids
+  if #diff_ids ~= #m.doc.layers then return nil end
+  local chain = images.chain_ids(diff_ids)
+  local plan = { sn = sn, keys = {} }
+  for i, l in ipairs(m.doc.layers) do
+    local it = downloading[l.digest]
+    local li = images.layer_info(l.mediaType)
+    if it and li and not li.foreign and not sn:stat(chain[i]) then
+      local key = string.format("extract-%d-%d-stream %s", core.getpid(), i, chain[i])
+      sn:remove(key)
+      if sn:prepare(key, nil, { ["containerd.io/snapshot.ref"] = chain[i] }) then
+        local dir, wh = sn:apply_dir(key)
+        if dir and wh == "overlay" then
+          it.apply = { dir = dir, compression = li.compression, whiteouts = wh, expected_diff_id = diff_ids[i] }
+          plan.keys[i] = { key = key, dir = dir, item = it }
+        else
+          sn:remove(key)
+          if wh ~= "overlay" then break end
+        end
+      end
+    end
+  end
+  if next(plan.keys) == nil then return nil end
+  return plan
+end
+
+--- Removes a plan's scratch snapshots (after a failed download).
+function M.discard_plan(plan)
+  for _, k in pairs(plan.keys) do plan.sn:remove(k.key) end
 end
 
 --- Unpacks one platform manifest.
@@ -49,12 +107,10 @@ function M.unpack(client, m, config, opts)
   if not M.available(client) then
     return nil, "unpack: this build has no snapshotter support yet (use --no-unpack)", "failed_precondition"
   end
-  local ok, sname = pcall(M.select, client, opts)
-  if not ok then return nil, "unpack: " .. tostring(sname), "invalid_argument" end
-  local sn, serr, skind
-  ok, sn, serr, skind = pcall(client.snapshots, client, sname)
-  if not ok then return nil, "unpack: " .. tostring(sn), "internal" end
-  if not sn then return nil, "unpack: " .. tostring(serr), skind end
+  local sn, sname, skind = open_sn(client, opts)
+  if not sn then return nil, sname, skind end
+  local plan = opts.plan
+  local function drop_plan() if plan then M.discard_plan(plan) end end
   local layers = m.doc.layers
   local diff_ids = config.rootfs.diff_ids
   if #diff_ids ~= #layers then
@@ -84,11 +140,29 @@ function M.unpack(client, m, config, opts)
       if p then p:state(id, "unpacking") end
       local key = string.format("extract-%d-%d %s", core.getpid(), i, chain[i])
       local prep, err, kind = sn:prepare(key, parent, { ["containerd.io/snapshot.ref"] = chain[i] })
-      if not prep then return nil, string.format("unpack: prepare %s: %s", chain[i], err), kind end
+      if not prep then drop_plan(); return nil, string.format("unpack: prepare %s: %s", chain[i], err), kind end
       local applied
-      applied, err, kind = sn:apply_layer(key, path, { compression = li.compression, expected_diff_id = diff_ids[i] })
+      local pk = plan and plan.keys[i]
+      if pk and pk.item.applied and pk.item.applied.diff_id == diff_ids[i] then
+        -- applied while downloading into the scratch snapshot: move its
+        -- directory into this one (same snapshotter root, an atomic rename
+        -- onto the fresh empty directory)
+        local dir = sn:apply_dir(key)
+        local rok, rerr = dir and os.rename(pk.dir, dir)
+        if rok then
+          applied = pk.item.applied
+          res.streamed = (res.streamed or 0) + 1
+        else
+          err = rerr
+        end
+      end
+      if pk then sn:remove(pk.key); plan.keys[i] = nil end
+      if not applied then
+        applied, err, kind = sn:apply_layer(key, path, { compression = li.compression, expected_diff_id = diff_ids[i] })
+      end
       if not applied then
         sn:remove(key)
+        drop_plan()
         return nil, string.format("unpack: apply layer %s: %s", l.digest, tostring(err)), kind
       end
       if applied.diff_id and applied.diff_id ~= diff_ids[i] then
@@ -100,7 +174,7 @@ function M.unpack(client, m, config, opts)
       c, err, kind = sn:commit(chain[i], key, { ["crater.io/unpacked-size"] = tostring(applied.size or 0) })
       if not c then
         sn:remove(key)
-        if kind ~= "already_exists" then return nil, string.format("unpack: commit %s: %s", chain[i], err), kind end
+        if kind ~= "already_exists" then drop_plan(); return nil, string.format("unpack: commit %s: %s", chain[i], err), kind end
       end
       b:content_set_labels(ns, l.digest, { ["containerd.io/uncompressed"] = diff_ids[i] }, false)
       res.applied = res.applied + 1
@@ -112,6 +186,7 @@ function M.unpack(client, m, config, opts)
     b:content_set_labels(ns, m.doc.config.digest,
       { ["containerd.io/gc.ref.snapshot." .. res.snapshotter] = chain[#chain] }, false)
   end
+  drop_plan()
   return res
 end
 

@@ -28,6 +28,7 @@ static const struct {
   { "archive", crater__lua_open_archive },
   { "snapshot", crater__lua_open_snapshot },
   { "transfer", crater__lua_open_transfer },
+  { "fetch", crater__lua_open_fetch },
 };
 
 int

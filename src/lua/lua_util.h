@@ -50,6 +50,7 @@ void crater__lua_open_task(lua_State *L);
 void crater__lua_open_archive(lua_State *L);
 void crater__lua_open_snapshot(lua_State *L);
 void crater__lua_open_transfer(lua_State *L);
+void crater__lua_open_fetch(lua_State *L);
 /* Store writer behind a crater.content_writer userdata (l_store.c). */
 struct crater_store_writer_s *crater__lua_check_store_writer(lua_State *L, int idx);
 
