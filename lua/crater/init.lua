@@ -53,7 +53,7 @@ end
 M._check_client = check_client
 
 --- Opens an embedded client on a root directory (created if missing).
----@param opts? {root?: string, namespace?: string}
+---@param opts? {root?: string, namespace?: string, policies?: crater.PolicyHost}
 ---@return crater.Client|nil client, string? err, string? kind
 function M.open(opts)
   opts = opts or {}
@@ -62,9 +62,12 @@ function M.open(opts)
   local ns = opts.namespace or os.getenv("CRATER_NAMESPACE") or M.DEFAULT_NAMESPACE
   local backend, err, kind = core.open(root)
   if not backend then return nil, err, kind end
+  if opts.policies ~= nil and getmetatable(opts.policies) ~= require("crater.policy").Host then
+    error("crater.open: policies must be a crater.policy host", 2)
+  end
   return setmetatable({
     backend = backend, ns = ns, root = root, mode = "embedded",
-    shared = { closed = false },
+    shared = { closed = false, policies = opts.policies },
   }, Client)
 end
 
@@ -129,6 +132,24 @@ end
 function Client:containers()
   check_client(self)
   return require("crater.containers").new(self)
+end
+
+--- The policy host whose hooks this client's workflows run (an empty host
+--- when none was given to crater.open).
+---@return crater.PolicyHost
+function Client:policies()
+  check_client(self)
+  if not self.shared.policies then self.shared.policies = require("crater.policy").empty() end
+  return self.shared.policies
+end
+
+--- Runs policy hook `name` with event ev (see crater.policy): admission
+--- hooks return true or nil, reason, kind; selection hooks their choice.
+---@param name string
+---@param ev table
+function Client:policy(name, ev)
+  ev.namespace = ev.namespace or self.ns
+  return self:policies():run(name, ev)
 end
 
 --- Checks the store (fsck): re-hashes blobs and reports corrupt, orphan and

@@ -92,8 +92,12 @@ function M.overlay_supported(root)
   return c.ok, c.why
 end
 
---- Picks the snapshotter name.
----@param opts {root: string, config?: table, override?: string}
+--- Picks the snapshotter name: an explicit override, then the config's
+--- `snapshotter`, then the `snapshotter.select` policy hook (first policy
+--- returning a known name wins), then the built-in rules (btrfs when the
+--- root is on btrfs and `config.btrfs` is set, overlayfs when the probe
+--- passes, else native).
+---@param opts {root: string, config?: table, override?: string, policies?: crater.PolicyHost}
 ---@return string name, string reason
 function M.select(opts)
   opts = opts or {}
@@ -109,6 +113,18 @@ function M.select(opts)
     return cfg.snapshotter, "config"
   end
   local root = opts.root or "/var/lib/crater"
+  if opts.policies then
+    local choice, by = opts.policies:run("snapshotter.select", {
+      root = root, fs_type = core.fs_type(root), available = M.names(),
+      overlay_supported = (M.overlay_supported(root)),
+    })
+    if choice ~= nil then
+      if type(choice) == "string" and M.exists(choice) then return choice, "policy " .. tostring(by) end
+      -- selection is optional policy: report and fall back to the rules
+      io.stderr:write(string.format("[policy] %s: snapshotter.select returned unknown snapshotter %s; using the default rules\n",
+        tostring(by), tostring(choice)))
+    end
+  end
   if cfg.btrfs and core.fs_type(root) == "btrfs" then return "btrfs", "root is on btrfs" end
   local ok = M.overlay_supported(root)
   if ok then return "overlayfs", "overlay probe passed" end

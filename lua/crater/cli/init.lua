@@ -26,6 +26,7 @@ M.global_flags = {
   { name = "root", type = "string", arg = "DIR", help = "state directory (env CRATER_ROOT)", default = nil },
   { name = "namespace", short = "n", type = "string", arg = "NS", help = "namespace (env CRATER_NAMESPACE, default \"default\")" },
   { name = "format", type = "string", arg = "FMT", help = "output format: table or json" },
+  { name = "config", type = "string", arg = "FILE", help = "crater config (env CRATER_CONFIG, default /etc/crater/config.lua)" },
   { name = "debug", type = "bool", help = "log debug output to stderr" },
   { name = "help", short = "h", type = "bool", help = "show help" },
   { name = "version", short = "v", type = "bool", help = "print the version" },
@@ -41,6 +42,13 @@ local function load_group(name)
 end
 
 local function find_group(name)
+  -- direct hit first: loading every command module costs start-up time
+  for _, g in ipairs(M.groups) do
+    if g == name then
+      local mod = load_group(g)
+      if mod then return mod end
+    end
+  end
   for _, g in ipairs(M.groups) do
     local mod = load_group(g)
     if mod and (mod.name == name or g == name) then return mod end
@@ -109,7 +117,10 @@ Ctx.__index = Ctx
 function Ctx:client()
   if self._client then return self._client end
   local crater = require "crater"
-  local c, err = crater.open { root = self.root, namespace = self.namespace }
+  local cfg, cerr = require("crater.hosts").load_config(self.flags.config)
+  if not cfg then error({ crater_fail = true, msg = tostring(cerr) }, 0) end
+  local host = require("crater.policy").new { config = cfg.policies or {} }:load_configured()
+  local c, err = crater.open { root = self.root, namespace = self.namespace, policies = host }
   if not c then
     error({ crater_fail = true, msg = "open " .. (self.root or crater.DEFAULT_ROOT) .. ": " .. tostring(err) }, 0)
   end
