@@ -117,6 +117,14 @@ crater__seccomp_apply(json_t *sc, crater_error_t *err)
   bool notify = false;
   size_t i;
   json_t *v;
+  /* libseccomp sets no_new_privs itself on load unless told not to; the
+   * caller decides (process.noNewPrivileges), as runc does.  Without NNP the
+   * filter is loaded while CAP_SYS_ADMIN is still held. */
+  r = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0);
+  if (r < 0) {
+    crater_error_sys(err, -r, "seccomp: clear nnp attribute");
+    goto done;
+  }
   json_array_foreach(json_object_get(sc, "architectures"), i, v) {
     const char *a = json_string_value(v);
     if (a == NULL)
