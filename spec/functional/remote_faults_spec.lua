@@ -162,6 +162,19 @@ describe("remote transport against the fault-injecting registry", function()
     c:close()
   end)
 
+  it("bearer: concurrent first requests share one token", function()
+    local f = fake{}
+    local c = client(f)
+    local d = tmp .. "/bearer-cold"
+    proc.check("mkdir -p " .. proc.quote(d))
+    local items = items_for("multilayer", d)
+    local res = c:fetch_blobs("bearer/multilayer", items, { parallel = 5 })
+    for i in ipairs(items) do assert.is_true(res[i].ok, res[i].err) end
+    assert.equals(1, c:stats().token_requests)
+    assert.same({ ["repository:bearer/multilayer:pull"] = 1 }, f:tokens())
+    c:close()
+  end)
+
   it("bearer with Basic credentials at the realm; wrong ones are permission_denied", function()
     local f = fake{ user = "alice", password = "pw1" }
     local c = client(f, { username = "alice", password = "pw1" })

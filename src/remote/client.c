@@ -315,9 +315,10 @@ token_store(crater_remote_t *c, const char *scope, const char *token, int64_t ex
   c->ntokens++;
 }
 
-/* The Authorization header line for a request to url, or NULL. */
+/* The Authorization header line for a request to url, or NULL.  *sent
+ * gets a copy of the bearer token used (for answer_challenge). */
 static char *
-auth_header_for(crater_remote_t *c, const char *url, const char *scope)
+auth_header_for(crater_remote_t *c, const char *url, const char *scope, char **sent)
 {
   if (!crater__same_origin(url, c->base))
     return NULL;
@@ -325,8 +326,10 @@ auth_header_for(crater_remote_t *c, const char *url, const char *scope)
     return basic_header(c);
   if (c->auth_mode == AUTH_BEARER) {
     const token_t *t = token_lookup(c, scope ? scope : "");
-    if (t)
+    if (t) {
+      *sent = xstrdup(t->token);
       return xasprintf("Authorization: Bearer %s", t->token);
+    }
   }
   return NULL;
 }
@@ -391,6 +394,8 @@ crater__xfer_clear(crater__xfer_t *x)
   free(x->scope);
   free(x->extra_header);
   free(x->mem);
+  wipe_free(x->sent_bearer);
+  x->sent_bearer = NULL;
   crater_error_release(&x->err);
   x->url = x->what = x->scope = x->extra_header = x->mem = NULL;
 }
@@ -687,7 +692,9 @@ start_attempt(crater__xfer_t *x)
     }
   }
 
-  char *auth = auth_header_for(c, x->url, x->scope);
+  wipe_free(x->sent_bearer);
+  x->sent_bearer = NULL;
+  char *auth = auth_header_for(c, x->url, x->scope, &x->sent_bearer);
   if (auth) {
     add_header(x, auth);
     explicit_bzero(auth, strlen(auth));
@@ -887,6 +894,18 @@ finish(crater__xfer_t *x, CURLcode rc)
     fail(x, CRATER_ERR_PERMISSION_DENIED, d);
     return;
   }
+  if (st == 416 && x->sink && x->start_off > 0 && !x->restart_zero) {
+    /* the held bytes do not fit the blob (unknown size): start over */
+    crater_error_t e = NULL;
+    if (x->sink->reset(x->sink->ud, &e) < 0) {
+      crater_error_move(&x->err, &e);
+      x->state = XF_DONE;
+      return;
+    }
+    x->restart_zero = true;
+    retry_or_fail(x, CRATER_ERR_FAILED_PRECONDITION, text, false);
+    return;
+  }
   if (st == 429 || (st >= 500 && st != 501 && st != 505)) {
     retry_or_fail(x, CRATER_ERR_UNAVAILABLE, text, false);
     return;
@@ -1054,7 +1073,11 @@ answer_challenge(crater__xfer_t *x, crater_error_t *err)
       basic = &ch[i];
   }
   int r = 0;
-  if (bearer) {
+  const token_t *have = bearer ? token_lookup(c, x->scope) : NULL;
+  if (have && (x->sent_bearer == NULL || strcmp(have->token, x->sent_bearer) != 0)) {
+    /* a concurrent transfer got a token for this scope meanwhile: use it */
+    c->auth_mode = AUTH_BEARER;
+  } else if (bearer) {
     const char *realm = crater__challenge_param(bearer, "realm");
     const char *service = crater__challenge_param(bearer, "service");
     const char *cscope = crater__challenge_param(bearer, "scope");

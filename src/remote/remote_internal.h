@@ -125,6 +125,7 @@ typedef struct crater__xfer {
   /* across attempts */
   int attempt, redirects, resumes;
   bool auth_retried;
+  char *sent_bearer;         /* token sent with the last attempt (wiped) */
   int64_t not_before_ns;
   int64_t last_report_ns, last_reported;
   crater_error_t err;        /* final error when state == XF_DONE and failed */
