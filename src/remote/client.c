@@ -153,9 +153,15 @@ crater_remote_new(const crater_remote_options_t *o, crater_error_t *err)
   }
   if (o == NULL || o->host == NULL || *o->host == '\0'
       || strpbrk(o->host, "/?#@ \t\r\n") != NULL) {
-    crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, 0,
-                      "remote: host must be \"name[:port]\", got \"%s\"",
-                      o && o->host ? o->host : "");
+    /* never echo a host with '@': it may carry user:password */
+    if (o && o->host && strchr(o->host, '@'))
+      crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, 0,
+                        "remote: host must be \"name[:port]\" without credentials "
+                        "(pass username and password instead)");
+    else
+      crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, 0,
+                        "remote: host must be \"name[:port]\", got \"%s\"",
+                        o && o->host ? o->host : "");
     return NULL;
   }
   if ((o->cert_file == NULL) != (o->key_file == NULL)) {
