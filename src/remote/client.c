@@ -376,7 +376,7 @@ reset_attempt(crater__xfer_t *x)
   x->h_retry_after = x->h_crange = x->h_range = NULL;
   free(x->errbody);
   x->errbody = NULL;
-  x->errlen = 0;
+  x->errlen = x->errcap = 0;
   x->mem_len = 0;
   x->body_pos = 0;
   crater_error_release(&x->cb_err);
@@ -541,8 +541,7 @@ on_write(char *buf, size_t size, size_t nmemb, void *ud)
   if (x->err_body) {
     if (x->errlen < ERRBODY_MAX) {
       size_t take = n < ERRBODY_MAX - x->errlen ? n : ERRBODY_MAX - x->errlen;
-      size_t cap = x->errlen ? x->errlen + 1 : 0;
-      mem_append(&x->errbody, &x->errlen, &cap, buf, take);
+      mem_append(&x->errbody, &x->errlen, &x->errcap, buf, take);
     }
     return n;
   }
@@ -684,6 +683,8 @@ start_attempt(crater__xfer_t *x)
 
   x->start_off = 0;
   if (x->sink) {
+    /* big reads: fewer write(2) calls into the ingest file */
+    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 512L * 1024);
     int64_t off = x->sink->offset(x->sink->ud);
     if (off < 0 || (x->expected >= 0 && off > x->expected)) {
       if (x->sink->reset(x->sink->ud, &x->cb_err) < 0)

@@ -58,11 +58,10 @@ check_digest(crater_remote_t *c, const char *repo, const char *d, crater_error_t
   return 0;
 }
 
+/* "<base>/v2/<repo>/<kind>/<ref>" (kind: "manifests" or "blobs"). */
 static char *
-url_for(crater_remote_t *c, const char *fmt_tail, const char *repo, const char *kind,
-        const char *ref)
+url_for(crater_remote_t *c, const char *repo, const char *kind, const char *ref)
 {
-  (void) fmt_tail;
   return xasprintf("%s/v2/%s/%s/%s", crater__remote_base(c), repo, kind, ref);
 }
 
@@ -110,7 +109,7 @@ crater_remote_fetch_manifest(crater_remote_t *c, const char *repo, const char *r
     return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, 0,
                              "%s/%s: invalid reference \"%s\"", crater__remote_host(c), repo,
                              ref ? ref : "");
-  cleanup_free char *url = url_for(c, NULL, repo, "manifests", ref);
+  cleanup_free char *url = url_for(c, repo, "manifests", ref);
   cleanup_free char *scope = pull_scope(repo);
   cleanup_xfer crater__xfer_t x;
   char sb[32];
@@ -156,7 +155,7 @@ crater_remote_resolve(crater_remote_t *c, const char *repo, const char *ref,
     return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, 0,
                              "%s/%s: invalid reference \"%s\"", crater__remote_host(c), repo,
                              ref ? ref : "");
-  cleanup_free char *url = url_for(c, NULL, repo, "manifests", ref);
+  cleanup_free char *url = url_for(c, repo, "manifests", ref);
   cleanup_free char *scope = pull_scope(repo);
   {
     cleanup_xfer crater__xfer_t x;
@@ -283,7 +282,7 @@ crater_remote_fetch_many(crater_remote_t *c, const crater_remote_fetch_t *reqs, 
       continue;
     }
     free(xv[i].url);
-    xv[i].url = url_for(c, NULL, r->repo, "blobs", r->digest);
+    xv[i].url = url_for(c, r->repo, "blobs", r->digest);
     free(xv[i].scope);
     xv[i].scope = pull_scope(r->repo);
     xv[i].sink = r->sink;
@@ -340,7 +339,7 @@ static int
 blob_head(crater_remote_t *c, const char *repo, const char *digest, const char *scope,
           crater_error_t *err)
 {
-  cleanup_free char *url = url_for(c, NULL, repo, "blobs", digest);
+  cleanup_free char *url = url_for(c, repo, "blobs", digest);
   cleanup_xfer crater__xfer_t x;
   char sb[32];
   crater__xfer_init(&x, c, "HEAD", url, scope, "check blob %s in %s/%s",
@@ -511,7 +510,7 @@ crater_remote_push_manifest(crater_remote_t *c, const char *repo, const char *re
     return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, 0,
                              "push manifest to %s/%s@%s: body has digest %s",
                              crater__remote_host(c), repo, ref, dg);
-  cleanup_free char *url = url_for(c, NULL, repo, "manifests", ref);
+  cleanup_free char *url = url_for(c, repo, "manifests", ref);
   cleanup_free char *scope = xasprintf("repository:%s:pull,push", repo);
   cleanup_xfer crater__xfer_t x;
   char sb[32];

@@ -119,7 +119,7 @@ typedef struct crater__xfer {
   char *h_ctype, *h_digest, *h_location, *h_wwwauth, *h_retry_after, *h_crange,
       *h_range;
   char *errbody;
-  size_t errlen;
+  size_t errlen, errcap;
   crater_error_t cb_err;     /* raised inside a curl callback: final */
 
   /* across attempts */
