@@ -160,14 +160,16 @@ describe("remote transport against docker-registry (plain http)", function()
     -- chunked into copy/two, in pieces of 64 KiB
     assert.equals("uploaded", c:push_blob("copy/two", layer.digest, layer.size, lpath, { chunk_size = 65536 }))
     assert.is_true(c:blob_exists("copy/two", layer.digest))
+    assert.equals("uploaded", c:push_blob("copy/two", img.config.digest, img.config.size, cpath, { chunk_size = 100 }))
+    assert.equals(img.digest, c:push_manifest("copy/two", "v2", manifest, img.media_type))
     -- cross-repository mount into copy/three
     assert.is_false(c:blob_exists("copy/three", layer.digest))
     assert.equals("mounted", c:push_blob("copy/three", layer.digest, layer.size, lpath, { mount_from = "copy/one" }))
-    -- copy/two lacks the config: the mount falls back to an upload
-    assert.equals("uploaded", c:push_blob("copy/three", img.config.digest, img.config.size, cpath, { mount_from = "copy/two" }))
+    -- library/multilayer lacks busybox's config: the mount falls back to an upload
+    assert.equals("uploaded", c:push_blob("copy/three", img.config.digest, img.config.size, cpath, { mount_from = "library/multilayer" }))
     assert.equals(img.digest, c:push_manifest("copy/three", "latest", manifest, img.media_type))
     -- skopeo sees what we pushed
-    for _, ref in ipairs({ "copy/one:v1", "copy/three:latest" }) do
+    for _, ref in ipairs({ "copy/one:v1", "copy/two:v2", "copy/three:latest" }) do
       local raw = assert(fx.inspect(r, ref))
       assert.equals(img.digest, fx.sha256(raw))
       assert.truthy(fx.inspect(r, ref, { config = true }))
