@@ -749,7 +749,21 @@ http_error_text(crater__xfer_t *x)
     if (r)
       return r;
   }
-  return xasprintf("HTTP %ld", x->status);
+  const char *reason = NULL;
+  switch (x->status) {
+  case 400: reason = "bad request"; break;
+  case 401: reason = "unauthorized"; break;
+  case 403: reason = "forbidden"; break;
+  case 404: reason = "not found"; break;
+  case 405: reason = "method not allowed"; break;
+  case 416: reason = "range not satisfiable"; break;
+  case 429: reason = "too many requests"; break;
+  case 500: reason = "internal server error"; break;
+  case 502: reason = "bad gateway"; break;
+  case 503: reason = "service unavailable"; break;
+  case 504: reason = "gateway timeout"; break;
+  }
+  return reason ? xasprintf("HTTP %ld: %s", x->status, reason) : xasprintf("HTTP %ld", x->status);
 }
 
 static bool
