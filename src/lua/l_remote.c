@@ -24,17 +24,25 @@
 
 #define REMOTE_MT "crater.remote"
 
+/* The userdata block is a single pointer, NULL once closed; other bindings
+ * (l_fetch.c) rely on this layout -- prefer crater__lua_check_remote. */
 typedef struct {
   crater_remote_t *c;
 } l_remote_t;
 
-static crater_remote_t *
-check_open(lua_State *L)
+struct crater_remote_s *
+crater__lua_check_remote(lua_State *L, int idx)
 {
-  l_remote_t *u = luaL_checkudata(L, 1, REMOTE_MT);
+  l_remote_t *u = luaL_checkudata(L, idx, REMOTE_MT);
   if (u->c == NULL)
     luaL_error(L, "crater.remote: client is closed");
   return u->c;
+}
+
+static crater_remote_t *
+check_open(lua_State *L)
+{
+  return crater__lua_check_remote(L, 1);
 }
 
 /* core.remote_new{host=, plain_http=, ca_file=, cert_file=, key_file=,

@@ -44,6 +44,10 @@ void crater__lua_open_base(lua_State *L);
 void crater__lua_open_store(lua_State *L);
 void crater__lua_open_container(lua_State *L);
 void crater__lua_open_remote(lua_State *L);
+/* The crater_remote_t of a `crater.remote` userdata at idx; raises when
+ * idx is not one or the client is closed (l_remote.c). */
+struct crater_remote_s;
+struct crater_remote_s *crater__lua_check_remote(lua_State *L, int idx);
 void crater__lua_open_json(lua_State *L);
 void crater__lua_open_digest(lua_State *L);
 void crater__lua_open_task(lua_State *L);
