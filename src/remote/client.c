@@ -985,6 +985,10 @@ fetch_token(crater_remote_t *c, const char *realm, const char *service,
   if (strncmp(realm, "https://", 8) != 0 && strncmp(realm, "http://", 7) != 0)
     return crater_error_make(err, CRATER_ERR_PERMISSION_DENIED, 0,
                              "fetch token: realm \"%s\" is not an http(s) URL", realm);
+  if (c->username && !c->plain_http && strncmp(realm, "http://", 7) == 0)
+    return crater_error_make(err, CRATER_ERR_PERMISSION_DENIED, 0,
+                             "fetch token: realm %s is plain http while the registry uses "
+                             "https; refusing to send credentials there", realm);
   CURL *e = c->token_easy;
   cleanup_free char *url = xstrdup(realm);
   char sep = strchr(url, '?') ? '&' : '?';
