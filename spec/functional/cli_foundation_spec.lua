@@ -194,4 +194,36 @@ describe("crater CLI (foundation)", function()
     assert.is_nil(io.open(path))
     assert.equal(0, env:crater { "check" }.code)
   end)
+  it("fetch-local copies and verifies the blobs of an OCI layout", function()
+    local layout = env.dir .. "/layout"
+    assert.equal(0, proc.run(proc.quote(os.getenv("CRATER_SRC") .. "/scripts/make-busybox-layout") ..
+      " " .. proc.quote(layout)).code)
+    local want = proc.check("cd " .. proc.quote(layout .. "/blobs") .. " && find . -type f | sort")
+    local r = env:crater { "content", "fetch-local", layout }
+    assert.equal(0, r.code, r.stderr)
+    local n = 0
+    for _ in want:gmatch("[^\n]+") do n = n + 1 end
+    local list = assert(json.decode(env:crater { "content", "ls", "--format", "json" }.stdout))
+    assert.equal(n, #list)
+    -- a blob whose bytes do not match its name is refused and not committed
+    local victim = proc.check("find " .. proc.quote(layout .. "/blobs/sha256") .. " -type f | head -1"):gsub("%s+$", "")
+    local other = cli.env()
+    proc.check("chmod u+w " .. proc.quote(victim) .. " && printf 'evil' >> " .. proc.quote(victim))
+    r = other:crater { "content", "fetch-local", layout, "sha256:" .. victim:match("(%x+)$") }
+    assert.equal(1, r.code)
+    assert.matches("mismatch", r.stderr)
+    assert.equal("", other:crater { "content", "ls", "-q" }.stdout)
+    other:cleanup()
+  end)
+
+  it("manages leases", function()
+    assert.equal(0, env:crater { "lease", "create", "work-1", "purpose=test", "--expire", "3600" }.code)
+    local list = assert(json.decode(env:crater { "lease", "ls", "--format", "json" }.stdout))
+    assert.equal("work-1", list[1].id)
+    assert.equal("test", list[1].labels.purpose)
+    assert.is_number(list[1].expire_at)
+    assert.equal(0, env:crater { "lease", "rm", "work-1" }.code)
+    assert.equal("", env:crater { "lease", "ls", "-q" }.stdout)
+    assert.equal(1, env:crater { "lease", "rm", "work-1" }.code)
+  end)
 end)

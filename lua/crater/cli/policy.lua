@@ -60,7 +60,7 @@ return {
       run = function(ctx)
         local rows = {}
         for name, h in pairs(policy.HOOKS) do
-          rows[#rows + 1] = { name = name, kind = h.kind, fields = h.fields, amend = h.amend or {} }
+          rows[#rows + 1] = { name = name, kind = h.kind, fields = json.array(h.fields), amend = json.array(h.amend or {}) }
         end
         table.sort(rows, function(a, b) return a.name < b.name end)
         ctx:list(rows, {
