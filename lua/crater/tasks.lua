@@ -343,6 +343,11 @@ end
 --- A dead shim with a recorded status still answers; without one: nil, "shim dead".
 ---@param timeout_ms? integer
 function Task:wait(timeout_ms)
+  if self.io and (timeout_ms == nil or timeout_ms < 0) then
+    -- stdio = "inherit": nobody else reads the FIFOs, so copy the
+    -- container's output here until it ends (a full FIFO would stall it)
+    self:attach { stdin = false, signals = false }
+  end
   local r, err, kind = self:_req("wait", timeout_ms or -1)
   if r then
     local code, at = r:match("^(%-?%d+)%s+(%d+)")
