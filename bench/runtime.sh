@@ -1,11 +1,13 @@
-#!/bin/sh
-# bench/runtime.sh: `crater-runtime run` vs `runc run` (and `crun run` when
-# it works on this host) on the same busybox bundle running /bin/true,
-# N iterations each, side by side with ratios.  Uses hyperfine when
+#!/bin/bash
+# bench/runtime.sh: crater-runtime vs runc (and crun when it works on this
+# host) on the same busybox bundle running /bin/true, N iterations each,
+# side by side with ratios: `run`, then `create`, `start` and `delete`
+# timed separately (hyperfine --prepare sets up each state untimed), then
+# create+start+delete as three commands.  Uses hyperfine when
 # installed, else a plain timing loop.  Run as root.
 #
 #   bench/runtime.sh [N]        (CRATER_BUILD=build dir, default ./build)
-set -eu
+set -u
 N=${1:-50}
 BUILD=${CRATER_BUILD:-$(pwd)/build}
 CRATER=$BUILD/bin/crater-runtime
@@ -60,6 +62,7 @@ add() { # name binary
   if $cmd >"$TMP/$1.probe" 2>&1; then
     names="$names $1"
     eval "cmd_$1=\"\$cmd\""
+    eval "bin_$1=\"\$2\""
   else
     echo "== $1 does not work on this host, skipped: $(head -c 300 "$TMP/$1.probe")"
   fi
@@ -68,24 +71,62 @@ add crater "$CRATER"
 command -v runc >/dev/null && add runc "$(command -v runc)"
 command -v crun >/dev/null && add crun "$(command -v crun)"
 
-echo "== $N iterations of 'run' of a busybox bundle running /bin/true"
-if command -v hyperfine >/dev/null; then
-  set --
-  for n in $names; do eval "set -- \"\$@\" -n $n \"\$cmd_$n\""; done
-  hyperfine -N --warmup 3 --runs "$N" --export-json "$TMP/h.json" "$@" >/dev/null 2>&1 || hyperfine --warmup 3 --runs "$N" --export-json "$TMP/h.json" "$@" >/dev/null
-  # mean / stddev / min per runtime and the ratio against crater
-  luajit - "$TMP/h.json" <<'LUA'
+# hyperfine JSON -> table with the ratio against crater
+report() { # json
+  luajit - "$1" <<'LUA'
     local cj = require "cjson"
     local f = io.open(arg[1]); local d = cj.decode(f:read("*a")); f:close()
     local base
-    for _, r in ipairs(d.results) do if r.command == "crater" then base = r.mean end end
-    print(string.format("%-8s %10s %10s %10s %10s %12s", "runtime", "mean ms", "stddev", "min ms", "max ms", "vs crater"))
+    for _, r in ipairs(d.results) do if r.command == "crater" then base = r.median end end
+    print(string.format("%-8s %10s %10s %10s %10s %12s", "runtime", "median ms", "mean ms", "stddev", "min ms", "vs crater"))
     for _, r in ipairs(d.results) do
-      print(string.format("%-8s %10.2f %10.2f %10.2f %10.2f %11.2fx", r.command, r.mean * 1e3, r.stddev * 1e3,
-        r.min * 1e3, r.max * 1e3, base and r.mean / base or 0))
+      print(string.format("%-8s %10.2f %10.2f %10.2f %10.2f %11.2fx", r.command, r.median * 1e3, r.mean * 1e3,
+        r.stddev * 1e3, r.min * 1e3, base and r.median / base or 0))
     end
 LUA
+}
+
+# phase NAME PREPARE-TEMPLATE TIMED-TEMPLATE: %B = binary, %R = root dir,
+# %D = bundle, %I = container id; PREPARE runs untimed before every run
+phase() {
+  local title=$1 prep=$2 timed=$3 n set=()
+  for n in $names; do
+    eval "bin=\$bin_$n"
+    local sub="s#%B#$bin#g;s#%R#$TMP/$n-root#g;s#%D#$TMP/$n-b#g;s#%I#bench-$n#g"
+    local t p
+    t=$(printf %s "$timed" | sed "$sub")
+    p=$(printf %s "$prep" | sed "$sub")
+    set+=(-n "$n")
+    [ -n "$p" ] && set+=(--prepare "$p")
+    set+=("$t")
+  done
+  echo "== $title ($N runs each)"
+  if hyperfine -N --warmup 3 --runs "$N" --export-json "$TMP/h.json" "${set[@]}" >/dev/null 2>"$TMP/h.err"; then
+    report "$TMP/h.json"
+  else
+    echo "   hyperfine failed: $(tail -3 "$TMP/h.err")"
+  fi
+}
+
+if command -v hyperfine >/dev/null; then
+  for n in $names; do "$(eval echo \$bin_$n)" --root "$TMP/$n-root" delete --force bench-$n >/dev/null 2>&1; done
+  phase "run (create+start+wait+delete in one process)" "" "%B --root %R run --bundle %D %I"
+  # Back-to-back runs hide the cost of moving a process between cgroups: the
+  # kernel's threadgroup lock waits for an RCU grace period unless another
+  # writer took it moments ago.  A shim-driven create is never back-to-back,
+  # so create is also timed after 50 ms of idle.
+  phase "create" "sh -c '%B --root %R delete --force %I >/dev/null 2>&1; true'" "%B --root %R create --bundle %D %I"
+  phase "create, 50 ms after the previous command" \
+    "sh -c '%B --root %R delete --force %I >/dev/null 2>&1; sleep 0.05'" "%B --root %R create --bundle %D %I"
+  phase "start (of a created /bin/true)" \
+    "sh -c '%B --root %R delete --force %I >/dev/null 2>&1; %B --root %R create --bundle %D %I'" "%B --root %R start %I"
+  phase "delete (of a stopped container)" \
+    "sh -c '%B --root %R delete --force %I >/dev/null 2>&1; %B --root %R create --bundle %D %I && %B --root %R start %I && sleep 0.01'" \
+    "%B --root %R delete %I"
+  phase "create + start + delete (three commands, one sh)" "" \
+    "sh -c '%B --root %R create --bundle %D %I && %B --root %R start %I && %B --root %R delete --force %I'"
 else
+  echo "== $N iterations of 'run' of a busybox bundle running /bin/true (no hyperfine: plain loop)"
   printf "%-8s %10s %12s\n" runtime "mean ms" "vs crater"
   base=""
   for n in $names; do

@@ -63,6 +63,7 @@ typedef struct {
   char *cgroup_path;
   int new_flags;
   int join_fds[N_NS];
+  bool self_cgroup; /* the init moves itself into its cgroup at GO */
   int sync[2];
   int console_fd;
   pid_t host_pid;
@@ -154,6 +155,9 @@ init_setup(create_ctx_t *c, int sync, int *fifo_fd, char **exe, crater_error_t *
   if (crater__sync_recv(sync, SYNC_GO, &hostpid, err) < 0)
     return -1;
   c->host_pid = hostpid;
+  /* before the cgroup namespace is unshared, so that it is rooted here */
+  if (c->self_cgroup && crater__cgroup_enter_self(c->cgroup_path, err) < 0)
+    return crater_error_wrap(err, "cgroup %s", c->cgroup_path);
   if (c->new_flags & CLONE_NEWUSER) {
     if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0)
       return crater_error_sys(err, errno, "become root in the user namespace");
@@ -410,6 +414,13 @@ crater_runtime_create(crater_create_opts_t *o, crater_error_t *err)
       goto done;
   }
   c.cgroup_path = crater__cgroup_path_for(c.config, o->id);
+  /* The init joins its cgroup itself when it can: still with host
+   * credentials (no user namespace) and the host's /sys/fs/cgroup (its new
+   * mount namespace is a copy until the rootfs is set up; nothing joined by
+   * path).  Otherwise the parent moves it. */
+  c.self_cgroup = crater__cgroup_can_enter_self() && !(c.new_flags & CLONE_NEWUSER);
+  for (size_t i = 0; i < N_NS; i++)
+    c.self_cgroup &= c.join_fds[i] < 0;
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, c.sync) < 0) {
     crater_error_sys(err, errno, "socketpair");
     goto done;
@@ -422,7 +433,7 @@ crater_runtime_create(crater_create_opts_t *o, crater_error_t *err)
     goto done;
   cgroup_made = true;
   if (crater__cgroup_apply(c.cgroup_path, c.config, err) < 0 ||
-      crater__cgroup_enter(c.cgroup_path, pid, err) < 0) {
+      (!c.self_cgroup && crater__cgroup_enter(c.cgroup_path, pid, err) < 0)) {
     crater_error_wrap(err, "cgroup %s", c.cgroup_path);
     goto done;
   }

@@ -111,6 +111,7 @@ crater_runtime_exec(crater_exec_opts_t *o, crater_error_t *err)
     crater_error_sys(err, errno, "socketpair");
     goto done;
   }
+  bool self_cgroup = s->cgroup_path && crater__cgroup_can_enter_self();
   prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
   pid_t mid = fork();
   if (mid < 0) {
@@ -120,6 +121,13 @@ crater_runtime_exec(crater_exec_opts_t *o, crater_error_t *err)
   if (mid == 0) {
     crater_error_t e = NULL;
     close(sync[0]);
+    /* join the cgroup while still on the host (cheap self-move, see
+     * cgroup.c); the process forked below inherits it */
+    if (self_cgroup && crater__cgroup_enter_self(s->cgroup_path, &e) < 0) {
+      crater_error_wrap(&e, "cgroup %s", s->cgroup_path);
+      crater__sync_send_error(sync[1], e);
+      _exit(1);
+    }
     for (size_t i = 0; i < N_ORDER; i++)
       if (fds[i] >= 0 && setns(fds[i], order[i].flag) < 0) {
         crater_error_sys(&e, errno, "join %s namespace of %s", order[i].name, o->id);
@@ -148,7 +156,7 @@ crater_runtime_exec(crater_exec_opts_t *o, crater_error_t *err)
   if (r < 0)
     goto done;
   pid = v;
-  if (s->cgroup_path && crater__cgroup_enter(s->cgroup_path, pid, err) < 0)
+  if (s->cgroup_path && !self_cgroup && crater__cgroup_enter(s->cgroup_path, pid, err) < 0)
     goto done;
   if (crater__sync_send(sync[0], SYNC_GO, 0, err) < 0)
     goto done;

@@ -130,7 +130,13 @@ bool crater__cgroup_is_v2(void);
 char *crater__cgroup_path_for(json_t *config, const char *id);
 /* Creates the cgroup(s) and applies linux.resources (and linux.devices). */
 int crater__cgroup_apply(const char *path, json_t *config, crater_error_t *err);
+/* Moves `pid` into the cgroup(s): cgroup.procs in every hierarchy. */
 int crater__cgroup_enter(const char *path, pid_t pid, crater_error_t *err);
+/* Moves the calling (single-threaded) process into the cgroup(s) itself, which
+ * on v1 avoids the kernel's RCU-synchronised threadgroup lock (see cgroup.c).
+ * crater__cgroup_can_enter_self() tells whether that is the fast path here. */
+bool crater__cgroup_can_enter_self(void);
+int crater__cgroup_enter_self(const char *path, crater_error_t *err);
 int crater__cgroup_freeze(const char *path, bool frozen, crater_error_t *err);
 bool crater__cgroup_frozen(const char *path);
 /* pids in the cgroup; *n gets the count; malloc'd. */
