@@ -13,6 +13,18 @@ end
 
 local function task_dir(env, id) return env.root .. "/run/tasks/default/" .. id end
 
+-- cgroup paths are /crater/<namespace>/<id> on the host, shared by every
+-- crater root: ids that several builds' specs run at the same time would
+-- share a cgroup, so the many-container tests tag theirs with this run's pid.
+local tag = tostring(proc.owner_pid())
+
+--- cgroup dirs named `pattern` left under crater/default in any v1 hierarchy
+--- (or the v2 tree).
+local function cgroups_left(pattern)
+  return proc.run("ls -d /sys/fs/cgroup/*/crater/default/" .. pattern .. " /sys/fs/cgroup/crater/default/" ..
+    pattern .. " 2>/dev/null").stdout
+end
+
 local function wait_until(fn, secs)
   for _ = 1, (secs or 5) * 20 do
     if fn() then return true end
@@ -133,31 +145,55 @@ sys.stdout.write("\nRC=%d\n" % os.waitstatus_to_exitcode(st))
     assert.matches("STOPPED %(6%)", env:crater({ "task", "ls" }).stdout)
   end)
 
+  it("deletes 20 running containers concurrently and leaves no cgroup in any controller", function()
+    local ids = {}
+    for i = 1, 20 do
+      ids[i] = "par" .. i .. "-" .. tag
+      -- a child process too, so delete has more than the init to kill
+      local r = env:run(ids[i], { "-d" }, { "sh", "-c", "sleep 60 & sleep 60" })
+      assert.are.equal(0, r.code, r.stderr)
+    end
+    assert.are_not.equal("", cgroups_left("par1-" .. tag))
+    -- all 20 `task rm -f` at once, each exit code kept
+    local script = {}
+    for i, cid in ipairs(ids) do
+      script[#script + 1] = "(" .. env:cmd { "task", "rm", "-f", cid } .. " >/dev/null 2>" .. q(env.dir .. "/rm" .. i .. ".err") ..
+        "; echo $? >" .. q(env.dir .. "/rm" .. i .. ".rc") .. ") &"
+    end
+    script[#script + 1] = "wait"
+    proc.check(table.concat(script, "\n"))
+    for i = 1, 20 do
+      assert.are.equal("0", (proc.read_file(env.dir .. "/rm" .. i .. ".rc") or ""):gsub("%s+", ""),
+        proc.read_file(env.dir .. "/rm" .. i .. ".err"))
+    end
+    assert.are.equal("", cgroups_left("par*-" .. tag))
+    assert.are.equal("", proc.run("ls " .. q(env.root .. "/run/tasks/default")).stdout)
+    for _, cid in ipairs(ids) do assert.are.equal(0, env:crater({ "container", "rm", cid }).code) end
+  end)
+
   it("starts and removes 50 containers without leaking processes, mounts, cgroups or fds", function()
     -- file handles of earlier tests are closed by the GC: settle it first
     collectgarbage("collect"); collectgarbage("collect")
     local fds_before = #proc.check("ls /proc/" .. proc.owner_pid() .. "/fd"):gsub("%S+", "x")
+    local function id(i) return "c" .. i .. "-" .. tag end
     for i = 1, 50 do
-      local r = env:run("c" .. i, { "-d" }, { "sleep", "60" })
+      local r = env:run(id(i), { "-d" }, { "sleep", "60" })
       assert.are.equal(0, r.code, r.stderr)
     end
     local shim_pids = {}
     for i = 1, 50 do
-      local spid = tonumber(proc.read_file(task_dir(env, "c" .. i) .. "/shim.pid"))
+      local spid = tonumber(proc.read_file(task_dir(env, id(i)) .. "/shim.pid"))
       assert.is_true(spid ~= nil and proc.alive(spid))
       shim_pids[#shim_pids + 1] = spid
     end
     for i = 1, 50 do
-      assert.are.equal(0, env:crater({ "task", "rm", "-f", "c" .. i }).code)
-      assert.are.equal(0, env:crater({ "container", "rm", "c" .. i }).code)
+      assert.are.equal(0, env:crater({ "task", "rm", "-f", id(i) }).code)
+      assert.are.equal(0, env:crater({ "container", "rm", id(i) }).code)
     end
     for _, spid in ipairs(shim_pids) do assert.is_false(proc.alive(spid)) end
     assert.are.equal("", proc.run("grep " .. q(env.dir) .. " /proc/mounts").stdout)
     assert.are.equal("", proc.run("ls " .. q(env.root .. "/run/tasks/default")).stdout)
-    for _, c in ipairs { "memory", "pids", "freezer" } do
-      local left = proc.run("ls -d /sys/fs/cgroup/" .. c .. "/crater/default/c[0-9]* 2>/dev/null").stdout
-      assert.are.equal("", left, c)
-    end
+    assert.are.equal("", cgroups_left("c*-" .. tag))
     collectgarbage("collect"); collectgarbage("collect")
     local fds_after = #proc.check("ls /proc/" .. proc.owner_pid() .. "/fd"):gsub("%S+", "x")
     assert.are.equal(fds_before, fds_after)

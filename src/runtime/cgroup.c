@@ -537,48 +537,166 @@ crater__cgroup_kill_all(const char *path, int sig, crater_error_t *err)
   return pids ? 0 : -1;
 }
 
-static int
-rmdir_retry(const char *d, crater_error_t *err)
+static long long
+mono_us(void)
 {
-  for (int i = 0; i < 500; i++) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (long long) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* Sleeps *delay µs, then doubles it up to 20 ms: a fast first retry for the
+ * common case (a SIGKILLed process exits within ~100 µs), without spinning
+ * when the host is loaded. */
+static void
+backoff(long *delay)
+{
+  usleep((useconds_t) *delay);
+  *delay = *delay * 2 > 20000 ? 20000 : *delay * 2;
+}
+
+/* Appends the pids in dir/cgroup.procs and in every descendant cgroup (a
+ * container with a writable cgroup mount may have made some) to *v. */
+static void
+tree_pids(const char *dir, pid_t **v, size_t *n)
+{
+  cleanup_free char *s = cg_read(dir, "cgroup.procs");
+  char *save = NULL;
+  for (char *t = s ? strtok_r(s, "\n", &save) : NULL; t; t = strtok_r(NULL, "\n", &save)) {
+    *v = xrealloc(*v, (*n + 1) * sizeof **v);
+    (*v)[(*n)++] = (pid_t) atoi(t);
+  }
+  DIR *d = opendir(dir);
+  if (d == NULL)
+    return;
+  struct dirent *e;
+  while ((e = readdir(d)))
+    if (e->d_type == DT_DIR && e->d_name[0] != '.') {
+      cleanup_free char *sub = crater__path_join(dir, e->d_name);
+      tree_pids(sub, v, n);
+    }
+  closedir(d);
+}
+
+/* rmdir with retries while the kernel still reports EBUSY (a cgroup whose
+ * last task is exiting, or a v1 memory cgroup still offlining), bounded by
+ * `deadline` (monotonic µs). */
+static int
+rmdir_retry(const char *d, long long deadline, crater_error_t *err)
+{
+  long delay = 100;
+  for (;;) {
     if (rmdir(d) == 0 || errno == ENOENT)
       return 0;
-    if (errno != EBUSY)
-      break;
-    usleep(2000);
+    if (errno != EBUSY || mono_us() > deadline)
+      return crater_error_sys(err, errno, "remove cgroup %s", d);
+    backoff(&delay);
   }
-  return crater_error_sys(err, errno, "remove cgroup %s", d);
 }
+
+/* Removes dir and its descendant cgroups, deepest first. */
+static int
+tree_rmdir(const char *dir, long long deadline, crater_error_t *err)
+{
+  DIR *d = opendir(dir);
+  if (d == NULL)
+    return errno == ENOENT ? 0 : crater_error_sys(err, errno, "open cgroup %s", dir);
+  struct dirent *e;
+  int r = 0;
+  while (r == 0 && (e = readdir(d)))
+    if (e->d_type == DT_DIR && e->d_name[0] != '.') {
+      cleanup_free char *sub = crater__path_join(dir, e->d_name);
+      r = tree_rmdir(sub, deadline, err);
+    }
+  closedir(d);
+  return r < 0 ? -1 : rmdir_retry(dir, deadline, err);
+}
+
+/* SIGKILLs every process of the cgroup tree: cgroup.kill on v2 kernels that
+ * have it (atomic, fork-safe); else freeze (so nothing forks behind our
+ * back), kill each pid, thaw — a frozen process only dies once thawed. */
+static void
+kill_tree(const char *path, char **dirs, size_t nd, pid_t *pids, size_t np, bool freeze)
+{
+  crater_error_t e = NULL;
+  if (crater__cgroup_is_v2()) {
+    cleanup_free char *kf = crater__path_join(dirs[0], "cgroup.kill");
+    if (access(kf, F_OK) == 0 && cg_write(dirs[0], "cgroup.kill", "1", &e) == 0)
+      return;
+    crater_error_release(&e);
+  }
+  (void) nd;
+  bool froze = freeze && crater__cgroup_freeze(path, true, &e) == 0;
+  crater_error_release(&e);
+  if (froze) { /* re-read: the frozen set is final */
+    pid_t *v = NULL;
+    size_t n = 0;
+    for (size_t i = 0; i < nd; i++)
+      tree_pids(dirs[i], &v, &n);
+    for (size_t i = 0; i < n; i++)
+      kill(v[i], SIGKILL);
+    free(v);
+    crater__cgroup_freeze(path, false, &e);
+    crater_error_release(&e);
+  } else {
+    for (size_t i = 0; i < np; i++)
+      kill(pids[i], SIGKILL);
+  }
+}
+
+#define DESTROY_KILL_US 5000000 /* processes that do not die in 5 s are stuck (D state) */
+#define DESTROY_RMDIR_US 3000000
 
 int
 crater__cgroup_destroy(const char *path, crater_error_t *err)
 {
-  crater_error_t e = NULL;
-  for (int i = 0; i < 200; i++) {
-    size_t n = 0;
-    cleanup_free pid_t *pids = crater__cgroup_pids(path, &n, &e);
-    crater_error_release(&e);
-    if (pids == NULL || n == 0)
-      break;
-    crater__cgroup_kill_all(path, SIGKILL, &e);
-    crater_error_release(&e);
-    usleep(5000);
-  }
-  if (crater__cgroup_is_v2()) {
-    cleanup_free char *d = cg_dir(NULL, path);
-    return rmdir_retry(d, err);
-  }
-  size_t n;
-  char **h = v1_hierarchies(&n);
-  int r = 0;
-  for (size_t i = 0; i < n; i++) {
-    cleanup_free char *d = cg_dir(h[i], path);
-    if (rmdir_retry(d, r < 0 ? &e : err) < 0)
-      r = -1;
-    crater_error_release(&e);
-  }
+  bool v2 = crater__cgroup_is_v2();
+  size_t nd = 1;
+  char **h = v2 ? NULL : v1_hierarchies(&nd);
+  if (!v2 && h == NULL)
+    return 0; /* no cgroup hierarchies at all */
+  char **dirs = xcalloc(nd + 1, sizeof *dirs);
+  for (size_t i = 0; i < nd; i++)
+    dirs[i] = cg_dir(v2 ? NULL : h[i], path);
   free_strv(h);
-  return r;
+
+  int ret = 0;
+  long delay = 100;
+  long long deadline = mono_us() + DESTROY_KILL_US;
+  for (int attempt = 0;; attempt++) {
+    pid_t *pids = NULL;
+    size_t np = 0;
+    for (size_t i = 0; i < nd; i++)
+      tree_pids(dirs[i], &pids, &np);
+    if (np == 0) {
+      free(pids);
+      break;
+    }
+    if (mono_us() > deadline) {
+      crater_error_make(err, CRATER_ERR_FAILED_PRECONDITION, EBUSY,
+                        "cgroup %s: %zu process(es) still present after %d s of SIGKILL (first: pid %d)", path,
+                        np, DESTROY_KILL_US / 1000000, (int) pids[0]);
+      free(pids);
+      ret = -1;
+      goto done;
+    }
+    /* freezing is costly: first round and now and then (new forks) */
+    kill_tree(path, dirs, nd, pids, np, attempt % 16 == 0);
+    free(pids);
+    backoff(&delay);
+  }
+  deadline = mono_us() + DESTROY_RMDIR_US;
+  for (size_t i = 0; i < nd; i++) {
+    crater_error_t e = NULL;
+    if (tree_rmdir(dirs[i], deadline, ret < 0 ? &e : err) < 0)
+      ret = -1;
+    crater_error_release(&e);
+  }
+done:
+  for (size_t i = 0; i < nd; i++)
+    free(dirs[i]);
+  free(dirs);
+  return ret;
 }
 
 /* "key value" lines into a JSON object of integers. */

@@ -539,6 +539,25 @@ crater_runtime_start(const char *id, crater_error_t *err)
   return 0;
 }
 
+/* Waits up to `ms` for the init to be gone: pidfd poll (no polling loop)
+ * where the kernel has pidfd_open, the child reaped when it is ours (`run`). */
+static void
+wait_stopped(crater_state_t *s, int ms)
+{
+  int pfd = (int) syscall(SYS_pidfd_open, s->pid, 0);
+  if (pfd >= 0) {
+    struct pollfd pf = { .fd = pfd, .events = POLLIN };
+    while (poll(&pf, 1, ms) < 0 && errno == EINTR)
+      ;
+    close(pfd);
+  }
+  for (int i = 0; i < ms && crater__state_status(s) != ST_STOPPED; i++) {
+    waitpid(s->pid, NULL, WNOHANG);
+    usleep(1000);
+  }
+  waitpid(s->pid, NULL, WNOHANG);
+}
+
 int
 crater_runtime_delete(const char *id, bool force, crater_error_t *err)
 {
@@ -565,15 +584,12 @@ crater_runtime_delete(const char *id, bool force, crater_error_t *err)
     if (s->cgroup_path)
       crater__cgroup_kill_all(s->cgroup_path, SIGKILL, &e);
     crater_error_release(&e);
-    for (int i = 0; i < 500 && crater__state_status(s) != ST_STOPPED; i++) {
-      waitpid(s->pid, NULL, WNOHANG);
-      usleep(2000);
-    }
+    wait_stopped(s, 1000);
   }
-  if (s->cgroup_path && crater__cgroup_destroy(s->cgroup_path, &e) < 0) {
-    crater__rt_log("warning", "%s", e->msg);
-    crater_error_release(&e);
-  }
+  /* A cgroup that cannot be removed (processes stuck in D state) fails the
+   * delete and keeps the state dir, so `delete --force` can be retried. */
+  if (s->cgroup_path && crater__cgroup_destroy(s->cgroup_path, err) < 0)
+    return crater_error_wrap(err, "delete %s", id);
   json_t *state = crater__state_json(s, ST_STOPPED);
   if (crater__hooks_run(s->config, "poststop", state, &e) < 0)
     crater__rt_log("warning", "poststop hook: %s", e->msg);
