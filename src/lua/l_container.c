@@ -36,31 +36,16 @@
 
 #include "common/cleanup.h"
 #include "common/util.h"
-#include "metadata/db.h"
 
 #include "lua/lua_util.h"
 #include "metadata/containers.h"
 #include "metadata/store.h"
 
-#define STORE_MT "crater.store"
-
-/* The head of l_store.c's userdata (lstore_t).  l_store.c keeps the store
- * pointer first and the closed flag after the writer count; this mirror
- * must follow it.  (A shared accessor in lua_util.h would be better; see
- * docs/design/shim.md, "Storage".) */
-typedef struct {
-  crater_store_t *s;
-  int nwriters;
-  bool close_requested;
-} lstore_head_t;
-
+/* the store of `self` (argument 1) */
 static crater_store_t *
 check_store(lua_State *L)
 {
-  lstore_head_t *st = luaL_checkudata(L, 1, STORE_MT);
-  if (st->s == NULL || st->close_requested)
-    luaL_error(L, "crater.store: used after close");
-  return st->s;
+  return crater__lua_check_store(L, 1);
 }
 
 static void
@@ -418,35 +403,6 @@ static const luaL_Reg helper_functions[] = {
   { NULL, NULL },
 };
 
-/* ---- store open tuning ------------------------------------------------------ */
-
-/* core.open wrapper: calls l_store.c's open (upvalue 1) and tunes the new
- * connection for short-lived CLI processes: no checkpoint when the last
- * connection closes, and a persistent WAL file.  Without these, every
- * `crater run` paid four fdatasyncs (WAL header on the first commit of a
- * fresh WAL, then checkpoint WAL + database on close), 4-40 ms on a
- * rotating or busy disk.  Durability is unchanged: commits already go to
- * the WAL with synchronous=NORMAL; checkpoints still run when the WAL
- * reaches wal_autocheckpoint pages.  (Belongs in db.c; see shim.md.) */
-static int
-l_open_tuned(lua_State *L)
-{
-  int nargs = lua_gettop(L);
-  lua_pushvalue(L, lua_upvalueindex(1));
-  lua_insert(L, 1);
-  lua_call(L, nargs, LUA_MULTRET);
-  if (lua_gettop(L) >= 1 && lua_isuserdata(L, 1)) {
-    lstore_head_t *st = luaL_testudata(L, 1, STORE_MT);
-    if (st && st->s) {
-      sqlite3 *h = crater_db_handle(crater_store_db(st->s));
-      int on = 1;
-      sqlite3_db_config(h, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
-      sqlite3_file_control(h, "main", SQLITE_FCNTL_PERSIST_WAL, &on);
-    }
-  }
-  return lua_gettop(L);
-}
-
 static const luaL_Reg container_methods[] = {
   { "container_create", l_container_create },
   { "container_get", l_container_get },
@@ -460,14 +416,7 @@ void
 crater__lua_open_container(lua_State *L)
 {
   luaL_register(L, NULL, helper_functions); /* into the core table at -1 */
-  lua_getfield(L, -1, "open");
-  if (lua_iscfunction(L, -1)) {
-    lua_pushcclosure(L, l_open_tuned, 1);
-    lua_setfield(L, -2, "open");
-  } else {
-    lua_pop(L, 1);
-  }
-  luaL_getmetatable(L, STORE_MT);
+  luaL_getmetatable(L, "crater.store");
   if (lua_isnil(L, -1)) {
     lua_pop(L, 1);
     return; /* no store binding in this build */

@@ -53,6 +53,18 @@ check_store(lua_State *L)
   return st;
 }
 
+/* The store behind the crater.store userdata at idx, for bindings in other
+ * files (l_container.c); raises when idx is not one or it is closed.  The
+ * userdata keeps ownership. */
+crater_store_t *
+crater__lua_check_store(lua_State *L, int idx)
+{
+  lstore_t *st = luaL_checkudata(L, idx, STORE_MT);
+  if (st->s == NULL || st->close_requested)
+    luaL_error(L, "crater.store: used after close");
+  return st->s;
+}
+
 static lwriter_t *
 check_writer(lua_State *L)
 {

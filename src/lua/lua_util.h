@@ -55,6 +55,10 @@ void crater__lua_open_archive(lua_State *L);
 void crater__lua_open_snapshot(lua_State *L);
 void crater__lua_open_transfer(lua_State *L);
 void crater__lua_open_fetch(lua_State *L);
+/* Store behind a crater.store userdata at idx; raises when idx is not one
+ * or the store is closed (l_store.c).  The userdata keeps ownership. */
+struct crater_store_s;
+struct crater_store_s *crater__lua_check_store(lua_State *L, int idx);
 /* Store writer behind a crater.content_writer userdata (l_store.c). */
 struct crater_store_writer_s *crater__lua_check_store_writer(lua_State *L, int idx);
 
