@@ -43,11 +43,6 @@
 #include "metadata/store.h"
 #include "remote/remote.h"
 
-/* Mirrors l_remote.c's userdata (a single pointer; NULL once closed). */
-typedef struct {
-  crater_remote_t *c;
-} l_remote_ud_t;
-
 typedef struct {
   crater_remote_sink_t sink;
   crater_content_writer_t *w;
@@ -156,9 +151,7 @@ push_err(lua_State *L, const char *field, crater_error_t e)
 static int
 l_fetch_apply(lua_State *L)
 {
-  l_remote_ud_t *ru = luaL_checkudata(L, 1, "crater.remote");
-  if (ru->c == NULL)
-    return luaL_error(L, "crater.remote: client is closed");
+  crater_remote_t *remote = crater__lua_check_remote(L, 1);
   const char *repo = luaL_checkstring(L, 2);
   luaL_checktype(L, 3, LUA_TTABLE);
   if (!lua_isnoneornil(L, 4))
@@ -272,7 +265,7 @@ l_fetch_apply(lua_State *L)
   crater_error_t *rerrs = xcalloc(n ? n : 1, sizeof *rerrs);
   progress_t pc = { .L = L, .fn = fn };
   crater_error_t err = NULL;
-  crater_remote_fetch_many(ru->c, reqs, n, (size_t) parallel, fn ? on_progress : NULL, &pc, rerrs,
+  crater_remote_fetch_many(remote, reqs, n, (size_t) parallel, fn ? on_progress : NULL, &pc, rerrs,
                            &err);
   crater_error_release(&err);
   for (size_t i = 0; i < n; i++) {

@@ -25,7 +25,7 @@
 #define REMOTE_MT "crater.remote"
 
 /* The userdata block is a single pointer, NULL once closed; other bindings
- * (l_fetch.c) rely on this layout -- prefer crater__lua_check_remote. */
+ * reach the client through crater__lua_check_remote. */
 typedef struct {
   crater_remote_t *c;
 } l_remote_t;
