@@ -202,7 +202,7 @@ function Containers:create(id, opts)
     rec.image = info.name
     image_config = info.config
     rec.snapshotter = opts.snapshotter or os.getenv("CRATER_SNAPSHOTTER") or
-      require("crater.snapshotters").default(self.client.root)
+      require("crater.snapshotters").default(self.client.root, nil, self.client:policies())
     snap = opts.snapshot or { new = id }
     rec.snapshot_key = snap.new or snap.view
     -- fail before making the snapshot when the id is taken
@@ -227,11 +227,21 @@ function Containers:create(id, opts)
   if opts.rootfs then spec.root.path = opts.rootfs end
   if snap and snap.view then spec.root.readonly = true end
   rec.spec = spec
+  -- admission: policies may deny, or amend the spec, labels and runtime
+  local pev = { id = id, image = rec.image, runtime = rec.runtime, snapshotter = rec.snapshotter,
+    spec = spec, labels = rec.labels }
+  local allowed, why, pkind = self.client:policy("container.pre_create", pev)
+  if not allowed then
+    if made then self.client:snapshots(rec.snapshotter):remove(rec.snapshot_key) end
+    return nil, "container " .. id .. ": " .. tostring(why), pkind
+  end
+  rec.spec, rec.labels, rec.runtime = pev.spec, pev.labels, pev.runtime
   local ok, err, kind = self.b:container_create(self.ns, to_row(rec))
   if not ok then
     if made then self.client:snapshots(rec.snapshotter):remove(rec.snapshot_key) end
     return nil, err, kind
   end
+  self.client:policy("container.post_create", { id = id, image = rec.image })
   return self:get(id)
 end
 

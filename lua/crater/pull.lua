@@ -124,6 +124,15 @@ function M.pull(client, ref_string, opts)
   local ref, err, kind = reference.parse(ref_string)
   if not ref then return nil, err, kind end
   local what = "pull " .. ref:string()
+  -- admission: policies may deny the pull or amend the platform
+  local pev = { ref = ref:string(), domain = ref.domain, repository = ref.path, tag = ref.tag,
+    digest = ref.digest, platform = opts.platform }
+  local allowed, why, pkind = client:policy("image.pre_pull", pev)
+  if not allowed then return nil, what .. ": " .. tostring(why), pkind end
+  if pev.platform ~= opts.platform then
+    opts = require("crater.util").copy(opts)
+    opts.platform = pev.platform
+  end
   local matcher
   if not opts.all_platforms then
     matcher, err, kind = platforms.matcher(opts.platform)
@@ -424,6 +433,7 @@ function M.pull(client, ref_string, opts)
   end
   release()
   p:finish()
+  client:policy("image.post_pull", { ref = ref:string(), name = name, digest = top.digest, size = top_m.size })
   return result
 end
 

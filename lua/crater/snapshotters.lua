@@ -131,10 +131,12 @@ function M.select(opts)
   return "native", "overlay unavailable"
 end
 
---- The default-ish name for a client: CRATER_SNAPSHOTTER env, else select.
-function M.default(root, config)
+--- The default-ish name for a client: CRATER_SNAPSHOTTER env, else select
+--- (with the client's policies, when given, for the snapshotter.select hook).
+---@param policies? crater.PolicyHost
+function M.default(root, config, policies)
   local env = os.getenv("CRATER_SNAPSHOTTER")
-  return (M.select { root = root, config = config, override = env ~= "" and env or nil })
+  return (M.select { root = root, config = config, override = env ~= "" and env or nil, policies = policies })
 end
 
 return M

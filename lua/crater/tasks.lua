@@ -333,6 +333,11 @@ end
 
 --- Starts the task's init process.
 function Task:start()
+  if self.client and self.client.policy then
+    local rec = self.rec or {}
+    local allowed, why, kind = self.client:policy("task.pre_start", { id = self.id, image = rec.image, spec = rec.spec })
+    if not allowed then return nil, "task " .. self.id .. ": " .. tostring(why), kind end
+  end
   local r, err, kind = self:_req("start", 60000)
   if not r then return nil, err, kind end
   self._pid = tonumber(r) or self._pid

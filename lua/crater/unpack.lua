@@ -37,7 +37,8 @@ function M.select(client, opts)
   if opts.snapshotter and opts.snapshotter ~= "" then
     return (registry.select { root = client.root, config = opts.config, override = opts.snapshotter })
   end
-  return (registry.default(client.root, opts.config)) -- select{}, honouring CRATER_SNAPSHOTTER
+  -- select{}, honouring CRATER_SNAPSHOTTER and the snapshotter.select hook
+  return (registry.default(client.root, opts.config, client:policies()))
 end
 
 local function open_sn(client, opts)

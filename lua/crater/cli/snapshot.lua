@@ -8,20 +8,10 @@ local util = require "crater.util"
 local SNAP_FLAG = { name = "snapshotter", short = "s", type = "string", arg = "NAME",
   help = "snapshotter (overlayfs, native, btrfs or a registered Lua one; default: selected)" }
 
-local function client(ctx)
-  local crater = require "crater"
-  if crater.core.open then return ctx:client() end
-  -- builds without the store binding: a client that only has a root
-  ctx._snap_client = ctx._snap_client or setmetatable({ backend = { close = function() end },
-    ns = ctx.namespace, root = ctx.root or os.getenv("CRATER_ROOT") or crater.DEFAULT_ROOT,
-    mode = "embedded", shared = { closed = false } }, crater.Client)
-  return ctx._snap_client
-end
-
 local function snaps(ctx, flags)
-  local c = client(ctx)
+  local c = ctx:client()
   local name = flags.snapshotter
-  if not name then name = (require("crater.snapshotters").default(c.root)) end
+  if not name then name = (require("crater.snapshotters").default(c.root, nil, c:policies())) end
   return c:snapshots(name)
 end
 
