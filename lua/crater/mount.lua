@@ -27,11 +27,13 @@ function M.unmount_all(target, opts)
   return core.unmount_all(target, opts or {})
 end
 
+local function pack(...) return { n = select("#", ...), ... } end
+
 --- Mounts at target, calls fn(target), always unmounts; returns fn's results.
 function M.with(mounts, target, fn)
   local ok, err, kind = M.all(mounts, target)
   if not ok then return nil, err, kind end
-  local res = table.pack and table.pack(pcall(fn, target)) or { n = 0, pcall(fn, target) }
+  local res = pack(pcall(fn, target))
   M.unmount_all(target, { detach = true })
   if not res[1] then error(res[2], 0) end
   return unpack(res, 2, res.n or #res)

@@ -202,7 +202,7 @@ function M.pull(client, ref_string, opts)
       return true
     end
     index_chain[#index_chain + 1] = { desc = desc, m = m }
-    local picks = {}
+    local picks
     if opts.all_platforms then
       picks = m.doc.manifests
     else

@@ -38,9 +38,9 @@ function M.push(client, name, ref_string, opts)
   ref, err, kind = reference.parse(ref_string or img.name)
   if not ref then return nil, err, kind end
   local what = "push " .. ref:string()
-  local allowed, why, pkind = client:policy("image.pre_push", { name = name, ref = ref:string(),
+  local allowed, why, deny_kind = client:policy("image.pre_push", { name = name, ref = ref:string(),
     domain = ref.domain, repository = ref.path })
-  if not allowed then return nil, what .. ": " .. tostring(why), pkind end
+  if not allowed then return nil, what .. ": " .. tostring(why), deny_kind end
   local eps
   eps, err, kind = hosts.endpoints(ref.domain, "push", { config = opts.config, plain_http = opts.plain_http,
     credential = opts.credential, insecure_skip_verify = opts.insecure_skip_verify, docker_config = opts.docker_config })

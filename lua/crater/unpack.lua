@@ -149,7 +149,8 @@ function M.unpack(client, m, config, opts)
         -- directory into this one (same snapshotter root, an atomic rename
         -- onto the fresh empty directory)
         local dir = sn:apply_dir(key)
-        local rok, rerr = dir and os.rename(pk.dir, dir)
+        local rok, rerr
+        if dir then rok, rerr = os.rename(pk.dir, dir) end
         if rok then
           applied = pk.item.applied
           res.streamed = (res.streamed or 0) + 1
