@@ -28,7 +28,7 @@ REPS=${1:-5}
 SIZE_MB=${SIZE_MB:-1024}
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 if [ -z "${CRATER_BUILD:-}" ]; then
-  for b in "$SRC"/build-store "$SRC"/build "$SRC"/build*; do
+  for b in "$SRC"/build "$SRC"/build*; do
     if [ -x "$b/bin/crater" ] || [ -f "$b/libcrater.a" ]; then CRATER_BUILD=$b; break; fi
   done
 fi

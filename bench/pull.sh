@@ -6,10 +6,10 @@
 # containerd, ctr, pigz (scripts/setup installs them).
 # Prints best-of-RUNS times, ctr/crater and crater/limit ratios, where the
 # limit is 2 parallel `pigz -dc | tar -x` of the 5 layers onto the same fs.
-#   bench/pull.sh [BUILD_DIR]     (default build-pull)
+#   bench/pull.sh [BUILD_DIR]     (default build)
 set -eu
 SRC=$(cd "$(dirname "$0")/.." && pwd)
-BUILD=${1:-$SRC/build-pull}
+BUILD=${1:-$SRC/build}
 CRATER=$BUILD/bin/crater
 RUNS=${RUNS:-3}
 T=$(mktemp -d /tmp/crater-bench.XXXXXX)

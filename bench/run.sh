@@ -7,7 +7,7 @@
 #   bare `runc run` / `crun run` on a bundle
 # then 100 containers started concurrently (sleep): wall time and total RSS
 # of crater's shims vs containerd + its shims.  Needs root.
-# Usage: bench/run.sh [N=20] [CONCURRENT=100]     env BUILD=build dir (default build-shim)
+# Usage: bench/run.sh [N=20] [CONCURRENT=100]     env BUILD=build dir (default build)
 set -uo pipefail
 N=${1:-20}
 C=${2:-100}

@@ -7,7 +7,7 @@
 #   usage: bench/unpack.sh [BUILD_DIR]      (root; needs luajit, losetup)
 set -euo pipefail
 SRC=$(cd "$(dirname "$0")/.." && pwd)
-BUILD=${1:-$SRC/build-archive}
+BUILD=${1:-$SRC/build}
 W=$(mktemp -d /tmp/crater-bench-unpack.XXXXXX)
 MNT=$W/mnt
 LAYERS=$W/layers
