@@ -80,7 +80,12 @@ function M.push(client, name, ref_string, opts)
     end
     counts[st] = (counts[st] or 0) + 1
     p:state(d.digest, st == "uploaded" and "done" or (st == "mounted" and "mounted" or "exists"))
-    local labels = { [src_key] = src and (src:find(ref.path, 1, true) and src or src .. "," .. ref.path) or ref.path }
+    local listed = false
+    for repo in ((src or "") .. ","):gmatch("([^,]*),") do
+      if repo == ref.path then listed = true; break end
+    end
+    -- exact match: "a/b" is not listed in "a/bc"
+    local labels = { [src_key] = src and src ~= "" and (listed and src or src .. "," .. ref.path) or ref.path }
     b:content_set_labels(ns, d.digest, labels, false)
     return true
   end
@@ -97,10 +102,18 @@ function M.push(client, name, ref_string, opts)
           local ok, e2, k2 = push_manifest({ digest = c.digest, media_type = c.mediaType, size = c.size })
           if not ok then return nil, e2, k2 end
         else
-          counts.skipped = counts.skipped + 1  -- platform not pulled: the registry must have it already
-          local has = r:blob_exists(ref.path, c.digest)
+          -- platform not pulled: the destination repository must have it
+          -- already (a manifest HEAD: registries do not serve manifests as
+          -- blobs), or the index would point at nothing.
+          counts.skipped = counts.skipped + 1
+          local has, e2, k2 = r:resolve(ref.path, c.digest)
           if not has then
-            p:message("warning", "platform manifest " .. c.digest .. " is not local; the index may be incomplete", {})
+            if k2 ~= "not_found" then return nil, "platform manifest " .. c.digest .. ": " .. tostring(e2), k2 end
+            local plat = c.platform and (tostring(c.platform.os) .. "/" .. tostring(c.platform.architecture)
+              .. (c.platform.variant and ("/" .. c.platform.variant) or "")) or "unknown platform"
+            return nil, string.format("platform manifest %s (%s) is neither in the content store nor in %s/%s;"
+              .. " pull the image with --all-platforms first", c.digest, plat, ref.domain, ref.path),
+              "failed_precondition"
           end
         end
       end
