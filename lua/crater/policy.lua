@@ -255,12 +255,10 @@ end
 --- Loads every `*.lua` file of dir in name order.  A missing dir is not an
 --- error.  Returns the number loaded.
 function Host:load_dir(dir)
-  local p = io.popen("ls -1 '" .. dir:gsub("'", "'\\''") .. "' 2>/dev/null")
   local names = {}
-  for name in p:lines() do
+  for _, name in ipairs(require("crater.core").listdir(dir) or {}) do
     if name:match("%.lua$") then names[#names + 1] = name end
   end
-  p:close()
   table.sort(names)
   local n = 0
   for _, name in ipairs(names) do
