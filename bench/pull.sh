@@ -107,12 +107,13 @@ bench_one() {  # name ref
   ct=""; cr=""
   for r in $(seq "$RUNS"); do
     rm -rf "$T/mnt/crater"; sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
-    s=$(now); "$CRATER" --root "$T/mnt/crater" pull -q --plain-http "$ref" >/dev/null; e=$(now)
+    # every timing (crater, ctr, the limit) ends with a sync: data on disk
+    s=$(now); "$CRATER" --root "$T/mnt/crater" pull -q --plain-http "$ref" >/dev/null; sync; e=$(now)
     cr="$cr $(echo "$e - $s" | bc)"
     ctr -a "$T/ctrd/sock" -n "bench$r$name" image rm "$ref" >/dev/null 2>&1 || true
     ctr -a "$T/ctrd/sock" content prune references >/dev/null 2>&1 || true
     sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
-    s=$(now); ctr -a "$T/ctrd/sock" -n "bench$r$name" image pull --plain-http "$ref" >/dev/null; e=$(now)
+    s=$(now); ctr -a "$T/ctrd/sock" -n "bench$r$name" image pull --plain-http "$ref" >/dev/null; sync; e=$(now)
     ct="$ct $(echo "$e - $s" | bc)"
   done
   bcr=$(for x in $cr; do echo "$x"; done | best)
