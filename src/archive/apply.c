@@ -17,8 +17,6 @@
  * writing children changes them.  Whiteouts become overlay whiteouts or
  * real deletions (crater_whiteout_mode_t).  See docs/design/archive.md.
  */
-#include <archive.h>
-#include <archive_entry.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -30,6 +28,7 @@
 #include <unistd.h>
 
 #include "archive/archive_internal.h"
+#include "archive/archive_sym.h"
 #include "common/cleanup.h"
 #include "common/util.h"
 #include "common/xalloc.h"
@@ -176,11 +175,11 @@ parent_fd(apply_t *A, const char *parent, crater_error_t *err)
 static void
 entry_times(struct archive_entry *e, struct timespec ts[2])
 {
-  ts[1].tv_sec = archive_entry_mtime(e);
-  ts[1].tv_nsec = archive_entry_mtime_nsec(e);
-  if (archive_entry_atime_is_set(e)) {
-    ts[0].tv_sec = archive_entry_atime(e);
-    ts[0].tv_nsec = archive_entry_atime_nsec(e);
+  ts[1].tv_sec = crater__archive.entry_mtime(e);
+  ts[1].tv_nsec = crater__archive.entry_mtime_nsec(e);
+  if (crater__archive.entry_atime_is_set(e)) {
+    ts[0].tv_sec = crater__archive.entry_atime(e);
+    ts[0].tv_nsec = crater__archive.entry_atime_nsec(e);
   } else {
     ts[0] = ts[1];
   }
@@ -192,7 +191,7 @@ static int
 set_xattrs(struct archive_entry *e, int fd, int pfd, const char *name,
            crater_error_t *err)
 {
-  if (archive_entry_xattr_reset(e) == 0)
+  if (crater__archive.entry_xattr_reset(e) == 0)
     return 0;
   char proc[64];
   cleanup_free char *lpath = NULL;
@@ -203,7 +202,7 @@ set_xattrs(struct archive_entry *e, int fd, int pfd, const char *name,
   const char *xname;
   const void *value;
   size_t size;
-  while (archive_entry_xattr_next(e, &xname, &value, &size) == ARCHIVE_OK) {
+  while (crater__archive.entry_xattr_next(e, &xname, &value, &size) == ARCHIVE_OK) {
     if (crater__xattr_is_private(xname))
       continue; /* would forge overlay whiteouts/redirects */
     int rc = fd >= 0 ? fsetxattr(fd, xname, value, size, 0)
@@ -222,9 +221,9 @@ static int
 set_meta_fd(apply_t *A, struct archive_entry *e, int fd, bool is_dir,
             crater_error_t *err)
 {
-  if (fchown(fd, archive_entry_uid(e), archive_entry_gid(e)) < 0)
+  if (fchown(fd, crater__archive.entry_uid(e), crater__archive.entry_gid(e)) < 0)
     return crater_error_sys(err, errno, "chown");
-  if (fchmod(fd, archive_entry_perm(e) & 07777) < 0)
+  if (fchmod(fd, crater__archive.entry_perm(e) & 07777) < 0)
     return crater_error_sys(err, errno, "chmod");
   if (set_xattrs(e, fd, -1, NULL, err) < 0)
     return -1;
@@ -242,12 +241,12 @@ static int
 set_meta_at(struct archive_entry *e, int pfd, const char *name, bool is_link,
             crater_error_t *err)
 {
-  if (fchownat(pfd, name, archive_entry_uid(e), archive_entry_gid(e),
+  if (fchownat(pfd, name, crater__archive.entry_uid(e), crater__archive.entry_gid(e),
                AT_SYMLINK_NOFOLLOW) < 0)
     return crater_error_sys(err, errno, "chown");
   /* fchmodat cannot act on a symlink itself; the leaf was just created by
    * us and is not a symlink, so following it is moot. */
-  if (!is_link && fchmodat(pfd, name, archive_entry_perm(e) & 07777, 0) < 0)
+  if (!is_link && fchmodat(pfd, name, crater__archive.entry_perm(e) & 07777, 0) < 0)
     return crater_error_sys(err, errno, "chmod");
   if (set_xattrs(e, -1, pfd, name, err) < 0)
     return -1;
@@ -317,14 +316,14 @@ write_data(apply_t *A, struct archive_entry *e, int fd, crater_error_t *err)
   size_t size;
   la_int64_t offset, pos = 0;
   for (;;) {
-    int r = archive_read_data_block(A->a, &buf, &size, &offset);
+    int r = crater__archive.read_data_block(A->a, &buf, &size, &offset);
     if (r == ARCHIVE_EOF)
       break;
     if (r < ARCHIVE_WARN) {
       if (crater__lstream_take_error(A->s, err))
         return -1;
       return crater_error_make(err, CRATER_ERR_DATA_LOSS, 0, "read data: %s",
-                               archive_error_string(A->a));
+                               crater__archive.error_string(A->a));
     }
     if (offset != pos && lseek(fd, offset, SEEK_SET) < 0)
       return crater_error_sys(err, errno, "seek");
@@ -332,7 +331,7 @@ write_data(apply_t *A, struct archive_entry *e, int fd, crater_error_t *err)
       return -1;
     pos = offset + (la_int64_t) size;
   }
-  if (pos < archive_entry_size(e) && ftruncate(fd, archive_entry_size(e)) < 0)
+  if (pos < crater__archive.entry_size(e) && ftruncate(fd, crater__archive.entry_size(e)) < 0)
     return crater_error_sys(err, errno, "truncate");
   return 0;
 }
@@ -341,10 +340,10 @@ static int
 do_file(apply_t *A, struct archive_entry *e, int pfd, const char *name,
         crater_error_t *err)
 {
-  if (A->o->max_size && (uint64_t) archive_entry_size(e) > A->o->max_size)
+  if (A->o->max_size && (uint64_t) crater__archive.entry_size(e) > A->o->max_size)
     return crater_error_make(err, CRATER_ERR_RESOURCE_EXHAUSTED, 0,
                              "file of %lld bytes exceeds the layer limit",
-                             (long long) archive_entry_size(e));
+                             (long long) crater__archive.entry_size(e));
   const int flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
   int fd = openat(pfd, name, flags, 0600);
   if (fd < 0 && errno == EEXIST) {
@@ -387,7 +386,7 @@ static int
 do_symlink(apply_t *A, struct archive_entry *e, int pfd, const char *name,
            crater_error_t *err)
 {
-  const char *target = archive_entry_symlink(e);
+  const char *target = crater__archive.entry_symlink(e);
   if (target == NULL || target[0] == '\0')
     return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, 0, "symlink without target");
   if (symlinkat(target, pfd, name) < 0) {
@@ -405,7 +404,7 @@ static int
 do_node(apply_t *A, struct archive_entry *e, int pfd, const char *name,
         mode_t type, crater_error_t *err)
 {
-  dev_t dev = type == S_IFIFO ? 0 : makedev(archive_entry_rdevmajor(e), archive_entry_rdevminor(e));
+  dev_t dev = type == S_IFIFO ? 0 : makedev(crater__archive.entry_rdevmajor(e), crater__archive.entry_rdevminor(e));
   if (mknodat(pfd, name, type | 0600, dev) < 0) {
     if (errno != EEXIST)
       return crater_error_sys(err, errno, "mknod");
@@ -421,7 +420,7 @@ static int
 do_hardlink(apply_t *A, struct archive_entry *e, int pfd, const char *name,
             const char *path, crater_error_t *err)
 {
-  const char *raw = archive_entry_hardlink(e);
+  const char *raw = crater__archive.entry_hardlink(e);
   cleanup_free char *target = xmalloc(strlen(raw) + 1);
   if (crater__clean_path(raw, target, err) < 0)
     return crater_error_wrap(err, "hardlink target");
@@ -536,7 +535,7 @@ do_whiteout(apply_t *A, struct archive_entry *e, const char *parent,
     return -1;
   if (mknodat(pfd, victim, S_IFCHR | 0000, makedev(0, 0)) < 0)
     return crater_error_sys(err, errno, "mknod whiteout %s", victim);
-  if (fchownat(pfd, victim, archive_entry_uid(e), archive_entry_gid(e), AT_SYMLINK_NOFOLLOW) < 0)
+  if (fchownat(pfd, victim, crater__archive.entry_uid(e), crater__archive.entry_gid(e), AT_SYMLINK_NOFOLLOW) < 0)
     return crater_error_sys(err, errno, "chown whiteout %s", victim);
   return 0;
 }
@@ -544,16 +543,16 @@ do_whiteout(apply_t *A, struct archive_entry *e, const char *parent,
 static int
 apply_entry(apply_t *A, struct archive_entry *e, crater_error_t *err)
 {
-  const char *raw = archive_entry_pathname(e);
+  const char *raw = crater__archive.entry_pathname(e);
   if (raw == NULL)
-    raw = archive_entry_pathname_utf8(e);
+    raw = crater__archive.entry_pathname_utf8(e);
   if (raw == NULL)
     return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, 0, "entry without a name");
   cleanup_free char *path = xmalloc(strlen(raw) + 1);
   if (crater__clean_path(raw, path, err) < 0)
     return -1;
-  mode_t type = archive_entry_filetype(e);
-  bool hardlink = archive_entry_hardlink(e) != NULL;
+  mode_t type = crater__archive.entry_filetype(e);
+  bool hardlink = crater__archive.entry_hardlink(e) != NULL;
 
   if (path[0] == '\0') { /* "./": metadata of the root itself */
     if (hardlink || type != AE_IFDIR)
@@ -619,7 +618,7 @@ read_cb(struct archive *a, void *data, const void **buf)
   size_t n;
   crater_error_t e = NULL;
   if (crater__lstream_read(A->s, buf, &n, &e) < 0) {
-    archive_set_error(a, EIO, "%s", e->msg);
+    crater__archive.set_error(a, EIO, "%s", e->msg);
     crater__lstream_set_error(A->s, &e);
     return -1;
   }
@@ -629,25 +628,25 @@ read_cb(struct archive *a, void *data, const void **buf)
 static int
 run(apply_t *A, crater_error_t *err)
 {
-  A->a = archive_read_new();
-  archive_read_support_format_tar(A->a);
-  archive_read_support_filter_none(A->a);
-  if (archive_read_open(A->a, A, NULL, read_cb, NULL) != ARCHIVE_OK) {
+  A->a = crater__archive.read_new();
+  crater__archive.read_support_format_tar(A->a);
+  crater__archive.read_support_filter_none(A->a);
+  if (crater__archive.read_open(A->a, A, NULL, read_cb, NULL) != ARCHIVE_OK) {
     if (crater__lstream_take_error(A->s, err))
       return -1;
     return crater_error_make(err, CRATER_ERR_DATA_LOSS, 0, "open tar: %s",
-                             archive_error_string(A->a));
+                             crater__archive.error_string(A->a));
   }
   for (;;) {
     struct archive_entry *e;
-    int r = archive_read_next_header(A->a, &e);
+    int r = crater__archive.read_next_header(A->a, &e);
     if (r == ARCHIVE_EOF)
       break;
     if (r < ARCHIVE_WARN) {
       if (crater__lstream_take_error(A->s, err))
         return -1;
       return crater_error_make(err, CRATER_ERR_DATA_LOSS, 0, "read tar: %s",
-                               archive_error_string(A->a));
+                               crater__archive.error_string(A->a));
     }
     A->entries++;
     if (apply_entry(A, e, err) < 0)
@@ -664,6 +663,8 @@ crater_archive_apply(int root_dirfd, int layer_fd, const crater_apply_opts_t *op
                      crater_apply_result_t *out, crater_error_t *err)
 {
   static const crater_apply_opts_t defaults = { 0 };
+  if (crater__archive_load(err) < 0)
+    return crater_error_wrap(err, "apply layer");
   if (opts == NULL)
     opts = &defaults;
   apply_t A = { .o = opts, .cache_fd = -1 };
@@ -692,7 +693,7 @@ crater_archive_apply(int root_dirfd, int layer_fd, const crater_apply_opts_t *op
   ret = 0;
 done:
   if (A.a)
-    archive_read_free(A.a);
+    crater__archive.read_free(A.a);
   crater__lstream_free(A.s);
   cache_drop(&A);
   for (size_t i = 0; i < A.ndirs; i++)

@@ -18,8 +18,6 @@
  * deflate for gzip, libzstd) and hashes and writes the result to out_fd.
  * All tree access is fd-relative with O_NOFOLLOW.
  */
-#include <archive.h>
-#include <archive_entry.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -34,6 +32,7 @@
 #include <zstd.h>
 
 #include "archive/archive_internal.h"
+#include "archive/archive_sym.h"
 #include "common/cleanup.h"
 #include "common/util.h"
 #include "common/xalloc.h"
@@ -116,7 +115,7 @@ write_cb(struct archive *a, void *data, const void *buf, size_t n)
   EVP_DigestUpdate(D->md_u, buf, n);
   D->usize += n;
   if (compress_chunk(D, buf, n, false, &e) < 0) {
-    archive_set_error(a, EIO, "%s", e->msg);
+    crater__archive.set_error(a, EIO, "%s", e->msg);
     crater_error_release(&D->error);
     crater_error_move(&D->error, &e);
     return -1;
@@ -132,7 +131,7 @@ werr(diff_t *D, crater_error_t *err, const char *what)
     return crater_error_wrap(err, "%s", what);
   }
   return crater_error_make(err, CRATER_ERR_INTERNAL, 0, "%s: %s", what,
-                           archive_error_string(D->w));
+                           crater__archive.error_string(D->w));
 }
 
 /* --- tree reading helpers ----------------------------------------------- */
@@ -328,14 +327,14 @@ static int
 write_whiteout(diff_t *D, const char *dir, const char *name, crater_error_t *err)
 {
   cleanup_free char *p = dir[0] ? xasprintf("%s/.wh.%s", dir, name) : xasprintf(".wh.%s", name);
-  struct archive_entry *e = archive_entry_new();
-  archive_entry_set_pathname(e, p);
-  archive_entry_set_filetype(e, AE_IFREG);
-  archive_entry_set_perm(e, 0);
-  archive_entry_set_size(e, 0);
-  archive_entry_set_mtime(e, 0, 0);
-  int r = archive_write_header(D->w, e);
-  archive_entry_free(e);
+  struct archive_entry *e = crater__archive.entry_new();
+  crater__archive.entry_set_pathname(e, p);
+  crater__archive.entry_set_filetype(e, AE_IFREG);
+  crater__archive.entry_set_perm(e, 0);
+  crater__archive.entry_set_size(e, 0);
+  crater__archive.entry_set_mtime(e, 0, 0);
+  int r = crater__archive.write_header(D->w, e);
+  crater__archive.entry_free(e);
   if (r < ARCHIVE_WARN)
     return werr(D, err, p);
   D->entries++;
@@ -346,15 +345,15 @@ static int
 write_entry(diff_t *D, int dfd, const char *name, const char *path,
             const struct stat *st, crater_error_t *err)
 {
-  struct archive_entry *e = archive_entry_new();
+  struct archive_entry *e = crater__archive.entry_new();
   int ret = -1;
   cleanup_close int fd = -1;
   xattrs_t xa = { 0 };
-  archive_entry_set_pathname(e, path);
-  archive_entry_set_mode(e, st->st_mode);
-  archive_entry_set_uid(e, st->st_uid);
-  archive_entry_set_gid(e, st->st_gid);
-  archive_entry_set_mtime(e, st->st_mtim.tv_sec, st->st_mtim.tv_nsec);
+  crater__archive.entry_set_pathname(e, path);
+  crater__archive.entry_set_mode(e, st->st_mode);
+  crater__archive.entry_set_uid(e, st->st_uid);
+  crater__archive.entry_set_gid(e, st->st_gid);
+  crater__archive.entry_set_mtime(e, st->st_mtim.tv_sec, st->st_mtim.tv_nsec);
   if (S_ISLNK(st->st_mode)) {
     char target[4097];
     ssize_t n = readlinkat(dfd, name, target, sizeof target - 1);
@@ -363,24 +362,24 @@ write_entry(diff_t *D, int dfd, const char *name, const char *path,
       goto done;
     }
     target[n] = '\0';
-    archive_entry_set_symlink(e, target);
+    crater__archive.entry_set_symlink(e, target);
   } else if (S_ISCHR(st->st_mode) || S_ISBLK(st->st_mode)) {
-    archive_entry_set_rdevmajor(e, major(st->st_rdev));
-    archive_entry_set_rdevminor(e, minor(st->st_rdev));
+    crater__archive.entry_set_rdevmajor(e, major(st->st_rdev));
+    crater__archive.entry_set_rdevminor(e, minor(st->st_rdev));
   }
   const char *first = NULL;
   if (S_ISREG(st->st_mode) && st->st_nlink > 1)
     first = inode_lookup(D, st, path);
   if (first) {
-    archive_entry_set_hardlink(e, first);
-    archive_entry_set_size(e, 0);
+    crater__archive.entry_set_hardlink(e, first);
+    crater__archive.entry_set_size(e, 0);
   } else {
     if (read_xattrs(dfd, name, &xa, err) < 0)
       goto done;
     for (size_t i = 0; i < xa.n; i++)
-      archive_entry_xattr_add_entry(e, xa.v[i].name, xa.v[i].value, xa.v[i].size);
+      crater__archive.entry_xattr_add_entry(e, xa.v[i].name, xa.v[i].value, xa.v[i].size);
     if (S_ISREG(st->st_mode)) {
-      archive_entry_set_size(e, st->st_size);
+      crater__archive.entry_set_size(e, st->st_size);
       fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
       if (fd < 0) {
         crater_error_sys(err, errno, "open %s", path);
@@ -388,7 +387,7 @@ write_entry(diff_t *D, int dfd, const char *name, const char *path,
       }
     }
   }
-  if (archive_write_header(D->w, e) < ARCHIVE_WARN) {
+  if (crater__archive.write_header(D->w, e) < ARCHIVE_WARN) {
     werr(D, err, path);
     goto done;
   }
@@ -407,7 +406,7 @@ write_entry(diff_t *D, int dfd, const char *name, const char *path,
         crater_error_make(err, CRATER_ERR_ABORTED, 0, "%s shrank while being read", path);
         goto done;
       }
-      if (archive_write_data(D->w, D->iobuf, (size_t) n) < 0) {
+      if (crater__archive.write_data(D->w, D->iobuf, (size_t) n) < 0) {
         werr(D, err, path);
         goto done;
       }
@@ -417,7 +416,7 @@ write_entry(diff_t *D, int dfd, const char *name, const char *path,
   ret = 0;
 done:
   xattrs_free(&xa);
-  archive_entry_free(e);
+  crater__archive.entry_free(e);
   return ret;
 }
 
@@ -591,6 +590,8 @@ crater_archive_diff(int lower_dirfd, int upper_dirfd, int out_fd,
                     crater_error_t *err)
 {
   static const crater_diff_opts_t defaults = { 0 };
+  if (crater__archive_load(err) < 0)
+    return crater_error_wrap(err, "diff");
   diff_t D = { .o = opts ? opts : &defaults, .out_fd = out_fd };
   int ret = -1;
   D.md_u = EVP_MD_CTX_new();
@@ -613,16 +614,16 @@ crater_archive_diff(int lower_dirfd, int upper_dirfd, int out_fd,
       goto done;
     }
   }
-  D.w = archive_write_new();
-  archive_write_set_format_pax(D.w); /* full pax: keeps sub-second mtimes */
-  archive_write_add_filter_none(D.w);
-  if (archive_write_open(D.w, &D, NULL, write_cb, NULL) != ARCHIVE_OK) {
+  D.w = crater__archive.write_new();
+  crater__archive.write_set_format_pax(D.w); /* full pax: keeps sub-second mtimes */
+  crater__archive.write_add_filter_none(D.w);
+  if (crater__archive.write_open(D.w, &D, NULL, write_cb, NULL) != ARCHIVE_OK) {
     werr(&D, err, "open tar writer");
     goto done;
   }
   if (walk(&D, lower_dirfd, upper_dirfd, "", err) < 0)
     goto done;
-  if (archive_write_close(D.w) != ARCHIVE_OK) {
+  if (crater__archive.write_close(D.w) != ARCHIVE_OK) {
     werr(&D, err, "close tar");
     goto done;
   }
@@ -638,7 +639,7 @@ crater_archive_diff(int lower_dirfd, int upper_dirfd, int out_fd,
   ret = 0;
 done:
   if (D.w)
-    archive_write_free(D.w);
+    crater__archive.write_free(D.w);
   EVP_MD_CTX_free(D.md_u);
   EVP_MD_CTX_free(D.md_c);
   if (D.gz)

@@ -6,8 +6,6 @@
  * never buffered whole.  The compression the caller names (from the media
  * type) must match the magic bytes at the start of the blob.
  */
-#include <archive.h>
-#include <archive_entry.h>
 #include <errno.h>
 #include <isa-l/igzip_lib.h>
 #include <stdlib.h>
@@ -16,6 +14,7 @@
 #include <zstd.h>
 
 #include "archive/archive_internal.h"
+#include "archive/archive_sym.h"
 #include "common/util.h"
 #include "common/xalloc.h"
 
@@ -147,7 +146,7 @@ crater__lstream_free(crater__lstream_t *s)
   free(s->isal);
   ZSTD_freeDCtx(s->zstd);
   if (s->raw)
-    archive_read_free(s->raw);
+    crater__archive.read_free(s->raw);
   crater_error_release(&s->error);
   free(s);
 }
@@ -243,7 +242,7 @@ raw_read_cb(struct archive *a, void *data, const void **buf)
   crater__lstream_t *s = data;
   crater_error_t e = NULL;
   if (fill_input(s, &e) < 0) {
-    archive_set_error(a, EIO, "%s", e->msg);
+    crater__archive.set_error(a, EIO, "%s", e->msg);
     crater_error_release(&e);
     return -1;
   }
@@ -256,15 +255,15 @@ raw_read_cb(struct archive *a, void *data, const void **buf)
 static int
 raw_open(crater__lstream_t *s, crater_error_t *err)
 {
-  s->raw = archive_read_new();
-  archive_read_support_filter_gzip(s->raw);
-  archive_read_support_filter_zstd(s->raw);
-  archive_read_support_format_raw(s->raw);
+  s->raw = crater__archive.read_new();
+  crater__archive.read_support_filter_gzip(s->raw);
+  crater__archive.read_support_filter_zstd(s->raw);
+  crater__archive.read_support_format_raw(s->raw);
   struct archive_entry *ae;
-  if (archive_read_open(s->raw, s, NULL, raw_read_cb, NULL) != ARCHIVE_OK
-      || archive_read_next_header(s->raw, &ae) != ARCHIVE_OK)
+  if (crater__archive.read_open(s->raw, s, NULL, raw_read_cb, NULL) != ARCHIVE_OK
+      || crater__archive.read_next_header(s->raw, &ae) != ARCHIVE_OK)
     return crater_error_make(err, CRATER_ERR_DATA_LOSS, 0, "decompress: %s",
-                             archive_error_string(s->raw));
+                             crater__archive.error_string(s->raw));
   return 0;
 }
 
@@ -273,10 +272,10 @@ decode_libarchive(crater__lstream_t *s, crater_error_t *err)
 {
   size_t got = 0;
   while (got < CRATER__ARCHIVE_BUF) {
-    la_ssize_t n = archive_read_data(s->raw, s->out + got, CRATER__ARCHIVE_BUF - got);
+    la_ssize_t n = crater__archive.read_data(s->raw, s->out + got, CRATER__ARCHIVE_BUF - got);
     if (n < 0)
       return crater_error_make(err, CRATER_ERR_DATA_LOSS, 0, "decompress: %s",
-                               archive_error_string(s->raw));
+                               crater__archive.error_string(s->raw));
     if (n == 0)
       break;
     got += (size_t) n;

@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #include "archive/archive.h"
+#include "archive/archive_sym.h"
 #include "common/cleanup.h"
 #include "common/xalloc.h"
 #include "content/content.h"
@@ -250,9 +251,14 @@ l_fetch_apply(lua_State *L)
     item_t *it = &items[i];
     if (!it->apply)
       continue;
-    int rc = pthread_create(&it->th, NULL, apply_main, it);
+    /* apply threads call libarchive: load it here, before any of them runs */
+    int rc = -1;
+    if (crater__archive_load(&it->apply_err) == 0) {
+      rc = pthread_create(&it->th, NULL, apply_main, it);
+      if (rc != 0)
+        crater_error_sys(&it->apply_err, rc, "start apply thread");
+    }
     if (rc != 0) {
-      crater_error_sys(&it->apply_err, rc, "start apply thread");
       close(it->pipe_wr);
       close(it->pipe_rd);
       it->pipe_wr = it->pipe_rd = -1;

@@ -143,14 +143,9 @@ crater__digest_of(const char *alg, const void *buf, size_t n)
 crater_remote_t *
 crater_remote_new(const crater_remote_options_t *o, crater_error_t *err)
 {
-  static int global_done;
-  if (!global_done) {
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-      crater_error_make(err, CRATER_ERR_INTERNAL, 0, "curl_global_init failed");
-      return NULL;
-    }
-    global_done = 1;
-  }
+  /* the only way in to the engine: every other entry point takes a client */
+  if (crater__curl_load(err) < 0)
+    return NULL;
   if (o == NULL || o->host == NULL || *o->host == '\0'
       || strpbrk(o->host, "/?#@ \t\r\n") != NULL) {
     /* never echo a host with '@': it may carry user:password */
@@ -194,16 +189,16 @@ crater_remote_new(const crater_remote_options_t *o, crater_error_t *err)
   c->user_agent = o->user_agent ? xstrdup(o->user_agent) : xstrdup("crater/" CRATER_VERSION);
   c->rng = (uint32_t) (mono_ns() ^ ((int64_t) getpid() << 16)) | 1u;
 
-  c->multi = curl_multi_init();
-  c->share = curl_share_init();
-  c->token_easy = curl_easy_init();
+  c->multi = crater__curl.multi_init();
+  c->share = crater__curl.share_init();
+  c->token_easy = crater__curl.easy_init();
   if (c->multi == NULL || c->share == NULL || c->token_easy == NULL) {
     crater_remote_free(c);
     crater_error_make(err, CRATER_ERR_INTERNAL, 0, "remote %s: curl init failed", o->host);
     return NULL;
   }
-  curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
-  curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+  crater__curl.share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+  crater__curl.share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
   return c;
 }
 
@@ -213,11 +208,11 @@ crater_remote_free(crater_remote_t *c)
   if (c == NULL)
     return;
   if (c->token_easy)
-    curl_easy_cleanup(c->token_easy);
+    crater__curl.easy_cleanup(c->token_easy);
   if (c->multi)
-    curl_multi_cleanup(c->multi);
+    crater__curl.multi_cleanup(c->multi);
   if (c->share)
-    curl_share_cleanup(c->share);
+    crater__curl.share_cleanup(c->share);
   for (size_t i = 0; i < c->ntokens; i++) {
     free(c->tokens[i].scope);
     wipe_free(c->tokens[i].token);
@@ -256,26 +251,26 @@ crater_remote_descriptor_clear(crater_remote_descriptor_t *d)
 static void
 setup_common(crater_remote_t *c, CURL *e)
 {
-  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(e, CURLOPT_USERAGENT, c->user_agent);
-  curl_easy_setopt(e, CURLOPT_SHARE, c->share);
-  curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
-  curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, c->connect_timeout_ms);
-  curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, c->low_speed_limit);
-  curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, c->low_speed_time);
-  curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-  curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, NULL);
-  curl_easy_setopt(e, CURLOPT_NETRC, (long) CURL_NETRC_IGNORED);
+  crater__curl_setopt(e, CURLOPT_NOSIGNAL, 1L);
+  crater__curl_setopt(e, CURLOPT_USERAGENT, c->user_agent);
+  crater__curl_setopt(e, CURLOPT_SHARE, c->share);
+  crater__curl_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+  crater__curl_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+  crater__curl_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, c->connect_timeout_ms);
+  crater__curl_setopt(e, CURLOPT_LOW_SPEED_LIMIT, c->low_speed_limit);
+  crater__curl_setopt(e, CURLOPT_LOW_SPEED_TIME, c->low_speed_time);
+  crater__curl_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+  crater__curl_setopt(e, CURLOPT_ACCEPT_ENCODING, NULL);
+  crater__curl_setopt(e, CURLOPT_NETRC, (long) CURL_NETRC_IGNORED);
   if (c->ca_file)
-    curl_easy_setopt(e, CURLOPT_CAINFO, c->ca_file);
+    crater__curl_setopt(e, CURLOPT_CAINFO, c->ca_file);
   if (c->cert_file) {
-    curl_easy_setopt(e, CURLOPT_SSLCERT, c->cert_file);
-    curl_easy_setopt(e, CURLOPT_SSLKEY, c->key_file);
+    crater__curl_setopt(e, CURLOPT_SSLCERT, c->cert_file);
+    crater__curl_setopt(e, CURLOPT_SSLKEY, c->key_file);
   }
   if (c->insecure) {
-    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
-    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
+    crater__curl_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
+    crater__curl_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
   }
 }
 
@@ -388,11 +383,11 @@ crater__xfer_clear(crater__xfer_t *x)
   if (x == NULL)
     return;
   if (x->easy) {
-    curl_multi_remove_handle(x->c->multi, x->easy);
-    curl_easy_cleanup(x->easy);
+    crater__curl.multi_remove_handle(x->c->multi, x->easy);
+    crater__curl.easy_cleanup(x->easy);
     x->easy = NULL;
   }
-  curl_slist_free_all(x->hdrs);
+  crater__curl.slist_free_all(x->hdrs);
   x->hdrs = NULL;
   reset_attempt(x);
   free(x->url);
@@ -492,7 +487,7 @@ body_begin(crater__xfer_t *x)
 {
   crater_remote_sink_t *s = x->sink;
   curl_off_t clen = -1;
-  curl_easy_getinfo(x->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &clen);
+  crater__curl_getinfo(x->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &clen);
   if (s == NULL) {
     if (x->to_mem && clen > 0 && (uint64_t) clen > x->mem_max)
       return crater_error_make(&x->cb_err, CRATER_ERR_RESOURCE_EXHAUSTED, 0,
@@ -618,7 +613,7 @@ on_seek(void *ud, curl_off_t off, int origin)
 static void
 add_header(crater__xfer_t *x, const char *line)
 {
-  x->hdrs = curl_slist_append(x->hdrs, line);
+  x->hdrs = crater__curl.slist_append(x->hdrs, line);
 }
 
 static int
@@ -627,46 +622,46 @@ start_attempt(crater__xfer_t *x)
   crater_remote_t *c = x->c;
   reset_attempt(x);
   if (x->easy == NULL)
-    x->easy = curl_easy_init();
+    x->easy = crater__curl.easy_init();
   else
-    curl_easy_reset(x->easy);
+    crater__curl.easy_reset(x->easy);
   if (x->easy == NULL)
     abort();
-  curl_slist_free_all(x->hdrs);
+  crater__curl.slist_free_all(x->hdrs);
   x->hdrs = NULL;
 
   CURL *e = x->easy;
   setup_common(c, e);
-  curl_easy_setopt(e, CURLOPT_URL, x->url);
-  curl_easy_setopt(e, CURLOPT_PRIVATE, x);
-  curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
-  curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
-  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
-  curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
+  crater__curl_setopt(e, CURLOPT_URL, x->url);
+  crater__curl_setopt(e, CURLOPT_PRIVATE, x);
+  crater__curl_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+  crater__curl_setopt(e, CURLOPT_HEADERDATA, x);
+  crater__curl_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
+  crater__curl_setopt(e, CURLOPT_WRITEDATA, x);
 
   if (strcmp(x->method, "HEAD") == 0) {
-    curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+    crater__curl_setopt(e, CURLOPT_NOBODY, 1L);
   } else if (strcmp(x->method, "POST") == 0) {
-    curl_easy_setopt(e, CURLOPT_POST, 1L);
+    crater__curl_setopt(e, CURLOPT_POST, 1L);
     if (x->has_body) {
-      curl_easy_setopt(e, CURLOPT_READFUNCTION, on_read);
-      curl_easy_setopt(e, CURLOPT_READDATA, x);
-      curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) x->body_len);
+      crater__curl_setopt(e, CURLOPT_READFUNCTION, on_read);
+      crater__curl_setopt(e, CURLOPT_READDATA, x);
+      crater__curl_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) x->body_len);
     } else {
-      curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) 0);
-      curl_easy_setopt(e, CURLOPT_COPYPOSTFIELDS, "");
+      crater__curl_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) 0);
+      crater__curl_setopt(e, CURLOPT_COPYPOSTFIELDS, "");
     }
   } else if (strcmp(x->method, "PUT") == 0 || strcmp(x->method, "PATCH") == 0) {
-    curl_easy_setopt(e, CURLOPT_UPLOAD, 1L);
+    crater__curl_setopt(e, CURLOPT_UPLOAD, 1L);
     if (strcmp(x->method, "PATCH") == 0)
-      curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, "PATCH");
-    curl_easy_setopt(e, CURLOPT_READFUNCTION, on_read);
-    curl_easy_setopt(e, CURLOPT_READDATA, x);
-    curl_easy_setopt(e, CURLOPT_SEEKFUNCTION, on_seek);
-    curl_easy_setopt(e, CURLOPT_SEEKDATA, x);
-    curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, (curl_off_t) (x->has_body ? x->body_len : 0));
+      crater__curl_setopt(e, CURLOPT_CUSTOMREQUEST, "PATCH");
+    crater__curl_setopt(e, CURLOPT_READFUNCTION, on_read);
+    crater__curl_setopt(e, CURLOPT_READDATA, x);
+    crater__curl_setopt(e, CURLOPT_SEEKFUNCTION, on_seek);
+    crater__curl_setopt(e, CURLOPT_SEEKDATA, x);
+    crater__curl_setopt(e, CURLOPT_INFILESIZE_LARGE, (curl_off_t) (x->has_body ? x->body_len : 0));
   } else if (strcmp(x->method, "GET") != 0) {
-    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, x->method);
+    crater__curl_setopt(e, CURLOPT_CUSTOMREQUEST, x->method);
   }
 
   add_header(x, "Expect:");
@@ -684,7 +679,7 @@ start_attempt(crater__xfer_t *x)
   x->start_off = 0;
   if (x->sink) {
     /* big reads: fewer write(2) calls into the ingest file */
-    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 512L * 1024);
+    crater__curl_setopt(e, CURLOPT_BUFFERSIZE, 512L * 1024);
     int64_t off = x->sink->offset(x->sink->ud);
     if (off < 0 || (x->expected >= 0 && off > x->expected)) {
       if (x->sink->reset(x->sink->ud, &x->cb_err) < 0)
@@ -707,7 +702,7 @@ start_attempt(crater__xfer_t *x)
     explicit_bzero(auth, strlen(auth));
     free(auth);
   }
-  curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->hdrs);
+  crater__curl_setopt(e, CURLOPT_HTTPHEADER, x->hdrs);
   c->stats.requests++;
   crater_debug("remote: %s %s (attempt %d)", x->method, x->url, x->attempt + 1);
   return 0;
@@ -828,10 +823,10 @@ static void
 finish(crater__xfer_t *x, CURLcode rc)
 {
   crater_remote_t *c = x->c;
-  curl_multi_remove_handle(c->multi, x->easy);
+  crater__curl.multi_remove_handle(c->multi, x->easy);
   if (x->status == 0)
-    curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &x->status);
-  crater_debug("remote: %s %s -> %ld (%s)", x->method, x->url, x->status, curl_easy_strerror(rc));
+    crater__curl_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &x->status);
+  crater_debug("remote: %s %s -> %ld (%s)", x->method, x->url, x->status, crater__curl.easy_strerror(rc));
 
   if (x->cb_err) {
     if (x->restart_zero && x->sink) {
@@ -850,7 +845,7 @@ finish(crater__xfer_t *x, CURLcode rc)
   }
   if (rc != CURLE_OK) {
     char detail[CURL_ERROR_SIZE + 64];
-    snprintf(detail, sizeof detail, "%s", curl_easy_strerror(rc));
+    snprintf(detail, sizeof detail, "%s", crater__curl.easy_strerror(rc));
     if (rc == CURLE_PEER_FAILED_VERIFICATION || rc == CURLE_SSL_CACERT_BADFILE
         || rc == CURLE_SSL_CERTPROBLEM) {
       fail(x, CRATER_ERR_PERMISSION_DENIED, detail);
@@ -993,9 +988,9 @@ fetch_token(crater_remote_t *c, const char *realm, const char *service,
   cleanup_free char *url = xstrdup(realm);
   char sep = strchr(url, '?') ? '&' : '?';
   if (service && *service) {
-    char *esc = curl_easy_escape(e, service, 0);
+    char *esc = crater__curl.easy_escape(e, service, 0);
     char *n = xasprintf("%s%cservice=%s", url, sep, esc);
-    curl_free(esc);
+    crater__curl.free(esc);
     free(url);
     url = n;
     sep = '&';
@@ -1003,9 +998,9 @@ fetch_token(crater_remote_t *c, const char *realm, const char *service,
   cleanup_free char *copy = xstrdup(scopes);
   char *save = NULL;
   for (char *w = strtok_r(copy, " ", &save); w; w = strtok_r(NULL, " ", &save)) {
-    char *esc = curl_easy_escape(e, w, 0);
+    char *esc = crater__curl.easy_escape(e, w, 0);
     char *n = xasprintf("%s%cscope=%s", url, sep, esc);
-    curl_free(esc);
+    crater__curl.free(esc);
     free(url);
     url = n;
     sep = '&';
@@ -1015,26 +1010,26 @@ fetch_token(crater_remote_t *c, const char *realm, const char *service,
   membuf_t body = { 0 };
   CURLcode rc = CURLE_OK;
   for (int attempt = 0;; attempt++) {
-    curl_easy_reset(e);
+    crater__curl.easy_reset(e);
     setup_common(c, e);
-    curl_easy_setopt(e, CURLOPT_URL, url);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, token_write);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, &body);
+    crater__curl_setopt(e, CURLOPT_URL, url);
+    crater__curl_setopt(e, CURLOPT_WRITEFUNCTION, token_write);
+    crater__curl_setopt(e, CURLOPT_WRITEDATA, &body);
     struct curl_slist *h = NULL;
     char *auth = c->username ? basic_header(c) : NULL;
     if (auth) {
-      h = curl_slist_append(h, auth);
+      h = crater__curl.slist_append(h, auth);
       explicit_bzero(auth, strlen(auth));
       free(auth);
     }
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
+    crater__curl_setopt(e, CURLOPT_HTTPHEADER, h);
     free(body.buf);
     memset(&body, 0, sizeof body);
     c->stats.token_requests++;
-    rc = curl_easy_perform(e);
-    curl_slist_free_all(h);
+    rc = crater__curl.easy_perform(e);
+    crater__curl.slist_free_all(h);
     st = 0;
-    curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &st);
+    crater__curl_getinfo(e, CURLINFO_RESPONSE_CODE, &st);
     bool again = (rc != CURLE_OK && transient_curl(rc)) || st == 429 || (st >= 500 && st != 501);
     if (!again || attempt >= c->retries)
       break;
@@ -1046,7 +1041,7 @@ fetch_token(crater_remote_t *c, const char *realm, const char *service,
   if (rc != CURLE_OK) {
     free(body.buf);
     return crater_error_make(err, CRATER_ERR_UNAVAILABLE, 0, "fetch token from %s: %s", realm,
-                             body.over ? "response too large" : curl_easy_strerror(rc));
+                             body.over ? "response too large" : crater__curl.easy_strerror(rc));
   }
   if (st != 200) {
     free(body.buf);
@@ -1184,7 +1179,7 @@ crater__xfer_run_all(crater_remote_t *c, crater__xfer_t **xs, size_t n, size_t m
         if (x->state == XF_DONE)
           continue;
         if (x->state == XF_RUNNING)
-          curl_multi_remove_handle(c->multi, x->easy);
+          crater__curl.multi_remove_handle(c->multi, x->easy);
         fail(x, CRATER_ERR_CANCELED, "canceled");
       }
       break;
@@ -1206,7 +1201,7 @@ crater__xfer_run_all(crater_remote_t *c, crater__xfer_t **xs, size_t n, size_t m
           x->state = XF_DONE;
           continue;
         }
-        curl_multi_add_handle(c->multi, x->easy);
+        crater__curl.multi_add_handle(c->multi, x->easy);
         x->state = XF_RUNNING;
         running++;
       } else if (x->state == XF_RUNNING) {
@@ -1217,14 +1212,14 @@ crater__xfer_run_all(crater_remote_t *c, crater__xfer_t **xs, size_t n, size_t m
       break;
 
     int still = 0;
-    curl_multi_perform(c->multi, &still);
+    crater__curl.multi_perform(c->multi, &still);
     CURLMsg *m;
     int left;
-    while ((m = curl_multi_info_read(c->multi, &left)) != NULL) {
+    while ((m = crater__curl.multi_info_read(c->multi, &left)) != NULL) {
       if (m->msg != CURLMSG_DONE)
         continue;
       crater__xfer_t *x = NULL;
-      curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **) &x);
+      crater__curl_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **) &x);
       finish(x, m->data.result);
       busy = true;
       if (x->state == XF_DONE)
@@ -1244,7 +1239,7 @@ crater__xfer_run_all(crater_remote_t *c, crater__xfer_t **xs, size_t n, size_t m
       if (ms < timeout)
         timeout = ms < 0 ? 0 : (long) ms;
     }
-    curl_multi_poll(c->multi, NULL, 0, (int) timeout, NULL);
+    crater__curl.multi_poll(c->multi, NULL, 0, (int) timeout, NULL);
   }
   size_t failed = 0;
   for (size_t i = 0; i < n; i++)

@@ -172,7 +172,7 @@ crater_remote_resolve(crater_remote_t *c, const char *repo, const char *ref,
       crater_error_release(&e);
     } else {
       curl_off_t clen = -1;
-      curl_easy_getinfo(x.easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &clen);
+      crater__curl_getinfo(x.easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &clen);
       const char *d = strchr(ref, ':') ? ref : x.h_digest;
       char *mt = media_type_of(x.h_ctype);
       if (d && crater__digest_valid(d) && clen >= 0 && mt) {

@@ -9,7 +9,6 @@
 
 #include <ctype.h>
 #include <errno.h>
-#include <curl/curl.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +16,7 @@
 
 #include "common/cleanup.h"
 #include "common/xalloc.h"
+#include "remote/curl_sym.h"
 
 /* RFC 9110 tchar */
 static bool
@@ -208,7 +208,7 @@ crater__parse_retry_after(const char *v, time_t now)
       return -1;
     return (int64_t) s * 1000;
   }
-  time_t t = curl_getdate(v, NULL);
+  time_t t = crater__curl.getdate(v, NULL);
   if (t == (time_t) -1)
     return -1;
   return t <= now ? 0 : (int64_t) (t - now) * 1000;
@@ -294,24 +294,24 @@ crater__backoff_ms(int attempt, long base_ms, long max_ms, uint32_t rnd)
 static int
 origin_of(const char *url, char **scheme, char **host, long *port)
 {
-  CURLU *u = curl_url();
+  CURLU *u = crater__curl.url();
   char *s = NULL, *h = NULL, *pt = NULL;
   int r = -1;
-  if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK)
+  if (crater__curl.url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK)
     goto out;
-  if (curl_url_get(u, CURLUPART_SCHEME, &s, 0) != CURLUE_OK
-      || curl_url_get(u, CURLUPART_HOST, &h, 0) != CURLUE_OK
-      || curl_url_get(u, CURLUPART_PORT, &pt, CURLU_DEFAULT_PORT) != CURLUE_OK)
+  if (crater__curl.url_get(u, CURLUPART_SCHEME, &s, 0) != CURLUE_OK
+      || crater__curl.url_get(u, CURLUPART_HOST, &h, 0) != CURLUE_OK
+      || crater__curl.url_get(u, CURLUPART_PORT, &pt, CURLU_DEFAULT_PORT) != CURLUE_OK)
     goto out;
   *scheme = lower_dup(s, strlen(s));
   *host = lower_dup(h, strlen(h));
   *port = strtol(pt, NULL, 10);
   r = 0;
 out:
-  curl_free(s);
-  curl_free(h);
-  curl_free(pt);
-  curl_url_cleanup(u);
+  crater__curl.free(s);
+  crater__curl.free(h);
+  crater__curl.free(pt);
+  crater__curl.url_cleanup(u);
   return r;
 }
 
@@ -329,14 +329,14 @@ crater__same_origin(const char *a, const char *b)
 char *
 crater__resolve_url(const char *base, const char *ref)
 {
-  CURLU *u = curl_url();
+  CURLU *u = crater__curl.url();
   char *s = NULL, *r = NULL;
-  if (curl_url_set(u, CURLUPART_URL, base, 0) == CURLUE_OK
-      && curl_url_set(u, CURLUPART_URL, ref, 0) == CURLUE_OK
-      && curl_url_get(u, CURLUPART_URL, &s, 0) == CURLUE_OK)
+  if (crater__curl.url_set(u, CURLUPART_URL, base, 0) == CURLUE_OK
+      && crater__curl.url_set(u, CURLUPART_URL, ref, 0) == CURLUE_OK
+      && crater__curl.url_get(u, CURLUPART_URL, &s, 0) == CURLUE_OK)
     r = xstrdup(s);
-  curl_free(s);
-  curl_url_cleanup(u);
+  crater__curl.free(s);
+  crater__curl.url_cleanup(u);
   return r;
 }
 

@@ -2,6 +2,9 @@
  * Privates shared by the remote transport files (client.c, parse.c) and
  * the unit tests in tests/remote/: the pure header parsers and policy
  * arithmetic, kept free of I/O so they can be tested on their own.
+ * crater__parse_retry_after, crater__same_origin and crater__resolve_url
+ * call libcurl: crater__curl_load() (remote/curl_sym.h) must have
+ * succeeded first, as it has once any crater_remote_t exists.
  */
 #ifndef CRATER_REMOTE_INTERNAL_H
 #define CRATER_REMOTE_INTERNAL_H
@@ -76,7 +79,7 @@ bool crater__ref_valid(const char *ref);
 /* ---- the request engine (client.c), used by the operations (ops.c) ---- */
 #ifdef CRATER_REMOTE_ENGINE
 
-#include <curl/curl.h>
+#include "remote/curl_sym.h"
 
 #include "remote/remote.h"
 

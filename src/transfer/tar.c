@@ -11,9 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <archive.h>
-#include <archive_entry.h>
-
+#include "archive/archive_sym.h"
 #include "common/cleanup.h"
 #include "common/xalloc.h"
 
@@ -116,28 +114,30 @@ resolve_link(const char *name, const char *target)
 static int
 archive_fail(crater_error_t *err, struct archive *a, crater_errkind_t kind, const char *what)
 {
-  const char *m = archive_error_string(a);
-  return crater_error_make(err, kind, archive_errno(a) > 0 ? archive_errno(a) : 0, "%s: %s",
+  const char *m = crater__archive.error_string(a);
+  return crater_error_make(err, kind, crater__archive.errnum(a) > 0 ? crater__archive.errnum(a) : 0, "%s: %s",
                            what, m ? m : "libarchive error");
 }
 
 crater_tar_reader_t *
 crater_tar_reader_open(const char *path, crater_error_t *err)
 {
+  if (crater__archive_load(err) < 0)
+    return NULL;
   crater_tar_reader_t *r = xcalloc(1, sizeof *r);
   r->path = xstrdup(path);
   r->buf = xmalloc(BUF_SIZE);
-  r->a = archive_read_new();
+  r->a = crater__archive.read_new();
   if (r->a == NULL) {
     crater_tar_reader_free(r);
     crater_error_make(err, CRATER_ERR_INTERNAL, ENOMEM, "%s: archive_read_new failed", path);
     return NULL;
   }
-  archive_read_support_format_tar(r->a);
-  archive_read_support_filter_gzip(r->a);
-  archive_read_support_filter_none(r->a);
-  if (archive_read_open_filename(r->a, path, BUF_SIZE) != ARCHIVE_OK) {
-    int e = archive_errno(r->a);
+  crater__archive.read_support_format_tar(r->a);
+  crater__archive.read_support_filter_gzip(r->a);
+  crater__archive.read_support_filter_none(r->a);
+  if (crater__archive.read_open_filename(r->a, path, BUF_SIZE) != ARCHIVE_OK) {
+    int e = crater__archive.errnum(r->a);
     if (e == ENOENT || e == EACCES || e == EISDIR)
       crater_error_sys(err, e, "open %s", path);
     else
@@ -154,7 +154,7 @@ crater_tar_reader_free(crater_tar_reader_t *r)
   if (r == NULL)
     return;
   if (r->a)
-    archive_read_free(r->a);
+    crater__archive.read_free(r->a);
   free(r->path);
   free(r->name);
   free(r->link);
@@ -167,12 +167,12 @@ crater_tar_reader_next(crater_tar_reader_t *r, crater_tar_entry_t *out, crater_e
 {
   for (;;) {
     struct archive_entry *e = NULL;
-    int rc = archive_read_next_header(r->a, &e);
+    int rc = crater__archive.read_next_header(r->a, &e);
     if (rc == ARCHIVE_EOF)
       return 0;
     if (rc < ARCHIVE_WARN)
       return archive_fail(err, r->a, CRATER_ERR_DATA_LOSS, r->path);
-    const char *raw = archive_entry_pathname(e);
+    const char *raw = crater__archive.entry_pathname(e);
     if (raw == NULL || raw[0] == '\0')
       return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, 0,
                                "%s: refusing archive member with an unreadable name", r->path);
@@ -182,14 +182,14 @@ crater_tar_reader_next(crater_tar_reader_t *r, crater_tar_entry_t *out, crater_e
       continue; /* "." */
     if (crater_tar_check_name(r->name, err) < 0)
       return -1;
-    if (archive_entry_hardlink(e) != NULL)
+    if (crater__archive.entry_hardlink(e) != NULL)
       return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, 0,
                                "refusing archive member %s: hardlink", r->name);
-    mode_t t = archive_entry_filetype(e);
+    mode_t t = crater__archive.entry_filetype(e);
     free(r->link);
     r->link = NULL;
     if (t == AE_IFLNK) {
-      const char *target = archive_entry_symlink(e);
+      const char *target = crater__archive.entry_symlink(e);
       r->link = target ? resolve_link(r->name, target) : NULL;
       if (r->link == NULL)
         return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, 0,
@@ -208,7 +208,7 @@ crater_tar_reader_next(crater_tar_reader_t *r, crater_tar_entry_t *out, crater_e
                                r->name);
     out->name = r->name;
     out->is_dir = t == AE_IFDIR;
-    out->size = out->is_dir ? 0 : archive_entry_size(e);
+    out->size = out->is_dir ? 0 : crater__archive.entry_size(e);
     if (out->size < 0)
       return crater_error_make(err, CRATER_ERR_DATA_LOSS, 0, "archive member %s: bad size",
                                r->name);
@@ -219,7 +219,7 @@ crater_tar_reader_next(crater_tar_reader_t *r, crater_tar_entry_t *out, crater_e
 ssize_t
 crater_tar_reader_read(crater_tar_reader_t *r, void *buf, size_t n, crater_error_t *err)
 {
-  la_ssize_t got = archive_read_data(r->a, buf, n);
+  la_ssize_t got = crater__archive.read_data(r->a, buf, n);
   if (got < 0)
     return archive_fail(err, r->a, CRATER_ERR_DATA_LOSS, r->name ? r->name : r->path);
   return got;
@@ -247,16 +247,18 @@ crater_tar_reader_copy(crater_tar_reader_t *r, crater_tar_write_fn write, void *
 crater_tar_writer_t *
 crater_tar_writer_new(int fd, crater_error_t *err)
 {
+  if (crater__archive_load(err) < 0)
+    return NULL;
   crater_tar_writer_t *w = xcalloc(1, sizeof *w);
-  w->a = archive_write_new();
+  w->a = crater__archive.write_new();
   if (w->a == NULL) {
     free(w);
     crater_error_make(err, CRATER_ERR_INTERNAL, ENOMEM, "archive_write_new failed");
     return NULL;
   }
-  if (archive_write_set_format_pax(w->a) != ARCHIVE_OK ||
-      archive_write_add_filter_none(w->a) != ARCHIVE_OK ||
-      archive_write_open_fd(w->a, fd) != ARCHIVE_OK) {
+  if (crater__archive.write_set_format_pax(w->a) != ARCHIVE_OK ||
+      crater__archive.write_add_filter_none(w->a) != ARCHIVE_OK ||
+      crater__archive.write_open_fd(w->a, fd) != ARCHIVE_OK) {
     archive_fail(err, w->a, CRATER_ERR_INTERNAL, "tar writer");
     crater_tar_writer_free(w);
     return NULL;
@@ -270,7 +272,7 @@ crater_tar_writer_free(crater_tar_writer_t *w)
   if (w == NULL)
     return;
   if (w->a)
-    archive_write_free(w->a);
+    crater__archive.write_free(w->a);
   free(w->buf);
   free(w);
 }
@@ -281,18 +283,18 @@ write_header(crater_tar_writer_t *w, const char *name, mode_t type, int64_t size
 {
   if (crater_tar_check_name(name, err) < 0)
     return -1;
-  struct archive_entry *e = archive_entry_new();
+  struct archive_entry *e = crater__archive.entry_new();
   if (e == NULL)
     return crater_error_make(err, CRATER_ERR_INTERNAL, ENOMEM, "archive_entry_new failed");
-  archive_entry_set_pathname(e, name);
-  archive_entry_set_filetype(e, type);
-  archive_entry_set_perm(e, type == AE_IFDIR ? 0755 : 0644);
-  archive_entry_set_size(e, size);
-  archive_entry_set_mtime(e, 0, 0);
-  archive_entry_set_uid(e, 0);
-  archive_entry_set_gid(e, 0);
-  int rc = archive_write_header(w->a, e);
-  archive_entry_free(e);
+  crater__archive.entry_set_pathname(e, name);
+  crater__archive.entry_set_filetype(e, type);
+  crater__archive.entry_set_perm(e, type == AE_IFDIR ? 0755 : 0644);
+  crater__archive.entry_set_size(e, size);
+  crater__archive.entry_set_mtime(e, 0, 0);
+  crater__archive.entry_set_uid(e, 0);
+  crater__archive.entry_set_gid(e, 0);
+  int rc = crater__archive.write_header(w->a, e);
+  crater__archive.entry_free(e);
   if (rc != ARCHIVE_OK)
     return archive_fail(err, w->a, CRATER_ERR_INTERNAL, name);
   return 0;
@@ -312,7 +314,7 @@ crater_tar_writer_add_data(crater_tar_writer_t *w, const char *name, const void 
     return -1;
   const unsigned char *p = data;
   while (len > 0) {
-    la_ssize_t n = archive_write_data(w->a, p, len);
+    la_ssize_t n = crater__archive.write_data(w->a, p, len);
     if (n <= 0)
       return archive_fail(err, w->a, CRATER_ERR_INTERNAL, name);
     p += n;
@@ -344,7 +346,7 @@ crater_tar_writer_add_fd(crater_tar_writer_t *w, const char *name, int fd, int64
                                (long long) size);
     size_t done = 0;
     while (done < (size_t) got) {
-      la_ssize_t n = archive_write_data(w->a, w->buf + done, (size_t) got - done);
+      la_ssize_t n = crater__archive.write_data(w->a, w->buf + done, (size_t) got - done);
       if (n <= 0)
         return archive_fail(err, w->a, CRATER_ERR_INTERNAL, name);
       done += (size_t) n;
@@ -357,7 +359,7 @@ crater_tar_writer_add_fd(crater_tar_writer_t *w, const char *name, int fd, int64
 int
 crater_tar_writer_finish(crater_tar_writer_t *w, crater_error_t *err)
 {
-  if (archive_write_close(w->a) != ARCHIVE_OK)
+  if (crater__archive.write_close(w->a) != ARCHIVE_OK)
     return archive_fail(err, w->a, CRATER_ERR_INTERNAL, "finish archive");
   return 0;
 }

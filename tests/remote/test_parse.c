@@ -5,6 +5,7 @@
 #include <time.h>
 
 #include "check.h"
+#include "remote/curl_sym.h"
 #include "remote/remote_internal.h"
 
 static void
@@ -172,6 +173,9 @@ test_syntax(void)
 int
 main(void)
 {
+  /* Retry-After dates and URLs are parsed by libcurl, loaded on demand */
+  crater_error_t err = NULL;
+  CHECK_OK(crater__curl_load(&err));
   test_challenges();
   test_retry_after();
   test_ranges();
