@@ -17,6 +17,7 @@ local reference = require "crater.reference"
 local images = require "crater.images"
 local hosts = require "crater.hosts"
 local json = require "crater.json"
+local platforms = require "crater.platforms"
 
 local M = {}
 
@@ -25,7 +26,7 @@ local M = {}
 ---@param name string
 ---@param ref_string? string
 ---@param opts? {config?: table, plain_http?: boolean, credential?: table, insecure_skip_verify?: boolean, progress?: crater.Progress, chunk_size?: integer}
----@return table|nil {name=, digest=, blobs={uploaded=,exists=,mounted=}}, string? err, string? kind
+---@return table|nil {name=, digest=, media_type=, endpoint=, blobs={uploaded=,exists=,mounted=,skipped=}, platforms={{digest=, platform=}...}}, string? err, string? kind
 function M.push(client, name, ref_string, opts)
   if type(name) ~= "string" then error("push: image name must be a string", 2) end
   opts = opts or {}
@@ -90,6 +91,20 @@ function M.push(client, name, ref_string, opts)
     return true
   end
 
+  -- {digest=, platform="os/arch[/variant]"} per platform manifest PUT,
+  -- in push order: from the index entry's platform, else the config's.
+  local pushed_platforms = json.array {}
+  local function platform_of(d, m)
+    local plat = d.platform
+    if not plat then
+      local cbody = images.read_blob(b, ns, m.doc.config.digest)
+      local cfg = cbody and images.decode_config(cbody, #m.doc.layers)
+      if cfg then plat = { os = cfg.os, architecture = cfg.architecture, variant = cfg.variant } end
+    end
+    if not plat or not plat.os or not plat.architecture then return "unknown" end
+    return platforms.format(platforms.normalize(plat))
+  end
+
   local function push_manifest(d, tag)
     local body, e, k = images.read_blob(b, ns, d.digest)
     if not body then return nil, e, k end
@@ -99,7 +114,8 @@ function M.push(client, name, ref_string, opts)
     if m.kind == "index" then
       for _, c in ipairs(m.doc.manifests) do
         if b:content_info(ns, c.digest) then
-          local ok, e2, k2 = push_manifest({ digest = c.digest, media_type = c.mediaType, size = c.size })
+          local ok, e2, k2 = push_manifest({ digest = c.digest, media_type = c.mediaType, size = c.size,
+            platform = c.platform })
           if not ok then return nil, e2, k2 end
         else
           -- platform not pulled: the destination repository must have it
@@ -131,6 +147,9 @@ function M.push(client, name, ref_string, opts)
     if dg ~= d.digest and d.digest:sub(1, 7) == "sha256:" then
       return nil, string.format("registry computed %s for manifest %s", dg, d.digest), "data_loss"
     end
+    if m.kind ~= "index" then
+      pushed_platforms[#pushed_platforms + 1] = { digest = d.digest, platform = platform_of(d, m) }
+    end
     p:message("manifest", (tag and (ref.path .. ":" .. tag) or d.digest) .. " pushed", { digest = d.digest })
     return true
   end
@@ -140,7 +159,7 @@ function M.push(client, name, ref_string, opts)
   if not ok then return nil, what .. ": " .. tostring(err), kind end
   p:finish()
   return { name = ref:string(), digest = img.target.digest, media_type = img.target.media_type,
-    endpoint = hosts.describe(ep), blobs = counts, platforms = json.array {} }
+    endpoint = hosts.describe(ep), blobs = counts, platforms = pushed_platforms }
 end
 
 return M

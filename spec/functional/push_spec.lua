@@ -138,6 +138,15 @@ describe("crater push (functional, docker-registry)", function()
     -- config per platform (3 distinct) + the shared layer, all uploaded
     assert.is_true(res.blobs.uploaded >= 2, r.stdout)
     assert.equal(0, res.blobs.mounted)
+    -- the platform of every pushed manifest, from the index entries
+    assert.equal(#idx.manifests, #res.platforms, r.stdout)
+    local want_plat, got_plat = {}, {}
+    for _, m in ipairs(idx.manifests) do
+      local platforms = require "crater.platforms"
+      want_plat[m.digest] = platforms.format(platforms.normalize(m.platform)) -- as pull reports them
+    end
+    for _, e in ipairs(res.platforms) do got_plat[e.digest] = e.platform end
+    assert.same(want_plat, got_plat)
 
     local reqs = requests(reg, m0)
     for _, m in ipairs(idx.manifests) do
@@ -181,6 +190,10 @@ describe("crater push (functional, docker-registry)", function()
     local first = push_result(r.stdout)
     assert.equal(6, first.blobs.uploaded) -- config + 5 layers
     assert.equal(0, first.blobs.exists)
+    -- a single manifest: its platform comes from the config
+    assert.equal(1, #first.platforms, r.stdout)
+    assert.equal(fx.manifest_digest("multilayer"), first.platforms[1].digest)
+    assert.truthy(first.platforms[1].platform:match("^linux/%w+"), r.stdout)
 
     local m0 = mark(reg)
     r = src_env:crater { "--format", "json", "push", "--plain-http", BASE .. ":multilayer", dest }
