@@ -7,11 +7,14 @@
 # Prints best-of-RUNS times, ctr/crater and crater/limit ratios, where the
 # limit is 2 parallel `pigz -dc | tar -x` of the 5 layers onto the same fs.
 #   bench/pull.sh [BUILD_DIR]     (default build)
+# Env: RUNS (default 3), SNAPSHOTTER (crater's --snapshotter: overlayfs,
+# native, btrfs; default: crater's own selection, overlayfs on ext4).
 set -eu
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${1:-$SRC/build}
 CRATER=$BUILD/bin/crater
 RUNS=${RUNS:-3}
+SNAPSHOTTER=${SNAPSHOTTER:-}
 T=$(mktemp -d /tmp/crater-bench.XXXXXX)
 REG_PID= ; CTRD_PID=
 cleanup() {
@@ -108,7 +111,7 @@ bench_one() {  # name ref
   for r in $(seq "$RUNS"); do
     rm -rf "$T/mnt/crater"; sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
     # every timing (crater, ctr, the limit) ends with a sync: data on disk
-    s=$(now); "$CRATER" --root "$T/mnt/crater" pull -q --plain-http "$ref" >/dev/null; sync; e=$(now)
+    s=$(now); "$CRATER" --root "$T/mnt/crater" pull -q --plain-http ${SNAPSHOTTER:+--snapshotter "$SNAPSHOTTER"} "$ref" >/dev/null; sync; e=$(now)
     cr="$cr $(echo "$e - $s" | bc)"
     ctr -a "$T/ctrd/sock" -n "bench$r$name" image rm "$ref" >/dev/null 2>&1 || true
     ctr -a "$T/ctrd/sock" content prune references >/dev/null 2>&1 || true
@@ -122,7 +125,7 @@ bench_one() {  # name ref
   eval "best_$name=$bcr"
 }
 
-echo "runs per tool: $RUNS (best of)"
+echo "runs per tool: $RUNS (best of); crater snapshotter: ${SNAPSHOTTER:-default}"
 bench_one big "$HOST/bench/big:1"
 [ -n "$BB" ] && bench_one busybox "$HOST/bench/busybox:1"
 

@@ -385,12 +385,19 @@ function M.pull(client, ref_string, opts)
     release(); return nil, err, kind
   end
 
+  -- a failure from here on drops the streamed (uncommitted) snapshots too
+  local function abandon(msg, k)
+    if plan then unpack.discard_plan(plan) end
+    release()
+    return nil, msg, k
+  end
+
   -- 5. manifests and indexes, children first, with gc references
   for _, c in ipairs(chosen) do
     local labels = { [src_key] = repo, ["containerd.io/gc.ref.content.config"] = c.m.doc.config.digest }
     for i, l in ipairs(c.m.doc.layers) do labels["containerd.io/gc.ref.content.l." .. (i - 1)] = l.digest end
     local d, st, k = put_blob(b, ns, c.desc.digest, c.m.body, labels)
-    if not d then release(); return nil, what .. ": commit manifest " .. c.desc.digest .. ": " .. tostring(st), k end
+    if not d then return abandon(what .. ": commit manifest " .. c.desc.digest .. ": " .. tostring(st), k) end
     lease_add(c.desc.digest)
   end
   for i = #index_chain, 1, -1 do
@@ -398,7 +405,7 @@ function M.pull(client, ref_string, opts)
     local labels = { [src_key] = repo }
     for j, d in ipairs(x.m.doc.manifests) do labels["containerd.io/gc.ref.content.m." .. (j - 1)] = d.digest end
     local d, st, k = put_blob(b, ns, x.desc.digest, x.m.body, labels)
-    if not d then release(); return nil, what .. ": commit index " .. x.desc.digest .. ": " .. tostring(st), k end
+    if not d then return abandon(what .. ": commit index " .. x.desc.digest .. ": " .. tostring(st), k) end
     lease_add(x.desc.digest)
   end
 
@@ -406,7 +413,7 @@ function M.pull(client, ref_string, opts)
   local target = { media_type = top_m.media_type, digest = top.digest, size = top_m.size }
   local rec
   rec, err, kind = images.new(client):put { name = name, target = target, labels = opts.labels or {} }
-  if not rec then release(); return nil, what .. ": record image: " .. tostring(err), kind end
+  if not rec then return abandon(what .. ": record image: " .. tostring(err), kind) end
   p:message("recorded", name .. " -> " .. top.digest, { name = name, digest = top.digest })
 
   -- 6. unpack the platform(s) matching this host / the requested platform

@@ -12,8 +12,10 @@
 --- With a plan from plan_streaming (pull, overlayfs), layers were already
 --- applied while downloading, each into its own scratch snapshot; unpack
 --- then only moves each directory into its chain-ordered snapshot and
---- commits.  Otherwise (native/btrfs, or a layer whose streamed apply
---- failed) layers apply from the stored blob, in chain order.
+--- commits.  For native/btrfs the plan streams only the first layer to
+--- unpack (its parent committed), straight into its real snapshot; the
+--- other layers (and any whose streamed apply failed) apply from the
+--- stored blob, in chain order.
 local images = require "crater.images"
 local core = require "crater.core"
 
@@ -70,19 +72,37 @@ function M.plan_streaming(client, m, config, downloading, opts)
   if #diff_ids ~= #m.doc.layers then return nil end
   local chain = images.chain_ids(diff_ids)
   local plan = { sn = sn, keys = {} }
+  local ref_label = function(i) return { ["containerd.io/snapshot.ref"] = chain[i] } end
   for i, l in ipairs(m.doc.layers) do
     local it = downloading[l.digest]
     local li = images.layer_info(l.mediaType)
     if it and li and not li.foreign and not sn:stat(chain[i]) then
       local key = string.format("extract-%d-%d-stream %s", core.getpid(), i, chain[i])
       sn:remove(key)
-      if sn:prepare(key, nil, { ["containerd.io/snapshot.ref"] = chain[i] }) then
+      if sn:prepare(key, nil, ref_label(i)) then
         local dir, wh = sn:apply_dir(key)
         if dir and wh == "overlay" then
           it.apply = { dir = dir, compression = li.compression, whiteouts = wh, expected_diff_id = diff_ids[i] }
           plan.keys[i] = { key = key, dir = dir, item = it }
         else
           sn:remove(key)
+          -- A snapshotter that applies onto a copy of the parent (native,
+          -- btrfs: "delete" whiteouts): only the first layer to unpack can
+          -- stream, and only when its parent is already committed; it goes
+          -- straight into its real chain-ordered snapshot (inplace).
+          if wh == "delete" and (i == 1 or sn:stat(chain[i - 1])) then
+            local rkey = string.format("extract-%d-%d %s", core.getpid(), i, chain[i])
+            sn:remove(rkey)
+            if sn:prepare(rkey, chain[i - 1], ref_label(i)) then
+              local rdir, rwh = sn:apply_dir(rkey)
+              if rdir and rwh == "delete" then
+                it.apply = { dir = rdir, compression = li.compression, whiteouts = rwh, expected_diff_id = diff_ids[i] }
+                plan.keys[i] = { key = rkey, dir = rdir, item = it, inplace = true }
+              else
+                sn:remove(rkey)
+              end
+            end
+          end
           if wh ~= "overlay" then break end
         end
       end
@@ -140,10 +160,25 @@ function M.unpack(client, m, config, opts)
       end
       if p then p:state(id, "unpacking") end
       local key = string.format("extract-%d-%d %s", core.getpid(), i, chain[i])
-      local prep, err, kind = sn:prepare(key, parent, { ["containerd.io/snapshot.ref"] = chain[i] })
-      if not prep then drop_plan(); return nil, string.format("unpack: prepare %s: %s", chain[i], err), kind end
-      local applied
+      local applied, err, kind
       local pk = plan and plan.keys[i]
+      if pk and pk.inplace then
+        -- streamed into its real snapshot (parent already committed):
+        -- commit it as is, or start that snapshot over from the blob
+        plan.keys[i] = nil
+        if pk.item.applied and pk.item.applied.diff_id == diff_ids[i] then
+          applied = pk.item.applied
+          res.streamed = (res.streamed or 0) + 1
+        end
+        if not applied then sn:remove(pk.key) end
+        key = pk.key
+        pk = nil
+      end
+      if not applied then
+        local prep
+        prep, err, kind = sn:prepare(key, parent, { ["containerd.io/snapshot.ref"] = chain[i] })
+        if not prep then drop_plan(); return nil, string.format("unpack: prepare %s: %s", chain[i], err), kind end
+      end
       if pk and pk.item.applied and pk.item.applied.diff_id == diff_ids[i] then
         -- applied while downloading into the scratch snapshot: move its
         -- directory into this one (same snapshotter root, an atomic rename

@@ -116,6 +116,40 @@ describe("crater pull (functional)", function()
     assert.is_true(u[1].unpacked_size > 0)
   end)
 
+  it("native: streams the first layer into its real snapshot while downloading, the rest after", function()
+    local ref = reg.host .. "/test/multilayer:1"
+    local r = env:crater { "--format", "json", "pull", "--plain-http", "--snapshotter", "native", ref }
+    assert.equal(0, r.code, r.stderr)
+    local evs = decode_lines(r.stdout)
+    local u = evs[#evs].image.unpacked
+    assert.equal("native", u.snapshotter)
+    assert.equal(1, u.streamed, r.stdout)
+    -- same chain as an overlayfs pull, every layer committed, no scratch left
+    local env2 = cli.env()
+    local r2 = env2:crater { "--format", "json", "pull", "--plain-http", "--snapshotter", "overlayfs", ref }
+    assert.equal(0, r2.code, r2.stderr)
+    local evs2 = decode_lines(r2.stdout)
+    assert.equal(evs2[#evs2].image.unpacked.chain_id, u.chain_id)
+    if env2.cleanup then env2:cleanup() end
+    r = env:crater { "--format", "json", "snapshot", "ls", "--snapshotter", "native" }
+    assert.equal(0, r.code, r.stderr)
+    local snaps = assert(json.decode(r.stdout))
+    local committed = 0
+    for _, sn in ipairs(snaps) do
+      assert.falsy(tostring(sn.name or sn.key):find("extract-", 1, true), r.stdout)
+      if sn.kind == "committed" then committed = committed + 1 end
+    end
+    assert.equal(5, committed, r.stdout)
+    -- a busybox pull (one layer) into a fresh root streams its only layer
+    local env3 = cli.env()
+    r = env3:crater { "--format", "json", "pull", "--plain-http", "--snapshotter", "native",
+      reg.host .. "/library/busybox:latest" }
+    if env3.cleanup then env3:cleanup() end
+    assert.equal(0, r.code, r.stderr)
+    evs = decode_lines(r.stdout)
+    assert.equal(1, evs[#evs].image.unpacked.streamed, r.stdout)
+  end)
+
   it("refuses --plain-http for a non-local host", function()
     local r = env:crater { "pull", "--plain-http", "example.com/x:1" }
     assert.equal(1, r.code)
