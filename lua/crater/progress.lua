@@ -15,17 +15,36 @@
 --- p:state("sha256:ab..", "done")
 --- p:finish()
 --- ```
---- States: waiting, downloading, verifying, unpacking, exists, done,
---- skipped, failed.
+--- States (one set for pull, push and import; M.STATE_LIST, in order):
+---   waiting      queued, no bytes yet
+---   downloading  bytes arriving (pull); a layer may be applied meanwhile
+---   uploading    bytes leaving (push)
+---   verifying    digest and size checked at commit
+---   unpacking    layer being applied into a snapshot
+---   exists       already there: in the local store (pull) or the
+---                registry (push, after HEAD)                    final
+---   mounted      push: cross-repository mount, nothing uploaded final
+---   skipped      foreign/non-distributable layer, not fetched   final
+---   done         finished                                       final
+---   failed       error (the message is in `message`)           final
+--- tty: per-item lines and a total line (bytes, speed, aggregate state),
+--- redrawn in place; finish() erases them and leaves one summary line
+--- (plus a line per failed item).
 local core = require "crater.core"
 local json = require "crater.json"
 local util = require "crater.util"
 
 local M = {}
 
-M.STATES = { waiting = true, downloading = true, resolving = true, verifying = true, unpacking = true,
-  exists = true, done = true, skipped = true, failed = true, uploading = true, mounted = true }
-local FINAL = { exists = true, done = true, skipped = true, failed = true, mounted = true }
+M.STATE_LIST = { "waiting", "downloading", "uploading", "verifying", "unpacking", "exists", "mounted", "skipped",
+  "done", "failed" }
+M.STATES = {}
+for _, st in ipairs(M.STATE_LIST) do M.STATES[st] = true end
+--- Final states (an item in one of them no longer changes).
+M.FINAL = { exists = true, mounted = true, skipped = true, done = true, failed = true }
+local FINAL = M.FINAL
+-- states that move bytes (speed shown)
+local MOVING = { downloading = true, uploading = true }
 
 --- Picks the mode from output flags: json with --format json, quiet with
 --- --quiet, tty when out is a terminal, else lines.
@@ -62,6 +81,7 @@ end
 ---@param opts? {name?: string, total?: integer, state?: string}
 function P:add(id, opts)
   opts = opts or {}
+  if opts.state and not M.STATES[opts.state] then error("progress: unknown state " .. tostring(opts.state), 2) end
   local it = self.items[id]
   if not it then
     it = { id = id, name = opts.name or id, total = opts.total, done = 0, state = opts.state or "waiting",
@@ -76,14 +96,17 @@ function P:add(id, opts)
   return it
 end
 
---- Records bytes done for an item (state becomes downloading unless given).
+--- Records bytes done for an item.  Its state becomes `state` when given,
+--- else stays uploading for an uploading item, else becomes downloading
+--- (final states are kept).
 function P:update(id, done, total, state)
+  if state and not M.STATES[state] then error("progress: unknown state " .. tostring(state), 2) end
   local it = self.items[id] or self:add(id)
   if total and total >= 0 then it.total = total end
   it.done = done or it.done
   if not it.t0 then it.t0 = self.clock() end
   if state then it.state = state
-  elseif not FINAL[it.state] then it.state = "downloading" end
+  elseif not FINAL[it.state] and it.state ~= "uploading" then it.state = "downloading" end
   if self.mode == "json" then
     local now = self.clock()
     if FINAL[it.state] or not it.last_ev or now - it.last_ev >= 0.1 then
@@ -102,6 +125,7 @@ function P:state(id, state, msg)
   if it.state == state and not msg then return end
   it.state = state
   it.msg = msg
+  if MOVING[state] and not it.t0 then it.t0 = self.clock() end
   if state == "done" and it.total then it.done = it.total end
   if FINAL[state] then it.t1 = self.clock() end
   if self.mode == "lines" and (FINAL[state] or state == "unpacking" or state == "verifying") then
@@ -151,15 +175,45 @@ local function bar(done, total, width)
   return string.rep("=", n) .. (n < width and ">" or "") .. string.rep(" ", math.max(width - n - 1, 0))
 end
 
+-- "layer sha256:<64 hex>" -> "layer <12 hex>" for the live table
+local function short_name(name)
+  name = name:gsub("sha256:(%x%x%x%x%x%x%x%x%x%x%x%x)%x+", "%1")
+  if #name > 24 then name = name:sub(1, 21) .. "..." end
+  return name
+end
+
+local function speed_of(done, t0, now)
+  if not t0 or now <= t0 then return "" end
+  return util.human_size(math.floor(done / (now - t0))) .. "/s"
+end
+
 function P:_line(it, now)
-  local speed = ""
-  if it.state == "downloading" and it.t0 and now > it.t0 then
-    speed = util.human_size(math.floor(it.done / (now - it.t0))) .. "/s"
-  end
+  local speed = MOVING[it.state] and speed_of(it.done, it.t0, now) or ""
   local size = it.total and (util.human_size(it.done) .. "/" .. util.human_size(it.total)) or util.human_size(it.done)
-  local name = it.name
-  if #name > 40 then name = name:sub(1, 37) .. "..." end
-  return string.format("%-40s %-11s |%s| %21s %11s", name, it.state, bar(it.done, it.total, 20), size, speed)
+  return string.format("%-24s %-11s |%s| %21s %11s", short_name(it.name), it.state, bar(it.done, it.total, 20), size,
+    speed)
+end
+
+--- The aggregate state of all items: the busiest state any item is in
+--- (uploading/downloading > unpacking > verifying > waiting), else
+--- failed when any failed, else done.
+function P:overall_state()
+  local rank = { downloading = 5, uploading = 5, unpacking = 4, verifying = 3, waiting = 2 }
+  local best, failed = nil, false
+  for _, id in ipairs(self.order) do
+    local st = self.items[id].state
+    if rank[st] and (not best or rank[st] > rank[best]) then best = st end
+    if st == "failed" then failed = true end
+  end
+  return best or (failed and "failed") or "done"
+end
+
+function P:_total_line(now)
+  local t = self:totals()
+  local elapsed = now - self.started
+  return string.format("%-24s %-11s |%s| %21s %11s %6.1fs", string.format("total (%d)", t.items),
+    self:overall_state(), bar(t.done, t.total, 20), util.human_size(t.done) .. "/" .. util.human_size(t.total),
+    speed_of(t.done, self.started, now), elapsed)
 end
 
 function P:_clear()
@@ -172,21 +226,13 @@ function P:_clear()
 end
 
 function P:_draw(force)
-  if self.mode ~= "tty" then return end
+  if self.mode ~= "tty" or self.finished then return end
   local now = self.clock()
   if not force and now - self.last_draw < 0.1 then return end
   self.last_draw = now
   local lines = {}
-  local done, total = 0, 0
-  for _, id in ipairs(self.order) do
-    local it = self.items[id]
-    lines[#lines + 1] = self:_line(it, now)
-    done = done + (it.done or 0)
-    total = total + (it.total or 0)
-  end
-  local elapsed = now - self.started
-  lines[#lines + 1] = string.format("total: %s/%s, %.1fs%s", util.human_size(done), util.human_size(total), elapsed,
-    elapsed > 0 and (", " .. util.human_size(math.floor(done / elapsed)) .. "/s") or "")
+  for _, id in ipairs(self.order) do lines[#lines + 1] = self:_line(self.items[id], now) end
+  lines[#lines + 1] = self:_total_line(now)
   if self.drawn > 0 then self.out:write(string.format("\27[%dA", self.drawn)) end
   for _, l in ipairs(lines) do self.out:write("\27[2K", l, "\n") end
   self.drawn = #lines
@@ -203,9 +249,25 @@ function P:totals()
   return { done = done, total = total, elapsed = self.clock() - self.started, items = #self.order }
 end
 
---- Final redraw (tty) / nothing else.
+--- Ends the display.  tty: erases the live table and leaves one summary
+--- line (items, bytes, speed, state, time), after a line per failed item.
+--- Idempotent; other modes print nothing.
 function P:finish()
-  if self.mode == "tty" then self:_draw(true) end
+  if self.mode ~= "tty" or self.finished then return end
+  self:_clear()
+  local now = self.clock()
+  for _, id in ipairs(self.order) do
+    local it = self.items[id]
+    if it.state == "failed" then
+      self.out:write(string.format("failed      %s%s\n", it.name, it.msg and (": " .. it.msg) or ""))
+    end
+  end
+  local t = self:totals()
+  local elapsed = now - self.started
+  self.out:write(string.format("%s: %d item%s, %s in %.1fs%s\n", self:overall_state(), t.items, t.items == 1 and "" or "s",
+    util.human_size(t.done), elapsed, elapsed > 0 and (" (" .. util.human_size(math.floor(t.done / elapsed)) .. "/s)") or ""))
+  self.out:flush()
+  self.finished = true
 end
 
 return M

@@ -16,8 +16,10 @@
  * item running crater_archive_apply on the snapshot directory; the diff ID
  * is checked by the apply.  Workers never touch Lua.  All layers apply
  * concurrently, which is right for overlayfs (every layer is its own
- * directory); snapshotters that apply onto a copy of the parent (native)
- * must not be given `apply` here.  A full pipe blocks the download loop,
+ * directory).  Snapshotters that apply onto a copy of the parent (native,
+ * btrfs) may only be given `apply` for a layer whose directory is already
+ * that copy (its parent committed), with whiteouts="delete": pull does
+ * this for the first layer to unpack only.  A full pipe blocks the download loop,
  * so downloads run no faster than the slowest running apply; a worker
  * that fails drains its pipe so the download still completes.
  *

@@ -43,7 +43,9 @@ function M.run_pull(ctx, a, flags)
   o.unpack = flags.unpack
   o.snapshotter = flags.snapshotter
   o.parallel = flags.parallel
-  local res = ctx:check(ctx:client():pull(a[1], o))
+  local res, err, kind = ctx:client():pull(a[1], o)
+  if not res then o.progress:finish() end -- tty: erase the live table, keep failed items
+  ctx:check(res, err, kind)
   if ctx.format == "json" then
     ctx.out:write(json.encode { event = "done", image = res }, "\n")
   elseif not flags.quiet then
@@ -62,7 +64,9 @@ for _, f in ipairs(M.registry_flags) do M.push_flags[#M.push_flags + 1] = f end
 function M.run_push(ctx, a, flags)
   local o = M.registry_opts(ctx, flags)
   o.chunk_size = flags["chunk-size"]
-  local res = ctx:check(ctx:client():push(a[1], a[2], o))
+  local res, err, kind = ctx:client():push(a[1], a[2], o)
+  if not res then o.progress:finish() end
+  ctx:check(res, err, kind)
   if ctx.format == "json" then
     ctx.out:write(json.encode { event = "done", push = res }, "\n")
   elseif not flags.quiet then
@@ -214,6 +218,18 @@ M.group = {
       run = function(ctx, a, flags)
         local res = ctx:check(ctx:client():images():mount(a[1], a[2], { snapshotter = flags.snapshotter }))
         if ctx.format == "json" then ctx:record(res) else ctx.out:write(res.dir, "\n") end
+      end,
+    },
+    {
+      name = "unpack", summary = "Unpack an image's layers into a snapshotter (skips layers already unpacked)",
+      usage = "IMAGE", min_args = 1, max_args = 1,
+      flags = { { name = "snapshotter", type = "string", arg = "NAME", help = "snapshotter (default: selected by policy)" } },
+      run = function(ctx, a, flags)
+        local res = ctx:check(ctx:client():images():unpack(a[1], { snapshotter = flags.snapshotter }))
+        if ctx.format == "json" then ctx:record(res) else
+          ctx.out:write(string.format("%s: %d layer(s) unpacked, %d already there, snapshotter %s, chain %s\n", a[1],
+            res.applied, res.skipped, tostring(res.snapshotter), tostring(res.chain_id)))
+        end
       end,
     },
     {
