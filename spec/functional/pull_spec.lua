@@ -160,6 +160,39 @@ describe("crater pull (functional)", function()
     local r = env:crater { "pull", "Busybox" }
     assert.equal(1, r.code)
     assert.truthy(r.stderr:find("must be lowercase", 1, true))
+    r = env:crater { "pull", "--format", "json", "Busybox" }
+    assert.equal(1, r.code)
+    local e = assert(json.decode(r.stderr), r.stderr)
+    assert.equal("invalid_argument", e.kind)
+    assert.truthy(e.error:find("must be lowercase", 1, true))
+  end)
+
+  it("prints failures as JSON with their kind under --format json, exit codes unchanged", function()
+    -- not found (exit 1), before or after the command
+    for _, argv in ipairs {
+      { "--format", "json", "image", "inspect", "nope:1" },
+      { "image", "inspect", "--format", "json", "nope:1" },
+    } do
+      local r = env:crater(argv)
+      assert.equal(1, r.code)
+      local e = assert(json.decode(r.stderr), r.stderr)
+      assert.equal("not_found", e.kind)
+      assert.truthy(e.error:find("nope:1", 1, true))
+    end
+    -- a usage error: exit 2, kind invalid_argument
+    local r = env:crater { "--format", "json", "image", "frobnicate" }
+    assert.equal(2, r.code)
+    local e = assert(json.decode(r.stderr), r.stderr)
+    assert.equal("invalid_argument", e.kind)
+    -- for people: the text form
+    r = env:crater { "image", "inspect", "nope:1" }
+    assert.equal(1, r.code)
+    assert.truthy(r.stderr:find("^crater: image "), r.stderr)
+    -- a registry that is not there: unavailable
+    r = env:crater { "--format", "json", "pull", "--plain-http", "--no-unpack", "127.0.0.1:9/x/y:1" }
+    assert.equal(1, r.code)
+    e = assert(json.decode(r.stderr:match("([^\n]+)\n*$") or ""), r.stderr)
+    assert.equal("unavailable", e.kind, r.stderr)
   end)
 end)
 
@@ -185,6 +218,17 @@ describe("crater pull against TLS and basic auth registries", function()
     r = env:crater({ "pull", "--config", cfg, "--no-unpack", reg.host .. "/library/busybox:latest" },
       { env = { HOME = env.dir, DOCKER_CONFIG = env.dir } })
     assert.equal(1, r.code)
+    assert.truthy(r.stderr:find("^crater: pull "), r.stderr)
+    -- with --format json the failure carries its kind, as one JSON object on stderr
+    r = env:crater({ "--format", "json", "pull", "--config", cfg, "--no-unpack", reg.host .. "/library/busybox:latest" },
+      { env = { HOME = env.dir, DOCKER_CONFIG = env.dir } })
+    assert.equal(1, r.code)
+    local lines = {}
+    for l in r.stderr:gmatch("[^\n]+") do lines[#lines + 1] = l end
+    local e = assert(json.decode(lines[#lines]), r.stderr)
+    assert.equal("permission_denied", e.kind, r.stderr) -- HTTP 401 without credentials
+    assert.truthy(e.error:find("pull " .. reg.host .. "/library/busybox:latest", 1, true), r.stderr)
+    assert.falsy(r.stderr:find("crater: ", 1, true), r.stderr)
     if env.cleanup then env:cleanup() end
   end)
 end)

@@ -125,6 +125,7 @@ function Ctx:client()
     error({ crater_fail = true, msg = "open " .. (self.root or crater.DEFAULT_ROOT) .. ": " .. tostring(err) }, 0)
   end
   self._client = c
+  c.config = cfg -- crater config (unpack.max_layer_size, ...) for the library
   return c
 end
 
@@ -155,15 +156,39 @@ function Ctx:record(value, keys)
   end
 end
 
---- Raises a failure that the dispatcher prints as "crater: msg" (exit 1).
+--- Raises a failure that the dispatcher prints as "crater: msg" (exit 1),
+--- or {"error": msg, "kind": "unknown"} on stderr with --format json.
 function Ctx:fail(msg, ...)
   error({ crater_fail = true, msg = select("#", ...) > 0 and string.format(msg, ...) or msg }, 0)
 end
 
---- Unwraps an (ok, err) pair: returns ok or fails with err.
+-- an error kind as the API returns them ("not_found", "unauthenticated", ...)
+local function kind_or_nil(k)
+  if type(k) == "string" and k:match("^[a-z][a-z_]*$") then return k end
+  return nil
+end
+
+--- Unwraps an (ok, err, kind) triple: returns ok or fails with err,
+--- keeping the kind for `--format json` error output.
 function Ctx:check(v, err, ...)
-  if v == nil or v == false then self:fail(tostring(err)) end
+  if v == nil or v == false then
+    error({ crater_fail = true, msg = tostring(err), kind = kind_or_nil((...)) }, 0)
+  end
   return v, err, ...
+end
+
+-- Failure output.  For people: "crater: msg".  With --format json (given
+-- before or after the command), one JSON object on stderr:
+-- {"error": msg, "kind": kind}; kind is the API's error kind, "unknown"
+-- when a command failed without one, "invalid_argument" for usage errors
+-- (exit 2), "internal" for crashes.  Exit codes do not change.
+local json_errors = false
+local function print_failure(msg, kind)
+  if json_errors then
+    io.stderr:write(require("crater.json").encode { error = msg, kind = kind or "unknown" }, "\n")
+  else
+    io.stderr:write("crater: ", msg, "\n")
+  end
 end
 
 local function new_ctx(g, flags)
@@ -178,6 +203,7 @@ end
 
 local function run_command(path, cmd, argv, first)
   local flags, pos = args.parse(argv, first, all_flags(cmd), cmd.stop_at_positional)
+  if flags.format == "json" then json_errors = true end
   if flags.help then
     command_help(io.stdout, path, cmd)
     return M.EXIT_OK
@@ -191,11 +217,11 @@ local function run_command(path, cmd, argv, first)
   end
   local ctx = new_ctx(nil, flags)
   ctx.path = path
-  local ok, r1, r2 = pcall(cmd.run, ctx, pos, flags)
+  local ok, r1, r2, r3 = pcall(cmd.run, ctx, pos, flags)
   if ctx._client then ctx._client:close() end
   if not ok then error(r1, 0) end
   if r1 == nil and r2 ~= nil then
-    io.stderr:write("crater: ", tostring(r2), "\n")
+    print_failure(tostring(r2), kind_or_nil(r3))
     return M.EXIT_ERROR
   end
   if type(r1) == "number" then return r1 end
@@ -204,6 +230,7 @@ end
 
 local function dispatch(argv)
   local gflags, rest = args.parse(argv, 1, M.global_flags, true)
+  if gflags.format == "json" then json_errors = true end
   if gflags.version then
     io.stdout:write("crater ", require("crater").version, "\n")
     return M.EXIT_OK
@@ -245,20 +272,21 @@ end
 ---@param argv string[]
 ---@return integer
 function M.main(argv)
+  json_errors = false
   local ok, rc = xpcall(function() return dispatch(argv) end, function(e)
     if type(e) == "table" then return e end
     return debug.traceback(tostring(e), 2)
   end)
   if ok then return rc end
   if args.is_usage_error(rc) then
-    io.stderr:write("crater: ", rc.msg, "\n")
+    print_failure(rc.msg, "invalid_argument")
     return M.EXIT_USAGE
   end
   if type(rc) == "table" and rc.crater_fail then
-    io.stderr:write("crater: ", rc.msg, "\n")
+    print_failure(tostring(rc.msg), rc.kind)
     return M.EXIT_ERROR
   end
-  io.stderr:write("crater: internal error: ", tostring(rc), "\n")
+  print_failure("internal error: " .. tostring(rc), "internal")
   return M.EXIT_ERROR
 end
 
