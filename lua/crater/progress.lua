@@ -155,8 +155,8 @@ function P:message(event, text, fields)
   elseif self.mode == "lines" then
     self.out:write(string.format("%-11s %s\n", event, text))
   else
-    self:_clear()
-    self.out:write(text, "\n")
+    self:_clear() -- above the live table, labelled as in lines mode
+    self.out:write(string.format("%-11s %s\n", event, text))
     self:_draw(true)
   end
   self.out:flush()
