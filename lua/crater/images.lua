@@ -252,6 +252,24 @@ function Images:mount(name, dir, opts)
   return { snapshotter = sname, chain_id = info.chain_id, key = key, dir = dir }
 end
 
+--- Unpacks the image's layers into a snapshotter (like `ctr image unpack`):
+--- committed snapshots keyed by chain ID; layers already unpacked are
+--- skipped.  An index is followed to the host platform's manifest.
+---@param name string
+---@param opts? {snapshotter?: string, config?: table, max_layer_size?: integer}
+---@return table|nil {snapshotter=, chain_id=, applied=, skipped=}, string?, string?
+function Images:unpack(name, opts)
+  opts = opts or {}
+  local containers = require "crater.containers"
+  local info, err, kind = containers.image_info(self.client, name)
+  if not info then return nil, err, kind end
+  local unpack = require "crater.unpack"
+  local sname = unpack.select(self.client, opts)
+  if not info.chain_id then return { snapshotter = sname, applied = 0, skipped = 0 } end
+  return unpack.unpack(self.client, info.manifest, info.config,
+    { snapshotter = sname, config = opts.config, max_layer_size = opts.max_layer_size })
+end
+
 --- Undoes Images:mount: unmounts dir and removes its view snapshot, in
 --- whichever snapshotter holds it.
 ---@return true|nil, string?, string?

@@ -260,6 +260,27 @@ function Snapshots:apply_dir(key)
   return self.inst:apply_dir(self.ns, key)
 end
 
+--- The lower directories (nearest first, absolute) of an overlay mount
+--- description, for apply's copy-up (hardlinks to lower files, metadata of
+--- implicitly created parents); {} for a bind mount or no mounts.
+function M.lower_dirs(mounts)
+  local out = {}
+  for _, m in ipairs(type(mounts) == "table" and mounts or {}) do
+    if m.type == "overlay" then
+      local lower, base
+      for _, opt in ipairs(m.options or {}) do
+        lower = lower or opt:match("^lowerdir=(.*)$")
+        base = base or opt:match("^X%-crater%.mount%-dir=(.*)$")
+      end
+      for d in (lower or ""):gmatch("[^:]+") do
+        if d:sub(1, 1) ~= "/" and base then d = base .. "/" .. d end
+        out[#out + 1] = d
+      end
+    end
+  end
+  return out
+end
+
 --- Applies an OCI layer (tar, optionally compressed) into active key,
 --- mount-free: overlayfs applies into the snapshot's fs/ with overlay
 --- whiteouts, native/btrfs into their tree with real deletions.
@@ -276,6 +297,7 @@ function Snapshots:apply_layer(key, layer_path, opts)
   local o = {}
   for k, v in pairs(opts or {}) do o[k] = v end
   o.whiteouts = wh
+  if wh == "overlay" and o.lowers == nil then o.lowers = M.lower_dirs(self:mounts(key)) end
   local res, err, k2 = core.archive_apply(dir, layer_path, o)
   if not res then return nil, "apply layer to snapshot " .. key .. ": " .. tostring(err), k2 end
   return res

@@ -43,6 +43,34 @@ function M.select(client, opts)
   return (registry.default(client.root, opts.config, client:policies()))
 end
 
+--- Default cap on one layer's uncompressed size (decompression bombs).
+M.DEFAULT_MAX_LAYER_SIZE = 64 * 1024 * 1024 * 1024
+
+--- The uncompressed size limit for one layer: opts.max_layer_size, else
+--- the crater config's `unpack = { max_layer_size = N }` (opts.config or
+--- the client's config), else CRATER_UNPACK_MAX_LAYER_SIZE, else
+--- DEFAULT_MAX_LAYER_SIZE (64 GiB).  0 means unlimited.  Returns nil, err
+--- for a value that is not a non-negative integer.
+function M.max_layer_size(client, opts)
+  opts = opts or {}
+  local v, where = opts.max_layer_size, "max_layer_size"
+  if v == nil then
+    local cfg = opts.config or client.config
+    local u = type(cfg) == "table" and cfg.unpack or nil
+    if u ~= nil and type(u) ~= "table" then return nil, "config: unpack must be a table" end
+    if u then v, where = u.max_layer_size, "config unpack.max_layer_size" end
+  end
+  if v == nil then
+    local env = os.getenv("CRATER_UNPACK_MAX_LAYER_SIZE")
+    if env and env ~= "" then v, where = tonumber(env) or env, "CRATER_UNPACK_MAX_LAYER_SIZE" end
+  end
+  if v == nil then return M.DEFAULT_MAX_LAYER_SIZE end
+  if type(v) ~= "number" or v < 0 or v ~= math.floor(v) then
+    return nil, where .. " must be a non-negative integer (bytes), got " .. tostring(v)
+  end
+  return v
+end
+
 local function open_sn(client, opts)
   local ok, sname = pcall(M.select, client, opts)
   if not ok then return nil, "unpack: " .. tostring(sname), "invalid_argument" end
@@ -71,6 +99,8 @@ function M.plan_streaming(client, m, config, downloading, opts)
   local diff_ids = config.rootfs.diff_ids
   if #diff_ids ~= #m.doc.layers then return nil end
   local chain = images.chain_ids(diff_ids)
+  local max = M.max_layer_size(client, opts)
+  if not max then return nil end
   local plan = { sn = sn, keys = {} }
   local ref_label = function(i) return { ["containerd.io/snapshot.ref"] = chain[i] } end
   for i, l in ipairs(m.doc.layers) do
@@ -82,7 +112,8 @@ function M.plan_streaming(client, m, config, downloading, opts)
       if sn:prepare(key, nil, ref_label(i)) then
         local dir, wh = sn:apply_dir(key)
         if dir and wh == "overlay" then
-          it.apply = { dir = dir, compression = li.compression, whiteouts = wh, expected_diff_id = diff_ids[i] }
+          it.apply = { dir = dir, compression = li.compression, whiteouts = wh, expected_diff_id = diff_ids[i],
+            max_size = max }
           plan.keys[i] = { key = key, dir = dir, item = it }
         else
           sn:remove(key)
@@ -128,6 +159,8 @@ function M.unpack(client, m, config, opts)
   if not M.available(client) then
     return nil, "unpack: this build has no snapshotter support yet (use --no-unpack)", "failed_precondition"
   end
+  local max, merr = M.max_layer_size(client, opts)
+  if not max then return nil, "unpack: " .. merr, "invalid_argument" end
   local sn, sname, skind = open_sn(client, opts)
   if not sn then return nil, sname, skind end
   local plan = opts.plan
@@ -195,11 +228,16 @@ function M.unpack(client, m, config, opts)
       end
       if pk then sn:remove(pk.key); plan.keys[i] = nil end
       if not applied then
-        applied, err, kind = sn:apply_layer(key, path, { compression = li.compression, expected_diff_id = diff_ids[i] })
+        applied, err, kind = sn:apply_layer(key, path, { compression = li.compression, expected_diff_id = diff_ids[i],
+          max_size = max })
       end
       if not applied then
         sn:remove(key)
         drop_plan()
+        if kind == "resource_exhausted" then
+          return nil, string.format("unpack: layer %s expands beyond the limit of %d bytes (unpack.max_layer_size); "
+            .. "its snapshot was discarded: %s", l.digest, max, tostring(err)), kind
+        end
         return nil, string.format("unpack: apply layer %s: %s", l.digest, tostring(err)), kind
       end
       if applied.diff_id and applied.diff_id ~= diff_ids[i] then

@@ -57,6 +57,7 @@ typedef struct {
   dirtime_t *dirs;
   size_t ndirs, capdirs;
   pathset_t touched;
+  pathset_t parents; /* overlay with lowers: parent dirs the layer used */
   uint64_t entries;
 } apply_t;
 
@@ -287,6 +288,222 @@ fix_dir_times(apply_t *A, crater_error_t *err)
   return 0;
 }
 
+/* --- overlay copy-up (lowers) -------------------------------------------- */
+
+static bool
+has_lowers(const apply_t *A)
+{
+  return A->o->whiteouts == CRATER_WHITEOUT_OVERLAY && A->o->nlowers > 0;
+}
+
+/* Records dir and its ancestors as parents the layer used. */
+static void
+note_parents(apply_t *A, const char *dir)
+{
+  size_t n = strlen(dir);
+  while (n > 0) {
+    if (pathset_has_n(&A->parents, dir, n))
+      return;
+    pathset_add_n(&A->parents, dir, n);
+    while (n > 0 && dir[n - 1] != '/')
+      n--;
+    if (n > 0)
+      n--;
+  }
+}
+
+static bool
+fd_is_opaque(int fd)
+{
+  char proc[64], v[2];
+  snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+  ssize_t n = getxattr(proc, "trusted.overlay.opaque", v, sizeof v);
+  return n == 1 && v[0] == 'y';
+}
+
+/* Finds what the lowers (nearest first) show at path, as overlayfs would:
+ * a whiteout, a non-directory in the way or an opaque directory stops the
+ * search.  Never follows symlinks.  Returns an O_PATH fd of the parent
+ * directory in that lower (name = the last component) and fills *st, or -1
+ * when nothing is visible. */
+static int
+lower_lookup(apply_t *A, const char *path, struct stat *st)
+{
+  const char *last = strrchr(path, '/');
+  last = last ? last + 1 : path;
+  for (size_t j = 0; j < A->o->nlowers; j++) {
+    int cur = fcntl(A->o->lower_fds[j], F_DUPFD_CLOEXEC, 0);
+    if (cur < 0)
+      return -1;
+    bool stop = false, missing = false;
+    const char *p = path;
+    while (p != last) {
+      const char *sl = strchr(p, '/');
+      cleanup_free char *c = xstrndup(p, (size_t) (sl - p));
+      int nfd = openat(cur, c, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+      struct stat cs;
+      if (nfd < 0) {
+        missing = true;
+        break;
+      }
+      if (fstat(nfd, &cs) < 0 || !S_ISDIR(cs.st_mode)) {
+        close(nfd);
+        stop = true; /* a whiteout or non-directory hides what is below */
+        break;
+      }
+      close(cur);
+      cur = nfd;
+      p = sl + 1;
+    }
+    if (!stop && !missing) {
+      if (fstatat(cur, last, st, AT_SYMLINK_NOFOLLOW) == 0) {
+        if (S_ISCHR(st->st_mode) && st->st_rdev == makedev(0, 0)) {
+          close(cur);
+          return -1; /* whited out */
+        }
+        return cur;
+      }
+    }
+    /* not in this lower: an opaque directory on the way hides the rest */
+    bool opaque = !stop && fd_is_opaque(cur);
+    close(cur);
+    if (stop || opaque)
+      return -1;
+  }
+  return -1;
+}
+
+/* Copies xattrs (except overlay-private ones) from src to dst (paths that
+ * are not followed: /proc/self/fd/N or lpaths). */
+static int
+copy_xattrs(const char *src, const char *dst, crater_error_t *err)
+{
+  char names[8192];
+  ssize_t n = llistxattr(src, names, sizeof names);
+  if (n < 0)
+    return errno == ENOTSUP ? 0 : crater_error_sys(err, errno, "listxattr");
+  for (char *x = names; x < names + n; x += strlen(x) + 1) {
+    if (crater__xattr_is_private(x))
+      continue;
+    char v[4096];
+    ssize_t vn = lgetxattr(src, x, v, sizeof v);
+    if (vn < 0)
+      continue;
+    if (lsetxattr(dst, x, v, (size_t) vn, 0) < 0 && !(errno == EPERM && strncmp(x, "user.", 5) == 0))
+      return crater_error_sys(err, errno, "setxattr %s", x);
+  }
+  return 0;
+}
+
+/* Copy-up: brings the lower file at path (a regular file, symlink or
+ * special file) into the upper, with owner, mode, xattrs and times, so a
+ * hardlink can be made to it.  Returns 1 when copied, 0 when no lower has
+ * it, <0 on failure. */
+static int
+copy_up(apply_t *A, const char *path, const char *parent, int tfd, const char *tname,
+        crater_error_t *err)
+{
+  struct stat st;
+  cleanup_close int lp = lower_lookup(A, path, &st);
+  if (lp < 0 || S_ISDIR(st.st_mode))
+    return 0;
+  note_parents(A, parent);
+  if (S_ISREG(st.st_mode)) {
+    cleanup_close int src = openat(lp, tname, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (src < 0)
+      return crater_error_sys(err, errno, "copy-up %s: open lower", path);
+    cleanup_close int dst = openat(tfd, tname, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (dst < 0)
+      return crater_error_sys(err, errno, "copy-up %s", path);
+    off_t left = st.st_size;
+    while (left > 0) {
+      ssize_t w = copy_file_range(src, NULL, dst, NULL, (size_t) left, 0);
+      if (w <= 0) {
+        char buf[65536];
+        ssize_t r = read(src, buf, sizeof buf);
+        if (r <= 0 || write(dst, buf, (size_t) r) != r) {
+          unlinkat(tfd, tname, 0);
+          return crater_error_sys(err, r < 0 ? errno : EIO, "copy-up %s", path);
+        }
+        w = r;
+      }
+      left -= w;
+    }
+  } else if (S_ISLNK(st.st_mode)) {
+    char target[4096];
+    ssize_t n = readlinkat(lp, tname, target, sizeof target - 1);
+    if (n < 0)
+      return crater_error_sys(err, errno, "copy-up %s: readlink", path);
+    target[n] = '\0';
+    if (symlinkat(target, tfd, tname) < 0)
+      return crater_error_sys(err, errno, "copy-up %s", path);
+  } else if (mknodat(tfd, tname, st.st_mode, st.st_rdev) < 0)
+    return crater_error_sys(err, errno, "copy-up %s", path);
+  char sp[96], dp[96];
+  snprintf(sp, sizeof sp, "/proc/self/fd/%d/", lp);
+  snprintf(dp, sizeof dp, "/proc/self/fd/%d/", tfd);
+  cleanup_free char *spath = xasprintf("%s%s", sp, tname);
+  cleanup_free char *dpath = xasprintf("%s%s", dp, tname);
+  struct timespec ts[2] = { st.st_atim, st.st_mtim };
+  if (fchownat(tfd, tname, st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW) < 0
+      || (!S_ISLNK(st.st_mode) && fchmodat(tfd, tname, st.st_mode & 07777, 0) < 0))
+    return crater_error_sys(err, errno, "copy-up %s: chown/chmod", path);
+  if (copy_xattrs(spath, dpath, err) < 0)
+    return crater_error_wrap(err, "copy-up %s", path);
+  if (utimensat(tfd, tname, ts, AT_SYMLINK_NOFOLLOW) < 0)
+    return crater_error_sys(err, errno, "copy-up %s: utimes", path);
+  return 1;
+}
+
+/* After the layer: every parent directory the layer created implicitly
+ * (no directory entry of its own) takes the owner, mode, xattrs and times
+ * of the directory the lowers show at that path, as overlayfs copy-up
+ * would; without this the upper's 0755 root:root directory would hide
+ * them through the mount. */
+static int
+fix_implicit_parents(apply_t *A, crater_error_t *err)
+{
+  pathset_t explicit_dirs = { 0 };
+  for (size_t i = 0; i < A->ndirs; i++)
+    pathset_add_n(&explicit_dirs, A->dirs[i].path, strlen(A->dirs[i].path));
+  int ret = 0;
+  for (size_t i = 0; i < A->parents.cap && ret == 0; i++) {
+    const char *p = A->parents.slots ? A->parents.slots[i] : NULL;
+    if (p == NULL || pathset_has(&explicit_dirs, p))
+      continue;
+    struct stat st;
+    cleanup_close int lp = lower_lookup(A, p, &st);
+    if (lp < 0 || !S_ISDIR(st.st_mode))
+      continue;
+    crater_error_t e2 = NULL;
+    cleanup_close int ufd = crater__resolve_dir(&A->r, p, false, &e2);
+    if (ufd < 0) {
+      crater_error_release(&e2); /* removed or replaced later in the layer */
+      continue;
+    }
+    struct stat us;
+    if (fstat(ufd, &us) < 0)
+      continue;
+    const char *last = strrchr(p, '/');
+    last = last ? last + 1 : p;
+    cleanup_close int ld = openat(lp, last, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (ld < 0)
+      continue;
+    char sp[64], dp[64];
+    snprintf(sp, sizeof sp, "/proc/self/fd/%d", ld);
+    snprintf(dp, sizeof dp, "/proc/self/fd/%d", ufd);
+    struct timespec ts[2] = { st.st_atim, st.st_mtim };
+    if (fchown(ufd, st.st_uid, st.st_gid) < 0 || fchmod(ufd, st.st_mode & 07777) < 0)
+      ret = crater_error_sys(err, errno, "directory %s: copy metadata from the lower layer", p);
+    else if (copy_xattrs(sp, dp, err) < 0)
+      ret = crater_error_wrap(err, "directory %s", p);
+    else if (futimens(ufd, ts) < 0)
+      ret = crater_error_sys(err, errno, "directory %s: utimes", p);
+  }
+  pathset_free(&explicit_dirs);
+  return ret;
+}
+
 /* --- entries ------------------------------------------------------------ */
 
 /* Makes room for a new leaf: removes whatever is at pfd/name.  keep_dir:
@@ -428,15 +645,27 @@ do_hardlink(apply_t *A, struct archive_entry *e, int pfd, const char *name,
     return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, 0, "hardlink to the root");
   if (strcmp(target, path) == 0)
     return 0; /* a link to itself: nothing to do */
+  cleanup_free char *target_full = xstrdup(target);
   char *slash = strrchr(target, '/');
   const char *tname = slash ? slash + 1 : target;
   if (slash)
     *slash = '\0';
-  cleanup_close int tfd = crater__resolve_dir(&A->r, slash ? target : "", false, err);
+  cleanup_close int tfd = crater__resolve_dir(&A->r, slash ? target : "", has_lowers(A), err);
   if (tfd < 0)
     return crater_error_wrap(err, "hardlink target %s", raw);
   /* flags 0: a symlink target is linked itself, never followed. */
-  if (linkat(tfd, tname, pfd, name, 0) < 0) {
+  int lrc = linkat(tfd, tname, pfd, name, 0);
+  if (lrc < 0 && errno == ENOENT && has_lowers(A)) {
+    /* a file of a lower layer: copy it up first, as overlayfs would */
+    int c = copy_up(A, target_full, slash ? target : "", tfd, tname, err);
+    if (c < 0)
+      return -1;
+    if (c > 0)
+      lrc = linkat(tfd, tname, pfd, name, 0);
+    else
+      errno = ENOENT;
+  }
+  if (lrc < 0) {
     if (errno != EEXIST)
       return crater_error_sys(err, errno, "link to %s", raw);
     struct stat a, b;
@@ -568,6 +797,8 @@ apply_entry(apply_t *A, struct archive_entry *e, crater_error_t *err)
   const char *base = slash ? slash + 1 : path;
   cleanup_free char *parent = slash ? xstrndup(path, (size_t) (slash - path)) : xstrdup("");
 
+  if (has_lowers(A) && parent[0])
+    note_parents(A, parent);
   if (strncmp(base, WH_PREFIX, strlen(WH_PREFIX)) == 0) {
     if (do_whiteout(A, e, parent, base, err) < 0)
       return crater_error_wrap(err, "entry %s", raw);
@@ -655,7 +886,9 @@ run(apply_t *A, crater_error_t *err)
   if (crater__lstream_drain(A->s, err) < 0)
     return -1;
   cache_drop(A);
-  return fix_dir_times(A, err);
+  if (fix_dir_times(A, err) < 0)
+    return -1;
+  return has_lowers(A) ? fix_implicit_parents(A, err) : 0;
 }
 
 int
@@ -700,6 +933,7 @@ done:
     free(A.dirs[i].path);
   free(A.dirs);
   pathset_free(&A.touched);
+  pathset_free(&A.parents);
   if (ret < 0)
     crater_error_wrap(err, "apply layer");
   return ret;

@@ -68,6 +68,14 @@ typedef struct {
   uint64_t max_size;                /* uncompressed bytes; 0 = unlimited */
   const char *expected_diff_id;     /* "sha256:<hex>" or NULL */
   unsigned flags;                   /* CRATER_APPLY_* */
+  /* Overlay mode only: the snapshot's lower layers (directory fds, nearest
+   * first; borrowed), so apply can do what overlayfs copy-up would: a
+   * hardlink to a file of a lower layer copies that file up first, and a
+   * parent directory the layer creates implicitly takes the owner, mode,
+   * xattrs and times of the lower directory it covers (else the upper's
+   * 0755 root directory would hide them through the mount). */
+  const int *lower_fds;
+  size_t nlowers;
 } crater_apply_opts_t;
 
 typedef struct {

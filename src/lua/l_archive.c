@@ -74,17 +74,48 @@ l_archive_apply(lua_State *L)
   }
   crater_error_t err = NULL;
   crater_apply_result_t res;
-  cleanup_close int root = open_dir(dir, &err);
-  if (root < 0)
-    return crater__lua_fail(L, &err);
-  cleanup_close int lfd = open(layer, O_RDONLY | O_CLOEXEC);
-  if (lfd < 0) {
-    crater_error_sys(&err, errno, "open %s", layer);
-    return crater__lua_fail(L, &err);
+  /* lowers = {dir, ...} (overlay copy-up, nearest first) */
+  int lower_fds[256];
+  size_t nlowers = 0;
+  if (lua_istable(L, 3)) {
+    lua_getfield(L, 3, "lowers");
+    if (lua_istable(L, -1)) {
+      size_t n = lua_objlen(L, -1);
+      for (size_t i = 1; i <= n && nlowers < sizeof lower_fds / sizeof lower_fds[0]; i++) {
+        lua_rawgeti(L, -1, (int) i);
+        const char *lp = lua_tostring(L, -1);
+        int lfd2 = lp ? open(lp, O_PATH | O_DIRECTORY | O_CLOEXEC) : -1;
+        lua_pop(L, 1);
+        if (lfd2 < 0) {
+          crater_error_sys(&err, errno, "open lower %s", lp ? lp : "?");
+          for (size_t j = 0; j < nlowers; j++)
+            close(lower_fds[j]);
+          return crater__lua_fail(L, &err);
+        }
+        lower_fds[nlowers++] = lfd2;
+      }
+    }
+    lua_pop(L, 1);
   }
-  /* expected_diff_id points into the Lua stack's string, which stays
-   * referenced by the options table for the whole call. */
-  if (crater_archive_apply(root, lfd, &o, &res, &err) < 0)
+  o.lower_fds = lower_fds;
+  o.nlowers = nlowers;
+  int rc_apply = -1;
+  int root = open_dir(dir, &err);
+  if (root >= 0) {
+    int lfd = open(layer, O_RDONLY | O_CLOEXEC);
+    if (lfd < 0)
+      crater_error_sys(&err, errno, "open %s", layer);
+    else {
+      /* expected_diff_id points into the Lua stack's string, which stays
+       * referenced by the options table for the whole call. */
+      rc_apply = crater_archive_apply(root, lfd, &o, &res, &err);
+      close(lfd);
+    }
+    close(root);
+  }
+  for (size_t j = 0; j < nlowers; j++)
+    close(lower_fds[j]);
+  if (rc_apply < 0)
     return crater__lua_fail(L, &err);
   lua_createtable(L, 0, 3);
   lua_pushstring(L, res.diff_id);
