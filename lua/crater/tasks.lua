@@ -356,6 +356,7 @@ function Task:wait(timeout_ms)
   local r, err, kind = self:_req("wait", timeout_ms or -1)
   if r then
     local code, at = r:match("^(%-?%d+)%s+(%d+)")
+    self._exited = true
     return tonumber(code), tonumber(at)
   end
   if kind == "unavailable" then
@@ -501,7 +502,27 @@ end
 --- task dir (and unmounts the rootfs).  Returns the exit status.
 function Task:delete(opts)
   opts = opts or {}
-  local r, err, kind = self:_req("delete" .. (opts.force and " force" or ""), 60000)
+  local req = "delete" .. (opts.force and " force" or "")
+  local r, err, kind
+  local fd = self._exited and core.shim_send and core.shim_send(self.dir, req)
+  if fd then
+    -- The init has exited (wait answered), so nothing runs from the rootfs
+    -- any more (or only stragglers of a shared pid namespace, which the
+    -- lazy unmount leaves their view): unmount it while the shim runs
+    -- `<runtime> delete`, instead of after (docs/design/shim.md).
+    unmount_rootfs(self.dir)
+    r, err, kind = core.shim_recv(fd, 60000)
+    if r then
+      local ok, rest, k2 = parse_reply(r)
+      if ok then r = rest else r, err, kind = nil, rest, k2 end
+    elseif kind == "unavailable" then
+      err = "task " .. self.id .. ": shim dead (" .. tostring(err) .. ")"
+    else
+      err = "task " .. self.id .. ": " .. tostring(err)
+    end
+  else
+    r, err, kind = self:_req(req, 60000)
+  end
   local code
   if r then
     code = tonumber(r:match("^(%-?%d+)"))

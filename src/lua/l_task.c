@@ -199,28 +199,38 @@ shim_connect(const char *dir)
   return s;
 }
 
+/* Sends one request line to the shim of dir.  Returns the connected socket
+ * or -1 after pushing nil, msg, kind. */
 static int
-l_shim_request(lua_State *L)
+shim_send(lua_State *L, const char *dir, const char *line, size_t ln)
 {
-  const char *dir = luaL_checkstring(L, 1);
-  size_t ln;
-  const char *line = luaL_checklstring(L, 2, &ln);
-  int timeout = (int) luaL_optinteger(L, 3, 30000);
   if (ln == 0 || memchr(line, '\n', ln))
     return luaL_argerror(L, 2, "request must be one non-empty line");
-  cleanup_close int s = shim_connect(dir);
+  int s = shim_connect(dir);
   if (s < 0) {
     int e = errno;
     if (e == ENOENT || e == ECONNREFUSED)
-      return fail_kind(L, CRATER_ERR_UNAVAILABLE, "shim not running");
-    return fail_errno(L, e, "connect %s/shim.sock", dir);
+      fail_kind(L, CRATER_ERR_UNAVAILABLE, "shim not running");
+    else
+      fail_errno(L, e, "connect %s/shim.sock", dir);
+    return -1;
   }
   cleanup_free char *req = xmalloc(ln + 1);
   memcpy(req, line, ln);
   req[ln] = '\n';
-  cleanup_error crater_error_t err = NULL;
-  if (send(s, req, ln + 1, MSG_NOSIGNAL) < 0)
-    return fail_errno(L, errno, "send to shim in %s", dir);
+  if (send(s, req, ln + 1, MSG_NOSIGNAL) < 0) {
+    int e = errno;
+    close(s);
+    fail_errno(L, e, "send to shim in %s", dir);
+    return -1;
+  }
+  return s;
+}
+
+/* Reads the one-line reply on s (and closes s): pushes it, or nil, msg, kind. */
+static int
+shim_recv(lua_State *L, int s, int timeout)
+{
   char buf[4096];
   size_t len = 0;
   for (;;) {
@@ -228,10 +238,15 @@ l_shim_request(lua_State *L)
     int r = poll(&pf, 1, timeout);
     if (r < 0 && errno == EINTR)
       continue;
-    if (r == 0)
+    if (r == 0) {
+      close(s);
       return fail_kind(L, CRATER_ERR_DEADLINE_EXCEEDED, "shim did not answer in time");
-    if (r < 0)
-      return fail_errno(L, errno, "poll shim in %s", dir);
+    }
+    if (r < 0) {
+      int e = errno;
+      close(s);
+      return fail_errno(L, e, "poll shim socket %s", "");
+    }
     ssize_t k = read(s, buf + len, sizeof buf - 1 - len);
     if (k < 0 && errno == EINTR)
       continue;
@@ -241,14 +256,54 @@ l_shim_request(lua_State *L)
     if (memchr(buf, '\n', len) || len >= sizeof buf - 1)
       break;
   }
+  close(s);
   buf[len] = 0;
   char *nl = memchr(buf, '\n', len);
   if (!nl)
     return fail_kind(L, CRATER_ERR_UNAVAILABLE, "shim closed the connection (shim died?)");
   *nl = 0;
-  (void) err;
   lua_pushstring(L, buf);
   return 1;
+}
+
+/* core.shim_request(dir, line[, timeout_ms]) -> reply line | nil, msg, kind */
+static int
+l_shim_request(lua_State *L)
+{
+  const char *dir = luaL_checkstring(L, 1);
+  size_t ln;
+  const char *line = luaL_checklstring(L, 2, &ln);
+  int timeout = (int) luaL_optinteger(L, 3, 30000);
+  int s = shim_send(L, dir, line, ln);
+  if (s < 0)
+    return 3;
+  return shim_recv(L, s, timeout);
+}
+
+/* core.shim_send(dir, line) -> fd | nil, msg, kind: sends a request without
+ * waiting, so the caller can work while the shim does; core.shim_recv(fd,
+ * timeout_ms) then reads the reply and closes fd (always). */
+static int
+l_shim_send(lua_State *L)
+{
+  const char *dir = luaL_checkstring(L, 1);
+  size_t ln;
+  const char *line = luaL_checklstring(L, 2, &ln);
+  int s = shim_send(L, dir, line, ln);
+  if (s < 0)
+    return 3;
+  lua_pushinteger(L, s);
+  return 1;
+}
+
+static int
+l_shim_recv(lua_State *L)
+{
+  int s = (int) luaL_checkinteger(L, 1);
+  int timeout = (int) luaL_optinteger(L, 2, 30000);
+  if (s < 0)
+    return luaL_argerror(L, 1, "bad descriptor");
+  return shim_recv(L, s, timeout);
 }
 
 static int
@@ -552,6 +607,8 @@ static const luaL_Reg io_methods[] = {
 static const luaL_Reg task_funcs[] = {
   { "shim_spawn", l_shim_spawn },
   { "shim_request", l_shim_request },
+  { "shim_send", l_shim_send },
+  { "shim_recv", l_shim_recv },
   { "mkfifo", l_mkfifo },
   { "kill", l_kill },
   { "pid_alive", l_pid_alive },
