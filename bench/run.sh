@@ -36,7 +36,7 @@ cleanup() {
     done
     kill "$CTRD_PID" 2>/dev/null; wait "$CTRD_PID" 2>/dev/null
     # shims left over exit when their socket goes; kill any by pid file
-    for p in $(pgrep -f "containerd-shim-runc-v2 -namespace bench" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
+    for p in $(pgrep -f -- "containerd-shim-runc-v2 .*-address $T/ctrd.sock" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
   fi
   umount -R "$T"/ctrd-root 2>/dev/null
   grep -o "$T[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null
@@ -92,6 +92,7 @@ echo "== start latency (/bin/true), $N runs"
 measure "crater run (crater-runtime)" "$CRATER --root $T/root run --rm --runtime crater --rootfs $R %ID% /bin/true"
 measure "crater run IMAGE (crater-runtime)" "$CRATER --root $T/root run --rm --runtime crater bench/busybox:latest %ID% /bin/true"
 measure "crater run (runc)" "$CRATER --root $T/root run --rm --runtime runc --rootfs $R %ID% /bin/true"
+measure "crater run IMAGE (runc)" "$CRATER --root $T/root run --rm --runtime runc bench/busybox:latest %ID% /bin/true"
 if crun --root "$T/crun" run --bundle "$T/bundle" probe >/dev/null 2>&1; then
   measure "crater run (crun)" "$CRATER --root $T/root run --rm --runtime crun --rootfs $R %ID% /bin/true"
   measure "bare crun run" "crun --root $T/crun run --bundle $T/bundle %ID%"
@@ -129,6 +130,7 @@ EOC
   awk -v a="${RES["crater run IMAGE (crater-runtime)"]}" -v b="${RES["ctr run --rm (runc)"]}" 'BEGIN{printf "crater IMAGE(crater-runtime) / ctr+runc = %.2f\n", a/b}'
   [ "$HAVE_CRUN" = 1 ] && awk -v a="${RES["crater run (crater-runtime)"]}" -v b="${RES["bare crun run"]}" 'BEGIN{printf "crater(crater-runtime) / bare crun = %.2f\n", a/b}'
   awk -v a="${RES["crater run (crater-runtime)"]}" -v b="${RES["bare runc run"]}" 'BEGIN{printf "crater(crater-runtime) / bare runc = %.2f\n", a/b}'
+  awk -v a="${RES["crater run IMAGE (crater-runtime)"]}" -v b="${RES["bare runc run"]}" 'BEGIN{printf "crater IMAGE(crater-runtime) / bare runc = %.2f\n", a/b}'
 else
   echo "containerd/ctr/umoci missing: ctr comparison skipped"
 fi
@@ -145,21 +147,37 @@ pss_of() {
 }
 
 echo "== $C containers started concurrently (sleep 300)"
+# every process of ours, by pid: crater's are the shims (one per task; the
+# crater CLIs have exited once run -d returns); containerd's are the daemon
+# and its shims.  containerd 1.6 names the shim process
+# `/usr/bin/containerd-shim-runc-v2 -namespace NS -id ID -address SOCK`
+# (the `start` re-exec has exited by then), so it is found by its
+# -address, which is our private socket.
 t0=$(now)
 seq "$C" | xargs -P "$C" -I{} "$CRATER" --root "$T/root" run -d --runtime crater --rootfs "$R" cc{} sleep 300 >/dev/null 2>"$T/cc.err"
 t1=$(now)
-shims=$(for f in "$CRATER_STATE"/tasks/default/*/shim.pid; do cat "$f"; done)
-n=$(echo "$shims" | wc -w)
-printf "crater: %d running, wall %.2f s, shims RSS total %d kB (PSS %d kB), per shim RSS %d kB\n" "$n" \
-  "$(awk -v a=$t0 -v b=$t1 'BEGIN{print (b-a)/1e9}')" "$(rss_of $shims)" "$(pss_of $shims)" "$(( $(rss_of $shims) / (n>0?n:1) ))"
+shims=$(for f in "$CRATER_STATE"/tasks/default/*/shim.pid; do [ -f "$f" ] && cat "$f"; done)
+n=$(echo $shims | wc -w)
+nerr=$(grep -c . "$T/cc.err")
+crss=$(rss_of $shims); cpss=$(pss_of $shims)
+printf "crater:     %3d shims running (%d errors), wall %.2f s, total RSS %6d kB, PSS %6d kB (per shim RSS %d kB, PSS %d kB)\n" \
+  "$n" "$nerr" "$(awk -v a=$t0 -v b=$t1 'BEGIN{print (b-a)/1e9}')" "$crss" "$cpss" "$(( crss / (n>0?n:1) ))" "$(( cpss / (n>0?n:1) ))"
 for i in $(seq "$C"); do "$CRATER" --root "$T/root" task rm -f cc$i >/dev/null 2>&1; "$CRATER" --root "$T/root" container rm cc$i >/dev/null 2>&1; done
 
 if [ -n "$CTRD_PID" ]; then
   t0=$(now)
   seq "$C" | xargs -P "$C" -I{} ctr -a "$T/ctrd.sock" -n bench run -d "$IMG" cd{} sleep 300 >/dev/null 2>"$T/cd.err"
   t1=$(now)
-  sp=$(pgrep -f "containerd-shim-runc-v2 -namespace bench")
-  n=$(echo "$sp" | wc -w)
-  printf "containerd: %d shims, wall %.2f s, containerd RSS %d kB + shims RSS %d kB (PSS %d kB)\n" "$n" \
-    "$(awk -v a=$t0 -v b=$t1 'BEGIN{print (b-a)/1e9}')" "$(rss_of $CTRD_PID)" "$(rss_of $sp)" "$(pss_of $sp)"
+  sleep 0.5 # shims detach after ctr returns
+  sp=$(pgrep -f -- "containerd-shim-runc-v2 .*-address $T/ctrd.sock")
+  n=$(echo $sp | wc -w)
+  nerr=$(grep -c . "$T/cd.err")
+  running=$(ctr -a "$T/ctrd.sock" -n bench tasks ls -q 2>/dev/null | wc -l)
+  drss=$(rss_of $CTRD_PID); dpss=$(pss_of $CTRD_PID); srss=$(rss_of $sp); spss=$(pss_of $sp)
+  printf "containerd: %3d shims, %d tasks (%d errors), wall %.2f s, total RSS %6d kB, PSS %6d kB (containerd RSS %d + shims RSS %d kB; PSS %d + %d kB)\n" \
+    "$n" "$running" "$nerr" "$(awk -v a=$t0 -v b=$t1 'BEGIN{print (b-a)/1e9}')" "$((drss + srss))" "$((dpss + spss))" \
+    "$drss" "$srss" "$dpss" "$spss"
+  [ "$nerr" -gt 0 ] && { echo "  first ctr errors:"; sort "$T/cd.err" | uniq -c | sort -rn | head -3; }
+  awk -v a="$crss" -v b="$((drss + srss))" -v c="$cpss" -v d="$((dpss + spss))" \
+    'BEGIN{if (b > 0 && d > 0) printf "crater / containerd: RSS %.2f, PSS %.2f\n", a/b, c/d}'
 fi
