@@ -19,6 +19,7 @@ static const struct {
   void (*open)(lua_State *L);
 } domains[] = {
   { "base", crater__lua_open_base },
+  { "fs", crater__lua_open_fs },
   { "store", crater__lua_open_store },
   { "container", crater__lua_open_container },
   { "remote", crater__lua_open_remote },

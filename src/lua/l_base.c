@@ -1,6 +1,8 @@
 /*
- * Process-level helpers exposed to Lua: errno-free clock, isatty, getpid,
- * environment-independent bits the CLI needs.
+ * Process-level basics exposed to Lua: clocks (core.now, core.monotonic),
+ * ids (core.getpid, core.geteuid) and core.set_log_level.  Filesystem and
+ * process helpers (listdir, which, wait_pid_gone, ...) are in l_fs.c;
+ * core.isatty and core.tty_size with the terminal handling in l_task.c.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -24,13 +26,6 @@ l_monotonic(lua_State *L)
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   lua_pushnumber(L, (double) ts.tv_sec + ts.tv_nsec / 1e9);
-  return 1;
-}
-
-static int
-l_isatty(lua_State *L)
-{
-  lua_pushboolean(L, isatty((int) luaL_checkinteger(L, 1)));
   return 1;
 }
 
@@ -61,7 +56,6 @@ crater__lua_open_base(lua_State *L)
   static const luaL_Reg fns[] = {
     { "now", l_now },
     { "monotonic", l_monotonic },
-    { "isatty", l_isatty },
     { "getpid", l_getpid },
     { "geteuid", l_geteuid },
     { "set_log_level", l_set_log_level },

@@ -1,8 +1,11 @@
 /*
  * crater.core store bindings: core.open(root) returns a `crater.store`
  * userdata whose methods map one to one onto src/metadata/store.h, plus
- * the `crater.content_writer` userdata.  The Lua objects users see are
- * built on these in lua/crater/.
+ * the `crater.content_writer` userdata.  Other files add methods to the
+ * same metatable from their openers (which core.c runs after this one):
+ * container_* (l_container.c) and snapshot_* (l_snapshot.c), so one client
+ * has one SQLite connection.  The Lua objects users see are built on these
+ * in lua/crater/.
  *
  * Conventions (src/lua/lua_util.h): misuse raises; expected failures
  * return nil, msg, kind.  Every method checks and copies its arguments
@@ -44,25 +47,29 @@ secs(int64_t ns)
   return (double) ns / 1e9;
 }
 
+/* The open crater.store userdata at idx; raises when idx is not one or
+ * the store is closed. */
 static lstore_t *
-check_store(lua_State *L)
+check_store_at(lua_State *L, int idx)
 {
-  lstore_t *st = luaL_checkudata(L, 1, STORE_MT);
+  lstore_t *st = luaL_checkudata(L, idx, STORE_MT);
   if (st->s == NULL || st->close_requested)
     luaL_error(L, "crater.store: used after close");
   return st;
 }
 
-/* The store behind the crater.store userdata at idx, for bindings in other
- * files (l_container.c); raises when idx is not one or it is closed.  The
- * userdata keeps ownership. */
+static lstore_t *
+check_store(lua_State *L)
+{
+  return check_store_at(L, 1);
+}
+
+/* The store behind the crater.store userdata at idx, for the bindings that
+ * add methods to it from other files (l_container.c, l_snapshot.c). */
 crater_store_t *
 crater__lua_check_store(lua_State *L, int idx)
 {
-  lstore_t *st = luaL_checkudata(L, idx, STORE_MT);
-  if (st->s == NULL || st->close_requested)
-    luaL_error(L, "crater.store: used after close");
-  return st->s;
+  return check_store_at(L, idx)->s;
 }
 
 static lwriter_t *
@@ -103,30 +110,6 @@ set_str(lua_State *L, const char *k, const char *v)
     return;
   lua_pushstring(L, v);
   lua_setfield(L, -2, k);
-}
-
-/* Reads an optional array of strings at idx into a Lua-owned array (a
- * userdata left on the stack, so a later raise leaks nothing). */
-static const char **
-check_strings(lua_State *L, int idx, size_t *n)
-{
-  *n = 0;
-  if (lua_isnoneornil(L, idx)) {
-    lua_pushnil(L); /* keep stack shape */
-    return NULL;
-  }
-  luaL_checktype(L, idx, LUA_TTABLE);
-  size_t len = lua_objlen(L, idx);
-  const char **arr = lua_newuserdata(L, (len ? len : 1) * sizeof *arr);
-  for (size_t i = 0; i < len; i++) {
-    lua_rawgeti(L, idx, (int) i + 1);
-    if (lua_type(L, -1) != LUA_TSTRING)
-      luaL_argerror(L, idx, "filters must be an array of strings");
-    arr[i] = lua_tostring(L, -1); /* anchored by the table */
-    lua_pop(L, 1);
-  }
-  *n = len;
-  return arr;
 }
 
 /* ---- core.open ---------------------------------------------------------- */
@@ -288,7 +271,7 @@ l_content_list(lua_State *L)
   lstore_t *st = check_store(L);
   const char *ns = luaL_checkstring(L, 2);
   size_t nf;
-  const char **filters = check_strings(L, 3, &nf);
+  const char **filters = crater__lua_check_strings(L, 3, &nf, "filters must be an array of strings");
   crater_content_record_t *arr;
   size_t n;
   crater_error_t err = NULL;
@@ -690,7 +673,7 @@ l_image_list(lua_State *L)
   lstore_t *st = check_store(L);
   const char *ns = luaL_checkstring(L, 2);
   size_t nf;
-  const char **filters = check_strings(L, 3, &nf);
+  const char **filters = crater__lua_check_strings(L, 3, &nf, "filters must be an array of strings");
   crater_image_t *arr;
   size_t n;
   crater_error_t err = NULL;

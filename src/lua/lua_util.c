@@ -33,6 +33,28 @@ crater__lua_newclass(lua_State *L, const char *tname, const luaL_Reg *methods)
   lua_pop(L, 1);
 }
 
+const char **
+crater__lua_check_strings(lua_State *L, int idx, size_t *n, const char *what)
+{
+  *n = 0;
+  if (lua_isnoneornil(L, idx)) {
+    lua_pushnil(L); /* same stack shape either way */
+    return NULL;
+  }
+  luaL_checktype(L, idx, LUA_TTABLE);
+  size_t len = lua_objlen(L, idx);
+  const char **arr = lua_newuserdata(L, (len ? len : 1) * sizeof *arr);
+  for (size_t i = 0; i < len; i++) {
+    lua_rawgeti(L, idx, (int) i + 1);
+    if (lua_type(L, -1) != LUA_TSTRING)
+      luaL_argerror(L, idx, what);
+    arr[i] = lua_tostring(L, -1); /* anchored by the table */
+    lua_pop(L, 1);
+  }
+  *n = len;
+  return arr;
+}
+
 void
 crater__lua_check_labels(lua_State *L, int idx, crater_labels_t *out)
 {

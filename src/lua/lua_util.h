@@ -31,6 +31,13 @@ void crater__lua_newclass(lua_State *L, const char *tname, const luaL_Reg *metho
  * Raises on non-string keys/values. */
 void crater__lua_check_labels(lua_State *L, int idx, crater_labels_t *out);
 
+/* Reads the optional array of strings at idx into an array owned by Lua: a
+ * userdata pushed on the stack (nil when the argument is absent, so the
+ * stack grows by one either way), which a later raise cannot leak.  The
+ * strings stay anchored by the table at idx.  Raises luaL_argerror(idx,
+ * what) on a non-string element. */
+const char **crater__lua_check_strings(lua_State *L, int idx, size_t *n, const char *what);
+
 /* Pushes a labels table. */
 void crater__lua_push_labels(lua_State *L, const crater_labels_t *l);
 
@@ -39,8 +46,11 @@ const char *crater__lua_opt_field_string(lua_State *L, int idx, const char *key)
 int64_t crater__lua_opt_field_int(lua_State *L, int idx, const char *key, int64_t dflt);
 int crater__lua_opt_field_bool(lua_State *L, int idx, const char *key, int dflt);
 
-/* Per-domain openers: each adds its functions/classes to the table at -1. */
+/* Per-domain openers: each adds its functions/classes to the table at -1.
+ * "container" and "snapshot" add methods to the crater.store metatable, so
+ * they run after "store" (core.c domains[]). */
 void crater__lua_open_base(lua_State *L);
+void crater__lua_open_fs(lua_State *L);
 void crater__lua_open_store(lua_State *L);
 void crater__lua_open_container(lua_State *L);
 void crater__lua_open_remote(lua_State *L);
