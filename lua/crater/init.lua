@@ -164,11 +164,6 @@ end
 function Client:close()
   if self.shared.closed then return end
   self.shared.closed = true
-  -- handles opened lazily by sub-objects share the client's lifetime
-  for _, k in ipairs { "snapshot_store" } do
-    local h = self.shared[k]
-    if h then h:close(); self.shared[k] = nil end
-  end
   self.backend:close()
 end
 

@@ -15,9 +15,10 @@
 --- "failed_precondition") while children exist.  Methods return
 --- `nil, msg, kind` on expected failures and raise on misuse.
 ---
---- Calls go to the client's backend when it serves the flat
---- `snapshot_<verb>(ns, snapshotter, ...)` calls (remote clients), else to
---- a `core.snapshot_store(root)` handle kept in the client's shared state.
+--- Built-in snapshotters are served by the client's backend through the
+--- flat `snapshot_<verb>(ns, snapshotter, ...)` calls: methods of the
+--- `crater.store` userdata (one SQLite connection per client) for embedded
+--- clients, the same calls over the daemon API for remote ones.
 local core = require "crater.core"
 local registry = require "crater.snapshotters"
 
@@ -89,16 +90,11 @@ end
 -- ---------------------------------------------------------------------------
 -- backends
 
+-- the backend serving the flat snapshot_<verb> calls
 local function flat_handle(client)
-  if client.backend and client.backend.snapshot_prepare then return client.backend end
-  local h = client.shared.snapshot_store
-  if not h then
-    local err, kind
-    h, err, kind = core.snapshot_store(client.root)
-    if not h then return nil, err, kind end
-    client.shared.snapshot_store = h
-  end
-  return h
+  local b = client.backend
+  if b and b.snapshot_prepare then return b end
+  return nil, "snapshots: this client's backend does not serve snapshots", "not_implemented"
 end
 
 --- Adapter giving a C snapshotter the Lua impl interface.

@@ -98,8 +98,7 @@ for _, name in ipairs { "overlayfs", "native", "btrfs", "example" } do
     teardown(function()
       if not env then return end
       if client then
-        -- the snapshot store handle holds metadata.db open (btrfs: on the loop mount)
-        if client.shared.snapshot_store then client.shared.snapshot_store:close() end
+        -- the client's store holds metadata.db open (btrfs: on the loop mount)
         client:close()
       end
       if envs[name].teardown then envs[name].teardown(env) end

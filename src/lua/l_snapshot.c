@@ -1,23 +1,22 @@
 /*
- * Snapshot bindings (crater.core).
+ * Snapshot bindings (crater.core): the snapshot_* methods of the
+ * `crater.store` userdata (core.open(root), l_store.c), added to its
+ * metatable by this file's opener, plus the module functions that need no
+ * store.  The methods take the namespace and the snapshotter name first,
+ * the same flat calls a remote backend serves (lua/crater/snapshots.lua
+ * calls them on client.backend), and share the store's SQLite connection:
  *
- *   core.snapshot_store(root)          -> handle (userdata "crater.snapshot_store")
- *     A connection to <root>/metadata.db for snapshot calls.  Methods take
- *     the namespace and the snapshotter name first, the same flat calls a
- *     remote backend serves (lua/crater/snapshots.lua picks whichever the
- *     client has):
- *       h:snapshot_prepare(ns, sn, key, parent?, labels?)  -> mounts
- *       h:snapshot_view(ns, sn, key, parent?, labels?)     -> mounts
- *       h:snapshot_commit(ns, sn, name, key, labels?)      -> true
- *       h:snapshot_remove(ns, sn, key)                     -> true
- *       h:snapshot_mounts(ns, sn, key)                     -> mounts
- *       h:snapshot_stat(ns, sn, key)                       -> info
- *       h:snapshot_update(ns, sn, key, labels, replace?)   -> info
- *       h:snapshot_usage(ns, sn, key)                      -> {size=, inodes=}
- *       h:snapshot_walk(ns, sn, filters?)                  -> {info...}
- *       h:snapshot_cleanup(sn)                             -> removed count
- *       h:snapshot_apply_dir(ns, sn, key)                  -> dir, whiteouts
- *       h:close()                                          (idempotent, also __gc)
+ *   store:snapshot_prepare(ns, sn, key, parent?, labels?)  -> mounts
+ *   store:snapshot_view(ns, sn, key, parent?, labels?)     -> mounts
+ *   store:snapshot_commit(ns, sn, name, key, labels?)      -> true
+ *   store:snapshot_remove(ns, sn, key)                     -> true
+ *   store:snapshot_mounts(ns, sn, key)                     -> mounts
+ *   store:snapshot_stat(ns, sn, key)                       -> info
+ *   store:snapshot_update(ns, sn, key, labels, replace?)   -> info
+ *   store:snapshot_usage(ns, sn, key)                      -> {size=, inodes=}
+ *   store:snapshot_walk(ns, sn, filters?)                  -> {info...}
+ *   store:snapshot_cleanup(sn)                             -> removed count
+ *   store:snapshot_apply_dir(ns, sn, key)                  -> dir, whiteouts
  *     info = {name=, parent=, kind="active"|"view"|"committed", labels=,
  *             created_at=, updated_at= (seconds, float)}
  *     mounts = { {type=, source=, target=?, options={...}}, ... }
@@ -25,36 +24,25 @@
  *   core.unmount_all(target, {detach=}) -> true
  *   core.snapshotters()                 -> {"overlayfs", "native", "btrfs"}
  *   core.overlay_supported(dir)         -> bool, why?  (probed once per dir)
- *   core.fs_type(path)                  -> "btrfs", "ext4", "xfs", "tmpfs", "overlay", ...
- * Expected failures return nil, msg, kind; misuse raises.
+ * (core.fs_type, which snapshotter selection uses, is in l_fs.c.)
+ * Expected failures return nil, msg, kind; misuse (including a closed
+ * store) raises.
  */
-#include <errno.h>
-#include <linux/magic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
-#include <sys/vfs.h>
 
-#include "common/cleanup.h"
 #include "common/xalloc.h"
 #include "lua/lua_util.h"
 #include "metadata/snapshots.h"
 #include "metadata/store.h"
 #include "snapshot/snapshot.h"
 
-#define SNAPSHOT_STORE_MT "crater.snapshot_store"
-
-typedef struct {
-  crater_store_t *store;
-} lsnap_t;
-
+/* the store of `self` (argument 1) */
 static crater_store_t *
 check_store(lua_State *L)
 {
-  lsnap_t *h = luaL_checkudata(L, 1, SNAPSHOT_STORE_MT);
-  if (h->store == NULL)
-    luaL_error(L, "snapshot store is closed");
-  return h->store;
+  return crater__lua_check_store(L, 1);
 }
 
 static const char *
@@ -161,32 +149,6 @@ push_info(lua_State *L, const crater_snapshot_info_t *i)
   lua_setfield(L, -2, "created_at");
   lua_pushnumber(L, (double) i->updated_at / 1e9);
   lua_setfield(L, -2, "updated_at");
-}
-
-static int
-l_snapshot_store(lua_State *L)
-{
-  const char *root = luaL_checkstring(L, 1);
-  lsnap_t *h = lua_newuserdata(L, sizeof *h);
-  h->store = NULL;
-  luaL_getmetatable(L, SNAPSHOT_STORE_MT);
-  lua_setmetatable(L, -2);
-  crater_error_t err = NULL;
-  h->store = crater_store_open(root, &err);
-  if (h->store == NULL)
-    return crater__lua_fail(L, &err);
-  return 1;
-}
-
-static int
-l_close(lua_State *L)
-{
-  lsnap_t *h = luaL_checkudata(L, 1, SNAPSHOT_STORE_MT);
-  if (h->store) {
-    crater_store_close(h->store);
-    h->store = NULL;
-  }
-  return 0;
 }
 
 static int
@@ -464,35 +426,7 @@ l_overlay_supported(lua_State *L)
   return 1;
 }
 
-static int
-l_fs_type(lua_State *L)
-{
-  const char *path = luaL_checkstring(L, 1);
-  struct statfs sf;
-  if (statfs(path, &sf) < 0) {
-    crater_error_t err = NULL;
-    crater_error_sys(&err, errno, "statfs %s", path);
-    return crater__lua_fail(L, &err);
-  }
-  static const struct {
-    unsigned long magic;
-    const char *name;
-  } names[] = {
-    { BTRFS_SUPER_MAGIC, "btrfs" }, { EXT4_SUPER_MAGIC, "ext4" }, { XFS_SUPER_MAGIC, "xfs" },
-    { TMPFS_MAGIC, "tmpfs" },       { OVERLAYFS_SUPER_MAGIC, "overlay" },
-    { NFS_SUPER_MAGIC, "nfs" },     { 0x65735546, "fuse" }, { 0x2fc12fc1, "zfs" },
-  };
-  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-    if ((unsigned long) sf.f_type == names[i].magic) {
-      lua_pushstring(L, names[i].name);
-      return 1;
-    }
-  }
-  lua_pushstring(L, "unknown");
-  return 1;
-}
-
-static const luaL_Reg methods[] = {
+static const luaL_Reg store_methods[] = {
   { "snapshot_prepare", l_prepare },
   { "snapshot_view", l_view },
   { "snapshot_commit", l_commit },
@@ -504,24 +438,26 @@ static const luaL_Reg methods[] = {
   { "snapshot_walk", l_walk },
   { "snapshot_cleanup", l_cleanup },
   { "snapshot_apply_dir", l_apply_dir },
-  { "close", l_close },
-  { "__gc", l_close },
   { NULL, NULL },
 };
 
 static const luaL_Reg funcs[] = {
-  { "snapshot_store", l_snapshot_store },
   { "mount_all", l_mount_all },
   { "unmount_all", l_unmount_all },
   { "snapshotters", l_snapshotters },
   { "overlay_supported", l_overlay_supported },
-  { "fs_type", l_fs_type },
   { NULL, NULL },
 };
 
 void
 crater__lua_open_snapshot(lua_State *L)
 {
-  crater__lua_newclass(L, SNAPSHOT_STORE_MT, methods);
-  luaL_register(L, NULL, funcs);
+  luaL_register(L, NULL, funcs); /* into the core table at -1 */
+  luaL_getmetatable(L, "crater.store");
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    return; /* no store binding in this build */
+  }
+  luaL_register(L, NULL, store_methods);
+  lua_pop(L, 1);
 }
