@@ -5,7 +5,10 @@
 # /usr/lib and /usr/share.  Independent layers are applied in parallel into
 # their own directories (2 workers), as the snapshotters allow.
 #   usage: bench/unpack.sh [BUILD_DIR]      (root; needs luajit, losetup)
+#          bench/unpack.sh --image [BUILD_DIR] [REPS]: the whole-image unpack
+#          side by side with containerd and the limit (bench/unpack_image.sh)
 set -euo pipefail
+[ "${1:-}" = --image ] && exec "$(dirname "$0")/unpack_image.sh" "${@:2}"
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${1:-$SRC/build}
 W=$(mktemp -d /tmp/crater-bench-unpack.XXXXXX)
