@@ -80,45 +80,13 @@ end
 --- True when name is registered (built-in or Lua).
 function M.exists(name) return builtin[name] == true or registry[name] ~= nil end
 
--- A passed probe is remembered in <root>/snapshots/overlayfs/.overlay-ok
--- as "<kernel release> <fs type>": the probe mounts, unmounts (an RCU
--- grace period) and removes a scratch tree, 3 ms of every `crater run`
--- otherwise (docs/design/shim.md, "Start-up latency").  A new kernel or a
--- root moved to another filesystem probes again; a failed probe is never
--- remembered.
-local function probe_key(root)
-  local f = io.open("/proc/sys/kernel/osrelease", "r")
-  local rel = f and f:read("*l") or "?"
-  if f then f:close() end
-  return rel .. " " .. tostring(core.fs_type(root))
-end
-
---- Whether overlayfs works under root (probe once per root, cached in
---- the process and, when it passes, in the root).
+--- Whether overlayfs works under root (probe once per root, cached).
 ---@return boolean ok, string? why
 function M.overlay_supported(root)
   local c = probe_cache[root]
   if c == nil then
-    local dir = root .. "/snapshots/overlayfs"
-    local key = probe_key(root)
-    local f = io.open(dir .. "/.overlay-ok", "r")
-    local seen = f and f:read("*l")
-    if f then f:close() end
-    if seen == key then
-      c = { ok = true }
-    else
-      local ok, why = core.overlay_supported(dir)
-      c = { ok = ok and true or false, why = why }
-      if c.ok then
-        local tmp = dir .. "/.overlay-ok.tmp" .. tostring(core.getpid())
-        local w = io.open(tmp, "w")
-        if w then
-          w:write(key, "\n")
-          w:close()
-          if not os.rename(tmp, dir .. "/.overlay-ok") then os.remove(tmp) end
-        end
-      end
-    end
+    local ok, why = core.overlay_supported(root .. "/snapshots/overlayfs")
+    c = { ok = ok and true or false, why = why }
     probe_cache[root] = c
   end
   return c.ok, c.why
