@@ -20,6 +20,10 @@ T=$(mktemp -d /tmp/crater-bench.XXXXXX)
 # metadata db and snapshots stay on disk under $T/root
 export CRATER_STATE=$(mktemp -d /run/crater-bench.XXXXXX)
 CTRD_PID=
+# a fresh containerd namespace per run: runc state of a namespace lives in
+# /run/containerd/runc/NS whatever containerd's root, and leftovers of an
+# interrupted run made every `ctr run -d cdN` fail with "already exists"
+NS=bench$$
 cleanup() {
   for d in "$CRATER_STATE"/tasks/default/*; do
     [ -d "$d" ] || continue
@@ -118,11 +122,11 @@ EOC
   CTRD_PID=$!
   for _ in $(seq 50); do ctr -a "$T/ctrd.sock" version >/dev/null 2>&1 && break; sleep 0.1; done
   (cd "$T/layout" && tar cf "$T/image.tar" .)
-  ctr -a "$T/ctrd.sock" -n bench images import --index-name bench/busybox:latest "$T/image.tar" >/dev/null 2>&1
+  ctr -a "$T/ctrd.sock" -n "$NS" images import --index-name bench/busybox:latest "$T/image.tar" >/dev/null 2>&1
   IMG=bench/busybox:latest
-  measure "ctr run --rm (runc)" "ctr -a $T/ctrd.sock -n bench run --rm $IMG %ID% /bin/true"
+  measure "ctr run --rm (runc)" "ctr -a $T/ctrd.sock -n "$NS" run --rm $IMG %ID% /bin/true"
   if [ "$HAVE_CRUN" = 1 ]; then
-    measure "ctr run --rm (crun)" "ctr -a $T/ctrd.sock -n bench run --rm --runc-binary /usr/bin/crun $IMG %ID% /bin/true"
+    measure "ctr run --rm (crun)" "ctr -a $T/ctrd.sock -n "$NS" run --rm --runc-binary /usr/bin/crun $IMG %ID% /bin/true"
   fi
   echo "== ratios"
   awk -v a="${RES["crater run (crater-runtime)"]}" -v b="${RES["ctr run --rm (runc)"]}" 'BEGIN{printf "crater(crater-runtime) / ctr+runc = %.2f\n", a/b}'
@@ -166,13 +170,13 @@ for i in $(seq "$C"); do "$CRATER" --root "$T/root" task rm -f cc$i >/dev/null 2
 
 if [ -n "$CTRD_PID" ]; then
   t0=$(now)
-  seq "$C" | xargs -P "$C" -I{} ctr -a "$T/ctrd.sock" -n bench run -d "$IMG" cd{} sleep 300 >/dev/null 2>"$T/cd.err"
+  seq "$C" | xargs -P "$C" -I{} ctr -a "$T/ctrd.sock" -n "$NS" run -d "$IMG" cd{} sleep 300 >/dev/null 2>"$T/cd.err"
   t1=$(now)
   sleep 0.5 # shims detach after ctr returns
   sp=$(pgrep -f -- "containerd-shim-runc-v2 .*-address $T/ctrd.sock")
   n=$(echo $sp | wc -w)
   nerr=$(grep -c . "$T/cd.err")
-  running=$(ctr -a "$T/ctrd.sock" -n bench tasks ls -q 2>/dev/null | wc -l)
+  running=$(ctr -a "$T/ctrd.sock" -n "$NS" tasks ls -q 2>/dev/null | wc -l)
   drss=$(rss_of $CTRD_PID); dpss=$(pss_of $CTRD_PID); srss=$(rss_of $sp); spss=$(pss_of $sp)
   printf "containerd: %3d shims, %d tasks (%d errors), wall %.2f s, total RSS %6d kB, PSS %6d kB (containerd RSS %d + shims RSS %d kB; PSS %d + %d kB)\n" \
     "$n" "$running" "$nerr" "$(awk -v a=$t0 -v b=$t1 'BEGIN{print (b-a)/1e9}')" "$((drss + srss))" "$((dpss + spss))" \
