@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/utsname.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -154,6 +155,70 @@ probe_once(const char *dir, char **why, crater_error_t *err)
   return ok;
 }
 
+/* A passed probe is remembered on disk in <dir>/.overlay-probe-ok, keyed
+ * by the boot id and kernel release: overlay support cannot change within
+ * one boot, and probing (mkdir, mount, umount, rm -rf) costs milliseconds
+ * on every short-lived crater process.  Failed probes are not recorded. */
+#define PROBE_STAMP ".overlay-probe-ok"
+
+static char *
+probe_stamp(void)
+{
+  char boot[64] = "";
+  FILE *f = fopen("/proc/sys/kernel/random/boot_id", "re");
+  if (f) {
+    if (fgets(boot, sizeof boot, f) == NULL)
+      boot[0] = '\0';
+    fclose(f);
+  }
+  boot[strcspn(boot, "\n")] = '\0';
+  struct utsname u;
+  if (uname(&u) < 0 || boot[0] == '\0')
+    return NULL;
+  return xasprintf("%s %s\n", boot, u.release);
+}
+
+static int
+probe_stamp_valid(const char *dir)
+{
+  cleanup_free char *want = probe_stamp();
+  if (want == NULL)
+    return 0;
+  cleanup_free char *path = xasprintf("%s/" PROBE_STAMP, dir);
+  crater_error_t e = NULL;
+  cleanup_free char *have = crater__read_file(path, 256, NULL, &e);
+  crater_error_release(&e);
+  return have != NULL && strcmp(have, want) == 0;
+}
+
+static void
+probe_stamp_write(const char *dir)
+{
+  cleanup_free char *stamp = probe_stamp();
+  if (stamp == NULL)
+    return;
+  cleanup_free char *path = xasprintf("%s/" PROBE_STAMP, dir);
+  crater_error_t e = NULL;
+  if (crater__write_file_atomic(path, stamp, strlen(stamp), 0600, &e) < 0) {
+    crater_debug("probe overlay: cannot record %s: %s", path, e->msg);
+    crater_error_release(&e);
+  }
+}
+
+void
+crater__overlay_probe_forget(void)
+{
+  pthread_mutex_lock(&probe_lock);
+  while (probe_cache) {
+    probe_entry_t *e = probe_cache;
+    probe_cache = e->next;
+    free(e->dir);
+    free(e->why);
+    free(e);
+  }
+  pthread_mutex_unlock(&probe_lock);
+}
+
 int
 crater_snapshot_overlay_supported(const char *dir, char **why, crater_error_t *err)
 {
@@ -169,8 +234,15 @@ crater_snapshot_overlay_supported(const char *dir, char **why, crater_error_t *e
   }
   char *reason = NULL;
   int ok = crater__mkdir_p(dir, 0700, err);
-  if (ok == 0)
-    ok = probe_once(dir, &reason, err);
+  if (ok == 0) {
+    if (probe_stamp_valid(dir)) {
+      ok = 1;
+    } else {
+      ok = probe_once(dir, &reason, err);
+      if (ok == 1)
+        probe_stamp_write(dir);
+    }
+  }
   if (ok >= 0) {
     probe_entry_t *e = xmalloc0(sizeof *e);
     e->dir = xstrdup(dir);

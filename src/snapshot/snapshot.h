@@ -163,12 +163,15 @@ CRATER_PUBLIC int crater_snapshotter_list_ids(crater_snapshotter_t *s, char ***i
 /* Reports whether overlayfs works on the filesystem holding dir, by
  * mounting a two-layer overlay in a temp dir under dir (created when
  * missing).  The answer is
- * cached per dir for the life of the process.  Returns 1 (works), 0 (does
+ * cached per dir for the life of the process, and a passed probe is
+ * remembered in <dir>/.overlay-probe-ok for the rest of the boot.  Returns 1 (works), 0 (does
  * not; *why gets a malloc'd reason when why is non-NULL), <0 on error. */
 CRATER_PUBLIC int crater_snapshot_overlay_supported(const char *dir, char **why,
                                                     crater_error_t *err);
 /* Number of real probes performed so far (tests check the cache). */
 CRATER_PUBLIC int crater__overlay_probe_count(void);
+/* Tests: forgets the in-process probe cache (the on-disk stamp stays). */
+CRATER_PUBLIC void crater__overlay_probe_forget(void);
 
 /* Fills the overlay mount for an ACTIVE/VIEW snapshot with parents (no
  * filesystem access): absolute paths when the option string fits in

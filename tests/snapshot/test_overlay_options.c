@@ -80,9 +80,31 @@ main(void)
   CHECK(b == a);
   CHECK(crater__overlay_probe_count() == before + 1);
   free(why);
-  /* nothing left behind by the probe */
+  /* a new process (forgotten in-memory cache) trusts the on-disk stamp of
+   * a passed probe for this boot and kernel: no second mount */
+  crater__overlay_probe_forget();
+  why = NULL;
+  int c = crater_snapshot_overlay_supported(tmp, &why, &err);
+  CHECK(c == a);
+  CHECK(crater__overlay_probe_count() == before + 1);
+  free(why);
+  /* a stale stamp (another boot or kernel) is not trusted */
+  char stamp[4200];
+  snprintf(stamp, sizeof stamp, "%s/.overlay-probe-ok", tmp);
+  if (a == 1) {
+    FILE *f = fopen(stamp, "w");
+    CHECK(f != NULL);
+    fputs("other-boot 1.0\n", f);
+    fclose(f);
+    crater__overlay_probe_forget();
+    why = NULL;
+    CHECK(crater_snapshot_overlay_supported(tmp, &why, &err) == 1);
+    CHECK(crater__overlay_probe_count() == before + 2);
+    free(why);
+  }
+  /* nothing left behind by the probe but its stamp */
   char cmd[4200];
-  snprintf(cmd, sizeof cmd, "test -z \"$(ls -A '%s')\"", tmp);
+  snprintf(cmd, sizeof cmd, "test -z \"$(ls -A '%s' | grep -vx .overlay-probe-ok)\"", tmp);
   CHECK(system(cmd) == 0);
   CHECK_OK(crater__remove_all(tmp, &err));
   free(tmp);
