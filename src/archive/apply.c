@@ -296,6 +296,15 @@ has_lowers(const apply_t *A)
   return A->o->whiteouts == CRATER_WHITEOUT_OVERLAY && A->o->nlowers > 0;
 }
 
+/* Overlay mode, with lowers or asked to list implicit parents for a later
+ * crater_archive_fix_parents: parent directories used are recorded. */
+static bool
+records_parents(const apply_t *A)
+{
+  return A->o->whiteouts == CRATER_WHITEOUT_OVERLAY
+         && (A->o->nlowers > 0 || (A->o->flags & CRATER_APPLY_RECORD_IMPLICIT));
+}
+
 /* Records dir and its ancestors as parents the layer used. */
 static void
 note_parents(apply_t *A, const char *dir)
@@ -502,6 +511,56 @@ fix_implicit_parents(apply_t *A, crater_error_t *err)
   }
   pathset_free(&explicit_dirs);
   return ret;
+}
+
+/* The parents the layer used without a directory entry of its own
+ * (CRATER_APPLY_RECORD_IMPLICIT without lowers), into out. */
+static void
+list_implicit_parents(apply_t *A, crater_apply_result_t *out)
+{
+  pathset_t explicit_dirs = { 0 };
+  for (size_t i = 0; i < A->ndirs; i++)
+    pathset_add_n(&explicit_dirs, A->dirs[i].path, strlen(A->dirs[i].path));
+  size_t cap = 0;
+  for (size_t i = 0; i < A->parents.cap; i++) {
+    const char *p = A->parents.slots ? A->parents.slots[i] : NULL;
+    if (p == NULL || pathset_has(&explicit_dirs, p))
+      continue;
+    if (out->nimplicit == cap) {
+      cap = cap ? 2 * cap : 16;
+      out->implicit = xrealloc(out->implicit, cap * sizeof *out->implicit);
+    }
+    out->implicit[out->nimplicit++] = xstrdup(p);
+  }
+  pathset_free(&explicit_dirs);
+}
+
+int
+crater_archive_fix_parents(int root_dirfd, const char *const *paths, size_t n,
+                           const crater_apply_opts_t *opts, crater_error_t *err)
+{
+  if (opts == NULL || opts->whiteouts != CRATER_WHITEOUT_OVERLAY || opts->nlowers == 0 || n == 0)
+    return 0;
+  apply_t A = { .o = opts, .cache_fd = -1 };
+  A.r.root = root_dirfd;
+  A.r.no_openat2 = (opts->flags & CRATER_APPLY_NO_OPENAT2) != 0;
+  for (size_t i = 0; i < n; i++)
+    pathset_add_n(&A.parents, paths[i], strlen(paths[i]));
+  int ret = fix_implicit_parents(&A, err);
+  pathset_free(&A.parents);
+  return ret;
+}
+
+void
+crater_apply_result_clear(crater_apply_result_t *r)
+{
+  if (r == NULL)
+    return;
+  for (size_t i = 0; i < r->nimplicit; i++)
+    free(r->implicit[i]);
+  free(r->implicit);
+  r->implicit = NULL;
+  r->nimplicit = 0;
 }
 
 /* --- entries ------------------------------------------------------------ */
@@ -797,7 +856,7 @@ apply_entry(apply_t *A, struct archive_entry *e, crater_error_t *err)
   const char *base = slash ? slash + 1 : path;
   cleanup_free char *parent = slash ? xstrndup(path, (size_t) (slash - path)) : xstrdup("");
 
-  if (has_lowers(A) && parent[0])
+  if (records_parents(A) && parent[0])
     note_parents(A, parent);
   if (strncmp(base, WH_PREFIX, strlen(WH_PREFIX)) == 0) {
     if (do_whiteout(A, e, parent, base, err) < 0)
@@ -922,6 +981,10 @@ crater_archive_apply(int root_dirfd, int layer_fd, const crater_apply_opts_t *op
     memcpy(out->diff_id, diff_id, sizeof out->diff_id);
     out->size = size;
     out->entries = A.entries;
+    out->implicit = NULL;
+    out->nimplicit = 0;
+    if ((opts->flags & CRATER_APPLY_RECORD_IMPLICIT) && !has_lowers(&A) && records_parents(&A))
+      list_implicit_parents(&A, out);
   }
   ret = 0;
 done:

@@ -59,6 +59,12 @@ enum {
   CRATER_APPLY_NO_OPENAT2 = 1u << 0,
   /* Reject character/block device entries (rootless-style policy). */
   CRATER_APPLY_NO_DEVICES = 1u << 1,
+  /* Overlay mode without lowers (a layer applied in isolation, in parallel
+   * with its lower layers): list in out->implicit the parent directories
+   * the layer created without a directory entry of its own, so that
+   * crater_archive_fix_parents can give them the lower directories'
+   * metadata once the lowers exist. */
+  CRATER_APPLY_RECORD_IMPLICIT = 1u << 2,
 };
 
 typedef struct {
@@ -82,7 +88,14 @@ typedef struct {
   char diff_id[80];   /* "sha256:<hex>" of the uncompressed tar stream */
   uint64_t size;      /* uncompressed bytes read (the whole tar stream) */
   uint64_t entries;   /* tar entries processed */
+  /* CRATER_APPLY_RECORD_IMPLICIT: implicit parent dirs (relative paths,
+   * owned; free with crater_apply_result_clear).  Else NULL/0. */
+  char **implicit;
+  size_t nimplicit;
 } crater_apply_result_t;
+
+/* Frees out->implicit (safe on a zeroed result). */
+CRATER_PUBLIC void crater_apply_result_clear(crater_apply_result_t *r);
 
 /* Applies the layer read from layer_fd (read sequentially to EOF; not
  * closed) onto the directory root_dirfd (not closed).  opts may be NULL
@@ -100,6 +113,42 @@ CRATER_PUBLIC int crater_archive_apply(int root_dirfd, int layer_fd,
                                        const crater_apply_opts_t *opts,
                                        crater_apply_result_t *out,
                                        crater_error_t *err);
+
+/* The overlay copy-up fix-up of an isolated apply, run later: each
+ * directory paths[i] (relative to root_dirfd, as listed by
+ * CRATER_APPLY_RECORD_IMPLICIT) takes the owner, mode, xattrs and times of
+ * the directory opts->lower_fds show at that path, exactly as
+ * crater_archive_apply with those lowers would have done at its end.  Paths
+ * no longer a directory in the root, or without a lower directory, are
+ * skipped.  A no-op unless opts is overlay mode with lowers. */
+CRATER_PUBLIC int crater_archive_fix_parents(int root_dirfd, const char *const *paths, size_t n,
+                                             const crater_apply_opts_t *opts,
+                                             crater_error_t *err);
+
+/* One layer of crater_archive_apply_many (or of an apply thread fed by a
+ * pipe: crater_apply_job_run). */
+typedef struct {
+  int root_dirfd;              /* borrowed */
+  int layer_fd;                /* borrowed; read to EOF */
+  crater_apply_opts_t opts;    /* strings and lower_fds borrowed */
+  crater_apply_result_t res;   /* on success */
+  crater_error_t err;          /* on failure (owned by the caller) */
+  bool done;
+} crater_apply_job_t;
+
+/* Runs one job (job->err set on failure).  When drain is set the layer fd
+ * is read to EOF afterwards even if the apply stopped early, so a writer on
+ * the other end of a pipe never blocks. */
+CRATER_PUBLIC int crater_apply_job_run(crater_apply_job_t *job, bool drain);
+
+/* Applies n independent layers, each into its own root, on up to parallel
+ * threads (0 = the number of online CPUs), taking jobs in array order (put
+ * the biggest first for the shortest makespan).  Every job gets its own
+ * res/err; returns <0 only when no thread could run at all (err set, no job
+ * run).  Only for roots that do not depend on each other (overlay upper
+ * dirs; not native/btrfs copies of a parent being applied). */
+CRATER_PUBLIC int crater_archive_apply_many(crater_apply_job_t *jobs, size_t n, size_t parallel,
+                                            crater_error_t *err);
 
 typedef struct {
   crater_compression_t compression;

@@ -594,6 +594,21 @@ function core.digest_file(path, alg) end
 ---@return {diff_id: string, size: number, entries: integer}|nil result, string? err, string? kind
 function core.archive_apply(dir, layer_path, opts) end
 
+--- Applies independent layers, each into its own dir (overlay upper dirs),
+--- on up to opts.parallel threads (0/nil: CPUs), taken in item order.
+---@param items {dir: string, layer: string, compression?: string, whiteouts?: "overlay"|"delete", max_size?: number, expected_diff_id?: string, decoder?: string, record_implicit?: boolean}[]
+---@param opts? {parallel?: integer}
+---@return ({diff_id: string, size: number, entries: integer, implicit?: string[]}|{err: string, kind: string})[]
+function core.archive_apply_many(items, opts) end
+
+--- The implicit-parent fix-up of an isolated overlay apply (record_implicit):
+--- each path takes the metadata of the directory the lowers show there.
+---@param dir string
+---@param paths string[]
+---@param lowers string[] nearest first
+---@return true|nil ok, string? err, string? kind
+function core.archive_fix_parents(dir, paths, lowers) end
+
 --- Writes the layer that turns lower_dir (nil: empty) into upper_dir.
 ---@param lower_dir? string
 ---@param upper_dir string
