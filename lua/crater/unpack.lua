@@ -71,6 +71,31 @@ function M.max_layer_size(client, opts)
   return v
 end
 
+--- How many stored layers apply at once on a snapshotter whose layers are
+--- independent directories (overlayfs): opts.parallel, else the crater
+--- config's `unpack = { parallel = N }`, else CRATER_UNPACK_PARALLEL, else
+--- 0 = the number of online CPUs.  1 applies one layer at a time.  Returns
+--- nil, err for a value that is not an integer in 0..256.
+function M.parallel(client, opts)
+  opts = opts or {}
+  local v, where = opts.parallel, "parallel"
+  if v == nil then
+    local cfg = opts.config or client.config
+    local u = type(cfg) == "table" and cfg.unpack or nil
+    if u ~= nil and type(u) ~= "table" then return nil, "config: unpack must be a table" end
+    if u then v, where = u.parallel, "config unpack.parallel" end
+  end
+  if v == nil then
+    local env = os.getenv("CRATER_UNPACK_PARALLEL")
+    if env and env ~= "" then v, where = tonumber(env) or env, "CRATER_UNPACK_PARALLEL" end
+  end
+  if v == nil then return 0 end
+  if type(v) ~= "number" or v < 0 or v > 256 or v ~= math.floor(v) then
+    return nil, where .. " must be an integer in 0..256 (0 = CPUs), got " .. tostring(v)
+  end
+  return v
+end
+
 local function open_sn(client, opts)
   local ok, sname = pcall(M.select, client, opts)
   if not ok then return nil, "unpack: " .. tostring(sname), "invalid_argument" end
@@ -148,6 +173,73 @@ function M.discard_plan(plan)
   for _, k in pairs(plan.keys) do plan.sn:remove(k.key) end
 end
 
+-- Error kinds of an isolated apply that a re-apply with lowers cannot fix
+-- (anything else, e.g. not_found for a hardlink to a lower file, falls
+-- back to the sequential apply from the blob).
+local FINAL_KINDS = { resource_exhausted = true, data_loss = true, invalid_argument = true,
+  permission_denied = true }
+
+-- Overlayfs: applies the stored layers still to unpack (not committed, not
+-- streamed by a pull plan) in parallel, each on its own thread into a
+-- parentless scratch snapshot (`extract-<pid>-<i>-par`), recording the
+-- parent dirs each creates implicitly; adds them to plan (created when nil)
+-- for unpack's loop to move into chain-ordered snapshots, fix up against
+-- their lowers and commit, exactly as pull's streamed layers.  Returns the
+-- plan.
+local function apply_parallel(client, sn, m, diff_ids, chain, plan, max, parallel, p)
+  if not sn.builtin or parallel == 1 or type(core.archive_apply_many) ~= "function" then return plan end
+  local b, ns = client.backend, client.ns
+  local todo = {}
+  for i, l in ipairs(m.doc.layers) do
+    local li = images.layer_info(l.mediaType)
+    if not (plan and plan.keys[i]) and li and not sn:stat(chain[i]) then
+      local path = b:content_path(ns, l.digest)
+      if path then todo[#todo + 1] = { i = i, layer = l, li = li, path = path } end
+    end
+  end
+  if #todo < 2 then return plan end
+  local items, metas = {}, {}
+  for _, t in ipairs(todo) do
+    local key = string.format("extract-%d-%d-par %s", core.getpid(), t.i, chain[t.i])
+    sn:remove(key)
+    if sn:prepare(key, nil, { ["containerd.io/snapshot.ref"] = chain[t.i] }) then
+      local dir, wh = sn:apply_dir(key)
+      if dir and wh == "overlay" then
+        items[#items + 1] = { dir = dir, layer = t.path, compression = t.li.compression, whiteouts = "overlay",
+          expected_diff_id = diff_ids[t.i], max_size = max, record_implicit = true }
+        metas[#items] = { i = t.i, key = key, dir = dir, size = t.layer.size or 0, digest = t.layer.digest }
+      else
+        sn:remove(key)
+        if wh ~= "overlay" then break end -- native/btrfs: layers depend on their parent
+      end
+    end
+  end
+  if #items < 2 then
+    for _, mt in pairs(metas) do sn:remove(mt.key) end
+    return plan
+  end
+  -- biggest first: the shortest makespan on a small pool
+  local idx = {}
+  for k = 1, #items do idx[k] = k end
+  table.sort(idx, function(x, y) return metas[x].size > metas[y].size end)
+  local sitems = {}
+  for k, j in ipairs(idx) do sitems[k] = items[j] end
+  if p then for _, mt in pairs(metas) do p:state(mt.digest, "unpacking") end end
+  local results = core.archive_apply_many(sitems, { parallel = parallel })
+  plan = plan or { sn = sn, keys = {} }
+  for k, j in ipairs(idx) do
+    local mt, r = metas[j], results[k]
+    local item = {}
+    if r.err then
+      item.apply_err, item.apply_kind = r.err, r.kind
+    else
+      item.applied, item.implicit = { diff_id = r.diff_id, size = r.size, entries = r.entries }, r.implicit
+    end
+    plan.keys[mt.i] = { key = mt.key, dir = mt.dir, item = item, parallel = true }
+  end
+  return plan
+end
+
 --- Unpacks one platform manifest.
 ---@param client crater.Client
 ---@param m table    decoded manifest (images.decode_manifest result)
@@ -173,6 +265,9 @@ function M.unpack(client, m, config, opts)
   local chain = images.chain_ids(diff_ids)
   local p = opts.progress
   local b, ns = client.backend, client.ns
+  local par, parerr = M.parallel(client, opts)
+  if not par then drop_plan(); return nil, "unpack: " .. parerr, "invalid_argument" end
+  plan = apply_parallel(client, sn, m, diff_ids, chain, plan, max, par, p)
   local parent
   local res = { applied = 0, skipped = 0, chain_id = chain[#chain], snapshotter = sname }
   for i, l in ipairs(layers) do
@@ -191,10 +286,11 @@ function M.unpack(client, m, config, opts)
         end
         return nil, "unpack: " .. tostring(perr), pkind
       end
-      if p then p:state(id, "unpacking") end
+      local pk = plan and plan.keys[i]
+      if p and not (pk and pk.parallel) then p:state(id, "unpacking") end
       local key = string.format("extract-%d-%d %s", core.getpid(), i, chain[i])
       local applied, err, kind
-      local pk = plan and plan.keys[i]
+      local final -- an error no re-apply can fix
       if pk and pk.inplace then
         -- streamed into its real snapshot (parent already committed):
         -- commit it as is, or start that snapshot over from the blob
@@ -219,15 +315,29 @@ function M.unpack(client, m, config, opts)
         local dir = sn:apply_dir(key)
         local rok, rerr
         if dir then rok, rerr = os.rename(pk.dir, dir) end
+        local implicit = pk.item.implicit or pk.item.applied.implicit
+        if rok and implicit then
+          -- implicit parents take the metadata of the lower directories,
+          -- which exist now (the lowers are committed)
+          local lowers = require("crater.snapshots").lower_dirs(sn:mounts(key))
+          local fok, ferr, fkind = core.archive_fix_parents(dir, implicit, lowers)
+          if not fok then rok, rerr, kind, final = nil, "apply layer to snapshot " .. key .. ": " .. tostring(ferr), fkind, true end
+        end
         if rok then
           applied = pk.item.applied
-          res.streamed = (res.streamed or 0) + 1
+          if pk.parallel then
+            res.parallel = (res.parallel or 0) + 1
+          else
+            res.streamed = (res.streamed or 0) + 1
+          end
         else
           err = rerr
         end
+      elseif pk and pk.parallel and FINAL_KINDS[pk.item.apply_kind] then
+        err, kind, final = "apply layer to snapshot " .. key .. ": " .. tostring(pk.item.apply_err), pk.item.apply_kind, true
       end
       if pk then sn:remove(pk.key); plan.keys[i] = nil end
-      if not applied then
+      if not applied and not final then
         applied, err, kind = sn:apply_layer(key, path, { compression = li.compression, expected_diff_id = diff_ids[i],
           max_size = max })
       end
