@@ -7,14 +7,17 @@
  *     items[i] = {digest=, size=, writer=<crater.content_writer>,
  *                 apply={dir=, compression=, whiteouts="overlay"|"delete",
  *                        expected_diff_id=, max_size=}?}
- *     -> { {ok=true, size=n, apply={diff_id=, size=, entries=} | apply_err=, apply_kind=}
+ *     -> { {ok=true, size=n, apply={diff_id=, size=, entries=, implicit=?} | apply_err=, apply_kind=}
  *          | {err=, kind=, apply_err=?}, ... }
  *
  * Each blob's bytes go, inside the curl write callback, into its content
  * writer (hashed there; the caller commits, which verifies digest and size)
  * and, for items with `apply`, into a pipe read by one worker thread per
  * item running crater_archive_apply on the snapshot directory; the diff ID
- * is checked by the apply.  Workers never touch Lua.  All layers apply
+ * is checked by the apply (crater_apply_job_run, shared with
+ * core.archive_apply_many); overlay applies list the parent dirs they
+ * created implicitly (`implicit`), for unpack's fix-up against the lowers
+ * at commit time.  Workers never touch Lua.  All layers apply
  * concurrently, which is right for overlayfs (every layer is its own
  * directory).  Snapshotters that apply onto a copy of the parent (native,
  * btrfs) may only be given `apply` for a layer whose directory is already
@@ -109,11 +112,12 @@ static void *
 apply_main(void *arg)
 {
   item_t *it = arg;
-  crater_archive_apply(it->dirfd, it->pipe_rd, &it->opts, &it->res, &it->apply_err);
-  /* drain, so the download never blocks on a reader that has stopped */
-  char buf[65536];
-  while (read(it->pipe_rd, buf, sizeof buf) > 0)
-    ;
+  /* the apply job shared with core.archive_apply_many; drained, so the
+   * download never blocks on a reader that has stopped */
+  crater_apply_job_t job = { .root_dirfd = it->dirfd, .layer_fd = it->pipe_rd, .opts = it->opts };
+  crater_apply_job_run(&job, true);
+  it->res = job.res;
+  it->apply_err = job.err;
   close(it->pipe_rd);
   it->pipe_rd = -1;
   return NULL;
@@ -221,6 +225,9 @@ l_fetch_apply(lua_State *L)
       const char *wh = crater__lua_opt_field_string(L, a, "whiteouts");
       it->opts.whiteouts = wh && strcmp(wh, "delete") == 0 ? CRATER_WHITEOUT_DELETE
                                                            : CRATER_WHITEOUT_OVERLAY;
+      /* no lowers yet: list implicit parents for unpack's fix-up */
+      if (it->opts.whiteouts == CRATER_WHITEOUT_OVERLAY)
+        it->opts.flags |= CRATER_APPLY_RECORD_IMPLICIT;
       it->diff_id = xstrdup(crater__lua_opt_field_string(L, a, "expected_diff_id"));
       it->opts.expected_diff_id = it->diff_id;
       it->opts.max_size = (uint64_t) crater__lua_opt_field_int(L, a, "max_size", 0);
@@ -317,11 +324,20 @@ l_fetch_apply(lua_State *L)
       lua_setfield(L, -2, "size");
       lua_pushnumber(L, (lua_Number) it->res.entries);
       lua_setfield(L, -2, "entries");
+      if (it->res.nimplicit > 0) {
+        lua_createtable(L, (int) it->res.nimplicit, 0);
+        for (size_t k = 0; k < it->res.nimplicit; k++) {
+          lua_pushstring(L, it->res.implicit[k]);
+          lua_rawseti(L, -2, (int) k + 1);
+        }
+        lua_setfield(L, -2, "implicit");
+      }
       lua_setfield(L, -2, "apply");
     }
     lua_rawseti(L, -2, (int) i + 1);
     crater_error_release(&rerrs[i]);
     crater_error_release(&it->apply_err);
+    crater_apply_result_clear(&it->res);
     free(it->digest);
     free(it->diff_id);
   }
