@@ -15,7 +15,9 @@
 # snapshotters sync at commit and everyone pays for writeback):
 #   * crater:     `crater image unpack --snapshotter overlayfs IMG` after
 #                 `crater image import` of the OCI layout (import = content
-#                 only, not timed).  A fresh root per run.
+#                 only, not timed).  A fresh root per run.  Twice: layers in
+#                 parallel (unpack.parallel = 0 = CPUs, the default) and one
+#                 at a time (CRATER_UNPACK_PARALLEL=1, the old behaviour).
 #   * containerd: ctr 1.6 has no `image unpack`; `ctr image mount` unpacks a
 #                 not-yet-unpacked image (Image.Unpack, overlayfs) and then
 #                 mounts a view of it.  Content comes from `ctr image
@@ -146,14 +148,16 @@ limit() { # NAME DECOMPRESSOR
   record "$1" "$(echo "$(now) - $t0" | bc)"
 }
 
-crater_run() { # REP
-  local root=$MNT/crater$1
+crater_run() { # REP PARALLEL NAME
+  local root=$MNT/crater$1-$2
   "$CRATER" --root "$root" image import "$W/oci" > /dev/null
   sync -f "$MNT"
   local t0; t0=$(now)
-  "$CRATER" --root "$root" image unpack --snapshotter overlayfs docker.io/bench/unpack:1 > /dev/null
+  CRATER_UNPACK_PARALLEL=$2 "$CRATER" --root "$root" --format json image unpack --snapshotter overlayfs \
+    docker.io/bench/unpack:1 > "$W/unpack-$2.json"
   sync -f "$MNT"
-  record "crater image unpack (overlayfs)" "$(echo "$(now) - $t0" | bc)"
+  record "$3" "$(echo "$(now) - $t0" | bc)"
+  rm -rf "$root" # keep the loop fs from filling up
 }
 
 containerd_run() { # REP
@@ -172,10 +176,12 @@ echo "--- times incl. sync -f (uncompressed MB/s), ext4 on loop, layers in page 
 for rep in $(seq "$REPS"); do
   limit "limit: gzip -dc | tar -x (2 par.)" gzip
   limit "limit: pigz -dc | tar -x (2 par.)" pigz
-  crater_run "$rep"
+  crater_run "$rep" 0 "crater image unpack (overlayfs)"
+  crater_run "$rep" 1 "crater unpack, 1 layer at a time"
   containerd_run "$rep"
   echo
 done
+echo "crater unpack result (parallel): $(cat "$W/unpack-0.json")"
 # crater's unpacked tree is the layers applied in order (sanity)
 python3 "$SRC/tests/archive/treecmp.py" list "$MNT/limit/l1" --no-root > /dev/null
 
