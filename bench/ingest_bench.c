@@ -51,8 +51,8 @@ main(int argc, char **argv)
     fprintf(stderr, "ingest_bench: %s\n", err ? err->msg : "cannot open input");
     return 1;
   }
-  printf("%.3f %s %s\n", (double) (b.tv_sec - a.tv_sec) + (b.tv_nsec - a.tv_nsec) / 1e9,
-         dg, r == CRATER_CONTENT_EXISTS ? "exists" : "committed");
+  printf("%.3f %s %s\n", (double) (b.tv_sec - a.tv_sec) + (b.tv_nsec - a.tv_nsec) / 1e9, dg,
+         r == CRATER_CONTENT_EXISTS ? "exists" : "committed");
   close(fd);
   crater_content_close(c);
   return 0;

@@ -11,38 +11,38 @@
 
 #include "common/error.h"
 
-#define CHECK(cond)                                                       \
-  do {                                                                    \
-    if (!(cond)) {                                                        \
-      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-      exit(1);                                                            \
-    }                                                                     \
+#define CHECK(cond)                                                                                \
+  do {                                                                                             \
+    if (!(cond)) {                                                                                 \
+      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);                     \
+      exit(1);                                                                                     \
+    }                                                                                              \
   } while (0)
 
 /* CHECK_OK(call) expects call >= 0 (or non-NULL) with `err` in scope. */
-#define CHECK_OK(call)                                                    \
-  do {                                                                    \
-    if ((call) < 0) {                                                     \
-      fprintf(stderr, "%s:%d: %s failed: %s\n", __FILE__, __LINE__, #call, \
-              err ? err->msg : "(no error set)");                         \
-      exit(1);                                                            \
-    }                                                                     \
+#define CHECK_OK(call)                                                                             \
+  do {                                                                                             \
+    if ((call) < 0) {                                                                              \
+      fprintf(stderr, "%s:%d: %s failed: %s\n", __FILE__, __LINE__, #call,                         \
+              err ? err->msg : "(no error set)");                                                  \
+      exit(1);                                                                                     \
+    }                                                                                              \
   } while (0)
 
-#define CHECK_STREQ(a, b)                                                 \
-  do {                                                                    \
-    const char *_a = (a), *_b = (b);                                      \
-    if (_a == NULL || _b == NULL || strcmp(_a, _b) != 0) {                \
-      fprintf(stderr, "%s:%d: '%s' != '%s'\n", __FILE__, __LINE__,        \
-              _a ? _a : "(null)", _b ? _b : "(null)");                    \
-      exit(1);                                                            \
-    }                                                                     \
+#define CHECK_STREQ(a, b)                                                                          \
+  do {                                                                                             \
+    const char *_a = (a), *_b = (b);                                                               \
+    if (_a == NULL || _b == NULL || strcmp(_a, _b) != 0) {                                         \
+      fprintf(stderr, "%s:%d: '%s' != '%s'\n", __FILE__, __LINE__, _a ? _a : "(null)",             \
+              _b ? _b : "(null)");                                                                 \
+      exit(1);                                                                                     \
+    }                                                                                              \
   } while (0)
 
-#define SKIP(why)                                                         \
-  do {                                                                    \
-    fprintf(stderr, "SKIP: %s\n", why);                                   \
-    exit(77);                                                             \
+#define SKIP(why)                                                                                  \
+  do {                                                                                             \
+    fprintf(stderr, "SKIP: %s\n", why);                                                            \
+    exit(77);                                                                                      \
   } while (0)
 
 /* Makes a fresh temp dir under $CRATER_TEST_TMP (or /tmp); malloc'd. */

@@ -189,8 +189,7 @@ entry_times(struct archive_entry *e, struct timespec ts[2])
 /* Sets the layer's xattrs on fd, or on pfd/name (not following) when
  * fd < 0. */
 static int
-set_xattrs(struct archive_entry *e, int fd, int pfd, const char *name,
-           crater_error_t *err)
+set_xattrs(struct archive_entry *e, int fd, int pfd, const char *name, crater_error_t *err)
 {
   if (crater__archive.entry_xattr_reset(e) == 0)
     return 0;
@@ -206,8 +205,8 @@ set_xattrs(struct archive_entry *e, int fd, int pfd, const char *name,
   while (crater__archive.entry_xattr_next(e, &xname, &value, &size) == ARCHIVE_OK) {
     if (crater__xattr_is_private(xname))
       continue; /* would forge overlay whiteouts/redirects */
-    int rc = fd >= 0 ? fsetxattr(fd, xname, value, size, 0)
-                     : lsetxattr(lpath, xname, value, size, 0);
+    int rc =
+        fd >= 0 ? fsetxattr(fd, xname, value, size, 0) : lsetxattr(lpath, xname, value, size, 0);
     if (rc < 0) {
       if (fd < 0 && errno == EPERM && strncmp(xname, "user.", 5) == 0)
         continue; /* user.* is not allowed on symlinks/devices */
@@ -219,8 +218,7 @@ set_xattrs(struct archive_entry *e, int fd, int pfd, const char *name,
 
 /* Owner, mode, xattrs and (for non-directories) times on an open fd. */
 static int
-set_meta_fd(apply_t *A, struct archive_entry *e, int fd, bool is_dir,
-            crater_error_t *err)
+set_meta_fd(apply_t *A, struct archive_entry *e, int fd, bool is_dir, crater_error_t *err)
 {
   if (fchown(fd, crater__archive.entry_uid(e), crater__archive.entry_gid(e)) < 0)
     return crater_error_sys(err, errno, "chown");
@@ -239,8 +237,7 @@ set_meta_fd(apply_t *A, struct archive_entry *e, int fd, bool is_dir,
 
 /* The same for a leaf that cannot be opened (symlink, device, fifo). */
 static int
-set_meta_at(struct archive_entry *e, int pfd, const char *name, bool is_link,
-            crater_error_t *err)
+set_meta_at(struct archive_entry *e, int pfd, const char *name, bool is_link, crater_error_t *err)
 {
   if (fchownat(pfd, name, crater__archive.entry_uid(e), crater__archive.entry_gid(e),
                AT_SYMLINK_NOFOLLOW) < 0)
@@ -301,8 +298,8 @@ has_lowers(const apply_t *A)
 static bool
 records_parents(const apply_t *A)
 {
-  return A->o->whiteouts == CRATER_WHITEOUT_OVERLAY
-         && (A->o->nlowers > 0 || (A->o->flags & CRATER_APPLY_RECORD_IMPLICIT));
+  return A->o->whiteouts == CRATER_WHITEOUT_OVERLAY &&
+         (A->o->nlowers > 0 || (A->o->flags & CRATER_APPLY_RECORD_IMPLICIT));
 }
 
 /* Records dir and its ancestors as parents the layer used. */
@@ -398,7 +395,8 @@ copy_xattrs(const char *src, const char *dst, crater_error_t *err)
     ssize_t vn = lgetxattr(src, x, v, sizeof v);
     if (vn < 0)
       continue;
-    if (lsetxattr(dst, x, v, (size_t) vn, 0) < 0 && !(errno == EPERM && strncmp(x, "user.", 5) == 0))
+    if (lsetxattr(dst, x, v, (size_t) vn, 0) < 0 &&
+        !(errno == EPERM && strncmp(x, "user.", 5) == 0))
       return crater_error_sys(err, errno, "setxattr %s", x);
   }
   return 0;
@@ -421,7 +419,8 @@ copy_up(apply_t *A, const char *path, const char *parent, int tfd, const char *t
     cleanup_close int src = openat(lp, tname, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     if (src < 0)
       return crater_error_sys(err, errno, "copy-up %s: open lower", path);
-    cleanup_close int dst = openat(tfd, tname, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    cleanup_close int dst =
+        openat(tfd, tname, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (dst < 0)
       return crater_error_sys(err, errno, "copy-up %s", path);
     off_t left = st.st_size;
@@ -454,8 +453,8 @@ copy_up(apply_t *A, const char *path, const char *parent, int tfd, const char *t
   cleanup_free char *spath = xasprintf("%s%s", sp, tname);
   cleanup_free char *dpath = xasprintf("%s%s", dp, tname);
   struct timespec ts[2] = { st.st_atim, st.st_mtim };
-  if (fchownat(tfd, tname, st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW) < 0
-      || (!S_ISLNK(st.st_mode) && fchmodat(tfd, tname, st.st_mode & 07777, 0) < 0))
+  if (fchownat(tfd, tname, st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW) < 0 ||
+      (!S_ISLNK(st.st_mode) && fchmodat(tfd, tname, st.st_mode & 07777, 0) < 0))
     return crater_error_sys(err, errno, "copy-up %s: chown/chmod", path);
   if (copy_xattrs(spath, dpath, err) < 0)
     return crater_error_wrap(err, "copy-up %s", path);
@@ -613,8 +612,7 @@ write_data(apply_t *A, struct archive_entry *e, int fd, crater_error_t *err)
 }
 
 static int
-do_file(apply_t *A, struct archive_entry *e, int pfd, const char *name,
-        crater_error_t *err)
+do_file(apply_t *A, struct archive_entry *e, int pfd, const char *name, crater_error_t *err)
 {
   if (A->o->max_size && (uint64_t) crater__archive.entry_size(e) > A->o->max_size)
     return crater_error_make(err, CRATER_ERR_RESOURCE_EXHAUSTED, 0,
@@ -638,8 +636,8 @@ do_file(apply_t *A, struct archive_entry *e, int pfd, const char *name,
 }
 
 static int
-do_dir(apply_t *A, struct archive_entry *e, int pfd, const char *name,
-       const char *path, crater_error_t *err)
+do_dir(apply_t *A, struct archive_entry *e, int pfd, const char *name, const char *path,
+       crater_error_t *err)
 {
   if (mkdirat(pfd, name, 0700) < 0) {
     if (errno != EEXIST)
@@ -659,8 +657,7 @@ do_dir(apply_t *A, struct archive_entry *e, int pfd, const char *name,
 }
 
 static int
-do_symlink(apply_t *A, struct archive_entry *e, int pfd, const char *name,
-           crater_error_t *err)
+do_symlink(apply_t *A, struct archive_entry *e, int pfd, const char *name, crater_error_t *err)
 {
   const char *target = crater__archive.entry_symlink(e);
   if (target == NULL || target[0] == '\0')
@@ -677,10 +674,12 @@ do_symlink(apply_t *A, struct archive_entry *e, int pfd, const char *name,
 }
 
 static int
-do_node(apply_t *A, struct archive_entry *e, int pfd, const char *name,
-        mode_t type, crater_error_t *err)
+do_node(apply_t *A, struct archive_entry *e, int pfd, const char *name, mode_t type,
+        crater_error_t *err)
 {
-  dev_t dev = type == S_IFIFO ? 0 : makedev(crater__archive.entry_rdevmajor(e), crater__archive.entry_rdevminor(e));
+  dev_t dev = type == S_IFIFO
+                  ? 0
+                  : makedev(crater__archive.entry_rdevmajor(e), crater__archive.entry_rdevminor(e));
   if (mknodat(pfd, name, type | 0600, dev) < 0) {
     if (errno != EEXIST)
       return crater_error_sys(err, errno, "mknod");
@@ -693,8 +692,8 @@ do_node(apply_t *A, struct archive_entry *e, int pfd, const char *name,
 }
 
 static int
-do_hardlink(apply_t *A, struct archive_entry *e, int pfd, const char *name,
-            const char *path, crater_error_t *err)
+do_hardlink(apply_t *A, struct archive_entry *e, int pfd, const char *name, const char *path,
+            crater_error_t *err)
 {
   const char *raw = crater__archive.entry_hardlink(e);
   cleanup_free char *target = xmalloc(strlen(raw) + 1);
@@ -728,9 +727,9 @@ do_hardlink(apply_t *A, struct archive_entry *e, int pfd, const char *name,
     if (errno != EEXIST)
       return crater_error_sys(err, errno, "link to %s", raw);
     struct stat a, b;
-    if (fstatat(tfd, tname, &a, AT_SYMLINK_NOFOLLOW) == 0
-        && fstatat(pfd, name, &b, AT_SYMLINK_NOFOLLOW) == 0
-        && a.st_dev == b.st_dev && a.st_ino == b.st_ino)
+    if (fstatat(tfd, tname, &a, AT_SYMLINK_NOFOLLOW) == 0 &&
+        fstatat(pfd, name, &b, AT_SYMLINK_NOFOLLOW) == 0 && a.st_dev == b.st_dev &&
+        a.st_ino == b.st_ino)
       return 0; /* already the same file */
     if (clear_leaf(A, pfd, name, false, err) < 0)
       return -1;
@@ -744,8 +743,8 @@ do_hardlink(apply_t *A, struct archive_entry *e, int pfd, const char *name,
  * (`prefix` is the path of dfd/name).  remove_self: name itself goes too
  * when untouched. */
 static int
-prune(apply_t *A, int dfd, const char *name, const char *prefix,
-      bool remove_self, crater_error_t *err)
+prune(apply_t *A, int dfd, const char *name, const char *prefix, bool remove_self,
+      crater_error_t *err)
 {
   if (remove_self && !pathset_has(&A->touched, prefix))
     return crater__remove_at(dfd, name, err);
@@ -765,8 +764,8 @@ prune(apply_t *A, int dfd, const char *name, const char *prefix,
   while ((errno = 0, de = readdir(dir)) != NULL) {
     if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
       continue;
-    cleanup_free char *child = prefix[0] ? xasprintf("%s/%s", prefix, de->d_name)
-                                         : xstrdup(de->d_name);
+    cleanup_free char *child =
+        prefix[0] ? xasprintf("%s/%s", prefix, de->d_name) : xstrdup(de->d_name);
     if (prune(A, dirfd(dir), de->d_name, child, true, err) < 0)
       return -1;
   }
@@ -774,8 +773,8 @@ prune(apply_t *A, int dfd, const char *name, const char *prefix,
 }
 
 static int
-do_whiteout(apply_t *A, struct archive_entry *e, const char *parent,
-            const char *base, crater_error_t *err)
+do_whiteout(apply_t *A, struct archive_entry *e, const char *parent, const char *base,
+            crater_error_t *err)
 {
   bool opaque = strcmp(base, WH_OPAQUE) == 0;
   const char *victim = base + strlen(WH_PREFIX);
@@ -823,7 +822,8 @@ do_whiteout(apply_t *A, struct archive_entry *e, const char *parent,
     return -1;
   if (mknodat(pfd, victim, S_IFCHR | 0000, makedev(0, 0)) < 0)
     return crater_error_sys(err, errno, "mknod whiteout %s", victim);
-  if (fchownat(pfd, victim, crater__archive.entry_uid(e), crater__archive.entry_gid(e), AT_SYMLINK_NOFOLLOW) < 0)
+  if (fchownat(pfd, victim, crater__archive.entry_uid(e), crater__archive.entry_gid(e),
+               AT_SYMLINK_NOFOLLOW) < 0)
     return crater_error_sys(err, errno, "chown whiteout %s", victim);
   return 0;
 }
@@ -844,7 +844,8 @@ apply_entry(apply_t *A, struct archive_entry *e, crater_error_t *err)
 
   if (path[0] == '\0') { /* "./": metadata of the root itself */
     if (hardlink || type != AE_IFDIR)
-      return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, 0, "entry %s: root is not a directory", raw);
+      return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, 0,
+                               "entry %s: root is not a directory", raw);
     cleanup_close int fd = crater__resolve_dir(&A->r, "", false, err);
     if (fd < 0 || set_meta_fd(A, e, fd, true, err) < 0)
       return crater_error_wrap(err, "entry %s", raw);
@@ -863,8 +864,8 @@ apply_entry(apply_t *A, struct archive_entry *e, crater_error_t *err)
       return crater_error_wrap(err, "entry %s", raw);
     return 0;
   }
-  if (!hardlink && (type == AE_IFCHR || type == AE_IFBLK)
-      && (A->o->flags & CRATER_APPLY_NO_DEVICES))
+  if (!hardlink && (type == AE_IFCHR || type == AE_IFBLK) &&
+      (A->o->flags & CRATER_APPLY_NO_DEVICES))
     return crater_error_make(err, CRATER_ERR_PERMISSION_DENIED, 0,
                              "entry %s: device nodes are not allowed", raw);
 
@@ -878,20 +879,27 @@ apply_entry(apply_t *A, struct archive_entry *e, crater_error_t *err)
     rc = do_hardlink(A, e, pfd, base, path, err);
   else {
     switch (type) {
-    case AE_IFREG: rc = do_file(A, e, pfd, base, err); break;
-    case AE_IFDIR: rc = do_dir(A, e, pfd, base, path, err); break;
+    case AE_IFREG:
+      rc = do_file(A, e, pfd, base, err);
+      break;
+    case AE_IFDIR:
+      rc = do_dir(A, e, pfd, base, path, err);
+      break;
     case AE_IFLNK:
       rc = do_symlink(A, e, pfd, base, err);
       cache_drop(A); /* paths through it now resolve elsewhere */
       break;
-    case AE_IFCHR: case AE_IFBLK: case AE_IFIFO:
+    case AE_IFCHR:
+    case AE_IFBLK:
+    case AE_IFIFO:
       rc = do_node(A, e, pfd, base, type, err);
       break;
     case AE_IFSOCK:
       rc = 0; /* sockets are not carried in images */
       break;
     default:
-      rc = crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, 0, "unsupported entry type 0%o", (unsigned) type);
+      rc = crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, 0, "unsupported entry type 0%o",
+                             (unsigned) type);
     }
   }
   if (rc < 0)
@@ -972,8 +980,7 @@ crater_archive_apply(int root_dirfd, int layer_fd, const crater_apply_opts_t *op
   uint64_t size;
   crater__lstream_digest(A.s, diff_id, &size);
   if (opts->expected_diff_id && strcmp(opts->expected_diff_id, diff_id) != 0) {
-    crater_error_make(err, CRATER_ERR_DATA_LOSS, 0,
-                      "diff ID mismatch: expected %s, got %s",
+    crater_error_make(err, CRATER_ERR_DATA_LOSS, 0, "diff ID mismatch: expected %s, got %s",
                       opts->expected_diff_id, diff_id);
     goto done;
   }
@@ -1003,20 +1010,19 @@ done:
 }
 
 int
-crater_archive_compression_parse(const char *s, crater_compression_t *out,
-                                  crater_error_t *err)
+crater_archive_compression_parse(const char *s, crater_compression_t *out, crater_error_t *err)
 {
   size_t n = s ? strlen(s) : 0;
-  if (s && (strcmp(s, "gzip") == 0 || (n > 5 && strcmp(s + n - 5, "+gzip") == 0)
-            || (n > 5 && strcmp(s + n - 5, ".gzip") == 0)))
+  if (s && (strcmp(s, "gzip") == 0 || (n > 5 && strcmp(s + n - 5, "+gzip") == 0) ||
+            (n > 5 && strcmp(s + n - 5, ".gzip") == 0)))
     *out = CRATER_COMPRESSION_GZIP;
   else if (s && (strcmp(s, "zstd") == 0 || (n > 5 && strcmp(s + n - 5, "+zstd") == 0)))
     *out = CRATER_COMPRESSION_ZSTD;
-  else if (s && (strcmp(s, "none") == 0 || (n > 4 && strcmp(s + n - 4, ".tar") == 0)
-                 || (n > 4 && strcmp(s + n - 4, "/tar") == 0)))
+  else if (s && (strcmp(s, "none") == 0 || (n > 4 && strcmp(s + n - 4, ".tar") == 0) ||
+                 (n > 4 && strcmp(s + n - 4, "/tar") == 0)))
     *out = CRATER_COMPRESSION_NONE;
   else
-    return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, 0,
-                             "unknown layer compression '%s'", s ? s : "(null)");
+    return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, 0, "unknown layer compression '%s'",
+                             s ? s : "(null)");
   return 0;
 }

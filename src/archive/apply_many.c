@@ -49,8 +49,7 @@ worker(void *arg)
 }
 
 int
-crater_archive_apply_many(crater_apply_job_t *jobs, size_t n, size_t parallel,
-                          crater_error_t *err)
+crater_archive_apply_many(crater_apply_job_t *jobs, size_t n, size_t parallel, crater_error_t *err)
 {
   if (n == 0)
     return 0;

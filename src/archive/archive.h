@@ -71,9 +71,9 @@ typedef struct {
   crater_compression_t compression; /* from the media type; checked by magic */
   crater_whiteout_mode_t whiteouts;
   crater_decoder_t decoder;
-  uint64_t max_size;                /* uncompressed bytes; 0 = unlimited */
-  const char *expected_diff_id;     /* "sha256:<hex>" or NULL */
-  unsigned flags;                   /* CRATER_APPLY_* */
+  uint64_t max_size;            /* uncompressed bytes; 0 = unlimited */
+  const char *expected_diff_id; /* "sha256:<hex>" or NULL */
+  unsigned flags;               /* CRATER_APPLY_* */
   /* Overlay mode only: the snapshot's lower layers (directory fds, nearest
    * first; borrowed), so apply can do what overlayfs copy-up would: a
    * hardlink to a file of a lower layer copies that file up first, and a
@@ -85,9 +85,9 @@ typedef struct {
 } crater_apply_opts_t;
 
 typedef struct {
-  char diff_id[80];   /* "sha256:<hex>" of the uncompressed tar stream */
-  uint64_t size;      /* uncompressed bytes read (the whole tar stream) */
-  uint64_t entries;   /* tar entries processed */
+  char diff_id[80]; /* "sha256:<hex>" of the uncompressed tar stream */
+  uint64_t size;    /* uncompressed bytes read (the whole tar stream) */
+  uint64_t entries; /* tar entries processed */
   /* CRATER_APPLY_RECORD_IMPLICIT: implicit parent dirs (relative paths,
    * owned; free with crater_apply_result_clear).  Else NULL/0. */
   char **implicit;
@@ -110,8 +110,7 @@ CRATER_PUBLIC void crater_apply_result_clear(crater_apply_result_t *r);
  * discarded by the caller; nothing outside the root is ever touched.
  * Files are not fsynced (the snapshotter syncs once at commit). */
 CRATER_PUBLIC int crater_archive_apply(int root_dirfd, int layer_fd,
-                                       const crater_apply_opts_t *opts,
-                                       crater_apply_result_t *out,
+                                       const crater_apply_opts_t *opts, crater_apply_result_t *out,
                                        crater_error_t *err);
 
 /* The overlay copy-up fix-up of an isolated apply, run later: each
@@ -122,17 +121,16 @@ CRATER_PUBLIC int crater_archive_apply(int root_dirfd, int layer_fd,
  * no longer a directory in the root, or without a lower directory, are
  * skipped.  A no-op unless opts is overlay mode with lowers. */
 CRATER_PUBLIC int crater_archive_fix_parents(int root_dirfd, const char *const *paths, size_t n,
-                                             const crater_apply_opts_t *opts,
-                                             crater_error_t *err);
+                                             const crater_apply_opts_t *opts, crater_error_t *err);
 
 /* One layer of crater_archive_apply_many (or of an apply thread fed by a
  * pipe: crater_apply_job_run). */
 typedef struct {
-  int root_dirfd;              /* borrowed */
-  int layer_fd;                /* borrowed; read to EOF */
-  crater_apply_opts_t opts;    /* strings and lower_fds borrowed */
-  crater_apply_result_t res;   /* on success */
-  crater_error_t err;          /* on failure (owned by the caller) */
+  int root_dirfd;            /* borrowed */
+  int layer_fd;              /* borrowed; read to EOF */
+  crater_apply_opts_t opts;  /* strings and lower_fds borrowed */
+  crater_apply_result_t res; /* on success */
+  crater_error_t err;        /* on failure (owned by the caller) */
   bool done;
 } crater_apply_job_t;
 
@@ -159,11 +157,11 @@ typedef struct {
 } crater_diff_opts_t;
 
 typedef struct {
-  char diff_id[80];        /* "sha256:<hex>" of the uncompressed tar */
-  char digest[80];         /* "sha256:<hex>" of the bytes written to out_fd */
-  uint64_t size;           /* bytes written to out_fd */
+  char diff_id[80]; /* "sha256:<hex>" of the uncompressed tar */
+  char digest[80];  /* "sha256:<hex>" of the bytes written to out_fd */
+  uint64_t size;    /* bytes written to out_fd */
   uint64_t uncompressed_size;
-  uint64_t entries;        /* tar entries written (whiteouts included) */
+  uint64_t entries; /* tar entries written (whiteouts included) */
 } crater_diff_result_t;
 
 /* Writes to out_fd an OCI layer holding the changes from lower_dirfd (-1 =
@@ -175,16 +173,13 @@ typedef struct {
  * rdev and xattrs, and by content when the mtime has no sub-second part.
  * opts may be NULL (uncompressed, two-tree mode).  out may be NULL.
  * Does not close any fd. */
-CRATER_PUBLIC int crater_archive_diff(int lower_dirfd, int upper_dirfd,
-                                      int out_fd,
-                                      const crater_diff_opts_t *opts,
-                                      crater_diff_result_t *out,
+CRATER_PUBLIC int crater_archive_diff(int lower_dirfd, int upper_dirfd, int out_fd,
+                                      const crater_diff_opts_t *opts, crater_diff_result_t *out,
                                       crater_error_t *err);
 
 /* Parses "gzip"/"zstd"/"none" (also media types ending in +gzip, +zstd,
  * .tar); returns <0 with INVALID_ARGUMENT otherwise. */
-CRATER_PUBLIC int crater_archive_compression_parse(const char *s,
-                                                   crater_compression_t *out,
+CRATER_PUBLIC int crater_archive_compression_parse(const char *s, crater_compression_t *out,
                                                    crater_error_t *err);
 
 #endif

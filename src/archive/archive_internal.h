@@ -14,8 +14,8 @@
 
 #include "archive/archive.h"
 
-#define CRATER__ARCHIVE_BUF (1u << 20)      /* decompressed block handed to libarchive */
-#define CRATER__ARCHIVE_INBUF (256u << 10)  /* compressed read size */
+#define CRATER__ARCHIVE_BUF (1u << 20)     /* decompressed block handed to libarchive */
+#define CRATER__ARCHIVE_INBUF (256u << 10) /* compressed read size */
 
 /* A layer stream: compressed bytes from fd -> decoder -> sha256 + size
  * limit -> consumer.  One instance per apply; not thread-safe. */
@@ -24,13 +24,12 @@ typedef struct crater__lstream_s crater__lstream_t;
 /* Opens a reader on fd.  Reads the first bytes to check the magic against
  * compression (mismatch: INVALID_ARGUMENT).  max_size 0 = unlimited. */
 crater__lstream_t *crater__lstream_open(int fd, crater_compression_t compression,
-                                        crater_decoder_t decoder,
-                                        uint64_t max_size, crater_error_t *err);
+                                        crater_decoder_t decoder, uint64_t max_size,
+                                        crater_error_t *err);
 
 /* Returns the next decompressed block (valid until the next call) and its
  * length in *len; *len == 0 at the end.  Returns <0 on failure. */
-int crater__lstream_read(crater__lstream_t *s, const void **buf, size_t *len,
-                         crater_error_t *err);
+int crater__lstream_read(crater__lstream_t *s, const void **buf, size_t *len, crater_error_t *err);
 
 /* Reads and hashes everything left (tar padding after the end marker). */
 int crater__lstream_drain(crater__lstream_t *s, crater_error_t *err);
@@ -59,8 +58,7 @@ typedef struct {
  * "/".  With create, missing components are created as 0755 directories.
  * Returns the fd or <0 (errno kinds; ENOTDIR when a component is not a
  * directory). */
-int crater__resolve_dir(crater__resolver_t *r, const char *rel, bool create,
-                        crater_error_t *err);
+int crater__resolve_dir(crater__resolver_t *r, const char *rel, bool create, crater_error_t *err);
 
 /* Lexically cleans a tar member name into out (size >= strlen(name)+1):
  * strips "./" and duplicate slashes, folds "a/../b".  Returns 0, or <0 with

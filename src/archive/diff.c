@@ -87,8 +87,8 @@ compress_chunk(diff_t *D, const void *buf, size_t n, bool end, crater_error_t *e
         return crater_error_make(err, CRATER_ERR_INTERNAL, 0, "gzip: deflate failed");
       if (emit_compressed(D, D->cbuf, CBUF - z->avail_out, err) < 0)
         return -1;
-    } while (z->avail_in > 0 || z->avail_out == 0
-             || (end && z->internal_state.state != ZSTATE_END));
+    } while (z->avail_in > 0 || z->avail_out == 0 ||
+             (end && z->internal_state.state != ZSTATE_END));
     return 0;
   }
   if (D->zs) {
@@ -279,8 +279,8 @@ xattrs_equal(const xattrs_t *a, const xattrs_t *b)
   if (a->n != b->n)
     return false;
   for (size_t i = 0; i < a->n; i++)
-    if (strcmp(a->v[i].name, b->v[i].name) != 0 || a->v[i].size != b->v[i].size
-        || memcmp(a->v[i].value, b->v[i].value, a->v[i].size) != 0)
+    if (strcmp(a->v[i].name, b->v[i].name) != 0 || a->v[i].size != b->v[i].size ||
+        memcmp(a->v[i].value, b->v[i].value, a->v[i].size) != 0)
       return false;
   return true;
 }
@@ -342,8 +342,8 @@ write_whiteout(diff_t *D, const char *dir, const char *name, crater_error_t *err
 }
 
 static int
-write_entry(diff_t *D, int dfd, const char *name, const char *path,
-            const struct stat *st, crater_error_t *err)
+write_entry(diff_t *D, int dfd, const char *name, const char *path, const struct stat *st,
+            crater_error_t *err)
 {
   struct archive_entry *e = crater__archive.entry_new();
   int ret = -1;
@@ -421,8 +421,8 @@ done:
 }
 
 static int
-same_content(int lfd, int ufd, const char *name, off_t size, unsigned char *buf,
-             bool *same, crater_error_t *err)
+same_content(int lfd, int ufd, const char *name, off_t size, unsigned char *buf, bool *same,
+             crater_error_t *err)
 {
   cleanup_close int a = openat(lfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
   cleanup_close int b = openat(ufd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
@@ -449,18 +449,18 @@ same_content(int lfd, int ufd, const char *name, off_t size, unsigned char *buf,
 }
 
 static int
-changed(diff_t *D, int lfd, int ufd, const char *name, const struct stat *l,
-        const struct stat *u, bool *out, crater_error_t *err)
+changed(diff_t *D, int lfd, int ufd, const char *name, const struct stat *l, const struct stat *u,
+        bool *out, crater_error_t *err)
 {
   *out = true;
-  if ((l->st_mode & S_IFMT) != (u->st_mode & S_IFMT) || l->st_mode != u->st_mode
-      || l->st_uid != u->st_uid || l->st_gid != u->st_gid)
+  if ((l->st_mode & S_IFMT) != (u->st_mode & S_IFMT) || l->st_mode != u->st_mode ||
+      l->st_uid != u->st_uid || l->st_gid != u->st_gid)
     return 0;
-  if (!S_ISDIR(u->st_mode) && (l->st_size != u->st_size
-      || l->st_mtim.tv_sec != u->st_mtim.tv_sec || l->st_mtim.tv_nsec != u->st_mtim.tv_nsec))
+  if (!S_ISDIR(u->st_mode) && (l->st_size != u->st_size || l->st_mtim.tv_sec != u->st_mtim.tv_sec ||
+                               l->st_mtim.tv_nsec != u->st_mtim.tv_nsec))
     return 0;
-  if (S_ISDIR(u->st_mode) && (l->st_mtim.tv_sec != u->st_mtim.tv_sec
-                              || l->st_mtim.tv_nsec != u->st_mtim.tv_nsec))
+  if (S_ISDIR(u->st_mode) &&
+      (l->st_mtim.tv_sec != u->st_mtim.tv_sec || l->st_mtim.tv_nsec != u->st_mtim.tv_nsec))
     return 0;
   if ((S_ISCHR(u->st_mode) || S_ISBLK(u->st_mode)) && l->st_rdev != u->st_rdev)
     return 0;
@@ -501,15 +501,15 @@ static int walk(diff_t *D, int lfd, int ufd, const char *prefix, crater_error_t 
 /* Emits upper entry dfd/name and, for a directory, its subtree compared
  * with lower directory lfd_child (-1: everything is new). */
 static int
-emit(diff_t *D, int ufd, const char *name, const char *path, const struct stat *st,
-     bool write_it, int lfd_child, crater_error_t *err)
+emit(diff_t *D, int ufd, const char *name, const char *path, const struct stat *st, bool write_it,
+     int lfd_child, crater_error_t *err)
 {
   if (write_it && write_entry(D, ufd, name, path, st, err) < 0)
     return -1;
   if (!S_ISDIR(st->st_mode))
     return 0;
-  if (D->o->upper_is_overlay && is_opaque(ufd, name)
-      && write_whiteout(D, path, ".wh..opq", err) < 0)
+  if (D->o->upper_is_overlay && is_opaque(ufd, name) &&
+      write_whiteout(D, path, ".wh..opq", err) < 0)
     return -1;
   cleanup_close int sub = openat(ufd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (sub < 0)
@@ -585,9 +585,8 @@ done:
 }
 
 int
-crater_archive_diff(int lower_dirfd, int upper_dirfd, int out_fd,
-                    const crater_diff_opts_t *opts, crater_diff_result_t *out,
-                    crater_error_t *err)
+crater_archive_diff(int lower_dirfd, int upper_dirfd, int out_fd, const crater_diff_opts_t *opts,
+                    crater_diff_result_t *out, crater_error_t *err)
 {
   static const crater_diff_opts_t defaults = { 0 };
   if (crater__archive_load(err) < 0)

@@ -39,8 +39,7 @@ int
 crater__clean_path(const char *name, char *out, crater_error_t *err)
 {
   if (name[0] == '/')
-    return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, 0,
-                             "entry %s: absolute path", name);
+    return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, 0, "entry %s: absolute path", name);
   size_t o = 0;
   const char *p = name;
   while (*p) {
@@ -176,8 +175,7 @@ static int
 open_in_root(crater__resolver_t *r, const char *rel)
 {
   if (!r->no_openat2) {
-    int fd = sys_openat2(r->root, rel[0] ? rel : ".",
-                         O_RDONLY | O_DIRECTORY | O_CLOEXEC,
+    int fd = sys_openat2(r->root, rel[0] ? rel : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC,
                          RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS);
     if (fd >= 0 || errno != ENOSYS)
       return fd;
@@ -187,8 +185,7 @@ open_in_root(crater__resolver_t *r, const char *rel)
 }
 
 int
-crater__resolve_dir(crater__resolver_t *r, const char *rel, bool create,
-                    crater_error_t *err)
+crater__resolve_dir(crater__resolver_t *r, const char *rel, bool create, crater_error_t *err)
 {
   int fd = open_in_root(r, rel);
   if (fd == -2)
@@ -246,8 +243,7 @@ crater__remove_at(int dirfd, const char *name, crater_error_t *err)
 bool
 crater__xattr_is_private(const char *name)
 {
-  return strncmp(name, "trusted.overlay.", 16) == 0
-         || strncmp(name, "user.overlay.", 13) == 0;
+  return strncmp(name, "trusted.overlay.", 16) == 0 || strncmp(name, "user.overlay.", 13) == 0;
 }
 
 void

@@ -25,25 +25,28 @@ struct crater__lstream_s {
   uint64_t max_size;
   uint64_t total;
   EVP_MD_CTX *md;
-  unsigned char *in;      /* compressed input */
+  unsigned char *in; /* compressed input */
   size_t in_len, in_off;
   bool in_eof;
-  unsigned char *out;     /* decompressed block */
+  unsigned char *out; /* decompressed block */
   bool done;
   struct inflate_state *isal;
   bool isal_member_done;
   ZSTD_DCtx *zstd;
-  struct archive *raw;    /* CRATER_DECODER_LIBARCHIVE */
-  crater_error_t error;   /* recorded failure, for libarchive callbacks */
+  struct archive *raw;  /* CRATER_DECODER_LIBARCHIVE */
+  crater_error_t error; /* recorded failure, for libarchive callbacks */
 };
 
 static const char *
 compression_name(crater_compression_t c)
 {
   switch (c) {
-  case CRATER_COMPRESSION_GZIP: return "gzip";
-  case CRATER_COMPRESSION_ZSTD: return "zstd";
-  default: return "none";
+  case CRATER_COMPRESSION_GZIP:
+    return "gzip";
+  case CRATER_COMPRESSION_ZSTD:
+    return "zstd";
+  default:
+    return "none";
   }
 }
 
@@ -88,18 +91,15 @@ check_magic(crater__lstream_t *s, crater_error_t *err)
   if (found != s->compression)
     return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, 0,
                              "layer compression is %s but the data is %s",
-                             compression_name(s->compression),
-                             compression_name(found));
+                             compression_name(s->compression), compression_name(found));
   return 0;
 }
 
-static int
-raw_open(crater__lstream_t *s, crater_error_t *err);
+static int raw_open(crater__lstream_t *s, crater_error_t *err);
 
 crater__lstream_t *
-crater__lstream_open(int fd, crater_compression_t compression,
-                     crater_decoder_t decoder, uint64_t max_size,
-                     crater_error_t *err)
+crater__lstream_open(int fd, crater_compression_t compression, crater_decoder_t decoder,
+                     uint64_t max_size, crater_error_t *err)
 {
   crater__lstream_t *s = xmalloc0(sizeof *s);
   s->fd = fd;
@@ -193,8 +193,7 @@ decode_isal(crater__lstream_t *s, crater_error_t *err)
       s->isal_member_done = false;
     }
     if (s->in_off == s->in_len && s->in_eof)
-      return crater_error_make(err, CRATER_ERR_DATA_LOSS, 0,
-                               "gzip: unexpected end of layer");
+      return crater_error_make(err, CRATER_ERR_DATA_LOSS, 0, "gzip: unexpected end of layer");
     z->next_in = s->in + s->in_off;
     z->avail_in = (uint32_t) (s->in_len - s->in_off);
     int rc = isal_inflate(z);
@@ -219,16 +218,14 @@ decode_zstd(crater__lstream_t *s, crater_error_t *err)
       if (!s->isal_member_done && s->total + ob.pos == 0)
         break;
       if (!s->isal_member_done)
-        return crater_error_make(err, CRATER_ERR_DATA_LOSS, 0,
-                                 "zstd: unexpected end of layer");
+        return crater_error_make(err, CRATER_ERR_DATA_LOSS, 0, "zstd: unexpected end of layer");
       break;
     }
     ZSTD_inBuffer ib = { s->in, s->in_len, s->in_off };
     size_t rc = ZSTD_decompressStream(s->zstd, &ob, &ib);
     s->in_off = ib.pos;
     if (ZSTD_isError(rc))
-      return crater_error_make(err, CRATER_ERR_DATA_LOSS, 0, "zstd: %s",
-                               ZSTD_getErrorName(rc));
+      return crater_error_make(err, CRATER_ERR_DATA_LOSS, 0, "zstd: %s", ZSTD_getErrorName(rc));
     s->isal_member_done = rc == 0; /* a frame ended */
   }
   return (ssize_t) ob.pos;
@@ -260,8 +257,8 @@ raw_open(crater__lstream_t *s, crater_error_t *err)
   crater__archive.read_support_filter_zstd(s->raw);
   crater__archive.read_support_format_raw(s->raw);
   struct archive_entry *ae;
-  if (crater__archive.read_open(s->raw, s, NULL, raw_read_cb, NULL) != ARCHIVE_OK
-      || crater__archive.read_next_header(s->raw, &ae) != ARCHIVE_OK)
+  if (crater__archive.read_open(s->raw, s, NULL, raw_read_cb, NULL) != ARCHIVE_OK ||
+      crater__archive.read_next_header(s->raw, &ae) != ARCHIVE_OK)
     return crater_error_make(err, CRATER_ERR_DATA_LOSS, 0, "decompress: %s",
                              crater__archive.error_string(s->raw));
   return 0;
@@ -284,8 +281,7 @@ decode_libarchive(crater__lstream_t *s, crater_error_t *err)
 }
 
 int
-crater__lstream_read(crater__lstream_t *s, const void **buf, size_t *len,
-                     crater_error_t *err)
+crater__lstream_read(crater__lstream_t *s, const void **buf, size_t *len, crater_error_t *err)
 {
   *len = 0;
   *buf = s->out;

@@ -11,8 +11,8 @@ crater__dl_load(crater__dl_state_t *st, const char *soname, const char *package,
   void *h = dlopen(soname, RTLD_NOW | RTLD_LOCAL);
   if (h == NULL) {
     const char *why = dlerror();
-    snprintf(st->msg, sizeof st->msg, "%s not found: apt-get install %s (%s)", soname,
-             package, why ? why : "dlopen failed");
+    snprintf(st->msg, sizeof st->msg, "%s not found: apt-get install %s (%s)", soname, package,
+             why ? why : "dlopen failed");
     st->kind = CRATER_ERR_UNAVAILABLE;
     st->failed = 1;
     return -1;

@@ -25,10 +25,10 @@ typedef struct {
 
 /* Outcome of a load, kept by the loader for every later caller. */
 typedef struct {
-  void *handle;            /* dlopen handle, never closed; NULL on failure */
+  void *handle; /* dlopen handle, never closed; NULL on failure */
   int failed;
-  crater_errkind_t kind;   /* when failed */
-  char msg[384];           /* when failed */
+  crater_errkind_t kind; /* when failed */
+  char msg[384];         /* when failed */
 } crater__dl_state_t;
 
 /* Opens soname (RTLD_NOW | RTLD_LOCAL) and stores every symbol of syms[n]

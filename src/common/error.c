@@ -39,28 +39,58 @@ crater_errkind_t
 crater_errkind_from_errno(int status)
 {
   switch (status) {
-  case 0: return CRATER_ERR_UNKNOWN;
-  case ENOENT: case ESRCH: return CRATER_ERR_NOT_FOUND;
-  case EEXIST: return CRATER_ERR_ALREADY_EXISTS;
-  case EINVAL: case ENAMETOOLONG: case ELOOP: case EXDEV: case ENOTDIR:
-  case EISDIR: return CRATER_ERR_INVALID_ARGUMENT;
-  case EACCES: case EPERM: case EROFS: return CRATER_ERR_PERMISSION_DENIED;
-  case ENOSPC: case ENOMEM: case EMFILE: case ENFILE: case EDQUOT:
+  case 0:
+    return CRATER_ERR_UNKNOWN;
+  case ENOENT:
+  case ESRCH:
+    return CRATER_ERR_NOT_FOUND;
+  case EEXIST:
+    return CRATER_ERR_ALREADY_EXISTS;
+  case EINVAL:
+  case ENAMETOOLONG:
+  case ELOOP:
+  case EXDEV:
+  case ENOTDIR:
+  case EISDIR:
+    return CRATER_ERR_INVALID_ARGUMENT;
+  case EACCES:
+  case EPERM:
+  case EROFS:
+    return CRATER_ERR_PERMISSION_DENIED;
+  case ENOSPC:
+  case ENOMEM:
+  case EMFILE:
+  case ENFILE:
+  case EDQUOT:
     return CRATER_ERR_RESOURCE_EXHAUSTED;
-  case EBUSY: case ENOTEMPTY: case EAGAIN: return CRATER_ERR_FAILED_PRECONDITION;
-  case ETIMEDOUT: return CRATER_ERR_DEADLINE_EXCEEDED;
-  case ECONNREFUSED: case ECONNRESET: case EHOSTUNREACH: case ENETUNREACH:
+  case EBUSY:
+  case ENOTEMPTY:
+  case EAGAIN:
+    return CRATER_ERR_FAILED_PRECONDITION;
+  case ETIMEDOUT:
+    return CRATER_ERR_DEADLINE_EXCEEDED;
+  case ECONNREFUSED:
+  case ECONNRESET:
+  case EHOSTUNREACH:
+  case ENETUNREACH:
     return CRATER_ERR_UNAVAILABLE;
-  case ENOSYS: case EOPNOTSUPP: return CRATER_ERR_NOT_IMPLEMENTED;
-  case EINTR: case ECANCELED: return CRATER_ERR_CANCELED;
-  case EIO: case EBADMSG: return CRATER_ERR_DATA_LOSS;
-  default: return CRATER_ERR_INTERNAL;
+  case ENOSYS:
+  case EOPNOTSUPP:
+    return CRATER_ERR_NOT_IMPLEMENTED;
+  case EINTR:
+  case ECANCELED:
+    return CRATER_ERR_CANCELED;
+  case EIO:
+  case EBADMSG:
+    return CRATER_ERR_DATA_LOSS;
+  default:
+    return CRATER_ERR_INTERNAL;
   }
 }
 
 static int
-error_vmake(crater_error_t *err, crater_errkind_t kind, int status,
-            const char *suffix, const char *fmt, va_list ap)
+error_vmake(crater_error_t *err, crater_errkind_t kind, int status, const char *suffix,
+            const char *fmt, va_list ap)
 {
   char *msg = xvasprintf(fmt, ap);
   if (suffix) {
@@ -83,8 +113,7 @@ error_vmake(crater_error_t *err, crater_errkind_t kind, int status,
 }
 
 int
-crater_error_make(crater_error_t *err, crater_errkind_t kind, int status,
-                  const char *fmt, ...)
+crater_error_make(crater_error_t *err, crater_errkind_t kind, int status, const char *fmt, ...)
 {
   va_list ap;
   va_start(ap, fmt);
@@ -98,8 +127,7 @@ crater_error_sys(crater_error_t *err, int status, const char *fmt, ...)
 {
   va_list ap;
   va_start(ap, fmt);
-  int r = error_vmake(err, crater_errkind_from_errno(status), status,
-                      strerror(status), fmt, ap);
+  int r = error_vmake(err, crater_errkind_from_errno(status), status, strerror(status), fmt, ap);
   va_end(ap);
   return r;
 }

@@ -40,25 +40,23 @@ typedef enum {
 } crater_errkind_t;
 
 struct crater_error_s {
-  int status;            /* errno-style value, 0 when not from a syscall */
+  int status; /* errno-style value, 0 when not from a syscall */
   crater_errkind_t kind;
-  char *msg;             /* owned */
+  char *msg; /* owned */
 };
 typedef struct crater_error_s *crater_error_t;
 
 /* Stores a new error in *err (which must be NULL) and returns -1. */
-CRATER_PUBLIC int crater_error_make(crater_error_t *err, crater_errkind_t kind,
-                                    int status, const char *fmt, ...)
-    CRATER_PRINTF(4, 5);
+CRATER_PUBLIC int crater_error_make(crater_error_t *err, crater_errkind_t kind, int status,
+                                    const char *fmt, ...) CRATER_PRINTF(4, 5);
 
 /* Like crater_error_make for a failed syscall: the message gets
  * ": strerror(status)" appended and the kind is derived from status. */
-CRATER_PUBLIC int crater_error_sys(crater_error_t *err, int status,
-                                   const char *fmt, ...) CRATER_PRINTF(3, 4);
+CRATER_PUBLIC int crater_error_sys(crater_error_t *err, int status, const char *fmt, ...)
+    CRATER_PRINTF(3, 4);
 
 /* Prefixes "<context>: " to the message of *err and returns -1. */
-CRATER_PUBLIC int crater_error_wrap(crater_error_t *err, const char *fmt, ...)
-    CRATER_PRINTF(2, 3);
+CRATER_PUBLIC int crater_error_wrap(crater_error_t *err, const char *fmt, ...) CRATER_PRINTF(2, 3);
 
 /* Frees *err (NULL tolerated) and sets it to NULL. */
 CRATER_PUBLIC void crater_error_release(crater_error_t *err);

@@ -14,10 +14,14 @@ static int
 level_from_env(void)
 {
   const char *s = getenv("CRATER_LOG");
-  if (s == NULL) return CRATER_LOG_WARN;
-  if (strcmp(s, "debug") == 0) return CRATER_LOG_DEBUG;
-  if (strcmp(s, "info") == 0) return CRATER_LOG_INFO;
-  if (strcmp(s, "error") == 0) return CRATER_LOG_ERROR;
+  if (s == NULL)
+    return CRATER_LOG_WARN;
+  if (strcmp(s, "debug") == 0)
+    return CRATER_LOG_DEBUG;
+  if (strcmp(s, "info") == 0)
+    return CRATER_LOG_INFO;
+  if (strcmp(s, "error") == 0)
+    return CRATER_LOG_ERROR;
   return CRATER_LOG_WARN;
 }
 

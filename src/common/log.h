@@ -5,7 +5,12 @@
 #ifndef CRATER_COMMON_LOG_H
 #define CRATER_COMMON_LOG_H
 
-typedef enum { CRATER_LOG_ERROR, CRATER_LOG_WARN, CRATER_LOG_INFO, CRATER_LOG_DEBUG } crater_log_level_t;
+typedef enum {
+  CRATER_LOG_ERROR,
+  CRATER_LOG_WARN,
+  CRATER_LOG_INFO,
+  CRATER_LOG_DEBUG
+} crater_log_level_t;
 
 void crater_log(crater_log_level_t level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

@@ -73,8 +73,7 @@ crater__read_all(int fd, void *buf, size_t n, crater_error_t *err)
 }
 
 char *
-crater__read_file(const char *path, size_t max, size_t *len_out,
-                  crater_error_t *err)
+crater__read_file(const char *path, size_t max, size_t *len_out, crater_error_t *err)
 {
   cleanup_close int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
@@ -122,8 +121,8 @@ crater__fsync_dir(const char *path, crater_error_t *err)
 }
 
 int
-crater__write_file_atomic(const char *path, const void *buf, size_t n,
-                          mode_t mode, crater_error_t *err)
+crater__write_file_atomic(const char *path, const void *buf, size_t n, mode_t mode,
+                          crater_error_t *err)
 {
   cleanup_free char *tmp = xasprintf("%s.tmp.%d", path, (int) getpid());
   cleanup_free char *dir = xstrdup(path);
@@ -136,8 +135,7 @@ crater__write_file_atomic(const char *path, const void *buf, size_t n,
   } else {
     *slash = '\0';
   }
-  cleanup_close int fd =
-      open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+  cleanup_close int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
   if (fd < 0)
     return crater_error_sys(err, errno, "create %s", tmp);
   if (crater__write_all(fd, buf, n, err) < 0 || fsync(fd) < 0) {

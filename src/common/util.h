@@ -22,13 +22,12 @@ ssize_t crater__read_all(int fd, void *buf, size_t n, crater_error_t *err);
 
 /* Reads a whole file (at most max bytes, else RESOURCE_EXHAUSTED) into a
  * NUL-terminated malloc'd buffer; *len_out may be NULL. */
-char *crater__read_file(const char *path, size_t max, size_t *len_out,
-                        crater_error_t *err);
+char *crater__read_file(const char *path, size_t max, size_t *len_out, crater_error_t *err);
 
 /* Writes a file atomically: tmp file in the same dir, fsync, rename,
  * fsync dir. */
-int crater__write_file_atomic(const char *path, const void *buf, size_t n,
-                              mode_t mode, crater_error_t *err);
+int crater__write_file_atomic(const char *path, const void *buf, size_t n, mode_t mode,
+                              crater_error_t *err);
 
 /* fsyncs the directory at path. */
 int crater__fsync_dir(const char *path, crater_error_t *err);

@@ -16,15 +16,15 @@ struct crater_content_s {
 struct crater_content_writer_s {
   crater_content_t *c;
   char *ref;
-  char *path;       /* ingest/<hash> */
-  char *expected;   /* may be NULL */
+  char *path;     /* ingest/<hash> */
+  char *expected; /* may be NULL */
   int64_t total;
   int64_t offset;
   int lock_fd;
   int data_fd;
   crater_digester_t *dg;
-  bool synced;      /* data fsynced since the last write */
-  bool done;        /* committed or aborted */
+  bool synced; /* data fsynced since the last write */
+  bool done;   /* committed or aborted */
 };
 
 /* Path of the ingest directory for ref (malloc'd). */

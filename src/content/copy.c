@@ -46,8 +46,8 @@ typedef struct {
   char *buf[NBUF];
   size_t len[NBUF];
   uint64_t nread, nwritten; /* chunks published / written */
-  bool eof;     /* no more chunks will be published */
-  bool stop;    /* the writer failed */
+  bool eof;                 /* no more chunks will be published */
+  bool stop;                /* the writer failed */
   int werr;
   int dst;        /* buffered fd (the writer's data_fd) */
   int dst_direct; /* O_DIRECT fd on the same file, or -1 */
@@ -245,16 +245,15 @@ crater_content_writer_skip_fd(crater_content_writer_t *w, int fd, crater_error_t
 }
 
 int
-crater_content_ingest_fd(crater_content_t *c, const char *ref, int fd,
-                         const char *expected, int64_t size, char *out,
-                         crater_error_t *err)
+crater_content_ingest_fd(crater_content_t *c, const char *ref, int fd, const char *expected,
+                         int64_t size, char *out, crater_error_t *err)
 {
   crater_content_writer_t *w =
       crater_content_writer_open(c, ref, expected, size > 0 ? size : 0, err);
   if (w == NULL)
     return -1;
-  if (crater_content_writer_skip_fd(w, fd, err) < 0
-      || crater_content_writer_copy_fd(w, fd, err) < 0) {
+  if (crater_content_writer_skip_fd(w, fd, err) < 0 ||
+      crater_content_writer_copy_fd(w, fd, err) < 0) {
     crater_content_writer_close(w);
     return -1;
   }

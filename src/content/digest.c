@@ -46,16 +46,14 @@ crater_digest_alg_parse(const char *name, crater_error_t *err)
     if (name && strcmp(name, algs[i].name) == 0)
       return (int) i;
   return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, EINVAL,
-                           "unsupported digest algorithm '%.32s'",
-                           name ? name : "(null)");
+                           "unsupported digest algorithm '%.32s'", name ? name : "(null)");
 }
 
 int
 crater_digest_validate(const char *digest, crater_error_t *err)
 {
   if (digest == NULL)
-    return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, EINVAL,
-                             "digest: missing");
+    return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, EINVAL, "digest: missing");
   const char *colon = strchr(digest, ':');
   if (colon == NULL)
     return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, EINVAL,
@@ -68,8 +66,7 @@ crater_digest_validate(const char *digest, crater_error_t *err)
   }
   if (alg < 0)
     return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, EINVAL,
-                             "invalid digest '%.140s': unsupported algorithm",
-                             digest);
+                             "invalid digest '%.140s': unsupported algorithm", digest);
   const char *hex = colon + 1;
   size_t n = strlen(hex);
   if (n != algs[alg].hexlen)
@@ -89,14 +86,12 @@ crater_digest_validate(const char *digest, crater_error_t *err)
 }
 
 char *
-crater_digest_blob_path(const char *content_dir, const char *digest,
-                        crater_error_t *err)
+crater_digest_blob_path(const char *content_dir, const char *digest, crater_error_t *err)
 {
   int alg = crater_digest_validate(digest, err);
   if (alg < 0)
     return NULL;
-  return xasprintf("%s/blobs/%s/%s", content_dir, algs[alg].name,
-                   strchr(digest, ':') + 1);
+  return xasprintf("%s/blobs/%s/%s", content_dir, algs[alg].name, strchr(digest, ':') + 1);
 }
 
 crater_digester_t *
@@ -117,12 +112,11 @@ crater_digester_new(crater_digest_alg_t alg, crater_error_t *err)
 }
 
 int
-crater_digester_update(crater_digester_t *d, const void *buf, size_t n,
-                       crater_error_t *err)
+crater_digester_update(crater_digester_t *d, const void *buf, size_t n, crater_error_t *err)
 {
   if (n > 0 && EVP_DigestUpdate(d->ctx, buf, n) != 1)
-    return crater_error_make(err, CRATER_ERR_INTERNAL, 0,
-                             "%s: OpenSSL digest update failed", algs[d->alg].name);
+    return crater_error_make(err, CRATER_ERR_INTERNAL, 0, "%s: OpenSSL digest update failed",
+                             algs[d->alg].name);
   return 0;
 }
 
@@ -132,11 +126,11 @@ crater_digester_digest(crater_digester_t *d, char *out, crater_error_t *err)
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
   EVP_MD_CTX *copy = EVP_MD_CTX_new();
-  if (copy == NULL || EVP_MD_CTX_copy_ex(copy, d->ctx) != 1
-      || EVP_DigestFinal_ex(copy, md, &len) != 1) {
+  if (copy == NULL || EVP_MD_CTX_copy_ex(copy, d->ctx) != 1 ||
+      EVP_DigestFinal_ex(copy, md, &len) != 1) {
     EVP_MD_CTX_free(copy);
-    return crater_error_make(err, CRATER_ERR_INTERNAL, 0,
-                             "%s: OpenSSL digest final failed", algs[d->alg].name);
+    return crater_error_make(err, CRATER_ERR_INTERNAL, 0, "%s: OpenSSL digest final failed",
+                             algs[d->alg].name);
   }
   EVP_MD_CTX_free(copy);
   size_t nl = strlen(algs[d->alg].name);

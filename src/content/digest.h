@@ -38,8 +38,7 @@ CRATER_PUBLIC size_t crater_digest_hex_len(crater_digest_alg_t alg);
 
 /* Builds "<content_dir>/blobs/<alg>/<hex>" for a digest, validating it
  * first.  Returns a malloc'd path or NULL + INVALID_ARGUMENT. */
-CRATER_PUBLIC char *crater_digest_blob_path(const char *content_dir,
-                                            const char *digest,
+CRATER_PUBLIC char *crater_digest_blob_path(const char *content_dir, const char *digest,
                                             crater_error_t *err);
 
 /* Incremental digester.  Not thread-safe; one per stream. */
@@ -47,18 +46,16 @@ typedef struct crater_digester_s crater_digester_t;
 
 /* Creates a digester for alg; NULL + INTERNAL if OpenSSL refuses. Free with
  * crater_digester_free. */
-CRATER_PUBLIC crater_digester_t *crater_digester_new(crater_digest_alg_t alg,
-                                                     crater_error_t *err);
+CRATER_PUBLIC crater_digester_t *crater_digester_new(crater_digest_alg_t alg, crater_error_t *err);
 
 /* Feeds n bytes. */
-CRATER_PUBLIC int crater_digester_update(crater_digester_t *d, const void *buf,
-                                         size_t n, crater_error_t *err);
+CRATER_PUBLIC int crater_digester_update(crater_digester_t *d, const void *buf, size_t n,
+                                         crater_error_t *err);
 
 /* Writes "<alg>:<hex>" of everything fed so far into out (at least
  * CRATER_DIGEST_MAX bytes).  The digester stays usable: this finalises a
  * copy, so it can report the digest "so far" and keep going. */
-CRATER_PUBLIC int crater_digester_digest(crater_digester_t *d, char *out,
-                                         crater_error_t *err);
+CRATER_PUBLIC int crater_digester_digest(crater_digester_t *d, char *out, crater_error_t *err);
 
 CRATER_PUBLIC crater_digest_alg_t crater_digester_alg(const crater_digester_t *d);
 
@@ -66,7 +63,6 @@ CRATER_PUBLIC crater_digest_alg_t crater_digester_alg(const crater_digester_t *d
 CRATER_PUBLIC void crater_digester_free(crater_digester_t *d);
 
 /* One-shot helper: digest of a whole fd from its current position to EOF. */
-CRATER_PUBLIC int crater_digest_fd(crater_digest_alg_t alg, int fd, char *out,
-                                   crater_error_t *err);
+CRATER_PUBLIC int crater_digest_fd(crater_digest_alg_t alg, int fd, char *out, crater_error_t *err);
 
 #endif

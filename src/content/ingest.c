@@ -62,8 +62,7 @@ read_small(const char *dir, const char *name, bool *missing, crater_error_t *err
 
 /* Writes a small file by tmp + rename (no fsync: ingests are scratch). */
 static int
-write_small(const char *dir, const char *name, const char *value,
-            crater_error_t *err)
+write_small(const char *dir, const char *name, const char *value, crater_error_t *err)
 {
   cleanup_free char *p = crater__path_join(dir, name);
   cleanup_free char *tmp = xasprintf("%s.tmp", p);
@@ -118,39 +117,34 @@ lock_ingest(const char *path, const char *ref, bool create, crater_error_t *err)
       if (errno == ENOENT && create)
         continue;
       if (errno == ENOENT)
-        return crater_error_make(err, CRATER_ERR_NOT_FOUND, ENOENT,
-                                 "ref %s: no such ingest", ref);
+        return crater_error_make(err, CRATER_ERR_NOT_FOUND, ENOENT, "ref %s: no such ingest", ref);
       return crater_error_sys(err, errno, "ref %s: open %s", ref, lockp);
     }
     if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
       int e = errno;
       close(fd);
       if (e == EWOULDBLOCK)
-        return crater_error_make(err, CRATER_ERR_FAILED_PRECONDITION, EBUSY,
-                                 "ref %s locked", ref);
+        return crater_error_make(err, CRATER_ERR_FAILED_PRECONDITION, EBUSY, "ref %s locked", ref);
       return crater_error_sys(err, e, "ref %s: lock", ref);
     }
     struct stat a, b;
-    if (fstat(fd, &a) == 0 && stat(lockp, &b) == 0 && a.st_ino == b.st_ino
-        && a.st_dev == b.st_dev)
+    if (fstat(fd, &a) == 0 && stat(lockp, &b) == 0 && a.st_ino == b.st_ino && a.st_dev == b.st_dev)
       return fd;
     close(fd); /* removed under us by an abort: start over */
     if (!create)
-      return crater_error_make(err, CRATER_ERR_NOT_FOUND, ENOENT,
-                               "ref %s: no such ingest", ref);
+      return crater_error_make(err, CRATER_ERR_NOT_FOUND, ENOENT, "ref %s: no such ingest", ref);
   }
-  return crater_error_make(err, CRATER_ERR_ABORTED, EAGAIN,
-                           "ref %s: ingest keeps disappearing", ref);
+  return crater_error_make(err, CRATER_ERR_ABORTED, EAGAIN, "ref %s: ingest keeps disappearing",
+                           ref);
 }
 
 crater_content_writer_t *
-crater_content_writer_open(crater_content_t *c, const char *ref,
-                           const char *expected, int64_t total,
-                           crater_error_t *err)
+crater_content_writer_open(crater_content_t *c, const char *ref, const char *expected,
+                           int64_t total, crater_error_t *err)
 {
   if (ref == NULL || ref[0] == '\0' || strlen(ref) > MAX_REF) {
-    crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, EINVAL,
-                      "ingest ref must be 1 to %d bytes", MAX_REF);
+    crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, EINVAL, "ingest ref must be 1 to %d bytes",
+                      MAX_REF);
     return NULL;
   }
   if (expected && crater_digest_validate(expected, err) < 0) {
@@ -158,8 +152,8 @@ crater_content_writer_open(crater_content_t *c, const char *ref,
     return NULL;
   }
   if (total < 0) {
-    crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, EINVAL,
-                      "writer %s: negative size %lld", ref, (long long) total);
+    crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, EINVAL, "writer %s: negative size %lld",
+                      ref, (long long) total);
     return NULL;
   }
   cleanup_free char *stored_ref = NULL;
@@ -178,15 +172,14 @@ crater_content_writer_open(crater_content_t *c, const char *ref,
   if (stored_ref == NULL && !missing)
     goto fail_wrap;
   if (stored_ref && strcmp(stored_ref, ref) != 0) {
-    crater_error_make(err, CRATER_ERR_INTERNAL, 0,
-                      "ingest %s holds ref '%.200s', not '%.200s'", w->path,
-                      stored_ref, ref);
+    crater_error_make(err, CRATER_ERR_INTERNAL, 0, "ingest %s holds ref '%.200s', not '%.200s'",
+                      w->path, stored_ref, ref);
     goto fail;
   }
   if (stored_ref == NULL) {
     cleanup_free char *now = xasprintf("%" PRId64, crater__now_ns());
-    if (write_small(w->path, "startedat", now, err) < 0
-        || write_small(w->path, "ref", ref, err) < 0)
+    if (write_small(w->path, "startedat", now, err) < 0 ||
+        write_small(w->path, "ref", ref, err) < 0)
       goto fail_wrap;
   }
   if (total > 0) {
@@ -219,8 +212,7 @@ crater_content_writer_open(crater_content_t *c, const char *ref,
     crater_error_sys(err, errno, "open %s", datap);
     goto fail_wrap;
   }
-  int alg = w->expected ? crater_digest_validate(w->expected, NULL)
-                        : CRATER_DIGEST_SHA256;
+  int alg = w->expected ? crater_digest_validate(w->expected, NULL) : CRATER_DIGEST_SHA256;
   w->dg = crater_digester_new((crater_digest_alg_t) alg, err);
   if (w->dg == NULL)
     goto fail_wrap;
@@ -290,8 +282,7 @@ crater_content_writer_ref(const crater_content_writer_t *w)
 }
 
 int
-crater_content_writer_digest(crater_content_writer_t *w, char *out,
-                             crater_error_t *err)
+crater_content_writer_digest(crater_content_writer_t *w, char *out, crater_error_t *err)
 {
   if (check_usable(w, err) < 0)
     return -1;
@@ -299,8 +290,8 @@ crater_content_writer_digest(crater_content_writer_t *w, char *out,
 }
 
 int
-crater_content_writer_verify(crater_content_writer_t *w, int64_t size,
-                             const char *expected, char *out, crater_error_t *err)
+crater_content_writer_verify(crater_content_writer_t *w, int64_t size, const char *expected,
+                             char *out, crater_error_t *err)
 {
   if (check_usable(w, err) < 0)
     return -1;
@@ -310,8 +301,8 @@ crater_content_writer_verify(crater_content_writer_t *w, int64_t size,
     size = w->total;
   if (size >= 0 && size != w->offset)
     return crater_error_make(err, CRATER_ERR_FAILED_PRECONDITION, EINVAL,
-                             "commit %s: size mismatch: expected %lld, got %lld",
-                             w->ref, (long long) size, (long long) w->offset);
+                             "commit %s: size mismatch: expected %lld, got %lld", w->ref,
+                             (long long) size, (long long) w->offset);
   int alg = CRATER_DIGEST_SHA256;
   if (expected && (alg = crater_digest_validate(expected, err)) < 0)
     return crater_error_wrap(err, "commit %s", w->ref);
@@ -329,8 +320,8 @@ crater_content_writer_verify(crater_content_writer_t *w, int64_t size,
   }
   if (expected && strcmp(expected, out) != 0)
     return crater_error_make(err, CRATER_ERR_DATA_LOSS, EBADMSG,
-                             "commit %s: digest mismatch: expected %s, got %s",
-                             w->ref, expected, out);
+                             "commit %s: digest mismatch: expected %s, got %s", w->ref, expected,
+                             out);
   if (!w->synced) {
     if (fsync(w->data_fd) < 0)
       return crater_error_sys(err, errno, "commit %s: fsync", w->ref);
@@ -346,8 +337,8 @@ remove_ingest(crater_content_writer_t *w, crater_error_t *err)
 }
 
 int
-crater_content_writer_commit(crater_content_writer_t *w, int64_t size,
-                             const char *expected, char *out, crater_error_t *err)
+crater_content_writer_commit(crater_content_writer_t *w, int64_t size, const char *expected,
+                             char *out, crater_error_t *err)
 {
   char dgst[CRATER_DIGEST_MAX];
   if (crater_content_writer_verify(w, size, expected, dgst, err) < 0)
@@ -423,8 +414,7 @@ int
 crater_content_abort(crater_content_t *c, const char *ref, crater_error_t *err)
 {
   if (ref == NULL || ref[0] == '\0')
-    return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, EINVAL,
-                             "abort: empty ref");
+    return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, EINVAL, "abort: empty ref");
   cleanup_free char *path = crater__content_ingest_path(c, ref);
   cleanup_close int fd = lock_ingest(path, ref, false, err);
   if (fd < 0)
@@ -475,8 +465,8 @@ read_status(const char *path, crater_ingest_status_t *out, crater_error_t *err)
 }
 
 int
-crater_content_status(crater_content_t *c, const char *ref,
-                      crater_ingest_status_t *out, crater_error_t *err)
+crater_content_status(crater_content_t *c, const char *ref, crater_ingest_status_t *out,
+                      crater_error_t *err)
 {
   cleanup_free char *path = crater__content_ingest_path(c, ref);
   crater_error_t e = NULL;
@@ -484,8 +474,7 @@ crater_content_status(crater_content_t *c, const char *ref,
     crater_ingest_status_clear(out);
     if (e->kind == CRATER_ERR_NOT_FOUND) {
       crater_error_release(&e);
-      return crater_error_make(err, CRATER_ERR_NOT_FOUND, ENOENT,
-                               "status %s: no such ingest", ref);
+      return crater_error_make(err, CRATER_ERR_NOT_FOUND, ENOENT, "status %s: no such ingest", ref);
     }
     crater_error_move(err, &e);
     return crater_error_wrap(err, "status %s", ref);
@@ -494,9 +483,8 @@ crater_content_status(crater_content_t *c, const char *ref,
 }
 
 int
-crater_content_status_list(crater_content_t *c, const char *prefix,
-                           crater_ingest_status_t **out, size_t *n,
-                           crater_error_t *err)
+crater_content_status_list(crater_content_t *c, const char *prefix, crater_ingest_status_t **out,
+                           size_t *n, crater_error_t *err)
 {
   *out = NULL;
   *n = 0;
@@ -544,8 +532,7 @@ crater_ingest_status_free(crater_ingest_status_t *arr, size_t n)
 }
 
 int
-crater_content_broken_ingests(crater_content_t *c, char ***names, size_t *n,
-                              crater_error_t *err)
+crater_content_broken_ingests(crater_content_t *c, char ***names, size_t *n, crater_error_t *err)
 {
   *names = NULL;
   *n = 0;
@@ -567,8 +554,7 @@ crater_content_broken_ingests(crater_content_t *c, char ***names, size_t *n,
 }
 
 int
-crater_content_remove_ingest_dir(crater_content_t *c, const char *name,
-                                 crater_error_t *err)
+crater_content_remove_ingest_dir(crater_content_t *c, const char *name, crater_error_t *err)
 {
   if (name[0] == '\0' || name[0] == '.' || strchr(name, '/'))
     return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, EINVAL,
@@ -577,7 +563,6 @@ crater_content_remove_ingest_dir(crater_content_t *c, const char *name,
   cleanup_free char *lockp = crater__path_join(path, "lock");
   cleanup_close int fd = open(lockp, O_RDONLY | O_CLOEXEC);
   if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) < 0)
-    return crater_error_make(err, CRATER_ERR_FAILED_PRECONDITION, EBUSY,
-                             "ingest %s locked", name);
+    return crater_error_make(err, CRATER_ERR_FAILED_PRECONDITION, EBUSY, "ingest %s locked", name);
   return crater__remove_all(path, err);
 }

@@ -18,18 +18,12 @@ static const struct {
   const char *name;
   void (*open)(lua_State *L);
 } domains[] = {
-  { "base", crater__lua_open_base },
-  { "fs", crater__lua_open_fs },
-  { "store", crater__lua_open_store },
-  { "container", crater__lua_open_container },
-  { "remote", crater__lua_open_remote },
-  { "json", crater__lua_open_json },
-  { "digest", crater__lua_open_digest },
-  { "task", crater__lua_open_task },
-  { "archive", crater__lua_open_archive },
-  { "snapshot", crater__lua_open_snapshot },
-  { "transfer", crater__lua_open_transfer },
-  { "fetch", crater__lua_open_fetch },
+  { "base", crater__lua_open_base },         { "fs", crater__lua_open_fs },
+  { "store", crater__lua_open_store },       { "container", crater__lua_open_container },
+  { "remote", crater__lua_open_remote },     { "json", crater__lua_open_json },
+  { "digest", crater__lua_open_digest },     { "task", crater__lua_open_task },
+  { "archive", crater__lua_open_archive },   { "snapshot", crater__lua_open_snapshot },
+  { "transfer", crater__lua_open_transfer }, { "fetch", crater__lua_open_fetch },
 };
 
 int

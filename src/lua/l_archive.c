@@ -55,8 +55,7 @@ open_dir(const char *path, crater_error_t *err)
  * MAX_LOWERS), so a raise never leaks an fd; returns <0 with err set when
  * one cannot be opened (none left open). */
 static int
-read_apply_opts(lua_State *L, int idx, crater_apply_opts_t *o, int *lower_fds,
-                crater_error_t *err)
+read_apply_opts(lua_State *L, int idx, crater_apply_opts_t *o, int *lower_fds, crater_error_t *err)
 {
   *o = (crater_apply_opts_t){ .whiteouts = CRATER_WHITEOUT_OVERLAY, .lower_fds = lower_fds };
   if (lua_isnoneornil(L, idx))
@@ -187,15 +186,16 @@ l_archive_apply_many(lua_State *L)
   for (size_t i = 1; i <= n; i++) {
     lua_rawgeti(L, 1, (int) i);
     int t = lua_gettop(L);
-    if (!lua_istable(L, t) || crater__lua_opt_field_string(L, t, "dir") == NULL
-        || crater__lua_opt_field_string(L, t, "layer") == NULL)
+    if (!lua_istable(L, t) || crater__lua_opt_field_string(L, t, "dir") == NULL ||
+        crater__lua_opt_field_string(L, t, "layer") == NULL)
       return luaL_error(L, "archive_apply_many: item %d needs dir and layer", (int) i);
     crater_apply_opts_t o;
     lua_getfield(L, t, "lowers");
     bool lowers = !lua_isnil(L, -1);
     lua_pop(L, 1);
     if (lowers)
-      return luaL_error(L, "archive_apply_many: item %d: lowers are not supported (use archive_apply)", (int) i);
+      return luaL_error(
+          L, "archive_apply_many: item %d: lowers are not supported (use archive_apply)", (int) i);
     crater_error_t e = NULL;
     read_apply_opts(L, t, &o, NULL, &e); /* raises on a bad value; opens nothing */
     crater_error_release(&e);

@@ -54,12 +54,8 @@ void
 crater__lua_open_base(lua_State *L)
 {
   static const luaL_Reg fns[] = {
-    { "now", l_now },
-    { "monotonic", l_monotonic },
-    { "getpid", l_getpid },
-    { "geteuid", l_geteuid },
-    { "set_log_level", l_set_log_level },
-    { NULL, NULL },
+    { "now", l_now },         { "monotonic", l_monotonic },         { "getpid", l_getpid },
+    { "geteuid", l_geteuid }, { "set_log_level", l_set_log_level }, { NULL, NULL },
   };
   luaL_register(L, NULL, fns);
 }

@@ -120,7 +120,8 @@ l_container_list(lua_State *L)
   crater_store_t *s = check_store(L);
   const char *ns = luaL_checkstring(L, 2);
   size_t nf;
-  const char **filters = crater__lua_check_strings(L, 3, &nf, "filters must be an array of strings");
+  const char **filters =
+      crater__lua_check_strings(L, 3, &nf, "filters must be an array of strings");
   crater_container_t *arr;
   size_t n;
   crater_error_t err = NULL;
@@ -167,12 +168,9 @@ l_container_delete(lua_State *L)
 }
 
 static const luaL_Reg container_methods[] = {
-  { "container_create", l_container_create },
-  { "container_get", l_container_get },
-  { "container_list", l_container_list },
-  { "container_update", l_container_update },
-  { "container_delete", l_container_delete },
-  { NULL, NULL },
+  { "container_create", l_container_create }, { "container_get", l_container_get },
+  { "container_list", l_container_list },     { "container_update", l_container_update },
+  { "container_delete", l_container_delete }, { NULL, NULL },
 };
 
 void

@@ -7,8 +7,8 @@
  *     items[i] = {digest=, size=, writer=<crater.content_writer>,
  *                 apply={dir=, compression=, whiteouts="overlay"|"delete",
  *                        expected_diff_id=, max_size=}?}
- *     -> { {ok=true, size=n, apply={diff_id=, size=, entries=, implicit=?} | apply_err=, apply_kind=}
- *          | {err=, kind=, apply_err=?}, ... }
+ *     -> { {ok=true, size=n, apply={diff_id=, size=, entries=, implicit=?} | apply_err=,
+ * apply_kind=} | {err=, kind=, apply_err=?}, ... }
  *
  * Each blob's bytes go, inside the curl write callback, into its content
  * writer (hashed there; the caller commits, which verifies digest and size)
@@ -223,8 +223,8 @@ l_fetch_apply(lua_State *L)
       if (c)
         crater_archive_compression_parse(c, &it->opts.compression, NULL);
       const char *wh = crater__lua_opt_field_string(L, a, "whiteouts");
-      it->opts.whiteouts = wh && strcmp(wh, "delete") == 0 ? CRATER_WHITEOUT_DELETE
-                                                           : CRATER_WHITEOUT_OVERLAY;
+      it->opts.whiteouts =
+          wh && strcmp(wh, "delete") == 0 ? CRATER_WHITEOUT_DELETE : CRATER_WHITEOUT_OVERLAY;
       /* no lowers yet: list implicit parents for unpack's fix-up */
       if (it->opts.whiteouts == CRATER_WHITEOUT_OVERLAY)
         it->opts.flags |= CRATER_APPLY_RECORD_IMPLICIT;
@@ -246,8 +246,9 @@ l_fetch_apply(lua_State *L)
       }
     }
     lua_pop(L, 2);
-    reqs[i] = (crater_remote_fetch_t){ .repo = repo, .digest = it->digest, .size = it->size,
-                                       .sink = &it->sink };
+    reqs[i] = (crater_remote_fetch_t){
+      .repo = repo, .digest = it->digest, .size = it->size, .sink = &it->sink
+    };
   }
 
   /* a stopped apply must give EPIPE, not kill the process */

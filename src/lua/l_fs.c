@@ -255,9 +255,14 @@ l_fs_type(lua_State *L)
     unsigned long magic;
     const char *name;
   } names[] = {
-    { BTRFS_SUPER_MAGIC, "btrfs" }, { EXT4_SUPER_MAGIC, "ext4" }, { XFS_SUPER_MAGIC, "xfs" },
-    { TMPFS_MAGIC, "tmpfs" },       { OVERLAYFS_SUPER_MAGIC, "overlay" },
-    { NFS_SUPER_MAGIC, "nfs" },     { 0x65735546, "fuse" }, { 0x2fc12fc1, "zfs" },
+    { BTRFS_SUPER_MAGIC, "btrfs" },
+    { EXT4_SUPER_MAGIC, "ext4" },
+    { XFS_SUPER_MAGIC, "xfs" },
+    { TMPFS_MAGIC, "tmpfs" },
+    { OVERLAYFS_SUPER_MAGIC, "overlay" },
+    { NFS_SUPER_MAGIC, "nfs" },
+    { 0x65735546, "fuse" },
+    { 0x2fc12fc1, "zfs" },
   };
   for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
     if ((unsigned long) sf.f_type == names[i].magic) {
@@ -319,16 +324,11 @@ l_wait_pid_gone(lua_State *L)
 }
 
 static const luaL_Reg fs_functions[] = {
-  { "listdir", l_listdir },
-  { "mkdir_p", l_mkdir_p },
-  { "chmod", l_chmod },
-  { "remove_all", l_remove_all },
-  { "exists", l_exists },
-  { "executable", l_executable },
-  { "which", l_which },
-  { "exe_path", l_exe_path },
-  { "fs_type", l_fs_type },
-  { "wait_pid_gone", l_wait_pid_gone },
+  { "listdir", l_listdir }, { "mkdir_p", l_mkdir_p },
+  { "chmod", l_chmod },     { "remove_all", l_remove_all },
+  { "exists", l_exists },   { "executable", l_executable },
+  { "which", l_which },     { "exe_path", l_exe_path },
+  { "fs_type", l_fs_type }, { "wait_pid_gone", l_wait_pid_gone },
   { NULL, NULL },
 };
 

@@ -27,16 +27,20 @@ json_depth(json_t *j, int depth)
   if (json_is_object(j)) {
     const char *k;
     json_t *v;
-    json_object_foreach(j, k, v) {
+    json_object_foreach(j, k, v)
+    {
       int d = json_depth(v, depth + 1);
-      if (d > max) max = d;
+      if (d > max)
+        max = d;
     }
   } else if (json_is_array(j)) {
     size_t i;
     json_t *v;
-    json_array_foreach(j, i, v) {
+    json_array_foreach(j, i, v)
+    {
       int d = json_depth(v, depth + 1);
-      if (d > max) max = d;
+      if (d > max)
+        max = d;
     }
   }
   return max;
@@ -53,7 +57,8 @@ push_json(lua_State *L, json_t *j, int depth)
     const char *k;
     json_t *v;
     lua_createtable(L, 0, (int) json_object_size(j));
-    json_object_foreach(j, k, v) {
+    json_object_foreach(j, k, v)
+    {
       push_json(L, v, depth + 1);
       lua_setfield(L, -2, k);
     }
@@ -63,7 +68,8 @@ push_json(lua_State *L, json_t *j, int depth)
     size_t i;
     json_t *v;
     lua_createtable(L, (int) json_array_size(j), 0);
-    json_array_foreach(j, i, v) {
+    json_array_foreach(j, i, v)
+    {
       push_json(L, v, depth + 1);
       lua_rawseti(L, -2, (int) i + 1);
     }
@@ -80,9 +86,15 @@ push_json(lua_State *L, json_t *j, int depth)
   case JSON_REAL:
     lua_pushnumber(L, json_real_value(j));
     break;
-  case JSON_TRUE: lua_pushboolean(L, 1); break;
-  case JSON_FALSE: lua_pushboolean(L, 0); break;
-  case JSON_NULL: lua_pushlightuserdata(L, NULL); break;
+  case JSON_TRUE:
+    lua_pushboolean(L, 1);
+    break;
+  case JSON_FALSE:
+    lua_pushboolean(L, 0);
+    break;
+  case JSON_NULL:
+    lua_pushlightuserdata(L, NULL);
+    break;
   }
 }
 
@@ -150,13 +162,15 @@ to_json(lua_State *L, int idx, int depth, const char **why)
   if (idx < 0)
     idx = lua_gettop(L) + idx + 1;
   switch (lua_type(L, idx)) {
-  case LUA_TNIL: return json_null();
+  case LUA_TNIL:
+    return json_null();
   case LUA_TLIGHTUSERDATA:
     if (lua_touserdata(L, idx) == NULL)
       return json_null();
     *why = "cannot encode userdata";
     return NULL;
-  case LUA_TBOOLEAN: return json_boolean(lua_toboolean(L, idx));
+  case LUA_TBOOLEAN:
+    return json_boolean(lua_toboolean(L, idx));
   case LUA_TNUMBER: {
     double d = lua_tonumber(L, idx);
     if (isnan(d) || isinf(d)) {

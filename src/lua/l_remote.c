@@ -204,9 +204,9 @@ l_fetch_manifest(lua_State *L)
 
 typedef struct {
   lua_State *L;
-  int fn;           /* stack index of on_progress or 0 */
-  size_t *map;      /* request index -> item index */
-  char *cb_error;   /* first error raised by on_progress */
+  int fn;         /* stack index of on_progress or 0 */
+  size_t *map;    /* request index -> item index */
+  char *cb_error; /* first error raised by on_progress */
 } progress_ctx_t;
 
 static int
@@ -279,7 +279,7 @@ l_fetch_blobs(lua_State *L)
   crater_error_t *errs = xcalloc(n ? n : 1, sizeof *errs);
   char **strs = xcalloc(3 * (n ? n : 1), sizeof *strs);
   size_t nreq = 0;
-  size_t *map = xcalloc(n ? n : 1, sizeof *map);   /* req index -> item index */
+  size_t *map = xcalloc(n ? n : 1, sizeof *map); /* req index -> item index */
   for (size_t i = 0; i < n; i++) {
     lua_rawgeti(L, 3, (int) i + 1);
     int t = lua_gettop(L);
@@ -399,8 +399,9 @@ l_push_blob(lua_State *L)
   int r = crater_remote_push_blob(c, repo, digest, size, fd, &o, &err);
   if (r < 0)
     return crater__lua_fail(L, &err);
-  lua_pushstring(L, r == CRATER_REMOTE_PUSH_EXISTS ? "exists"
-                    : r == CRATER_REMOTE_PUSH_MOUNTED ? "mounted" : "uploaded");
+  lua_pushstring(L, r == CRATER_REMOTE_PUSH_EXISTS    ? "exists"
+                    : r == CRATER_REMOTE_PUSH_MOUNTED ? "mounted"
+                                                      : "uploaded");
   return 1;
 }
 

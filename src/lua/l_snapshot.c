@@ -95,9 +95,9 @@ check_mounts(lua_State *L, int idx, crater_mounts_t *out)
     lua_getfield(L, t, "source");
     lua_getfield(L, t, "target");
     lua_getfield(L, t, "options");
-    if (!lua_isstring(L, t + 1) || !lua_isstring(L, t + 2)
-        || !(lua_isnil(L, t + 3) || lua_isstring(L, t + 3))
-        || !(lua_isnil(L, t + 4) || lua_istable(L, t + 4)))
+    if (!lua_isstring(L, t + 1) || !lua_isstring(L, t + 2) ||
+        !(lua_isnil(L, t + 3) || lua_isstring(L, t + 3)) ||
+        !(lua_isnil(L, t + 4) || lua_istable(L, t + 4)))
       luaL_argerror(L, idx, "each mount needs type and source strings, options an array");
     if (lua_istable(L, t + 4)) {
       int no = (int) lua_objlen(L, t + 4);
@@ -427,18 +427,12 @@ l_overlay_supported(lua_State *L)
 }
 
 static const luaL_Reg store_methods[] = {
-  { "snapshot_prepare", l_prepare },
-  { "snapshot_view", l_view },
-  { "snapshot_commit", l_commit },
-  { "snapshot_remove", l_remove },
-  { "snapshot_mounts", l_mounts },
-  { "snapshot_stat", l_stat },
-  { "snapshot_update", l_update },
-  { "snapshot_usage", l_usage },
-  { "snapshot_walk", l_walk },
-  { "snapshot_cleanup", l_cleanup },
-  { "snapshot_apply_dir", l_apply_dir },
-  { NULL, NULL },
+  { "snapshot_prepare", l_prepare },     { "snapshot_view", l_view },
+  { "snapshot_commit", l_commit },       { "snapshot_remove", l_remove },
+  { "snapshot_mounts", l_mounts },       { "snapshot_stat", l_stat },
+  { "snapshot_update", l_update },       { "snapshot_usage", l_usage },
+  { "snapshot_walk", l_walk },           { "snapshot_cleanup", l_cleanup },
+  { "snapshot_apply_dir", l_apply_dir }, { NULL, NULL },
 };
 
 static const luaL_Reg funcs[] = {

@@ -271,7 +271,8 @@ l_content_list(lua_State *L)
   lstore_t *st = check_store(L);
   const char *ns = luaL_checkstring(L, 2);
   size_t nf;
-  const char **filters = crater__lua_check_strings(L, 3, &nf, "filters must be an array of strings");
+  const char **filters =
+      crater__lua_check_strings(L, 3, &nf, "filters must be an array of strings");
   crater_content_record_t *arr;
   size_t n;
   crater_error_t err = NULL;
@@ -304,8 +305,7 @@ l_content_read(lua_State *L)
     crater_content_record_clear(&rec);
   }
   char *buf = lua_newuserdata(L, (size_t) len + 1); /* Lua-owned: no leak on raise */
-  ssize_t got = crater_store_content_read(st->s, ns, dg, (int64_t) off, buf, (size_t) len,
-                                          &err);
+  ssize_t got = crater_store_content_read(st->s, ns, dg, (int64_t) off, buf, (size_t) len, &err);
   if (got < 0)
     return crater__lua_fail(L, &err);
   lua_pushlstring(L, buf, (size_t) got);
@@ -465,8 +465,7 @@ l_content_ingest_file(lua_State *L)
     return crater__lua_fail(L, &err);
   }
   char dg[CRATER_DIGEST_MAX];
-  int r = crater_store_content_ingest_fd(st->s, ns, ref, fd, expected, size, &labels, dg,
-                                         &err);
+  int r = crater_store_content_ingest_fd(st->s, ns, ref, fd, expected, size, &labels, dg, &err);
   if (path)
     close(fd);
   crater_labels_clear(&labels);
@@ -673,7 +672,8 @@ l_image_list(lua_State *L)
   lstore_t *st = check_store(L);
   const char *ns = luaL_checkstring(L, 2);
   size_t nf;
-  const char **filters = crater__lua_check_strings(L, 3, &nf, "filters must be an array of strings");
+  const char **filters =
+      crater__lua_check_strings(L, 3, &nf, "filters must be an array of strings");
   crater_image_t *arr;
   size_t n;
   crater_error_t err = NULL;
@@ -780,8 +780,7 @@ l_lease_add_resource(lua_State *L)
 /* ---- check ------------------------------------------------------------------------ */
 
 static void
-push_items(lua_State *L, const char *field, const crater_check_item_t *items, size_t n,
-           int shape)
+push_items(lua_State *L, const char *field, const crater_check_item_t *items, size_t n, int shape)
 {
   lua_createtable(L, (int) n, 0);
   for (size_t i = 0; i < n; i++) {
@@ -876,14 +875,10 @@ static const luaL_Reg store_methods[] = {
 };
 
 static const luaL_Reg writer_methods[] = {
-  { "write", l_writer_write },
-  { "offset", l_writer_offset },
-  { "digest", l_writer_digest },
-  { "commit", l_writer_commit },
-  { "close", l_writer_close },
-  { "abort", l_writer_abort },
-  { "__gc", l_writer_close },
-  { NULL, NULL },
+  { "write", l_writer_write },   { "offset", l_writer_offset },
+  { "digest", l_writer_digest }, { "commit", l_writer_commit },
+  { "close", l_writer_close },   { "abort", l_writer_abort },
+  { "__gc", l_writer_close },    { NULL, NULL },
 };
 
 void

@@ -294,7 +294,7 @@ void
 crater__lua_open_transfer(lua_State *L)
 {
   static const luaL_Reg methods[] = {
-    { "next", l_reader_next },   { "read", l_reader_read }, { "copy_to", l_reader_copy_to },
+    { "next", l_reader_next },   { "read", l_reader_read },  { "copy_to", l_reader_copy_to },
     { "close", l_reader_close }, { "__gc", l_reader_close }, { NULL, NULL },
   };
   crater__lua_newclass(L, READER_MT, methods);

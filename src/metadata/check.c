@@ -92,11 +92,11 @@ repair_one(crater_store_t *s, const char *digest, const char *ns, bool unlink_bl
     crater_db_rollback(s->db);
     return 0;
   }
-  sqlite3_stmt *st = crater__db_prepare(
-      s->db,
-      ns ? "DELETE FROM content WHERE digest = ?1 AND namespace = ?2"
-         : "DELETE FROM content WHERE digest = ?1",
-      err);
+  sqlite3_stmt *st =
+      crater__db_prepare(s->db,
+                         ns ? "DELETE FROM content WHERE digest = ?1 AND namespace = ?2"
+                            : "DELETE FROM content WHERE digest = ?1",
+                         err);
   if (st == NULL)
     return crater__store_rollback(s);
   crater__db_bind_text(st, 1, digest);
@@ -120,8 +120,8 @@ repair_one(crater_store_t *s, const char *digest, const char *ns, bool unlink_bl
 }
 
 int
-crater_store_check(crater_store_t *s, const crater_check_opts_t *opts,
-                   crater_check_report_t *out, crater_error_t *err)
+crater_store_check(crater_store_t *s, const crater_check_opts_t *opts, crater_check_report_t *out,
+                   crater_error_t *err)
 {
   crater_check_opts_t o = opts ? *opts : (crater_check_opts_t){ 0 };
   if (o.stale_after_s <= 0)
@@ -232,8 +232,7 @@ crater_store_check(crater_store_t *s, const crater_check_opts_t *opts,
       all = false;
     }
   for (size_t i = 0; i < out->nmissing; i++)
-    if (repair_one(s, out->missing[i].digest, out->missing[i].ns, false, false, true, err)
-        < 0) {
+    if (repair_one(s, out->missing[i].digest, out->missing[i].ns, false, false, true, err) < 0) {
       crater_warn("check: %s", (*err)->msg);
       crater_error_release(err);
       all = false;

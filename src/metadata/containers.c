@@ -27,8 +27,7 @@ crater_container_id_validate(const char *id, crater_error_t *err)
   size_t n = strlen(id);
   if (n > MAX_ID)
     return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, EINVAL,
-                             "container '%.40s...': id longer than %d characters", id,
-                             MAX_ID);
+                             "container '%.40s...': id longer than %d characters", id, MAX_ID);
   for (size_t i = 0; i < n; i++) {
     char c = id[i];
     bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
@@ -58,9 +57,8 @@ check_json_object(const char *id, const char *what, const char *text, bool requi
   bool ok = j != NULL && json_is_object(j);
   json_decref(j);
   if (!ok)
-    return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, EINVAL,
-                             "container %s: %s: %s", id, what,
-                             j == NULL ? je.text : "not a JSON object");
+    return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, EINVAL, "container %s: %s: %s", id,
+                             what, j == NULL ? je.text : "not a JSON object");
   return 0;
 }
 
@@ -78,9 +76,9 @@ validate(const char *ns, const crater_container_t *c, crater_error_t *err)
     return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, EINVAL,
                              "container %s: snapshot key %s needs a snapshotter", c->id,
                              c->snapshot_key);
-  if (check_json_object(c->id, "spec", c->spec, true, err) < 0
-      || check_json_object(c->id, "runtime options", c->runtime_options, false, err) < 0
-      || check_json_object(c->id, "extensions", c->extensions, false, err) < 0)
+  if (check_json_object(c->id, "spec", c->spec, true, err) < 0 ||
+      check_json_object(c->id, "runtime options", c->runtime_options, false, err) < 0 ||
+      check_json_object(c->id, "extensions", c->extensions, false, err) < 0)
     return -1;
   if (crater_labels_validate(&c->labels, err) < 0)
     return crater_error_wrap(err, "container %s", c->id);
@@ -95,8 +93,8 @@ not_found(const char *ns, const char *id, crater_error_t *err)
 }
 
 int
-crater_store_container_create(crater_store_t *s, const char *ns,
-                              const crater_container_t *c, crater_error_t *err)
+crater_store_container_create(crater_store_t *s, const char *ns, const crater_container_t *c,
+                              crater_error_t *err)
 {
   if (validate(ns, c, err) < 0)
     return -1;
@@ -133,18 +131,17 @@ crater_store_container_create(crater_store_t *s, const char *ns,
     return crater_error_make(err, CRATER_ERR_ALREADY_EXISTS, EEXIST,
                              "container %s: already exists in namespace %s", c->id, ns);
   }
-  if (crater__db_labels_store(s->db, "container_labels", "id", ns, c->id, &c->labels,
-                              true, err)
-          < 0
-      || crater_db_commit(s->db, err) < 0) {
+  if (crater__db_labels_store(s->db, "container_labels", "id", ns, c->id, &c->labels, true, err) <
+          0 ||
+      crater_db_commit(s->db, err) < 0) {
     crater_db_rollback(s->db);
     return crater_error_wrap(err, "create container %s", c->id);
   }
   return 0;
 }
 
-#define CONTAINER_COLS                                                             \
-  "id, image, snapshotter, snapshot_key, spec, runtime, runtime_options, extensions, " \
+#define CONTAINER_COLS                                                                             \
+  "id, image, snapshotter, snapshot_key, spec, runtime, runtime_options, extensions, "             \
   "created_at, updated_at"
 
 static int
@@ -162,8 +159,7 @@ load_row(crater_store_t *s, const char *ns, sqlite3_stmt *st, crater_container_t
   out->extensions = crater__db_column_strdup(st, 7);
   out->created_at = sqlite3_column_int64(st, 8);
   out->updated_at = sqlite3_column_int64(st, 9);
-  return crater__db_labels_load(s->db, "container_labels", "id", ns, out->id,
-                                &out->labels, err);
+  return crater__db_labels_load(s->db, "container_labels", "id", ns, out->id, &out->labels, err);
 }
 
 int
@@ -173,8 +169,7 @@ crater_store_container_get(crater_store_t *s, const char *ns, const char *id,
   if (crater_namespace_validate(ns, err) < 0 || crater_container_id_validate(id, err) < 0)
     return -1;
   sqlite3_stmt *st = crater__db_prepare(
-      s->db, "SELECT " CONTAINER_COLS " FROM containers WHERE namespace = ?1 AND id = ?2",
-      err);
+      s->db, "SELECT " CONTAINER_COLS " FROM containers WHERE namespace = ?1 AND id = ?2", err);
   if (st == NULL)
     return -1;
   crater__db_bind_text(st, 1, ns);
@@ -227,8 +222,7 @@ crater_store_container_list(crater_store_t *s, const char *ns, const char *const
   if (f == NULL)
     return -1;
   sqlite3_stmt *st = crater__db_prepare(
-      s->db, "SELECT " CONTAINER_COLS " FROM containers WHERE namespace = ?1 ORDER BY id",
-      err);
+      s->db, "SELECT " CONTAINER_COLS " FROM containers WHERE namespace = ?1 ORDER BY id", err);
   if (st == NULL) {
     crater_filter_free(f);
     return -1;
@@ -297,8 +291,8 @@ parse_fields(const crater_container_t *c, const char *const *fields, size_t nfie
       crater_labels_set(&m->label_keys, f + 7, v ? v : "");
     } else {
       crater_labels_clear(&m->label_keys);
-      if (strcmp(f, "snapshotter") == 0 || strcmp(f, "snapshot_key") == 0
-          || strcmp(f, "runtime") == 0 || strcmp(f, "id") == 0)
+      if (strcmp(f, "snapshotter") == 0 || strcmp(f, "snapshot_key") == 0 ||
+          strcmp(f, "runtime") == 0 || strcmp(f, "id") == 0)
         return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, EINVAL,
                                  "container %s: field %s is immutable", c->id, f);
       return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, EINVAL,
@@ -310,8 +304,7 @@ parse_fields(const crater_container_t *c, const char *const *fields, size_t nfie
 
 /* Checks the immutable fields against the stored row (full updates). */
 static int
-check_immutable(const crater_container_t *cur, const crater_container_t *c,
-                crater_error_t *err)
+check_immutable(const crater_container_t *cur, const crater_container_t *c, crater_error_t *err)
 {
   const char *which = NULL;
   if (c->runtime && str_differs(c->runtime, cur->runtime))
@@ -327,9 +320,8 @@ check_immutable(const crater_container_t *cur, const crater_container_t *c,
 }
 
 int
-crater_store_container_update(crater_store_t *s, const char *ns,
-                              const crater_container_t *c, const char *const *fields,
-                              size_t nfields, crater_error_t *err)
+crater_store_container_update(crater_store_t *s, const char *ns, const crater_container_t *c,
+                              const char *const *fields, size_t nfields, crater_error_t *err)
 {
   if (crater_namespace_validate(ns, err) < 0 || crater_container_id_validate(c->id, err) < 0)
     return -1;
@@ -339,13 +331,11 @@ crater_store_container_update(crater_store_t *s, const char *ns,
   int r = -1;
   sqlite3_stmt *st = NULL;
   crater_container_t cur = { 0 };
-  if ((m.spec && check_json_object(c->id, "spec", c->spec, true, err) < 0)
-      || (m.runtime_options
-          && check_json_object(c->id, "runtime options", c->runtime_options, false, err)
-                 < 0)
-      || (m.extensions && check_json_object(c->id, "extensions", c->extensions, false, err)
-                              < 0)
-      || crater_labels_validate(&c->labels, err) < 0)
+  if ((m.spec && check_json_object(c->id, "spec", c->spec, true, err) < 0) ||
+      (m.runtime_options &&
+       check_json_object(c->id, "runtime options", c->runtime_options, false, err) < 0) ||
+      (m.extensions && check_json_object(c->id, "extensions", c->extensions, false, err) < 0) ||
+      crater_labels_validate(&c->labels, err) < 0)
     goto out;
   if (crater_db_begin(s->db, err) < 0)
     goto out;
@@ -369,15 +359,11 @@ crater_store_container_update(crater_store_t *s, const char *ns,
   sqlite3_bind_int64(st, 7, crater__now_ns());
   if (crater__db_step_done(s->db, st, err) < 0)
     goto fail;
-  if (m.labels_replace
-      && crater__db_labels_store(s->db, "container_labels", "id", ns, c->id, &c->labels,
-                                 true, err)
-             < 0)
+  if (m.labels_replace && crater__db_labels_store(s->db, "container_labels", "id", ns, c->id,
+                                                  &c->labels, true, err) < 0)
     goto fail;
-  if (m.label_keys.n > 0
-      && crater__db_labels_store(s->db, "container_labels", "id", ns, c->id,
-                                 &m.label_keys, false, err)
-             < 0)
+  if (m.label_keys.n > 0 && crater__db_labels_store(s->db, "container_labels", "id", ns, c->id,
+                                                    &m.label_keys, false, err) < 0)
     goto fail;
   if (crater_db_commit(s->db, err) < 0)
     goto fail;
@@ -401,8 +387,8 @@ crater_store_container_delete(crater_store_t *s, const char *ns, const char *id,
     return -1;
   if (crater_db_begin(s->db, err) < 0)
     return -1;
-  sqlite3_stmt *st = crater__db_prepare(
-      s->db, "DELETE FROM containers WHERE namespace = ?1 AND id = ?2", err);
+  sqlite3_stmt *st =
+      crater__db_prepare(s->db, "DELETE FROM containers WHERE namespace = ?1 AND id = ?2", err);
   if (st == NULL)
     return crater__store_rollback(s);
   crater__db_bind_text(st, 1, ns);

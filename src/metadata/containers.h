@@ -36,8 +36,8 @@
 
 typedef struct {
   char *id;
-  char *image;           /* image name; NULL when the rootfs is a directory */
-  char *snapshotter;     /* NULL with snapshot_key NULL */
+  char *image;       /* image name; NULL when the rootfs is a directory */
+  char *snapshotter; /* NULL with snapshot_key NULL */
   char *snapshot_key;
   char *spec;            /* OCI runtime spec, JSON object text; required */
   char *runtime;         /* "crater", "runc", "crun" or a path; required */
@@ -54,13 +54,11 @@ CRATER_PUBLIC int crater_container_id_validate(const char *id, crater_error_t *e
  * INVALID_ARGUMENT on a bad id, missing spec/runtime, a snapshot key
  * without a snapshotter or JSON that is not an object. */
 CRATER_PUBLIC int crater_store_container_create(crater_store_t *s, const char *ns,
-                                                const crater_container_t *c,
-                                                crater_error_t *err);
+                                                const crater_container_t *c, crater_error_t *err);
 
 /* Fills *out (clear it with crater_container_clear).  NOT_FOUND. */
-CRATER_PUBLIC int crater_store_container_get(crater_store_t *s, const char *ns,
-                                             const char *id, crater_container_t *out,
-                                             crater_error_t *err);
+CRATER_PUBLIC int crater_store_container_get(crater_store_t *s, const char *ns, const char *id,
+                                             crater_container_t *out, crater_error_t *err);
 
 /* Containers of ns matching filters (store.h syntax; fields `id`, `image`,
  * `runtime`, `snapshotter`, `snapshot_key`, `labels.K`), sorted by id.
@@ -84,8 +82,8 @@ CRATER_PUBLIC int crater_store_container_update(crater_store_t *s, const char *n
 
 /* Deletes the record and its labels.  NOT_FOUND when absent.  The
  * snapshot and the task are the caller's business (containers.lua). */
-CRATER_PUBLIC int crater_store_container_delete(crater_store_t *s, const char *ns,
-                                                const char *id, crater_error_t *err);
+CRATER_PUBLIC int crater_store_container_delete(crater_store_t *s, const char *ns, const char *id,
+                                                crater_error_t *err);
 
 /* NULL tolerated. */
 CRATER_PUBLIC void crater_container_clear(crater_container_t *c);

@@ -28,16 +28,16 @@ struct crater_store_writer_s {
 };
 
 static int
-load_record(crater_store_t *s, const char *ns, sqlite3_stmt *st,
-            crater_content_record_t *out, crater_error_t *err)
+load_record(crater_store_t *s, const char *ns, sqlite3_stmt *st, crater_content_record_t *out,
+            crater_error_t *err)
 {
   memset(out, 0, sizeof *out);
   snprintf(out->digest, sizeof out->digest, "%s", (const char *) sqlite3_column_text(st, 0));
   out->size = sqlite3_column_int64(st, 1);
   out->created_at = sqlite3_column_int64(st, 2);
   out->updated_at = sqlite3_column_int64(st, 3);
-  return crater__db_labels_load(s->db, "content_labels", "digest", ns, out->digest,
-                                &out->labels, err);
+  return crater__db_labels_load(s->db, "content_labels", "digest", ns, out->digest, &out->labels,
+                                err);
 }
 
 /* NOT_FOUND unless digest (validated) is visible in ns. */
@@ -46,8 +46,8 @@ visible(crater_store_t *s, const char *ns, const char *digest, crater_error_t *e
 {
   if (crater_namespace_validate(ns, err) < 0 || crater_digest_validate(digest, err) < 0)
     return -1;
-  sqlite3_stmt *st = crater__db_prepare(
-      s->db, "SELECT 1 FROM content WHERE namespace = ?1 AND digest = ?2", err);
+  sqlite3_stmt *st =
+      crater__db_prepare(s->db, "SELECT 1 FROM content WHERE namespace = ?1 AND digest = ?2", err);
   if (st == NULL)
     return -1;
   crater__db_bind_text(st, 1, ns);
@@ -68,11 +68,10 @@ crater_store_content_info(crater_store_t *s, const char *ns, const char *digest,
 {
   if (crater_namespace_validate(ns, err) < 0 || crater_digest_validate(digest, err) < 0)
     return -1;
-  sqlite3_stmt *st = crater__db_prepare(
-      s->db,
-      "SELECT digest, size, created_at, updated_at FROM content "
-      "WHERE namespace = ?1 AND digest = ?2",
-      err);
+  sqlite3_stmt *st = crater__db_prepare(s->db,
+                                        "SELECT digest, size, created_at, updated_at FROM content "
+                                        "WHERE namespace = ?1 AND digest = ?2",
+                                        err);
   if (st == NULL)
     return -1;
   crater__db_bind_text(st, 1, ns);
@@ -108,9 +107,9 @@ record_lookup(const void *rec, const char *field, char *scratch, size_t len)
 }
 
 int
-crater_store_content_list(crater_store_t *s, const char *ns,
-                          const char *const *filters, size_t nfilters,
-                          crater_content_record_t **out, size_t *n, crater_error_t *err)
+crater_store_content_list(crater_store_t *s, const char *ns, const char *const *filters,
+                          size_t nfilters, crater_content_record_t **out, size_t *n,
+                          crater_error_t *err)
 {
   *out = NULL;
   *n = 0;
@@ -119,11 +118,10 @@ crater_store_content_list(crater_store_t *s, const char *ns,
   crater_filter_t *f = crater_filter_parse(filters, nfilters, err);
   if (f == NULL)
     return -1;
-  sqlite3_stmt *st = crater__db_prepare(
-      s->db,
-      "SELECT digest, size, created_at, updated_at FROM content "
-      "WHERE namespace = ?1 ORDER BY digest",
-      err);
+  sqlite3_stmt *st = crater__db_prepare(s->db,
+                                        "SELECT digest, size, created_at, updated_at FROM content "
+                                        "WHERE namespace = ?1 ORDER BY digest",
+                                        err);
   if (st == NULL) {
     crater_filter_free(f);
     return -1;
@@ -156,8 +154,7 @@ static int
 touch(crater_store_t *s, const char *ns, const char *digest, crater_error_t *err)
 {
   sqlite3_stmt *st = crater__db_prepare(
-      s->db, "UPDATE content SET updated_at = ?3 WHERE namespace = ?1 AND digest = ?2",
-      err);
+      s->db, "UPDATE content SET updated_at = ?3 WHERE namespace = ?1 AND digest = ?2", err);
   if (st == NULL)
     return -1;
   crater__db_bind_text(st, 1, ns);
@@ -170,16 +167,14 @@ touch(crater_store_t *s, const char *ns, const char *digest, crater_error_t *err
 
 int
 crater_store_content_set_labels(crater_store_t *s, const char *ns, const char *digest,
-                                const crater_labels_t *labels, bool replace,
-                                crater_error_t *err)
+                                const crater_labels_t *labels, bool replace, crater_error_t *err)
 {
   if (crater_db_begin(s->db, err) < 0)
     return -1;
-  if (visible(s, ns, digest, err) < 0
-      || crater__db_labels_store(s->db, "content_labels", "digest", ns, digest, labels,
-                                 replace, err)
-             < 0
-      || touch(s, ns, digest, err) < 0 || crater_db_commit(s->db, err) < 0) {
+  if (visible(s, ns, digest, err) < 0 ||
+      crater__db_labels_store(s->db, "content_labels", "digest", ns, digest, labels, replace, err) <
+          0 ||
+      touch(s, ns, digest, err) < 0 || crater_db_commit(s->db, err) < 0) {
     crater_db_rollback(s->db);
     return crater_error_wrap(err, "label content %s", digest);
   }
@@ -194,11 +189,11 @@ insert_record(crater_store_t *s, const char *ns, const char *digest, int64_t siz
 {
   if (crater__store_ensure_namespace(s, ns, err) < 0)
     return -1;
-  sqlite3_stmt *st = crater__db_prepare(
-      s->db,
-      "INSERT INTO content (namespace, digest, size, created_at, updated_at) "
-      "VALUES (?1, ?2, ?3, ?4, ?4) ON CONFLICT DO NOTHING",
-      err);
+  sqlite3_stmt *st =
+      crater__db_prepare(s->db,
+                         "INSERT INTO content (namespace, digest, size, created_at, updated_at) "
+                         "VALUES (?1, ?2, ?3, ?4, ?4) ON CONFLICT DO NOTHING",
+                         err);
   if (st == NULL)
     return -1;
   crater__db_bind_text(st, 1, ns);
@@ -210,10 +205,9 @@ insert_record(crater_store_t *s, const char *ns, const char *digest, int64_t siz
   if (r < 0)
     return -1;
   int inserted = sqlite3_changes(crater_db_handle(s->db)) > 0;
-  if (labels && labels->n > 0
-      && crater__db_labels_store(s->db, "content_labels", "digest", ns, digest, labels,
-                                 false, err)
-             < 0)
+  if (labels && labels->n > 0 &&
+      crater__db_labels_store(s->db, "content_labels", "digest", ns, digest, labels, false, err) <
+          0)
     return -1;
   return inserted;
 }
@@ -223,8 +217,8 @@ crater_store_content_add(crater_store_t *s, const char *ns, const char *digest,
                          const crater_labels_t *labels, crater_error_t *err)
 {
   crater_blob_info_t info;
-  if (crater_namespace_validate(ns, err) < 0
-      || crater_content_stat(s->content, digest, &info, err) < 0)
+  if (crater_namespace_validate(ns, err) < 0 ||
+      crater_content_stat(s->content, digest, &info, err) < 0)
     return -1;
   if (labels && crater_labels_validate(labels, err) < 0)
     return -1;
@@ -236,11 +230,10 @@ crater_store_content_add(crater_store_t *s, const char *ns, const char *digest,
     return crater_error_make(err, CRATER_ERR_ALREADY_EXISTS, EEXIST,
                              "content %s: already in namespace %s", digest, ns);
   }
-  if (r < 0
-      || crater__db_labels_store(s->db, "content_labels", "digest", ns, digest, labels,
-                                 false, err)
-             < 0
-      || crater_db_commit(s->db, err) < 0) {
+  if (r < 0 ||
+      crater__db_labels_store(s->db, "content_labels", "digest", ns, digest, labels, false, err) <
+          0 ||
+      crater_db_commit(s->db, err) < 0) {
     crater_db_rollback(s->db);
     return crater_error_wrap(err, "add content %s to %s", digest, ns);
   }
@@ -255,8 +248,8 @@ crater_store_content_delete(crater_store_t *s, const char *ns, const char *diges
     return -1;
   if (visible(s, ns, digest, err) < 0)
     return crater__store_rollback(s);
-  sqlite3_stmt *st = crater__db_prepare(
-      s->db, "DELETE FROM content WHERE namespace = ?1 AND digest = ?2", err);
+  sqlite3_stmt *st =
+      crater__db_prepare(s->db, "DELETE FROM content WHERE namespace = ?1 AND digest = ?2", err);
   int r = st ? 0 : -1;
   if (st) {
     crater__db_bind_text(st, 1, ns);
@@ -265,8 +258,8 @@ crater_store_content_delete(crater_store_t *s, const char *ns, const char *diges
     sqlite3_finalize(st);
   }
   int64_t refs = -1;
-  if (r == 0 && (st = crater__db_prepare(
-                     s->db, "SELECT count(*) FROM content WHERE digest = ?1", err))) {
+  if (r == 0 &&
+      (st = crater__db_prepare(s->db, "SELECT count(*) FROM content WHERE digest = ?1", err))) {
     crater__db_bind_text(st, 1, digest);
     if (sqlite3_step(st) == SQLITE_ROW)
       refs = sqlite3_column_int64(st, 0);
@@ -313,8 +306,8 @@ crater_store_content_open(crater_store_t *s, const char *ns, const char *digest,
 }
 
 ssize_t
-crater_store_content_read(crater_store_t *s, const char *ns, const char *digest,
-                          int64_t offset, void *buf, size_t n, crater_error_t *err)
+crater_store_content_read(crater_store_t *s, const char *ns, const char *digest, int64_t offset,
+                          void *buf, size_t n, crater_error_t *err)
 {
   if (visible(s, ns, digest, err) < 0)
     return -1;
@@ -322,8 +315,8 @@ crater_store_content_read(crater_store_t *s, const char *ns, const char *digest,
 }
 
 int
-crater_store_content_status(crater_store_t *s, const char *ns,
-                            crater_ingest_status_t **out, size_t *n, crater_error_t *err)
+crater_store_content_status(crater_store_t *s, const char *ns, crater_ingest_status_t **out,
+                            size_t *n, crater_error_t *err)
 {
   if (crater_namespace_validate(ns, err) < 0)
     return -1;
@@ -337,8 +330,7 @@ crater_store_content_status(crater_store_t *s, const char *ns,
 }
 
 int
-crater_store_content_abort(crater_store_t *s, const char *ns, const char *ref,
-                           crater_error_t *err)
+crater_store_content_abort(crater_store_t *s, const char *ns, const char *ref, crater_error_t *err)
 {
   if (crater_namespace_validate(ns, err) < 0)
     return -1;
@@ -368,8 +360,8 @@ crater_content_records_free(crater_content_record_t *arr, size_t n)
 /* ---- writers ---------------------------------------------------------------- */
 
 crater_store_writer_t *
-crater_store_writer_open(crater_store_t *s, const char *ns, const char *ref,
-                         const char *expected, int64_t size, crater_error_t *err)
+crater_store_writer_open(crater_store_t *s, const char *ns, const char *ref, const char *expected,
+                         int64_t size, crater_error_t *err)
 {
   if (crater_namespace_validate(ns, err) < 0)
     return NULL;
@@ -444,16 +436,15 @@ crater_store_writer_abort(crater_store_writer_t *w, crater_error_t *err)
 }
 
 int
-crater_store_content_ingest_fd(crater_store_t *s, const char *ns, const char *ref,
-                               int fd, const char *expected, int64_t size,
-                               const crater_labels_t *labels, char *out,
-                               crater_error_t *err)
+crater_store_content_ingest_fd(crater_store_t *s, const char *ns, const char *ref, int fd,
+                               const char *expected, int64_t size, const crater_labels_t *labels,
+                               char *out, crater_error_t *err)
 {
   crater_store_writer_t *w = crater_store_writer_open(s, ns, ref, expected, size, err);
   if (w == NULL)
     return -1;
-  if (crater_content_writer_skip_fd(w->w, fd, err) < 0
-      || crater_content_writer_copy_fd(w->w, fd, err) < 0) {
+  if (crater_content_writer_skip_fd(w->w, fd, err) < 0 ||
+      crater_content_writer_copy_fd(w->w, fd, err) < 0) {
     crater_store_writer_close(w);
     return -1;
   }

@@ -26,13 +26,26 @@ static crater_errkind_t
 kind_of(int rc)
 {
   switch (rc & 0xff) {
-  case SQLITE_BUSY: case SQLITE_LOCKED: return CRATER_ERR_UNAVAILABLE;
-  case SQLITE_CONSTRAINT: return CRATER_ERR_FAILED_PRECONDITION;
-  case SQLITE_CORRUPT: case SQLITE_NOTADB: case SQLITE_IOERR: return CRATER_ERR_DATA_LOSS;
-  case SQLITE_FULL: case SQLITE_NOMEM: return CRATER_ERR_RESOURCE_EXHAUSTED;
-  case SQLITE_PERM: case SQLITE_READONLY: case SQLITE_AUTH: return CRATER_ERR_PERMISSION_DENIED;
-  case SQLITE_CANTOPEN: return CRATER_ERR_UNAVAILABLE;
-  default: return CRATER_ERR_INTERNAL;
+  case SQLITE_BUSY:
+  case SQLITE_LOCKED:
+    return CRATER_ERR_UNAVAILABLE;
+  case SQLITE_CONSTRAINT:
+    return CRATER_ERR_FAILED_PRECONDITION;
+  case SQLITE_CORRUPT:
+  case SQLITE_NOTADB:
+  case SQLITE_IOERR:
+    return CRATER_ERR_DATA_LOSS;
+  case SQLITE_FULL:
+  case SQLITE_NOMEM:
+    return CRATER_ERR_RESOURCE_EXHAUSTED;
+  case SQLITE_PERM:
+  case SQLITE_READONLY:
+  case SQLITE_AUTH:
+    return CRATER_ERR_PERMISSION_DENIED;
+  case SQLITE_CANTOPEN:
+    return CRATER_ERR_UNAVAILABLE;
+  default:
+    return CRATER_ERR_INTERNAL;
   }
 }
 
@@ -190,9 +203,7 @@ crater__db_open_version(const char *path, int target, crater_error_t *err)
   crater_db_t *db = xmalloc0(sizeof *db);
   db->path = xstrdup(path);
   int rc = sqlite3_open_v2(path, &db->h,
-                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE
-                               | SQLITE_OPEN_NOMUTEX,
-                           NULL);
+                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
   if (rc != SQLITE_OK) {
     crater__db_error(db, rc, err, "open metadata %s", path);
     crater_db_close(db);
@@ -217,10 +228,9 @@ crater__db_open_version(const char *path, int target, crater_error_t *err)
   int64_t deadline = crater__now_ns() + (int64_t) BUSY_TIMEOUT_MS * 1000000;
   for (useconds_t backoff = 1000;; backoff = backoff < 64000 ? backoff * 2 : backoff) {
     crater_error_t e = NULL;
-    if (crater__db_exec(db, "PRAGMA journal_mode=WAL", &e) == 0
-        && crater__db_exec(db, "PRAGMA foreign_keys=ON", &e) == 0
-        && crater__db_exec(db, "PRAGMA synchronous=NORMAL", &e) == 0
-        && migrate(db, target, &e) == 0)
+    if (crater__db_exec(db, "PRAGMA journal_mode=WAL", &e) == 0 &&
+        crater__db_exec(db, "PRAGMA foreign_keys=ON", &e) == 0 &&
+        crater__db_exec(db, "PRAGMA synchronous=NORMAL", &e) == 0 && migrate(db, target, &e) == 0)
       break;
     if (e->kind != CRATER_ERR_UNAVAILABLE || crater__now_ns() > deadline) {
       if (err)
@@ -259,13 +269,11 @@ crater_db_handle(crater_db_t *db)
 }
 
 int
-crater__db_labels_load(crater_db_t *db, const char *table, const char *idcol,
-                       const char *ns, const char *id, crater_labels_t *out,
-                       crater_error_t *err)
+crater__db_labels_load(crater_db_t *db, const char *table, const char *idcol, const char *ns,
+                       const char *id, crater_labels_t *out, crater_error_t *err)
 {
   cleanup_free char *sql = xasprintf(
-      "SELECT key, value FROM %s WHERE namespace = ?1 AND %s = ?2 ORDER BY key",
-      table, idcol);
+      "SELECT key, value FROM %s WHERE namespace = ?1 AND %s = ?2 ORDER BY key", table, idcol);
   sqlite3_stmt *st = crater__db_prepare(db, sql, err);
   if (st == NULL)
     return -1;
@@ -282,9 +290,8 @@ crater__db_labels_load(crater_db_t *db, const char *table, const char *idcol,
 }
 
 int
-crater__db_labels_store(crater_db_t *db, const char *table, const char *idcol,
-                        const char *ns, const char *id,
-                        const crater_labels_t *labels, bool replace,
+crater__db_labels_store(crater_db_t *db, const char *table, const char *idcol, const char *ns,
+                        const char *id, const crater_labels_t *labels, bool replace,
                         crater_error_t *err)
 {
   if (labels && crater_labels_validate(labels, err) < 0)
@@ -304,13 +311,12 @@ crater__db_labels_store(crater_db_t *db, const char *table, const char *idcol,
   }
   if (labels == NULL || labels->n == 0)
     return 0;
-  cleanup_free char *up = xasprintf(
-      "INSERT INTO %s (namespace, %s, key, value) VALUES (?1, ?2, ?3, ?4) "
-      "ON CONFLICT DO UPDATE SET value = excluded.value",
-      table, idcol);
-  cleanup_free char *del =
-      xasprintf("DELETE FROM %s WHERE namespace = ?1 AND %s = ?2 AND key = ?3",
+  cleanup_free char *up =
+      xasprintf("INSERT INTO %s (namespace, %s, key, value) VALUES (?1, ?2, ?3, ?4) "
+                "ON CONFLICT DO UPDATE SET value = excluded.value",
                 table, idcol);
+  cleanup_free char *del =
+      xasprintf("DELETE FROM %s WHERE namespace = ?1 AND %s = ?2 AND key = ?3", table, idcol);
   sqlite3_stmt *ups = crater__db_prepare(db, up, err);
   sqlite3_stmt *dels = ups ? crater__db_prepare(db, del, err) : NULL;
   int r = ups && dels ? 0 : -1;

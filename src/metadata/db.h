@@ -41,8 +41,7 @@ CRATER_PUBLIC crater_db_t *crater_db_open(const char *path, crater_error_t *err)
 
 /* Like crater_db_open but migrates only up to version target (tests of
  * migrations build old databases with it). */
-crater_db_t *crater__db_open_version(const char *path, int target,
-                                     crater_error_t *err);
+crater_db_t *crater__db_open_version(const char *path, int target, crater_error_t *err);
 
 /* NULL tolerated. */
 CRATER_PUBLIC void crater_db_close(crater_db_t *db);
@@ -64,14 +63,13 @@ CRATER_PUBLIC void crater_db_rollback(crater_db_t *db);
 int crater__db_exec(crater_db_t *db, const char *sql, crater_error_t *err);
 
 /* Prepares a statement; NULL + error naming the SQLite message. */
-sqlite3_stmt *crater__db_prepare(crater_db_t *db, const char *sql,
-                                 crater_error_t *err);
+sqlite3_stmt *crater__db_prepare(crater_db_t *db, const char *sql, crater_error_t *err);
 
 /* Makes an error from the connection's last SQLite failure: "<ctx>: <sqlite
  * message>", kind from the result code (BUSY/LOCKED -> UNAVAILABLE,
  * CONSTRAINT -> FAILED_PRECONDITION, CORRUPT -> DATA_LOSS, ...). */
-int crater__db_error(crater_db_t *db, int rc, crater_error_t *err,
-                     const char *fmt, ...) CRATER_PRINTF(4, 5);
+int crater__db_error(crater_db_t *db, int rc, crater_error_t *err, const char *fmt, ...)
+    CRATER_PRINTF(4, 5);
 
 /* Steps a statement that returns no rows (SQLITE_DONE expected). */
 int crater__db_step_done(crater_db_t *db, sqlite3_stmt *st, crater_error_t *err);
@@ -86,12 +84,10 @@ char *crater__db_column_strdup(sqlite3_stmt *st, int col);
  * load appends the labels of (ns, id) to *out; store sets them (replace:
  * drop the others first; an empty value deletes a key).  table and idcol
  * are trusted identifiers from our own code, never user input. */
-int crater__db_labels_load(crater_db_t *db, const char *table, const char *idcol,
-                           const char *ns, const char *id, crater_labels_t *out,
-                           crater_error_t *err);
-int crater__db_labels_store(crater_db_t *db, const char *table, const char *idcol,
-                            const char *ns, const char *id,
-                            const crater_labels_t *labels, bool replace,
+int crater__db_labels_load(crater_db_t *db, const char *table, const char *idcol, const char *ns,
+                           const char *id, crater_labels_t *out, crater_error_t *err);
+int crater__db_labels_store(crater_db_t *db, const char *table, const char *idcol, const char *ns,
+                            const char *id, const crater_labels_t *labels, bool replace,
                             crater_error_t *err);
 
 #endif

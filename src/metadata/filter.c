@@ -34,8 +34,7 @@ struct crater_filter_s {
 static bool
 is_ident(char c)
 {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
-         || c == '_';
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
 }
 
 static bool
@@ -82,14 +81,12 @@ parse_clause(const char **pp, clause_t *c, const char *whole, crater_error_t *er
     p++;
   if (p == start)
     return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, EINVAL,
-                             "filter '%.200s': expected a field name at '%.40s'",
-                             whole, start);
+                             "filter '%.200s': expected a field name at '%.40s'", whole, start);
   cleanup_free char *field = xstrndup(start, (size_t) (p - start));
   if (strcmp(field, "labels") == 0) {
     if (*p != '.')
       return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, EINVAL,
-                               "filter '%.200s': labels needs a key (labels.\"k\")",
-                               whole);
+                               "filter '%.200s': labels needs a key (labels.\"k\")", whole);
     p++;
     cleanup_free char *key = NULL;
     if (*p == '"') {
@@ -140,8 +137,7 @@ parse_clause(const char **pp, clause_t *c, const char *whole, crater_error_t *er
     skip_ws(&p);
   } else {
     return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, EINVAL,
-                             "filter '%.200s': expected ==, != or ',' at '%.40s'",
-                             whole, p);
+                             "filter '%.200s': expected ==, != or ',' at '%.40s'", whole, p);
   }
   if (*p != '\0' && *p != ',')
     return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, EINVAL,
@@ -178,8 +174,7 @@ crater_filter_parse(const char *const *filters, size_t n, crater_error_t *err)
 }
 
 bool
-crater_filter_match(const crater_filter_t *f, crater_filter_lookup_fn lookup,
-                    const void *rec)
+crater_filter_match(const crater_filter_t *f, crater_filter_lookup_fn lookup, const void *rec)
 {
   if (f == NULL || f->n == 0)
     return true;
@@ -190,9 +185,15 @@ crater_filter_match(const crater_filter_t *f, crater_filter_lookup_fn lookup,
       const clause_t *c = &f->alts[i].c[j];
       const char *v = lookup(rec, c->field, scratch, sizeof scratch);
       switch (c->op) {
-      case OP_EXISTS: all = v != NULL; break;
-      case OP_EQ: all = v != NULL && strcmp(v, c->value) == 0; break;
-      default: all = v == NULL || strcmp(v, c->value) != 0; break;
+      case OP_EXISTS:
+        all = v != NULL;
+        break;
+      case OP_EQ:
+        all = v != NULL && strcmp(v, c->value) == 0;
+        break;
+      default:
+        all = v == NULL || strcmp(v, c->value) != 0;
+        break;
       }
     }
     if (all)

@@ -48,12 +48,11 @@ write_image(crater_store_t *s, const char *ns, const crater_image_t *img, bool c
     return -1;
   if (create && crater__store_ensure_namespace(s, ns, err) < 0)
     return crater__store_rollback(s);
-  const char *sql =
-      create ? "INSERT INTO images (namespace, name, media_type, digest, size, "
-               "created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6) "
-               "ON CONFLICT DO NOTHING"
-             : "UPDATE images SET media_type = ?3, digest = ?4, size = ?5, "
-               "updated_at = ?6 WHERE namespace = ?1 AND name = ?2";
+  const char *sql = create ? "INSERT INTO images (namespace, name, media_type, digest, size, "
+                             "created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6) "
+                             "ON CONFLICT DO NOTHING"
+                           : "UPDATE images SET media_type = ?3, digest = ?4, size = ?5, "
+                             "updated_at = ?6 WHERE namespace = ?1 AND name = ?2";
   sqlite3_stmt *st = crater__db_prepare(s->db, sql, err);
   if (st == NULL)
     return crater__store_rollback(s);
@@ -75,10 +74,9 @@ write_image(crater_store_t *s, const char *ns, const crater_image_t *img, bool c
     return crater_error_make(err, CRATER_ERR_NOT_FOUND, ENOENT,
                              "image %s: not found in namespace %s", img->name, ns);
   }
-  if (crater__db_labels_store(s->db, "image_labels", "name", ns, img->name, &img->labels,
-                              true, err)
-          < 0
-      || crater_db_commit(s->db, err) < 0) {
+  if (crater__db_labels_store(s->db, "image_labels", "name", ns, img->name, &img->labels, true,
+                              err) < 0 ||
+      crater_db_commit(s->db, err) < 0) {
     crater_db_rollback(s->db);
     return crater_error_wrap(err, "%s image %s", create ? "create" : "update", img->name);
   }
@@ -112,13 +110,12 @@ load_image(crater_store_t *s, const char *ns, sqlite3_stmt *st, crater_image_t *
   out->size = sqlite3_column_int64(st, 3);
   out->created_at = sqlite3_column_int64(st, 4);
   out->updated_at = sqlite3_column_int64(st, 5);
-  return crater__db_labels_load(s->db, "image_labels", "name", ns, out->name,
-                                &out->labels, err);
+  return crater__db_labels_load(s->db, "image_labels", "name", ns, out->name, &out->labels, err);
 }
 
 int
-crater_store_image_get(crater_store_t *s, const char *ns, const char *name,
-                       crater_image_t *out, crater_error_t *err)
+crater_store_image_get(crater_store_t *s, const char *ns, const char *name, crater_image_t *out,
+                       crater_error_t *err)
 {
   if (crater_namespace_validate(ns, err) < 0)
     return -1;
@@ -134,8 +131,8 @@ crater_store_image_get(crater_store_t *s, const char *ns, const char *name,
     if (r < 0)
       crater_image_clear(out);
   } else if (rc == SQLITE_DONE) {
-    r = crater_error_make(err, CRATER_ERR_NOT_FOUND, ENOENT,
-                          "image %s: not found in namespace %s", name ? name : "", ns);
+    r = crater_error_make(err, CRATER_ERR_NOT_FOUND, ENOENT, "image %s: not found in namespace %s",
+                          name ? name : "", ns);
   } else {
     r = crater__db_error(s->db, rc, err, "image %s", name ? name : "");
   }
@@ -164,8 +161,7 @@ image_lookup(const void *rec, const char *field, char *scratch, size_t len)
 
 int
 crater_store_image_list(crater_store_t *s, const char *ns, const char *const *filters,
-                        size_t nfilters, crater_image_t **out, size_t *n,
-                        crater_error_t *err)
+                        size_t nfilters, crater_image_t **out, size_t *n, crater_error_t *err)
 {
   *out = NULL;
   *n = 0;
@@ -205,15 +201,14 @@ crater_store_image_list(crater_store_t *s, const char *ns, const char *const *fi
 }
 
 int
-crater_store_image_delete(crater_store_t *s, const char *ns, const char *name,
-                          crater_error_t *err)
+crater_store_image_delete(crater_store_t *s, const char *ns, const char *name, crater_error_t *err)
 {
   if (crater_namespace_validate(ns, err) < 0)
     return -1;
   if (crater_db_begin(s->db, err) < 0)
     return -1;
-  sqlite3_stmt *st = crater__db_prepare(
-      s->db, "DELETE FROM images WHERE namespace = ?1 AND name = ?2", err);
+  sqlite3_stmt *st =
+      crater__db_prepare(s->db, "DELETE FROM images WHERE namespace = ?1 AND name = ?2", err);
   if (st == NULL)
     return crater__store_rollback(s);
   crater__db_bind_text(st, 1, ns);

@@ -26,7 +26,8 @@ validate_id(const char *id, crater_error_t *err)
     char c = id[i];
     bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
     bool sep = c == '.' || c == '_' || c == '-';
-    if (!alnum && !(sep && i > 0 && i < n - 1 && !(id[i - 1] == '.' || id[i - 1] == '_' || id[i - 1] == '-')))
+    if (!alnum &&
+        !(sep && i > 0 && i < n - 1 && !(id[i - 1] == '.' || id[i - 1] == '_' || id[i - 1] == '-')))
       return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, EINVAL,
                                "lease '%s': invalid character at %zu", id, i + 1);
   }
@@ -36,8 +37,8 @@ validate_id(const char *id, crater_error_t *err)
 static int
 validate_kind(const char *kind, crater_error_t *err)
 {
-  if (kind && (strcmp(kind, "content") == 0 || strcmp(kind, "ingest") == 0
-               || (crater__str_has_prefix(kind, "snapshots/") && kind[10] != '\0')))
+  if (kind && (strcmp(kind, "content") == 0 || strcmp(kind, "ingest") == 0 ||
+               (crater__str_has_prefix(kind, "snapshots/") && kind[10] != '\0')))
     return 0;
   return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, EINVAL,
                            "lease resource kind '%.64s': want content, ingest or "
@@ -82,8 +83,8 @@ crater_store_lease_create(crater_store_t *s, const char *ns, const char *id,
     return crater_error_make(err, CRATER_ERR_ALREADY_EXISTS, EEXIST,
                              "lease %s: already exists in namespace %s", id, ns);
   }
-  if (crater__db_labels_store(s->db, "lease_labels", "id", ns, id, labels, false, err) < 0
-      || crater_db_commit(s->db, err) < 0) {
+  if (crater__db_labels_store(s->db, "lease_labels", "id", ns, id, labels, false, err) < 0 ||
+      crater_db_commit(s->db, err) < 0) {
     crater_db_rollback(s->db);
     return crater_error_wrap(err, "create lease %s", id);
   }
@@ -116,17 +117,15 @@ load_resources(crater_store_t *s, const char *ns, crater_lease_t *l, crater_erro
 }
 
 int
-crater_store_lease_list(crater_store_t *s, const char *ns, crater_lease_t **out,
-                        size_t *n, crater_error_t *err)
+crater_store_lease_list(crater_store_t *s, const char *ns, crater_lease_t **out, size_t *n,
+                        crater_error_t *err)
 {
   *out = NULL;
   *n = 0;
   if (crater_namespace_validate(ns, err) < 0)
     return -1;
   sqlite3_stmt *st = crater__db_prepare(
-      s->db,
-      "SELECT id, created_at, expire_at FROM leases WHERE namespace = ?1 ORDER BY id",
-      err);
+      s->db, "SELECT id, created_at, expire_at FROM leases WHERE namespace = ?1 ORDER BY id", err);
   if (st == NULL)
     return -1;
   crater__db_bind_text(st, 1, ns);
@@ -156,15 +155,14 @@ crater_store_lease_list(crater_store_t *s, const char *ns, crater_lease_t **out,
 /* Runs one statement with (ns, id[, kind, key]) in its own transaction and
  * fails with NOT_FOUND when it changed nothing. */
 static int
-exec_lease(crater_store_t *s, const char *sql, const char *ns, const char *id,
-           const char *kind, const char *key, bool need_change, crater_error_t *err)
+exec_lease(crater_store_t *s, const char *sql, const char *ns, const char *id, const char *kind,
+           const char *key, bool need_change, crater_error_t *err)
 {
   if (crater_db_begin(s->db, err) < 0)
     return -1;
   sqlite3_stmt *st = NULL;
   if (kind) { /* the lease itself must exist */
-    st = crater__db_prepare(s->db, "SELECT 1 FROM leases WHERE namespace = ?1 AND id = ?2",
-                            err);
+    st = crater__db_prepare(s->db, "SELECT 1 FROM leases WHERE namespace = ?1 AND id = ?2", err);
     if (st == NULL)
       return crater__store_rollback(s);
     crater__db_bind_text(st, 1, ns);
@@ -199,21 +197,20 @@ exec_lease(crater_store_t *s, const char *sql, const char *ns, const char *id,
 }
 
 int
-crater_store_lease_delete(crater_store_t *s, const char *ns, const char *id,
-                          crater_error_t *err)
+crater_store_lease_delete(crater_store_t *s, const char *ns, const char *id, crater_error_t *err)
 {
   if (crater_namespace_validate(ns, err) < 0 || validate_id(id, err) < 0)
     return -1;
-  return exec_lease(s, "DELETE FROM leases WHERE namespace = ?1 AND id = ?2", ns, id,
-                    NULL, NULL, true, err);
+  return exec_lease(s, "DELETE FROM leases WHERE namespace = ?1 AND id = ?2", ns, id, NULL, NULL,
+                    true, err);
 }
 
 int
-crater_store_lease_add_resource(crater_store_t *s, const char *ns, const char *id,
-                                const char *kind, const char *key, crater_error_t *err)
+crater_store_lease_add_resource(crater_store_t *s, const char *ns, const char *id, const char *kind,
+                                const char *key, crater_error_t *err)
 {
-  if (crater_namespace_validate(ns, err) < 0 || validate_id(id, err) < 0
-      || validate_kind(kind, err) < 0)
+  if (crater_namespace_validate(ns, err) < 0 || validate_id(id, err) < 0 ||
+      validate_kind(kind, err) < 0)
     return -1;
   if (key == NULL || key[0] == '\0')
     return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, EINVAL,
@@ -230,8 +227,8 @@ int
 crater_store_lease_delete_resource(crater_store_t *s, const char *ns, const char *id,
                                    const char *kind, const char *key, crater_error_t *err)
 {
-  if (crater_namespace_validate(ns, err) < 0 || validate_id(id, err) < 0
-      || validate_kind(kind, err) < 0)
+  if (crater_namespace_validate(ns, err) < 0 || validate_id(id, err) < 0 ||
+      validate_kind(kind, err) < 0)
     return -1;
   return exec_lease(s,
                     "DELETE FROM lease_resources WHERE namespace = ?1 AND lease = ?2 "

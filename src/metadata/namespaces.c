@@ -32,13 +32,12 @@ int
 crater_namespace_validate(const char *name, crater_error_t *err)
 {
   if (name == NULL || name[0] == '\0')
-    return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, EINVAL,
-                             "namespace: empty name");
+    return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, EINVAL, "namespace: empty name");
   size_t n = strlen(name);
   if (n > MAX_NAMESPACE)
     return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, EINVAL,
-                             "namespace '%.80s...': longer than %d characters",
-                             name, MAX_NAMESPACE);
+                             "namespace '%.80s...': longer than %d characters", name,
+                             MAX_NAMESPACE);
   for (size_t i = 0; i < n; i++) {
     char c = name[i];
     bool alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
@@ -76,8 +75,7 @@ crater__store_namespace_exists(crater_store_t *s, const char *ns, crater_error_t
 {
   if (crater_namespace_validate(ns, err) < 0)
     return -1;
-  sqlite3_stmt *st =
-      crater__db_prepare(s->db, "SELECT 1 FROM namespaces WHERE name = ?1", err);
+  sqlite3_stmt *st = crater__db_prepare(s->db, "SELECT 1 FROM namespaces WHERE name = ?1", err);
   if (st == NULL)
     return -1;
   crater__db_bind_text(st, 1, ns);
@@ -86,14 +84,13 @@ crater__store_namespace_exists(crater_store_t *s, const char *ns, crater_error_t
   if (rc == SQLITE_ROW)
     return 0;
   if (rc == SQLITE_DONE)
-    return crater_error_make(err, CRATER_ERR_NOT_FOUND, ENOENT,
-                             "namespace %s: not found", ns);
+    return crater_error_make(err, CRATER_ERR_NOT_FOUND, ENOENT, "namespace %s: not found", ns);
   return crater__db_error(s->db, rc, err, "namespace %s", ns);
 }
 
 int
-crater_store_namespace_create(crater_store_t *s, const char *name,
-                              const crater_labels_t *labels, crater_error_t *err)
+crater_store_namespace_create(crater_store_t *s, const char *name, const crater_labels_t *labels,
+                              crater_error_t *err)
 {
   if (crater_namespace_validate(name, err) < 0)
     return -1;
@@ -116,13 +113,12 @@ crater_store_namespace_create(crater_store_t *s, const char *name,
     return crater__store_rollback(s);
   if (sqlite3_changes(crater_db_handle(s->db)) == 0) {
     crater_db_rollback(s->db);
-    return crater_error_make(err, CRATER_ERR_ALREADY_EXISTS, EEXIST,
-                             "namespace %s: already exists", name);
+    return crater_error_make(err, CRATER_ERR_ALREADY_EXISTS, EEXIST, "namespace %s: already exists",
+                             name);
   }
-  if (crater__db_labels_store(s->db, "namespace_labels", "namespace", name, name,
-                              labels, false, err)
-          < 0
-      || crater_db_commit(s->db, err) < 0) {
+  if (crater__db_labels_store(s->db, "namespace_labels", "namespace", name, name, labels, false,
+                              err) < 0 ||
+      crater_db_commit(s->db, err) < 0) {
     crater_db_rollback(s->db);
     return crater_error_wrap(err, "namespace %s", name);
   }
@@ -130,26 +126,24 @@ crater_store_namespace_create(crater_store_t *s, const char *name,
 }
 
 static int
-load_row(crater_store_t *s, sqlite3_stmt *st, crater_namespace_t *out,
-         crater_error_t *err)
+load_row(crater_store_t *s, sqlite3_stmt *st, crater_namespace_t *out, crater_error_t *err)
 {
   memset(out, 0, sizeof *out);
   out->name = crater__db_column_strdup(st, 0);
   out->created_at = sqlite3_column_int64(st, 1);
   out->updated_at = sqlite3_column_int64(st, 2);
-  return crater__db_labels_load(s->db, "namespace_labels", "namespace", out->name,
-                                out->name, &out->labels, err);
+  return crater__db_labels_load(s->db, "namespace_labels", "namespace", out->name, out->name,
+                                &out->labels, err);
 }
 
 int
-crater_store_namespace_get(crater_store_t *s, const char *name,
-                           crater_namespace_t *out, crater_error_t *err)
+crater_store_namespace_get(crater_store_t *s, const char *name, crater_namespace_t *out,
+                           crater_error_t *err)
 {
   if (crater_namespace_validate(name, err) < 0)
     return -1;
   sqlite3_stmt *st = crater__db_prepare(
-      s->db, "SELECT name, created_at, updated_at FROM namespaces WHERE name = ?1",
-      err);
+      s->db, "SELECT name, created_at, updated_at FROM namespaces WHERE name = ?1", err);
   if (st == NULL)
     return -1;
   crater__db_bind_text(st, 1, name);
@@ -157,8 +151,7 @@ crater_store_namespace_get(crater_store_t *s, const char *name,
   if (rc == SQLITE_ROW)
     r = load_row(s, st, out, err);
   else if (rc == SQLITE_DONE)
-    r = crater_error_make(err, CRATER_ERR_NOT_FOUND, ENOENT,
-                          "namespace %s: not found", name);
+    r = crater_error_make(err, CRATER_ERR_NOT_FOUND, ENOENT, "namespace %s: not found", name);
   else
     r = crater__db_error(s->db, rc, err, "namespace %s", name);
   sqlite3_finalize(st);
@@ -214,8 +207,8 @@ crater_store_namespace_delete(crater_store_t *s, const char *name, crater_error_
     sqlite3_finalize(st);
     if (cnt == 0)
       continue;
-    char *w = xasprintf("%s%s%lld %s", what ? what : "", what ? ", " : "",
-                        (long long) cnt, cnt == 1 ? holders[i].one : holders[i].many);
+    char *w = xasprintf("%s%s%lld %s", what ? what : "", what ? ", " : "", (long long) cnt,
+                        cnt == 1 ? holders[i].one : holders[i].many);
     free(what);
     what = w;
   }
@@ -237,8 +230,7 @@ crater_store_namespace_delete(crater_store_t *s, const char *name, crater_error_
     return crater_error_make(err, CRATER_ERR_FAILED_PRECONDITION, ENOTEMPTY,
                              "namespace %s: not empty: %s", name, what);
   }
-  sqlite3_stmt *st =
-      crater__db_prepare(s->db, "DELETE FROM namespaces WHERE name = ?1", err);
+  sqlite3_stmt *st = crater__db_prepare(s->db, "DELETE FROM namespaces WHERE name = ?1", err);
   if (st == NULL)
     return crater__store_rollback(s);
   crater__db_bind_text(st, 1, name);
@@ -253,8 +245,7 @@ crater_store_namespace_delete(crater_store_t *s, const char *name, crater_error_
 
 int
 crater_store_namespace_set_labels(crater_store_t *s, const char *name,
-                                  const crater_labels_t *labels, bool replace,
-                                  crater_error_t *err)
+                                  const crater_labels_t *labels, bool replace, crater_error_t *err)
 {
   if (crater_namespace_validate(name, err) < 0)
     return -1;
@@ -263,11 +254,10 @@ crater_store_namespace_set_labels(crater_store_t *s, const char *name,
   sqlite3_stmt *st = NULL;
   int r = crater__store_namespace_exists(s, name, err);
   if (r == 0)
-    r = crater__db_labels_store(s->db, "namespace_labels", "namespace", name, name,
-                                labels, replace, err);
+    r = crater__db_labels_store(s->db, "namespace_labels", "namespace", name, name, labels, replace,
+                                err);
   if (r == 0 && (st = crater__db_prepare(
-                     s->db, "UPDATE namespaces SET updated_at = ?2 WHERE name = ?1",
-                     err))) {
+                     s->db, "UPDATE namespaces SET updated_at = ?2 WHERE name = ?1", err))) {
     crater__db_bind_text(st, 1, name);
     sqlite3_bind_int64(st, 2, crater__now_ns());
     r = crater__db_step_done(s->db, st, err);

@@ -72,9 +72,10 @@ static int
 row_get(crater_store_t *s, const char *ns, const char *sn, const char *key, row_t *out,
         crater_error_t *err)
 {
-  sqlite3_stmt *st = crater__db_prepare(
-      s->db, "SELECT id, parent, kind FROM snapshots WHERE namespace = ?1 AND snapshotter = ?2 AND key = ?3",
-      err);
+  sqlite3_stmt *st = crater__db_prepare(s->db,
+                                        "SELECT id, parent, kind FROM snapshots WHERE namespace = "
+                                        "?1 AND snapshotter = ?2 AND key = ?3",
+                                        err);
   if (st == NULL)
     return -1;
   crater__db_bind_text(st, 1, ns);
@@ -127,13 +128,13 @@ chain_load(crater_store_t *s, int64_t parent, chain_t *out, crater_error_t *err)
   out->n = 0;
   if (parent == 0)
     return 0;
-  sqlite3_stmt *st = crater__db_prepare(
-      s->db,
-      "WITH RECURSIVE chain(id, parent, depth) AS ("
-      "  SELECT id, parent, 0 FROM snapshots WHERE id = ?1"
-      "  UNION ALL SELECT p.id, p.parent, c.depth + 1 FROM snapshots p JOIN chain c ON p.id = c.parent)"
-      " SELECT id FROM chain ORDER BY depth",
-      err);
+  sqlite3_stmt *st = crater__db_prepare(s->db,
+                                        "WITH RECURSIVE chain(id, parent, depth) AS ("
+                                        "  SELECT id, parent, 0 FROM snapshots WHERE id = ?1"
+                                        "  UNION ALL SELECT p.id, p.parent, c.depth + 1 FROM "
+                                        "snapshots p JOIN chain c ON p.id = c.parent)"
+                                        " SELECT id FROM chain ORDER BY depth",
+                                        err);
   if (st == NULL)
     return -1;
   sqlite3_bind_int64(st, 1, parent);
@@ -158,7 +159,8 @@ static int
 check_key(const char *what, const char *key, crater_error_t *err)
 {
   if (key == NULL || key[0] == '\0')
-    return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, EINVAL, "%s snapshot: empty key", what);
+    return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, EINVAL, "%s snapshot: empty key",
+                             what);
   return 0;
 }
 
@@ -230,8 +232,8 @@ create_snapshot(crater_store_t *s, const char *ns, const char *sname, crater_sna
     goto fail;
   int64_t id = sqlite3_last_insert_rowid(crater_db_handle(s->db));
   snprintf(idbuf, sizeof idbuf, "%lld", (long long) id);
-  if (labels && labels->n
-      && crater__db_labels_store(s->db, "snapshot_labels", "id", ns, idbuf, labels, false, err) < 0)
+  if (labels && labels->n &&
+      crater__db_labels_store(s->db, "snapshot_labels", "id", ns, idbuf, labels, false, err) < 0)
     goto fail;
   if (chain_load(s, prow.id, &chain, err) < 0)
     goto fail;
@@ -244,7 +246,8 @@ create_snapshot(crater_store_t *s, const char *ns, const char *sname, crater_sna
   if (sn->driver->create(sn, idbuf, kind, (const char *const *) chain.ids, chain.n, err) < 0)
     goto fail;
   created = true;
-  if (out && sn->driver->mounts(sn, idbuf, kind, (const char *const *) chain.ids, chain.n, out, err) < 0)
+  if (out &&
+      sn->driver->mounts(sn, idbuf, kind, (const char *const *) chain.ids, chain.n, out, err) < 0)
     goto fail;
   if (crater_db_commit(s->db, err) < 0)
     goto fail_nodb;
@@ -265,17 +268,17 @@ fail_nodb:
 }
 
 int
-crater_snapshot_prepare(crater_store_t *s, const char *ns, const char *snapshotter,
-                        const char *key, const char *parent, const crater_labels_t *labels,
-                        crater_mounts_t *out, crater_error_t *err)
+crater_snapshot_prepare(crater_store_t *s, const char *ns, const char *snapshotter, const char *key,
+                        const char *parent, const crater_labels_t *labels, crater_mounts_t *out,
+                        crater_error_t *err)
 {
   return create_snapshot(s, ns, snapshotter, CRATER_SNAPSHOT_ACTIVE, key, parent, labels, out, err);
 }
 
 int
-crater_snapshot_view(crater_store_t *s, const char *ns, const char *snapshotter,
-                     const char *key, const char *parent, const crater_labels_t *labels,
-                     crater_mounts_t *out, crater_error_t *err)
+crater_snapshot_view(crater_store_t *s, const char *ns, const char *snapshotter, const char *key,
+                     const char *parent, const crater_labels_t *labels, crater_mounts_t *out,
+                     crater_error_t *err)
 {
   return create_snapshot(s, ns, snapshotter, CRATER_SNAPSHOT_VIEW, key, parent, labels, out, err);
 }
@@ -312,7 +315,8 @@ crater_snapshot_commit(crater_store_t *s, const char *ns, const char *sname, con
   }
   snprintf(idbuf, sizeof idbuf, "%lld", (long long) row.id);
   sqlite3_stmt *st = crater__db_prepare(
-      s->db, "UPDATE snapshots SET key = ?2, kind = 'committed', updated_at = ?3 WHERE id = ?1", err);
+      s->db, "UPDATE snapshots SET key = ?2, kind = 'committed', updated_at = ?3 WHERE id = ?1",
+      err);
   if (st == NULL)
     goto fail;
   sqlite3_bind_int64(st, 1, row.id);
@@ -322,8 +326,8 @@ crater_snapshot_commit(crater_store_t *s, const char *ns, const char *sname, con
   sqlite3_finalize(st);
   if (r < 0)
     goto fail;
-  if (labels && labels->n
-      && crater__db_labels_store(s->db, "snapshot_labels", "id", ns, idbuf, labels, true, err) < 0)
+  if (labels && labels->n &&
+      crater__db_labels_store(s->db, "snapshot_labels", "id", ns, idbuf, labels, true, err) < 0)
     goto fail;
   if (sn->driver->commit(sn, idbuf, err) < 0)
     goto fail;
@@ -350,7 +354,8 @@ crater_snapshot_remove(crater_store_t *s, const char *ns, const char *sname, con
   char idbuf[32];
   if (row_need(s, ns, sname, key, &row, err) < 0)
     goto fail;
-  sqlite3_stmt *st = crater__db_prepare(s->db, "SELECT count(*) FROM snapshots WHERE parent = ?1", err);
+  sqlite3_stmt *st =
+      crater__db_prepare(s->db, "SELECT count(*) FROM snapshots WHERE parent = ?1", err);
   if (st == NULL)
     goto fail;
   sqlite3_bind_int64(st, 1, row.id);
@@ -396,12 +401,14 @@ crater_snapshot_mounts(crater_store_t *s, const char *ns, const char *sname, con
   if (row_need(s, ns, sname, key, &row, err) < 0)
     return crater_error_wrap(err, "mounts of snapshot %s", key);
   if (row.kind == CRATER_SNAPSHOT_COMMITTED)
-    return crater_error_make(err, CRATER_ERR_FAILED_PRECONDITION, 0,
-                             "mounts of snapshot %s: committed snapshots are not mounted (create a view)", key);
+    return crater_error_make(
+        err, CRATER_ERR_FAILED_PRECONDITION, 0,
+        "mounts of snapshot %s: committed snapshots are not mounted (create a view)", key);
   if (chain_load(s, row.parent, &chain, err) < 0)
     return crater_error_wrap(err, "mounts of snapshot %s", key);
   snprintf(idbuf, sizeof idbuf, "%lld", (long long) row.id);
-  int r = sn->driver->mounts(sn, idbuf, row.kind, (const char *const *) chain.ids, chain.n, out, err);
+  int r =
+      sn->driver->mounts(sn, idbuf, row.kind, (const char *const *) chain.ids, chain.n, out, err);
   chain_free(&chain);
   if (r < 0)
     return crater_error_wrap(err, "mounts of snapshot %s", key);
@@ -416,7 +423,8 @@ load_infos(crater_store_t *s, const char *ns, const char *sname, const char *key
       s->db,
       "SELECT c.id, c.key, p.key, c.kind, c.created_at, c.updated_at FROM snapshots c"
       " LEFT JOIN snapshots p ON p.id = c.parent"
-      " WHERE c.namespace = ?1 AND c.snapshotter = ?2 AND (?3 IS NULL OR c.key = ?3) ORDER BY c.key",
+      " WHERE c.namespace = ?1 AND c.snapshotter = ?2 AND (?3 IS NULL OR c.key = ?3) ORDER BY "
+      "c.key",
       err);
   if (st == NULL)
     return -1;
@@ -451,7 +459,8 @@ load_infos(crater_store_t *s, const char *ns, const char *sname, const char *key
   for (size_t k = 0; k < *n; k++) {
     char idbuf[32];
     snprintf(idbuf, sizeof idbuf, "%lld", (long long) (*out)[k].id);
-    if (crater__db_labels_load(s->db, "snapshot_labels", "id", ns, idbuf, &(*out)[k].labels, err) < 0) {
+    if (crater__db_labels_load(s->db, "snapshot_labels", "id", ns, idbuf, &(*out)[k].labels, err) <
+        0) {
       crater_snapshot_infos_free(*out, *n);
       *out = NULL;
       *n = 0;
@@ -498,7 +507,8 @@ crater_snapshot_update(crater_store_t *s, const char *ns, const char *sname, con
   snprintf(idbuf, sizeof idbuf, "%lld", (long long) row.id);
   if (crater__db_labels_store(s->db, "snapshot_labels", "id", ns, idbuf, labels, replace, err) < 0)
     goto fail;
-  sqlite3_stmt *st = crater__db_prepare(s->db, "UPDATE snapshots SET updated_at = ?2 WHERE id = ?1", err);
+  sqlite3_stmt *st =
+      crater__db_prepare(s->db, "UPDATE snapshots SET updated_at = ?2 WHERE id = ?1", err);
   if (st == NULL)
     goto fail;
   sqlite3_bind_int64(st, 1, row.id);
@@ -590,8 +600,10 @@ crater_snapshot_cleanup(crater_store_t *s, const char *sname, size_t *removed, c
   char **ids = NULL;
   size_t n = 0;
   int r = crater_snapshotter_list_ids(sn, &ids, &n, err);
-  sqlite3_stmt *st = r < 0 ? NULL
-                           : crater__db_prepare(s->db, "SELECT 1 FROM snapshots WHERE id = ?1 AND snapshotter = ?2", err);
+  sqlite3_stmt *st =
+      r < 0 ? NULL
+            : crater__db_prepare(s->db,
+                                 "SELECT 1 FROM snapshots WHERE id = ?1 AND snapshotter = ?2", err);
   if (st == NULL)
     r = -1;
   for (size_t i = 0; r == 0 && i < n; i++) {
@@ -639,8 +651,9 @@ crater_snapshot_apply_dir(crater_store_t *s, const char *ns, const char *sname, 
     return NULL;
   }
   if (row.kind != CRATER_SNAPSHOT_ACTIVE) {
-    crater_error_make(err, CRATER_ERR_FAILED_PRECONDITION, 0, "apply into snapshot %s: it is %s, not active",
-                      key, crater_snapshot_kind_name(row.kind));
+    crater_error_make(err, CRATER_ERR_FAILED_PRECONDITION, 0,
+                      "apply into snapshot %s: it is %s, not active", key,
+                      crater_snapshot_kind_name(row.kind));
     return NULL;
   }
   if (whiteouts)

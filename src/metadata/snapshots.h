@@ -60,48 +60,46 @@ CRATER_PUBLIC int crater_snapshot_prepare(crater_store_t *s, const char *ns,
                                           const char *parent, const crater_labels_t *labels,
                                           crater_mounts_t *out, crater_error_t *err);
 /* Like prepare, for a read-only VIEW. */
-CRATER_PUBLIC int crater_snapshot_view(crater_store_t *s, const char *ns,
-                                       const char *snapshotter, const char *key,
-                                       const char *parent, const crater_labels_t *labels,
-                                       crater_mounts_t *out, crater_error_t *err);
+CRATER_PUBLIC int crater_snapshot_view(crater_store_t *s, const char *ns, const char *snapshotter,
+                                       const char *key, const char *parent,
+                                       const crater_labels_t *labels, crater_mounts_t *out,
+                                       crater_error_t *err);
 /* Commits ACTIVE key as COMMITTED name; key disappears.  labels (may be
  * NULL or empty) replace the active snapshot's labels when non-empty,
  * else the active's labels are kept. */
-CRATER_PUBLIC int crater_snapshot_commit(crater_store_t *s, const char *ns,
-                                         const char *snapshotter, const char *name,
-                                         const char *key, const crater_labels_t *labels,
-                                         crater_error_t *err);
+CRATER_PUBLIC int crater_snapshot_commit(crater_store_t *s, const char *ns, const char *snapshotter,
+                                         const char *name, const char *key,
+                                         const crater_labels_t *labels, crater_error_t *err);
 /* Removes key; FAILED_PRECONDITION while it has children.  Backend data
  * that cannot be removed is left for cleanup (logged, not an error). */
-CRATER_PUBLIC int crater_snapshot_remove(crater_store_t *s, const char *ns,
-                                         const char *snapshotter, const char *key,
-                                         crater_error_t *err);
+CRATER_PUBLIC int crater_snapshot_remove(crater_store_t *s, const char *ns, const char *snapshotter,
+                                         const char *key, crater_error_t *err);
 /* Mounts of an ACTIVE or VIEW snapshot (INVALID_ARGUMENT for committed:
  * view it instead). */
-CRATER_PUBLIC int crater_snapshot_mounts(crater_store_t *s, const char *ns,
-                                         const char *snapshotter, const char *key,
-                                         crater_mounts_t *out, crater_error_t *err);
+CRATER_PUBLIC int crater_snapshot_mounts(crater_store_t *s, const char *ns, const char *snapshotter,
+                                         const char *key, crater_mounts_t *out,
+                                         crater_error_t *err);
 /* Info of key; clear with crater_snapshot_info_clear. */
-CRATER_PUBLIC int crater_snapshot_stat(crater_store_t *s, const char *ns,
-                                       const char *snapshotter, const char *key,
-                                       crater_snapshot_info_t *out, crater_error_t *err);
+CRATER_PUBLIC int crater_snapshot_stat(crater_store_t *s, const char *ns, const char *snapshotter,
+                                       const char *key, crater_snapshot_info_t *out,
+                                       crater_error_t *err);
 /* Merges labels into key's (an empty value removes a key) or replaces
  * them; *out (may be NULL) gets the updated info. */
-CRATER_PUBLIC int crater_snapshot_update(crater_store_t *s, const char *ns,
-                                         const char *snapshotter, const char *key,
-                                         const crater_labels_t *labels, bool replace,
-                                         crater_snapshot_info_t *out, crater_error_t *err);
+CRATER_PUBLIC int crater_snapshot_update(crater_store_t *s, const char *ns, const char *snapshotter,
+                                         const char *key, const crater_labels_t *labels,
+                                         bool replace, crater_snapshot_info_t *out,
+                                         crater_error_t *err);
 /* Disk usage of what key adds over its parent (see each backend). */
-CRATER_PUBLIC int crater_snapshot_usage(crater_store_t *s, const char *ns,
-                                        const char *snapshotter, const char *key,
-                                        crater_snapshot_usage_t *out, crater_error_t *err);
+CRATER_PUBLIC int crater_snapshot_usage(crater_store_t *s, const char *ns, const char *snapshotter,
+                                        const char *key, crater_snapshot_usage_t *out,
+                                        crater_error_t *err);
 /* Snapshots of (ns, snapshotter) matching filters (store.h syntax; fields
  * name, parent, kind, labels."k"), sorted by key.  Free with
  * crater_snapshot_infos_free. */
-CRATER_PUBLIC int crater_snapshot_walk(crater_store_t *s, const char *ns,
-                                       const char *snapshotter, const char *const *filters,
-                                       size_t nfilters, crater_snapshot_info_t **out,
-                                       size_t *n, crater_error_t *err);
+CRATER_PUBLIC int crater_snapshot_walk(crater_store_t *s, const char *ns, const char *snapshotter,
+                                       const char *const *filters, size_t nfilters,
+                                       crater_snapshot_info_t **out, size_t *n,
+                                       crater_error_t *err);
 /* Removes backend data of snapshotter that no snapshot row (in any
  * namespace) references; *removed (may be NULL) gets the count. */
 CRATER_PUBLIC int crater_snapshot_cleanup(crater_store_t *s, const char *snapshotter,

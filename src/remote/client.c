@@ -146,8 +146,7 @@ crater_remote_new(const crater_remote_options_t *o, crater_error_t *err)
   /* the only way in to the engine: every other entry point takes a client */
   if (crater__curl_load(err) < 0)
     return NULL;
-  if (o == NULL || o->host == NULL || *o->host == '\0'
-      || strpbrk(o->host, "/?#@ \t\r\n") != NULL) {
+  if (o == NULL || o->host == NULL || *o->host == '\0' || strpbrk(o->host, "/?#@ \t\r\n") != NULL) {
     /* never echo a host with '@': it may carry user:password */
     if (o && o->host && strchr(o->host, '@'))
       crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, 0,
@@ -338,8 +337,8 @@ auth_header_for(crater_remote_t *c, const char *url, const char *scope, char **s
 /* ---- xfer lifecycle ----------------------------------------------------- */
 
 void
-crater__xfer_init(crater__xfer_t *x, crater_remote_t *c, const char *method,
-                  const char *url, const char *scope, const char *what_fmt, ...)
+crater__xfer_init(crater__xfer_t *x, crater_remote_t *c, const char *method, const char *url,
+                  const char *scope, const char *what_fmt, ...)
 {
   memset(x, 0, sizeof *x);
   x->c = c;
@@ -498,13 +497,13 @@ body_begin(crater__xfer_t *x)
   if (x->start_off > 0) {
     if (x->status == 206) {
       int64_t a, b, total;
-      if (crater__parse_content_range(x->h_crange, &a, &b, &total) < 0 || a != x->start_off
-          || (x->expected >= 0 && total >= 0 && total != x->expected)) {
+      if (crater__parse_content_range(x->h_crange, &a, &b, &total) < 0 || a != x->start_off ||
+          (x->expected >= 0 && total >= 0 && total != x->expected)) {
         /* not the piece we asked for: start over from 0 */
         x->restart_zero = true;
         return crater_error_make(&x->cb_err, CRATER_ERR_UNAVAILABLE, 0,
-                                 "%s: unusable Content-Range \"%s\" for offset %" PRId64,
-                                 x->what, x->h_crange ? x->h_crange : "", x->start_off);
+                                 "%s: unusable Content-Range \"%s\" for offset %" PRId64, x->what,
+                                 x->h_crange ? x->h_crange : "", x->start_off);
       }
     } else {
       /* the server ignored Range and sends everything: truncate the sink */
@@ -714,13 +713,30 @@ static crater_errkind_t
 kind_of_status(long st)
 {
   switch (st) {
-  case 400: case 411: case 413: case 414: case 415: case 422: return CRATER_ERR_INVALID_ARGUMENT;
-  case 401: case 403: return CRATER_ERR_PERMISSION_DENIED;
-  case 404: return CRATER_ERR_NOT_FOUND;
-  case 405: case 501: return CRATER_ERR_NOT_IMPLEMENTED;
-  case 409: case 412: case 416: return CRATER_ERR_FAILED_PRECONDITION;
-  case 408: case 429: return CRATER_ERR_UNAVAILABLE;
-  default: return st >= 500 ? CRATER_ERR_UNAVAILABLE : CRATER_ERR_UNKNOWN;
+  case 400:
+  case 411:
+  case 413:
+  case 414:
+  case 415:
+  case 422:
+    return CRATER_ERR_INVALID_ARGUMENT;
+  case 401:
+  case 403:
+    return CRATER_ERR_PERMISSION_DENIED;
+  case 404:
+    return CRATER_ERR_NOT_FOUND;
+  case 405:
+  case 501:
+    return CRATER_ERR_NOT_IMPLEMENTED;
+  case 409:
+  case 412:
+  case 416:
+    return CRATER_ERR_FAILED_PRECONDITION;
+  case 408:
+  case 429:
+    return CRATER_ERR_UNAVAILABLE;
+  default:
+    return st >= 500 ? CRATER_ERR_UNAVAILABLE : CRATER_ERR_UNKNOWN;
   }
 }
 
@@ -746,17 +762,39 @@ http_error_text(crater__xfer_t *x)
   }
   const char *reason = NULL;
   switch (x->status) {
-  case 400: reason = "bad request"; break;
-  case 401: reason = "unauthorized"; break;
-  case 403: reason = "forbidden"; break;
-  case 404: reason = "not found"; break;
-  case 405: reason = "method not allowed"; break;
-  case 416: reason = "range not satisfiable"; break;
-  case 429: reason = "too many requests"; break;
-  case 500: reason = "internal server error"; break;
-  case 502: reason = "bad gateway"; break;
-  case 503: reason = "service unavailable"; break;
-  case 504: reason = "gateway timeout"; break;
+  case 400:
+    reason = "bad request";
+    break;
+  case 401:
+    reason = "unauthorized";
+    break;
+  case 403:
+    reason = "forbidden";
+    break;
+  case 404:
+    reason = "not found";
+    break;
+  case 405:
+    reason = "method not allowed";
+    break;
+  case 416:
+    reason = "range not satisfiable";
+    break;
+  case 429:
+    reason = "too many requests";
+    break;
+  case 500:
+    reason = "internal server error";
+    break;
+  case 502:
+    reason = "bad gateway";
+    break;
+  case 503:
+    reason = "service unavailable";
+    break;
+  case 504:
+    reason = "gateway timeout";
+    break;
   }
   return reason ? xasprintf("HTTP %ld: %s", x->status, reason) : xasprintf("HTTP %ld", x->status);
 }
@@ -765,9 +803,15 @@ static bool
 transient_curl(CURLcode rc)
 {
   switch (rc) {
-  case CURLE_COULDNT_CONNECT: case CURLE_RECV_ERROR: case CURLE_SEND_ERROR:
-  case CURLE_PARTIAL_FILE: case CURLE_OPERATION_TIMEDOUT: case CURLE_GOT_NOTHING:
-  case CURLE_HTTP2: case CURLE_HTTP2_STREAM: case CURLE_SSL_CONNECT_ERROR:
+  case CURLE_COULDNT_CONNECT:
+  case CURLE_RECV_ERROR:
+  case CURLE_SEND_ERROR:
+  case CURLE_PARTIAL_FILE:
+  case CURLE_OPERATION_TIMEDOUT:
+  case CURLE_GOT_NOTHING:
+  case CURLE_HTTP2:
+  case CURLE_HTTP2_STREAM:
+  case CURLE_SSL_CONNECT_ERROR:
   case CURLE_COULDNT_RESOLVE_HOST:
     return true;
   default:
@@ -800,8 +844,9 @@ retry_or_fail(crater__xfer_t *x, crater_errkind_t kind, const char *detail, bool
     return;
   }
   if (x->attempt >= c->retries) {
-    cleanup_free char *d = c->retries > 0 ? xasprintf("%s (after %d attempts)", detail, x->attempt + 1)
-                                          : xstrdup(detail);
+    cleanup_free char *d = c->retries > 0
+                               ? xasprintf("%s (after %d attempts)", detail, x->attempt + 1)
+                               : xstrdup(detail);
     fail(x, kind, d);
     return;
   }
@@ -826,7 +871,8 @@ finish(crater__xfer_t *x, CURLcode rc)
   crater__curl.multi_remove_handle(c->multi, x->easy);
   if (x->status == 0)
     crater__curl_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &x->status);
-  crater_debug("remote: %s %s -> %ld (%s)", x->method, x->url, x->status, crater__curl.easy_strerror(rc));
+  crater_debug("remote: %s %s -> %ld (%s)", x->method, x->url, x->status,
+               crater__curl.easy_strerror(rc));
 
   if (x->cb_err) {
     if (x->restart_zero && x->sink) {
@@ -846,16 +892,16 @@ finish(crater__xfer_t *x, CURLcode rc)
   if (rc != CURLE_OK) {
     char detail[CURL_ERROR_SIZE + 64];
     snprintf(detail, sizeof detail, "%s", crater__curl.easy_strerror(rc));
-    if (rc == CURLE_PEER_FAILED_VERIFICATION || rc == CURLE_SSL_CACERT_BADFILE
-        || rc == CURLE_SSL_CERTPROBLEM) {
+    if (rc == CURLE_PEER_FAILED_VERIFICATION || rc == CURLE_SSL_CACERT_BADFILE ||
+        rc == CURLE_SSL_CERTPROBLEM) {
       fail(x, CRATER_ERR_PERMISSION_DENIED, detail);
       return;
     }
     if (transient_curl(rc)) {
       bool progress = x->sink && x->got > 0 && x->status >= 200 && x->status < 300;
-      retry_or_fail(x, rc == CURLE_OPERATION_TIMEDOUT ? CRATER_ERR_DEADLINE_EXCEEDED
-                                                      : CRATER_ERR_UNAVAILABLE,
-                    detail, progress);
+      retry_or_fail(
+          x, rc == CURLE_OPERATION_TIMEDOUT ? CRATER_ERR_DEADLINE_EXCEEDED : CRATER_ERR_UNAVAILABLE,
+          detail, progress);
       return;
     }
     fail(x, CRATER_ERR_UNAVAILABLE, detail);
@@ -864,8 +910,8 @@ finish(crater__xfer_t *x, CURLcode rc)
 
   long st = x->status;
   if (st >= 200 && st < 300) {
-    if (x->sink && x->expected >= 0 && strcmp(x->method, "HEAD") != 0
-        && x->start_off + x->got != x->expected) {
+    if (x->sink && x->expected >= 0 && strcmp(x->method, "HEAD") != 0 &&
+        x->start_off + x->got != x->expected) {
       char d[160];
       snprintf(d, sizeof d, "size mismatch: received %" PRId64 " bytes, descriptor says %" PRId64,
                x->start_off + x->got, x->expected);
@@ -904,9 +950,10 @@ finish(crater__xfer_t *x, CURLcode rc)
       x->state = XF_WAIT_AUTH;
       return;
     }
-    cleanup_free char *d = xasprintf("%s (%s)", text,
-                                     c->username ? "credentials rejected"
-                                                 : "authentication required, no credentials for this host");
+    cleanup_free char *d =
+        xasprintf("%s (%s)", text,
+                  c->username ? "credentials rejected"
+                              : "authentication required, no credentials for this host");
     fail(x, CRATER_ERR_PERMISSION_DENIED, d);
     return;
   }
@@ -974,8 +1021,8 @@ scope_union(char **dst, const char *src)
 /* Fetches a token from realm for scopes (space-separated) and caches it
  * under each key in keys[]. Blocking; runs from the top of the loop. */
 static int
-fetch_token(crater_remote_t *c, const char *realm, const char *service,
-            const char *scopes, const char *const *keys, size_t nkeys, crater_error_t *err)
+fetch_token(crater_remote_t *c, const char *realm, const char *service, const char *scopes,
+            const char *const *keys, size_t nkeys, crater_error_t *err)
 {
   if (strncmp(realm, "https://", 8) != 0 && strncmp(realm, "http://", 7) != 0)
     return crater_error_make(err, CRATER_ERR_PERMISSION_DENIED, 0,
@@ -983,7 +1030,8 @@ fetch_token(crater_remote_t *c, const char *realm, const char *service,
   if (c->username && !c->plain_http && strncmp(realm, "http://", 7) == 0)
     return crater_error_make(err, CRATER_ERR_PERMISSION_DENIED, 0,
                              "fetch token: realm %s is plain http while the registry uses "
-                             "https; refusing to send credentials there", realm);
+                             "https; refusing to send credentials there",
+                             realm);
   CURL *e = c->token_easy;
   cleanup_free char *url = xstrdup(realm);
   char sep = strchr(url, '?') ? '&' : '?';
@@ -1045,12 +1093,12 @@ fetch_token(crater_remote_t *c, const char *realm, const char *service,
   }
   if (st != 200) {
     free(body.buf);
-    return crater_error_make(err, st == 401 || st == 403 ? CRATER_ERR_PERMISSION_DENIED
-                                                         : kind_of_status(st),
-                             0, "fetch token from %s: HTTP %ld%s", realm, st,
-                             st == 401 || st == 403
-                                 ? (c->username ? " (credentials rejected)" : " (no credentials for this host)")
-                                 : "");
+    return crater_error_make(
+        err, st == 401 || st == 403 ? CRATER_ERR_PERMISSION_DENIED : kind_of_status(st), 0,
+        "fetch token from %s: HTTP %ld%s", realm, st,
+        st == 401 || st == 403
+            ? (c->username ? " (credentials rejected)" : " (no credentials for this host)")
+            : "");
   }
   json_t *j = json_loadb(body.buf ? body.buf : "", body.len, 0, NULL);
   if (body.buf)
@@ -1130,8 +1178,8 @@ answer_challenge(crater__xfer_t *x, crater_error_t *err)
 /* ---- the loop ------------------------------------------------------------- */
 
 static void
-report(crater__xfer_t *x, size_t i, crater_remote_progress_fn progress, void *ud,
-       int64_t now, bool force, bool *cancel)
+report(crater__xfer_t *x, size_t i, crater_remote_progress_fn progress, void *ud, int64_t now,
+       bool force, bool *cancel)
 {
   if (progress == NULL || x->sink == NULL || *cancel)
     return;

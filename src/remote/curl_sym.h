@@ -24,7 +24,7 @@
 struct crater__curl_api {
   __typeof__(curl_global_init) *global_init;
   __typeof__(curl_easy_init) *easy_init;
-  __typeof__(curl_easy_setopt) *easy_setopt; /* use crater__curl_setopt() */
+  __typeof__(curl_easy_setopt) *easy_setopt;   /* use crater__curl_setopt() */
   __typeof__(curl_easy_getinfo) *easy_getinfo; /* use crater__curl_getinfo() */
   __typeof__(curl_easy_perform) *easy_perform;
   __typeof__(curl_easy_reset) *easy_reset;
@@ -64,15 +64,15 @@ int crater__curl_load(crater_error_t *err);
  * pointer named like the libcurl function makes libcurl's own type-checking
  * macro (which ends by calling `curl_easy_setopt(...)`) call the loaded
  * function instead of the link-time symbol. */
-#define crater__curl_setopt(handle, option, value)                                 \
-  __extension__({                                                                  \
-    __typeof__(curl_easy_setopt) *const curl_easy_setopt = crater__curl.easy_setopt; \
-    curl_easy_setopt(handle, option, value);                                       \
+#define crater__curl_setopt(handle, option, value)                                                 \
+  __extension__({                                                                                  \
+    __typeof__(curl_easy_setopt) *const curl_easy_setopt = crater__curl.easy_setopt;               \
+    curl_easy_setopt(handle, option, value);                                                       \
   })
-#define crater__curl_getinfo(handle, info, arg)                                       \
-  __extension__({                                                                     \
-    __typeof__(curl_easy_getinfo) *const curl_easy_getinfo = crater__curl.easy_getinfo; \
-    curl_easy_getinfo(handle, info, arg);                                             \
+#define crater__curl_getinfo(handle, info, arg)                                                    \
+  __extension__({                                                                                  \
+    __typeof__(curl_easy_getinfo) *const curl_easy_getinfo = crater__curl.easy_getinfo;            \
+    curl_easy_getinfo(handle, info, arg);                                                          \
   })
 
 #endif

@@ -24,12 +24,12 @@
 #include "remote/remote.h"
 
 static const char DEFAULT_ACCEPT[] =
-  "application/vnd.oci.image.index.v1+json, "
-  "application/vnd.oci.image.manifest.v1+json, "
-  "application/vnd.docker.distribution.manifest.list.v2+json, "
-  "application/vnd.docker.distribution.manifest.v2+json, "
-  "application/vnd.docker.distribution.manifest.v1+prettyjws;q=0.5, "
-  "application/vnd.docker.distribution.manifest.v1+json;q=0.5";
+    "application/vnd.oci.image.index.v1+json, "
+    "application/vnd.oci.image.manifest.v1+json, "
+    "application/vnd.docker.distribution.manifest.list.v2+json, "
+    "application/vnd.docker.distribution.manifest.v2+json, "
+    "application/vnd.docker.distribution.manifest.v1+prettyjws;q=0.5, "
+    "application/vnd.docker.distribution.manifest.v1+json;q=0.5";
 
 static void
 xfer_cleanup(crater__xfer_t *x)
@@ -52,9 +52,8 @@ static int
 check_digest(crater_remote_t *c, const char *repo, const char *d, crater_error_t *err)
 {
   if (!crater__digest_valid(d))
-    return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, 0,
-                             "%s/%s: invalid digest \"%s\"", crater__remote_host(c), repo,
-                             d ? d : "");
+    return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, 0, "%s/%s: invalid digest \"%s\"",
+                             crater__remote_host(c), repo, d ? d : "");
   return 0;
 }
 
@@ -106,9 +105,8 @@ crater_remote_fetch_manifest(crater_remote_t *c, const char *repo, const char *r
   if (check_repo(c, repo, err) < 0)
     return -1;
   if (!crater__ref_valid(ref))
-    return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, 0,
-                             "%s/%s: invalid reference \"%s\"", crater__remote_host(c), repo,
-                             ref ? ref : "");
+    return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, 0, "%s/%s: invalid reference \"%s\"",
+                             crater__remote_host(c), repo, ref ? ref : "");
   cleanup_free char *url = url_for(c, repo, "manifests", ref);
   cleanup_free char *scope = pull_scope(repo);
   cleanup_xfer crater__xfer_t x;
@@ -152,9 +150,8 @@ crater_remote_resolve(crater_remote_t *c, const char *repo, const char *ref,
   if (check_repo(c, repo, err) < 0)
     return -1;
   if (!crater__ref_valid(ref))
-    return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, 0,
-                             "%s/%s: invalid reference \"%s\"", crater__remote_host(c), repo,
-                             ref ? ref : "");
+    return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, 0, "%s/%s: invalid reference \"%s\"",
+                             crater__remote_host(c), repo, ref ? ref : "");
   cleanup_free char *url = url_for(c, repo, "manifests", ref);
   cleanup_free char *scope = pull_scope(repo);
   {
@@ -221,8 +218,7 @@ fsink_reset(void *ud, crater_error_t *err)
 }
 
 int
-crater_remote_file_sink_open(crater_remote_file_sink_t *fs, const char *path,
-                             crater_error_t *err)
+crater_remote_file_sink_open(crater_remote_file_sink_t *fs, const char *path, crater_error_t *err)
 {
   memset(fs, 0, sizeof *fs);
   fs->fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
@@ -275,7 +271,8 @@ crater_remote_fetch_many(crater_remote_t *c, const crater_remote_fetch_t *reqs, 
                       crater__short_digest(r->digest, sb), crater__remote_host(c),
                       r->repo ? r->repo : "");
     xv[i].state = XF_DONE;
-    if (check_repo(c, r->repo, &xv[i].err) < 0 || check_digest(c, r->repo, r->digest, &xv[i].err) < 0)
+    if (check_repo(c, r->repo, &xv[i].err) < 0 ||
+        check_digest(c, r->repo, r->digest, &xv[i].err) < 0)
       continue;
     if (r->sink == NULL) {
       crater_error_make(&xv[i].err, CRATER_ERR_INVALID_ARGUMENT, 0, "%s: no sink", xv[i].what);
@@ -394,15 +391,18 @@ crater_remote_push_blob(crater_remote_t *c, const char *repo, const char *digest
   int64_t chunk = opts ? opts->chunk_size : 0;
   if (from && !crater__repo_valid(from))
     return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, 0,
-                             "%s: invalid mount source repository \"%s\"", crater__remote_host(c), from);
+                             "%s: invalid mount source repository \"%s\"", crater__remote_host(c),
+                             from);
   if (size < 0 || fd < 0)
-    return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, 0, "push blob: need a size and a source fd");
+    return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, 0,
+                             "push blob: need a size and a source fd");
   char sb[32];
   const char *sd = crater__short_digest(digest, sb);
   const char *host = crater__remote_host(c);
-  cleanup_free char *scope = from && strcmp(from, repo) != 0
-                                 ? xasprintf("repository:%s:pull,push repository:%s:pull", repo, from)
-                                 : xasprintf("repository:%s:pull,push", repo);
+  cleanup_free char *scope =
+      from && strcmp(from, repo) != 0
+          ? xasprintf("repository:%s:pull,push repository:%s:pull", repo, from)
+          : xasprintf("repository:%s:pull,push", repo);
 
   int have = blob_head(c, repo, digest, scope, err);
   if (have < 0)
@@ -490,18 +490,18 @@ crater_remote_push_blob(crater_remote_t *c, const char *repo, const char *digest
 }
 
 int
-crater_remote_push_manifest(crater_remote_t *c, const char *repo, const char *ref,
-                            const char *body, size_t len, const char *media_type,
-                            char **digest_out, crater_error_t *err)
+crater_remote_push_manifest(crater_remote_t *c, const char *repo, const char *ref, const char *body,
+                            size_t len, const char *media_type, char **digest_out,
+                            crater_error_t *err)
 {
   if (check_repo(c, repo, err) < 0)
     return -1;
   if (!crater__ref_valid(ref))
-    return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, 0,
-                             "%s/%s: invalid reference \"%s\"", crater__remote_host(c), repo,
-                             ref ? ref : "");
+    return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, 0, "%s/%s: invalid reference \"%s\"",
+                             crater__remote_host(c), repo, ref ? ref : "");
   if (media_type == NULL || *media_type == '\0' || strpbrk(media_type, "\r\n"))
-    return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, 0, "push manifest: invalid media type");
+    return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, 0,
+                             "push manifest: invalid media type");
   if (len > CRATER_REMOTE_MANIFEST_MAX)
     return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, 0,
                              "push manifest: %zu bytes exceeds the 4 MiB limit", len);
@@ -522,8 +522,8 @@ crater_remote_push_manifest(crater_remote_t *c, const char *repo, const char *re
   x.content_type = media_type;
   if (crater__xfer_run(&x, err) < 0)
     return -1;
-  if (x.h_digest && crater__digest_valid(x.h_digest) && strncmp(x.h_digest, "sha256:", 7) == 0
-      && strcmp(x.h_digest, dg) != 0)
+  if (x.h_digest && crater__digest_valid(x.h_digest) && strncmp(x.h_digest, "sha256:", 7) == 0 &&
+      strcmp(x.h_digest, dg) != 0)
     return crater_error_make(err, CRATER_ERR_DATA_LOSS, 0, "%s: registry says digest %s", x.what,
                              x.h_digest);
   if (digest_out)

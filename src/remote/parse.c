@@ -118,8 +118,7 @@ is_param_start(const char *p)
 }
 
 int
-crater__parse_challenges(const char *hdr, crater__challenge_t **out, size_t *n,
-                         crater_error_t *err)
+crater__parse_challenges(const char *hdr, crater__challenge_t **out, size_t *n, crater_error_t *err)
 {
   crater__challenge_t *list = NULL;
   size_t count = 0;
@@ -187,8 +186,7 @@ crater__parse_challenges(const char *hdr, crater__challenge_t **out, size_t *n,
 bad:
   crater__challenges_free(list, count);
   return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, 0,
-                           "malformed WWW-Authenticate header near offset %zu",
-                           (size_t) (p - hdr));
+                           "malformed WWW-Authenticate header near offset %zu", (size_t) (p - hdr));
 }
 
 int64_t
@@ -232,8 +230,7 @@ parse_i64(const char **pp, int64_t *out)
 }
 
 int
-crater__parse_content_range(const char *v, int64_t *start, int64_t *end,
-                            int64_t *total)
+crater__parse_content_range(const char *v, int64_t *start, int64_t *end, int64_t *total)
 {
   if (v == NULL)
     return -1;
@@ -299,9 +296,9 @@ origin_of(const char *url, char **scheme, char **host, long *port)
   int r = -1;
   if (crater__curl.url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK)
     goto out;
-  if (crater__curl.url_get(u, CURLUPART_SCHEME, &s, 0) != CURLUE_OK
-      || crater__curl.url_get(u, CURLUPART_HOST, &h, 0) != CURLUE_OK
-      || crater__curl.url_get(u, CURLUPART_PORT, &pt, CURLU_DEFAULT_PORT) != CURLUE_OK)
+  if (crater__curl.url_get(u, CURLUPART_SCHEME, &s, 0) != CURLUE_OK ||
+      crater__curl.url_get(u, CURLUPART_HOST, &h, 0) != CURLUE_OK ||
+      crater__curl.url_get(u, CURLUPART_PORT, &pt, CURLU_DEFAULT_PORT) != CURLUE_OK)
     goto out;
   *scheme = lower_dup(s, strlen(s));
   *host = lower_dup(h, strlen(h));
@@ -320,8 +317,7 @@ crater__same_origin(const char *a, const char *b)
 {
   cleanup_free char *sa = NULL, *ha = NULL, *sb = NULL, *hb = NULL;
   long pa = 0, pb = 0;
-  if (a == NULL || b == NULL || origin_of(a, &sa, &ha, &pa) < 0
-      || origin_of(b, &sb, &hb, &pb) < 0)
+  if (a == NULL || b == NULL || origin_of(a, &sa, &ha, &pa) < 0 || origin_of(b, &sb, &hb, &pb) < 0)
     return false;
   return strcmp(sa, sb) == 0 && strcmp(ha, hb) == 0 && pa == pb;
 }
@@ -331,9 +327,9 @@ crater__resolve_url(const char *base, const char *ref)
 {
   CURLU *u = crater__curl.url();
   char *s = NULL, *r = NULL;
-  if (crater__curl.url_set(u, CURLUPART_URL, base, 0) == CURLUE_OK
-      && crater__curl.url_set(u, CURLUPART_URL, ref, 0) == CURLUE_OK
-      && crater__curl.url_get(u, CURLUPART_URL, &s, 0) == CURLUE_OK)
+  if (crater__curl.url_set(u, CURLUPART_URL, base, 0) == CURLUE_OK &&
+      crater__curl.url_set(u, CURLUPART_URL, ref, 0) == CURLUE_OK &&
+      crater__curl.url_get(u, CURLUPART_URL, &s, 0) == CURLUE_OK)
     r = xstrdup(s);
   crater__curl.free(s);
   crater__curl.url_cleanup(u);

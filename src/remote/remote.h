@@ -44,21 +44,21 @@ typedef struct crater_remote_s crater_remote_t;
 /* Options for crater_remote_new.  Strings are copied; NULL means unset.
  * Zero numbers mean "default". */
 typedef struct {
-  const char *host;            /* "host[:port]", required */
-  bool plain_http;             /* http:// instead of https:// */
-  const char *ca_file;         /* extra CA bundle (PEM); system CAs otherwise */
-  const char *cert_file;       /* client certificate (PEM) */
-  const char *key_file;        /* client key (PEM) */
-  bool insecure_skip_verify;   /* do not verify the peer certificate/host */
-  const char *username;        /* Basic credentials (also used for tokens) */
+  const char *host;          /* "host[:port]", required */
+  bool plain_http;           /* http:// instead of https:// */
+  const char *ca_file;       /* extra CA bundle (PEM); system CAs otherwise */
+  const char *cert_file;     /* client certificate (PEM) */
+  const char *key_file;      /* client key (PEM) */
+  bool insecure_skip_verify; /* do not verify the peer certificate/host */
+  const char *username;      /* Basic credentials (also used for tokens) */
   const char *password;
-  long connect_timeout_ms;     /* default 30000 */
-  long low_speed_limit;        /* bytes/s; default 1 */
-  long low_speed_time;         /* seconds below the limit; default 30 */
-  int retries;                 /* extra attempts per request; default 4; <0 = none */
-  long backoff_base_ms;        /* first retry delay; default 200 */
-  long backoff_max_ms;         /* cap on any delay incl. Retry-After; default 30000 */
-  const char *user_agent;      /* default "crater/<version>" */
+  long connect_timeout_ms; /* default 30000 */
+  long low_speed_limit;    /* bytes/s; default 1 */
+  long low_speed_time;     /* seconds below the limit; default 30 */
+  int retries;             /* extra attempts per request; default 4; <0 = none */
+  long backoff_base_ms;    /* first retry delay; default 200 */
+  long backoff_max_ms;     /* cap on any delay incl. Retry-After; default 30000 */
+  const char *user_agent;  /* default "crater/<version>" */
 } crater_remote_options_t;
 
 /* Creates a client.  Returns NULL and fills *err on bad options. */
@@ -70,10 +70,10 @@ CRATER_PUBLIC void crater_remote_free(crater_remote_t *c);
 
 /* Counters for tests and diagnostics. */
 typedef struct {
-  unsigned requests;        /* HTTP requests sent to the registry */
-  unsigned token_requests;  /* requests to a bearer-token realm */
-  unsigned retries;         /* requests repeated after an error */
-  unsigned resumes;         /* blob downloads continued with Range */
+  unsigned requests;       /* HTTP requests sent to the registry */
+  unsigned token_requests; /* requests to a bearer-token realm */
+  unsigned retries;        /* requests repeated after an error */
+  unsigned resumes;        /* blob downloads continued with Range */
 } crater_remote_stats_t;
 CRATER_PUBLIC void crater_remote_stats(const crater_remote_t *c, crater_remote_stats_t *out);
 
@@ -81,7 +81,7 @@ CRATER_PUBLIC void crater_remote_stats(const crater_remote_t *c, crater_remote_s
  * with crater_remote_descriptor_clear. */
 typedef struct {
   char *media_type;
-  char *digest;   /* "sha256:<hex>" */
+  char *digest; /* "sha256:<hex>" */
   int64_t size;
 } crater_remote_descriptor_t;
 CRATER_PUBLIC void crater_remote_descriptor_clear(crater_remote_descriptor_t *d);
@@ -95,10 +95,8 @@ CRATER_PUBLIC int crater_remote_ping(crater_remote_t *c, crater_error_t *err);
  * the body).  The Accept list covers OCI index/manifest, Docker manifest
  * list/schema2 and schema1 (so the caller can refuse schema1 by its media
  * type).  Fills *out; the caller clears it. */
-CRATER_PUBLIC int crater_remote_resolve(crater_remote_t *c, const char *repo,
-                                        const char *ref,
-                                        crater_remote_descriptor_t *out,
-                                        crater_error_t *err);
+CRATER_PUBLIC int crater_remote_resolve(crater_remote_t *c, const char *repo, const char *ref,
+                                        crater_remote_descriptor_t *out, crater_error_t *err);
 
 /* Maximum manifest size accepted by crater_remote_fetch_manifest. */
 #define CRATER_REMOTE_MANIFEST_MAX (4u << 20)
@@ -109,9 +107,8 @@ CRATER_PUBLIC int crater_remote_resolve(crater_remote_t *c, const char *repo,
  * *body (malloc'd, NUL-terminated, *len bytes) and desc (media type from
  * Content-Type, digest, size) go to the caller. */
 CRATER_PUBLIC int crater_remote_fetch_manifest(crater_remote_t *c, const char *repo,
-                                               const char *ref, const char *accept,
-                                               char **body, size_t *len,
-                                               crater_remote_descriptor_t *desc,
+                                               const char *ref, const char *accept, char **body,
+                                               size_t *len, crater_remote_descriptor_t *desc,
                                                crater_error_t *err);
 
 /* Where blob bytes go.  All ops run inside curl callbacks: they must not
@@ -134,10 +131,9 @@ typedef struct {
   int64_t size;
   char *path;
 } crater_remote_file_sink_t;
-CRATER_PUBLIC int crater_remote_file_sink_open(crater_remote_file_sink_t *fs,
-                                               const char *path, crater_error_t *err);
-CRATER_PUBLIC int crater_remote_file_sink_close(crater_remote_file_sink_t *fs,
-                                                crater_error_t *err);
+CRATER_PUBLIC int crater_remote_file_sink_open(crater_remote_file_sink_t *fs, const char *path,
+                                               crater_error_t *err);
+CRATER_PUBLIC int crater_remote_file_sink_close(crater_remote_file_sink_t *fs, crater_error_t *err);
 
 /* One blob download for crater_remote_fetch_many. */
 typedef struct {
@@ -164,16 +160,14 @@ typedef int (*crater_remote_progress_fn)(void *ud, size_t i, int64_t done, int64
  * errs (n entries, caller zeroes them) receives one error per failed
  * request.  Returns 0 when all succeeded, -1 when some failed (then *err
  * says how many and repeats the first) . */
-CRATER_PUBLIC int crater_remote_fetch_many(crater_remote_t *c,
-                                           const crater_remote_fetch_t *reqs, size_t n,
-                                           size_t max_parallel,
+CRATER_PUBLIC int crater_remote_fetch_many(crater_remote_t *c, const crater_remote_fetch_t *reqs,
+                                           size_t n, size_t max_parallel,
                                            crater_remote_progress_fn progress, void *ud,
                                            crater_error_t *errs, crater_error_t *err);
 
 /* One blob download; same rules as fetch_many. */
-CRATER_PUBLIC int crater_remote_fetch_blob(crater_remote_t *c, const char *repo,
-                                           const char *digest, int64_t size,
-                                           crater_remote_sink_t *sink,
+CRATER_PUBLIC int crater_remote_fetch_blob(crater_remote_t *c, const char *repo, const char *digest,
+                                           int64_t size, crater_remote_sink_t *sink,
                                            crater_error_t *err);
 
 /* HEAD the blob: 1 present, 0 absent, <0 error. */
@@ -187,9 +181,9 @@ typedef enum {
 } crater_remote_push_result_t;
 
 typedef struct {
-  const char *mount_from;  /* repo on the same registry to mount from, or NULL */
-  int64_t chunk_size;      /* >0: chunked PATCH upload in pieces of this size;
-                              0: monolithic PUT (default) */
+  const char *mount_from; /* repo on the same registry to mount from, or NULL */
+  int64_t chunk_size;     /* >0: chunked PATCH upload in pieces of this size;
+                             0: monolithic PUT (default) */
 } crater_remote_push_opts_t;
 
 /* Pushes size bytes read from fd (at offsets 0..size, with pread: the fd's
@@ -197,21 +191,20 @@ typedef struct {
  * then mount when opts->mount_from is set, else POST + PUT (monolithic) or
  * POST + PATCH... + PUT (chunked).  Returns a crater_remote_push_result_t
  * (>0) or -1. opts may be NULL. */
-CRATER_PUBLIC int crater_remote_push_blob(crater_remote_t *c, const char *repo,
-                                          const char *digest, int64_t size, int fd,
+CRATER_PUBLIC int crater_remote_push_blob(crater_remote_t *c, const char *repo, const char *digest,
+                                          int64_t size, int fd,
                                           const crater_remote_push_opts_t *opts,
                                           crater_error_t *err);
 
 /* PUTs a manifest under ref (a tag or a digest) with Content-Type
  * media_type.  *digest_out (may be NULL) gets the sha256 digest of body. */
-CRATER_PUBLIC int crater_remote_push_manifest(crater_remote_t *c, const char *repo,
-                                              const char *ref, const char *body,
-                                              size_t len, const char *media_type,
+CRATER_PUBLIC int crater_remote_push_manifest(crater_remote_t *c, const char *repo, const char *ref,
+                                              const char *body, size_t len, const char *media_type,
                                               char **digest_out, crater_error_t *err);
 
 /* GET /v2/<repo>/tags/list (first page, up to 10000 tags): *tags is a
  * malloc'd array of malloc'd strings, *n its length. */
-CRATER_PUBLIC int crater_remote_list_tags(crater_remote_t *c, const char *repo,
-                                          char ***tags, size_t *n, crater_error_t *err);
+CRATER_PUBLIC int crater_remote_list_tags(crater_remote_t *c, const char *repo, char ***tags,
+                                          size_t *n, crater_error_t *err);
 
 #endif

@@ -23,8 +23,8 @@ typedef struct {
 
 /* One challenge of a WWW-Authenticate header (RFC 9110 section 11). */
 typedef struct {
-  char *scheme;                 /* lower-cased: "bearer", "basic" */
-  char *token68;                /* rare; NULL when params are used */
+  char *scheme;  /* lower-cased: "bearer", "basic" */
+  char *token68; /* rare; NULL when params are used */
   crater__auth_param_t *params;
   size_t n;
 } crater__challenge_t;
@@ -46,8 +46,7 @@ int64_t crater__parse_retry_after(const char *v, time_t now);
 
 /* Content-Range of a 206: "bytes <start>-<end>/<total|*>".  *total is -1
  * for '*'.  Returns 0 or -1 when malformed (or end < start). */
-int crater__parse_content_range(const char *v, int64_t *start, int64_t *end,
-                                int64_t *total);
+int crater__parse_content_range(const char *v, int64_t *start, int64_t *end, int64_t *total);
 
 /* Range header of an upload status: "0-<end>" (or "bytes=0-<end>").
  * Returns 0 or -1. */
@@ -75,7 +74,6 @@ bool crater__digest_valid(const char *d);
 bool crater__repo_valid(const char *repo);
 bool crater__ref_valid(const char *ref);
 
-
 /* ---- the request engine (client.c), used by the operations (ops.c) ---- */
 #ifdef CRATER_REMOTE_ENGINE
 
@@ -95,21 +93,21 @@ typedef struct crater__xfer {
   crater__xstate_t state;
 
   /* request */
-  const char *method;        /* "GET", "HEAD", "POST", "PUT", "PATCH" */
-  char *url;                 /* absolute; changes on redirect */
-  char *what;                /* "fetch blob sha256:ab.. from host/repo" */
-  char *scope;               /* token scope(s) wanted, space-separated */
+  const char *method; /* "GET", "HEAD", "POST", "PUT", "PATCH" */
+  char *url;          /* absolute; changes on redirect */
+  char *what;         /* "fetch blob sha256:ab.. from host/repo" */
+  char *scope;        /* token scope(s) wanted, space-separated */
   const char *accept;
   const char *content_type;
-  char *extra_header;        /* e.g. "Content-Range: 0-99" */
-  int body_fd;               /* upload from fd (pread) ... */
-  const char *body_mem;      /* ... or from memory */
+  char *extra_header;   /* e.g. "Content-Range: 0-99" */
+  int body_fd;          /* upload from fd (pread) ... */
+  const char *body_mem; /* ... or from memory */
   int64_t body_off, body_len, body_pos;
   bool has_body;
 
   /* response destination: sink, memory (to_mem, mem_max) or discarded */
   crater_remote_sink_t *sink;
-  int64_t expected;          /* sink: full size, <0 unknown */
+  int64_t expected; /* sink: full size, <0 unknown */
   bool to_mem;
   size_t mem_max;
   char *mem;
@@ -119,32 +117,30 @@ typedef struct crater__xfer {
   long status;
   bool body_started, err_body, restart_zero;
   int64_t start_off, got;
-  char *h_ctype, *h_digest, *h_location, *h_wwwauth, *h_retry_after, *h_crange,
-      *h_range;
+  char *h_ctype, *h_digest, *h_location, *h_wwwauth, *h_retry_after, *h_crange, *h_range;
   char *errbody;
   size_t errlen, errcap;
-  crater_error_t cb_err;     /* raised inside a curl callback: final */
+  crater_error_t cb_err; /* raised inside a curl callback: final */
 
   /* across attempts */
   int attempt, redirects, resumes;
   bool auth_retried;
-  char *sent_bearer;         /* token sent with the last attempt (wiped) */
+  char *sent_bearer; /* token sent with the last attempt (wiped) */
   int64_t not_before_ns;
   int64_t last_report_ns, last_reported;
-  crater_error_t err;        /* final error when state == XF_DONE and failed */
+  crater_error_t err; /* final error when state == XF_DONE and failed */
 } crater__xfer_t;
 
 /* Sets up x for method on url (copied); what is a printf description. */
-void crater__xfer_init(crater__xfer_t *x, crater_remote_t *c, const char *method,
-                       const char *url, const char *scope, const char *what_fmt, ...)
+void crater__xfer_init(crater__xfer_t *x, crater_remote_t *c, const char *method, const char *url,
+                       const char *scope, const char *what_fmt, ...)
     __attribute__((format(printf, 6, 7)));
 void crater__xfer_clear(crater__xfer_t *x);
 
 /* Runs every xfer to completion (up to max_parallel at once).  Each ends
  * XF_DONE with x->err set on failure.  Returns the number that failed. */
-size_t crater__xfer_run_all(crater_remote_t *c, crater__xfer_t **xs, size_t n,
-                            size_t max_parallel, crater_remote_progress_fn progress,
-                            void *ud);
+size_t crater__xfer_run_all(crater_remote_t *c, crater__xfer_t **xs, size_t n, size_t max_parallel,
+                            crater_remote_progress_fn progress, void *ud);
 
 /* Runs one xfer; on failure moves its error to *err and returns -1. */
 int crater__xfer_run(crater__xfer_t *x, crater_error_t *err);

@@ -106,8 +106,7 @@ cg_write(const char *dir, const char *file, const char *val, crater_error_t *err
   return crater__write_str(p, val, err);
 }
 
-static int
-cg_writef(const char *dir, const char *file, crater_error_t *err, const char *fmt, ...)
+static int cg_writef(const char *dir, const char *file, crater_error_t *err, const char *fmt, ...)
     CRATER_PRINTF(4, 5);
 static int
 cg_writef(const char *dir, const char *file, crater_error_t *err, const char *fmt, ...)
@@ -157,7 +156,8 @@ cg_mkdir(const char *hier, const char *path, bool v2, crater_error_t *err)
         cleanup_free char *cpus = cg_read(parent, "cpuset.cpus");
         cleanup_free char *mems = cg_read(parent, "cpuset.mems");
         crater_error_t e = NULL;
-        if (cpus && (cg_write(d, "cpuset.cpus", cpus, &e) < 0 || cg_write(d, "cpuset.mems", mems, &e) < 0)) {
+        if (cpus && (cg_write(d, "cpuset.cpus", cpus, &e) < 0 ||
+                     cg_write(d, "cpuset.mems", mems, &e) < 0)) {
           crater_error_move(err, &e);
           return crater_error_wrap(err, "init cpuset %s", d);
         }
@@ -169,7 +169,8 @@ cg_mkdir(const char *hier, const char *path, bool v2, crater_error_t *err)
       /* enable controllers for the next level; best effort */
       cleanup_free char *ctrls = cg_read(d, "cgroup.controllers");
       char *save = NULL;
-      for (char *t = ctrls ? strtok_r(ctrls, " \n", &save) : NULL; t; t = strtok_r(NULL, " \n", &save)) {
+      for (char *t = ctrls ? strtok_r(ctrls, " \n", &save) : NULL; t;
+           t = strtok_r(NULL, " \n", &save)) {
         crater_error_t e = NULL;
         cleanup_free char *plus = xasprintf("+%s", t);
         if (cg_write(d, "cgroup.subtree_control", plus, &e) < 0)
@@ -206,7 +207,7 @@ dev_rule(json_t *r, bool *allow)
 
 /* Devices every container gets (the default /dev nodes and ptys). */
 static const char *const default_devices[] = {
-  "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm", "c 5:0 rwm",
+  "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm",   "c 1:8 rwm",    "c 1:9 rwm", "c 5:0 rwm",
   "c 5:1 rwm", "c 5:2 rwm", "c 136:* rwm", "c 10:200 rwm", NULL,
 };
 
@@ -237,13 +238,15 @@ apply_v1(const char *path, json_t *res, json_t *linux_devs, crater_error_t *err)
         crater_error_release(&e);
       }
     }
-    if (resv > 0 && cg_writef(dmem, "memory.soft_limit_in_bytes", err, "%lld", (long long) resv) < 0)
+    if (resv > 0 &&
+        cg_writef(dmem, "memory.soft_limit_in_bytes", err, "%lld", (long long) resv) < 0)
       return -1;
     json_int_t swappiness = crater__ji(mem, "swappiness", -1);
     if (swappiness >= 0 && swappiness <= 100 &&
         cg_writef(dmem, "memory.swappiness", err, "%lld", (long long) swappiness) < 0)
       return -1;
-    if (crater__jb(mem, "disableOOMKiller", false) && cg_write(dmem, "memory.oom_control", "1", err) < 0)
+    if (crater__jb(mem, "disableOOMKiller", false) &&
+        cg_write(dmem, "memory.oom_control", "1", err) < 0)
       return -1;
   }
   if (json_is_object(cpu)) {
@@ -271,7 +274,8 @@ apply_v1(const char *path, json_t *res, json_t *linux_devs, crater_error_t *err)
   if (json_is_array(devs) && access(ddev, F_OK) == 0) {
     size_t i;
     json_t *r;
-    json_array_foreach(devs, i, r) {
+    json_array_foreach(devs, i, r)
+    {
       bool allow;
       cleanup_free char *rule = dev_rule(r, &allow);
       if (cg_write(ddev, allow ? "devices.allow" : "devices.deny", rule, err) < 0)
@@ -280,11 +284,12 @@ apply_v1(const char *path, json_t *res, json_t *linux_devs, crater_error_t *err)
     for (i = 0; default_devices[i]; i++)
       if (cg_write(ddev, "devices.allow", default_devices[i], err) < 0)
         return -1;
-    json_array_foreach(linux_devs, i, r) {
+    json_array_foreach(linux_devs, i, r)
+    {
       const char *t = crater__js(r, "type");
-      cleanup_free char *rule = xasprintf("%s %lld:%lld rwm", t && *t == 'b' ? "b" : "c",
-                                          (long long) crater__ji(r, "major", 0),
-                                          (long long) crater__ji(r, "minor", 0));
+      cleanup_free char *rule =
+          xasprintf("%s %lld:%lld rwm", t && *t == 'b' ? "b" : "c",
+                    (long long) crater__ji(r, "major", 0), (long long) crater__ji(r, "minor", 0));
       if (cg_write(ddev, "devices.allow", rule, err) < 0)
         return -1;
     }
@@ -335,7 +340,8 @@ apply_v2(const char *path, json_t *res, crater_error_t *err)
     if (quota != 0 || period > 0) {
       int r = quota > 0 ? cg_writef(d, "cpu.max", err, "%lld %lld", (long long) quota,
                                     (long long) (period > 0 ? period : 100000))
-                        : cg_writef(d, "cpu.max", err, "max %lld", (long long) (period > 0 ? period : 100000));
+                        : cg_writef(d, "cpu.max", err, "max %lld",
+                                    (long long) (period > 0 ? period : 100000));
       if (r < 0)
         return -1;
     }
@@ -354,9 +360,12 @@ apply_v2(const char *path, json_t *res, crater_error_t *err)
   json_t *unified = json_object_get(res, "unified");
   const char *k;
   json_t *v;
-  json_object_foreach(unified, k, v) {
+  json_object_foreach(unified, k, v)
+  {
     if (strchr(k, '/') || !json_is_string(v) || cg_write(d, k, json_string_value(v), err) < 0)
-      return err && *err ? -1 : crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, 0, "bad unified key %s", k);
+      return err && *err
+                 ? -1
+                 : crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, 0, "bad unified key %s", k);
   }
   json_t *devs = json_object_get(res, "devices");
   if (json_array_size(devs) > 1)
@@ -482,8 +491,8 @@ crater__cgroup_freeze(const char *path, bool frozen, crater_error_t *err)
     }
     usleep(1000);
   }
-  return crater_error_make(err, CRATER_ERR_DEADLINE_EXCEEDED, ETIMEDOUT,
-                           "%s cgroup %s: timed out", frozen ? "freeze" : "thaw", path);
+  return crater_error_make(err, CRATER_ERR_DEADLINE_EXCEEDED, ETIMEDOUT, "%s cgroup %s: timed out",
+                           frozen ? "freeze" : "thaw", path);
 }
 
 static char *
@@ -673,9 +682,10 @@ crater__cgroup_destroy(const char *path, crater_error_t *err)
       break;
     }
     if (mono_us() > deadline) {
-      crater_error_make(err, CRATER_ERR_FAILED_PRECONDITION, EBUSY,
-                        "cgroup %s: %zu process(es) still present after %d s of SIGKILL (first: pid %d)", path,
-                        np, DESTROY_KILL_US / 1000000, (int) pids[0]);
+      crater_error_make(
+          err, CRATER_ERR_FAILED_PRECONDITION, EBUSY,
+          "cgroup %s: %zu process(es) still present after %d s of SIGKILL (first: pid %d)", path,
+          np, DESTROY_KILL_US / 1000000, (int) pids[0]);
       free(pids);
       ret = -1;
       goto done;
@@ -779,28 +789,28 @@ crater__cgroup_stats(const char *path, crater_error_t *err)
     json_decref(thr);
     json_t *oomc = kv_file(dm, "memory.oom_control");
     json_t *raw = kv_file(dm, "memory.stat");
-    memory = json_pack(
-        "{s:I,s:{s:I,s:I,s:I,s:I},s:{s:I,s:I,s:I,s:I},s:I,s:I,s:o}", "cache", kv_get(raw, "cache"),
-        "usage", "usage", (json_int_t) cg_read_ll(dm, "memory.usage_in_bytes"), "limit",
-        (json_int_t) cg_read_ll(dm, "memory.limit_in_bytes"), "max",
-        (json_int_t) cg_read_ll(dm, "memory.max_usage_in_bytes"), "failcnt",
-        (json_int_t) cg_read_ll(dm, "memory.failcnt"), "swap", "usage",
-        (json_int_t) cg_read_ll(dm, "memory.memsw.usage_in_bytes"), "limit",
-        (json_int_t) cg_read_ll(dm, "memory.memsw.limit_in_bytes"), "max",
-        (json_int_t) cg_read_ll(dm, "memory.memsw.max_usage_in_bytes"), "failcnt",
-        (json_int_t) cg_read_ll(dm, "memory.memsw.failcnt"), "oom", kv_get(oomc, "under_oom"),
-        "oom_kill", kv_get(oomc, "oom_kill"), "raw", raw);
+    memory = json_pack("{s:I,s:{s:I,s:I,s:I,s:I},s:{s:I,s:I,s:I,s:I},s:I,s:I,s:o}", "cache",
+                       kv_get(raw, "cache"), "usage", "usage",
+                       (json_int_t) cg_read_ll(dm, "memory.usage_in_bytes"), "limit",
+                       (json_int_t) cg_read_ll(dm, "memory.limit_in_bytes"), "max",
+                       (json_int_t) cg_read_ll(dm, "memory.max_usage_in_bytes"), "failcnt",
+                       (json_int_t) cg_read_ll(dm, "memory.failcnt"), "swap", "usage",
+                       (json_int_t) cg_read_ll(dm, "memory.memsw.usage_in_bytes"), "limit",
+                       (json_int_t) cg_read_ll(dm, "memory.memsw.limit_in_bytes"), "max",
+                       (json_int_t) cg_read_ll(dm, "memory.memsw.max_usage_in_bytes"), "failcnt",
+                       (json_int_t) cg_read_ll(dm, "memory.memsw.failcnt"), "oom",
+                       kv_get(oomc, "under_oom"), "oom_kill", kv_get(oomc, "oom_kill"), "raw", raw);
     json_decref(oomc);
     pids = json_pack("{s:I,s:I}", "current", (json_int_t) cg_read_ll(dp, "pids.current"), "limit",
                      (json_int_t) cg_read_ll(dp, "pids.max"));
   }
-  return json_pack("{s:o,s:o,s:o,s:{},s:{}}", "cpu", cpu, "memory", memory, "pids", pids,
-                   "blkio", "hugetlb");
+  return json_pack("{s:o,s:o,s:o,s:{},s:{}}", "cpu", cpu, "memory", memory, "pids", pids, "blkio",
+                   "hugetlb");
 }
 
 int
-crater__cgroup_mount(const char *path, int rootfd, const char *where, unsigned long flags, bool cgroupns,
-                     crater_error_t *err)
+crater__cgroup_mount(const char *path, int rootfd, const char *where, unsigned long flags,
+                     bool cgroupns, crater_error_t *err)
 {
   unsigned long base = flags & (MS_NOSUID | MS_NODEV | MS_NOEXEC);
   char dest[64];
@@ -814,7 +824,8 @@ crater__cgroup_mount(const char *path, int rootfd, const char *where, unsigned l
     cleanup_free char *src = cg_dir(NULL, path);
     if (mount(src, dest, NULL, MS_BIND | MS_REC, NULL) < 0)
       return crater_error_sys(err, errno, "bind %s on cgroup mount", src);
-    if ((flags & MS_RDONLY) && mount(NULL, dest, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | base, NULL) < 0)
+    if ((flags & MS_RDONLY) &&
+        mount(NULL, dest, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | base, NULL) < 0)
       return crater_error_sys(err, errno, "remount cgroup read-only");
     return 0;
   }

@@ -47,10 +47,10 @@ static const struct {
   int flag;
   const char *proc;
 } ns_types[] = {
-  { "user", CLONE_NEWUSER, "user" }, { "ipc", CLONE_NEWIPC, "ipc" }, { "uts", CLONE_NEWUTS, "uts" },
-  { "network", CLONE_NEWNET, "net" }, { "pid", CLONE_NEWPID, "pid" },
-  { "cgroup", CLONE_NEWCGROUP, "cgroup" }, { "mount", CLONE_NEWNS, "mnt" },
-  { "time", 0x80 /* CLONE_NEWTIME */, "time" },
+  { "user", CLONE_NEWUSER, "user" }, { "ipc", CLONE_NEWIPC, "ipc" },
+  { "uts", CLONE_NEWUTS, "uts" },    { "network", CLONE_NEWNET, "net" },
+  { "pid", CLONE_NEWPID, "pid" },    { "cgroup", CLONE_NEWCGROUP, "cgroup" },
+  { "mount", CLONE_NEWNS, "mnt" },   { "time", 0x80 /* CLONE_NEWTIME */, "time" },
 };
 #define N_NS (sizeof ns_types / sizeof *ns_types)
 
@@ -76,15 +76,16 @@ open_ns_paths(create_ctx_t *c, crater_error_t *err)
     c->join_fds[i] = -1;
   size_t i;
   json_t *ns;
-  json_array_foreach(crater__jpath(c->config, "linux.namespaces"), i, ns) {
+  json_array_foreach(crater__jpath(c->config, "linux.namespaces"), i, ns)
+  {
     const char *t = crater__js(ns, "type"), *p = crater__js(ns, "path");
     size_t k;
     for (k = 0; t && k < N_NS; k++)
       if (strcmp(t, ns_types[k].name) == 0)
         break;
     if (t == NULL || k == N_NS)
-      return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, EINVAL, "unknown namespace type '%s'",
-                               t ? t : "");
+      return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, EINVAL,
+                               "unknown namespace type '%s'", t ? t : "");
     if (p && *p) {
       c->join_fds[k] = open(p, O_RDONLY | O_CLOEXEC);
       if (c->join_fds[k] < 0)
@@ -112,9 +113,11 @@ write_maps(pid_t pid, json_t *config, crater_error_t *err)
     cleanup_free char *buf = xstrdup("");
     size_t i;
     json_t *m;
-    json_array_foreach(maps, i, m) {
-      char *n = xasprintf("%s%lld %lld %lld\n", buf, (long long) crater__ji(m, "containerID", 0),
-                          (long long) crater__ji(m, "hostID", 0), (long long) crater__ji(m, "size", 0));
+    json_array_foreach(maps, i, m)
+    {
+      char *n =
+          xasprintf("%s%lld %lld %lld\n", buf, (long long) crater__ji(m, "containerID", 0),
+                    (long long) crater__ji(m, "hostID", 0), (long long) crater__ji(m, "size", 0));
       free(buf);
       buf = n;
     }
@@ -130,8 +133,10 @@ host_id(json_t *config, const char *key, unsigned id)
 {
   size_t i;
   json_t *m;
-  json_array_foreach(crater__jpath(config, key), i, m) {
-    json_int_t c = crater__ji(m, "containerID", 0), h = crater__ji(m, "hostID", 0), s = crater__ji(m, "size", 0);
+  json_array_foreach(crater__jpath(config, key), i, m)
+  {
+    json_int_t c = crater__ji(m, "containerID", 0), h = crater__ji(m, "hostID", 0),
+               s = crater__ji(m, "size", 0);
     if (id >= c && id < c + s)
       return (uid_t) (h + (id - c));
   }
@@ -141,9 +146,9 @@ host_id(json_t *config, const char *key, unsigned id)
 static json_t *
 creating_state(create_ctx_t *c, pid_t pid, const char *status)
 {
-  return json_pack("{s:s,s:s,s:I,s:s,s:s,s:s,s:O*}", "ociVersion", CRATER_OCI_VERSION, "id", c->o->id,
-                   "pid", (json_int_t) pid, "status", status, "bundle", c->bundle, "rootfs", c->rootfs,
-                   "annotations", json_object_get(c->config, "annotations"));
+  return json_pack("{s:s,s:s,s:I,s:s,s:s,s:s,s:O*}", "ociVersion", CRATER_OCI_VERSION, "id",
+                   c->o->id, "pid", (json_int_t) pid, "status", status, "bundle", c->bundle,
+                   "rootfs", c->rootfs, "annotations", json_object_get(c->config, "annotations"));
 }
 
 /* --- the container init (child side) ------------------------------------ */
@@ -176,13 +181,19 @@ init_setup(create_ctx_t *c, int sync, int *fifo_fd, char **exe, crater_error_t *
       return crater_error_sys(err, errno, "setdomainname %s", dn);
   }
   crater_rootfs_ctx_t rc = {
-    .config = c->config, .bundle = c->bundle, .rootfs = c->rootfs, .cgroup_path = c->cgroup_path,
-    .no_pivot = c->o->no_pivot, .new_userns = (c->new_flags & CLONE_NEWUSER) != 0,
-    .new_cgroupns = (c->new_flags & CLONE_NEWCGROUP) != 0, .new_netns = (c->new_flags & CLONE_NEWNET) != 0,
+    .config = c->config,
+    .bundle = c->bundle,
+    .rootfs = c->rootfs,
+    .cgroup_path = c->cgroup_path,
+    .no_pivot = c->o->no_pivot,
+    .new_userns = (c->new_flags & CLONE_NEWUSER) != 0,
+    .new_cgroupns = (c->new_flags & CLONE_NEWCGROUP) != 0,
+    .new_netns = (c->new_flags & CLONE_NEWNET) != 0,
   };
   if (crater__rootfs_prepare(&rc, err) < 0)
     return -1;
-  if (crater__sync_send(sync, SYNC_HOOKS, 0, err) < 0 || crater__sync_recv(sync, SYNC_HOOKS_DONE, NULL, err) < 0)
+  if (crater__sync_send(sync, SYNC_HOOKS, 0, err) < 0 ||
+      crater__sync_recv(sync, SYNC_HOOKS_DONE, NULL, err) < 0)
     return -1;
   json_t *st = creating_state(c, hostpid, "created");
   int r = crater__hooks_run(c->config, "createContainer", st, err);
@@ -209,8 +220,7 @@ init_setup(create_ctx_t *c, int sync, int *fifo_fd, char **exe, crater_error_t *
   return *exe ? 0 : -1;
 }
 
-static void __attribute__((noreturn))
-init_main(create_ctx_t *c)
+static void __attribute__((noreturn)) init_main(create_ctx_t *c)
 {
   crater_error_t err = NULL;
   int sync = c->sync[1];
@@ -227,7 +237,8 @@ init_main(create_ctx_t *c)
   snprintf(fp, sizeof fp, "/proc/self/fd/%d", fifo_fd);
   int w = open(fp, O_WRONLY | O_CLOEXEC);
   if (w < 0 || write(w, "0", 1) != 1) {
-    crater__rt_log("error", "container %s: wait for start on exec.fifo: %s", c->o->id, strerror(errno));
+    crater__rt_log("error", "container %s: wait for start on exec.fifo: %s", c->o->id,
+                   strerror(errno));
     _exit(127);
   }
   close(w);
@@ -241,8 +252,8 @@ init_main(create_ctx_t *c)
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, NULL);
-  crater__process_exec(json_object_get(c->config, "process"), crater__jpath(c->config, "linux.seccomp"),
-                       exe, c->o->preserve_fds, &err);
+  crater__process_exec(json_object_get(c->config, "process"),
+                       crater__jpath(c->config, "linux.seccomp"), exe, c->o->preserve_fds, &err);
   crater__rt_log("error", "container %s: %s", c->o->id, err ? err->msg : "exec failed");
   _exit(127);
 }
@@ -313,7 +324,8 @@ connect_console(const char *path, crater_error_t *err)
   struct sockaddr_un sa = { .sun_family = AF_UNIX };
   if (strlen(path) >= sizeof sa.sun_path) {
     close(s);
-    return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, ENAMETOOLONG, "console socket path too long");
+    return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, ENAMETOOLONG,
+                             "console socket path too long");
   }
   strcpy(sa.sun_path, path);
   if (connect(s, (struct sockaddr *) &sa, sizeof sa) < 0) {
@@ -350,7 +362,8 @@ crater_runtime_create(crater_create_opts_t *o, crater_error_t *err)
   crater_error_t e2 = NULL;
 
   if (o->id == NULL || *o->id == '\0' || strchr(o->id, '/') || o->id[0] == '.') {
-    crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, EINVAL, "invalid container id '%s'", o->id ? o->id : "");
+    crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, EINVAL, "invalid container id '%s'",
+                      o->id ? o->id : "");
     return -1;
   }
   char bbuf[4096];
@@ -363,12 +376,14 @@ crater_runtime_create(crater_create_opts_t *o, crater_error_t *err)
   json_error_t jerr;
   c.config = json_load_file(cfgpath, 0, &jerr);
   if (c.config == NULL) {
-    crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, EINVAL, "load %s: %s (line %d)", cfgpath, jerr.text, jerr.line);
+    crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, EINVAL, "load %s: %s (line %d)", cfgpath,
+                      jerr.text, jerr.line);
     goto done;
   }
   const char *rp = crater__js(crater__jpath(c.config, "root"), "path");
   if (rp == NULL) {
-    crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, EINVAL, "config.json: root.path is required");
+    crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, EINVAL,
+                      "config.json: root.path is required");
     goto done;
   }
   c.rootfs = rp[0] == '/' ? xstrdup(rp) : crater__path_join(c.bundle, rp);
@@ -389,7 +404,8 @@ crater_runtime_create(crater_create_opts_t *o, crater_error_t *err)
   c.dir = crater__state_dir(o->id);
   if (mkdir(c.dir, 0711) < 0) {
     if (errno == EEXIST)
-      crater_error_make(err, CRATER_ERR_ALREADY_EXISTS, EEXIST, "container with id %s already exists", o->id);
+      crater_error_make(err, CRATER_ERR_ALREADY_EXISTS, EEXIST,
+                        "container with id %s already exists", o->id);
     else
       crater_error_sys(err, errno, "mkdir %s", c.dir);
     goto done;
@@ -402,7 +418,8 @@ crater_runtime_create(crater_create_opts_t *o, crater_error_t *err)
       goto done;
     }
     if (c.new_flags & CLONE_NEWUSER)
-      chown(fifo, host_id(c.config, "linux.uidMappings", 0), host_id(c.config, "linux.gidMappings", 0));
+      chown(fifo, host_id(c.config, "linux.uidMappings", 0),
+            host_id(c.config, "linux.gidMappings", 0));
   }
   if (crater__jb(json_object_get(c.config, "process"), "terminal", false)) {
     if (o->console_socket == NULL) {
@@ -444,7 +461,8 @@ crater_runtime_create(crater_create_opts_t *o, crater_error_t *err)
     if (crater__write_str(p, v, err) < 0)
       goto done;
   }
-  if (crater__sync_send(c.sync[0], SYNC_GO, pid, err) < 0 || crater__sync_recv(c.sync[0], SYNC_HOOKS, NULL, err) < 0)
+  if (crater__sync_send(c.sync[0], SYNC_GO, pid, err) < 0 ||
+      crater__sync_recv(c.sync[0], SYNC_HOOKS, NULL, err) < 0)
     goto done;
   {
     json_t *st = creating_state(&c, pid, "creating");
@@ -459,8 +477,13 @@ crater_runtime_create(crater_create_opts_t *o, crater_error_t *err)
       crater__sync_recv(c.sync[0], SYNC_READY, NULL, err) < 0)
     goto done;
   {
-    crater_state_t s = { .id = (char *) o->id, .dir = c.dir, .bundle = c.bundle, .rootfs = c.rootfs,
-                         .pid = pid, .cgroup_path = c.cgroup_path, .config = c.config };
+    crater_state_t s = { .id = (char *) o->id,
+                         .dir = c.dir,
+                         .bundle = c.bundle,
+                         .rootfs = c.rootfs,
+                         .pid = pid,
+                         .cgroup_path = c.cgroup_path,
+                         .config = c.config };
     s.created = crater__rfc3339_now();
     crater__proc_stat(pid, &s.start_time, NULL);
     int r = crater__state_save(&s, err);
@@ -575,7 +598,8 @@ crater_runtime_delete(const char *id, bool force, crater_error_t *err)
   crater_status_t st = crater__state_status(s);
   if ((st == ST_RUNNING || st == ST_PAUSED) && !force)
     return crater_error_make(err, CRATER_ERR_FAILED_PRECONDITION, 0,
-                             "cannot delete container %s that is not stopped: %s", id, crater__status_name(st));
+                             "cannot delete container %s that is not stopped: %s", id,
+                             crater__status_name(st));
   if (st != ST_STOPPED) {
     if (s->cgroup_path && st == ST_PAUSED)
       crater__cgroup_freeze(s->cgroup_path, false, &e);
@@ -616,7 +640,8 @@ crater__wait_forward(pid_t pid, crater_error_t *err)
         return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
     }
     if (r < 0 && errno == ECHILD)
-      return crater_error_make(err, CRATER_ERR_INTERNAL, ECHILD, "process %d is not our child", (int) pid);
+      return crater_error_make(err, CRATER_ERR_INTERNAL, ECHILD, "process %d is not our child",
+                               (int) pid);
     siginfo_t si;
     int sig = sigwaitinfo(&set, &si);
     if (sig < 0 || sig == SIGCHLD)

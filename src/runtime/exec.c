@@ -29,9 +29,10 @@ static const struct {
   int flag;
   const char *proc;
 } order[] = {
-  { "user", CLONE_NEWUSER, "user" }, { "ipc", CLONE_NEWIPC, "ipc" }, { "uts", CLONE_NEWUTS, "uts" },
-  { "network", CLONE_NEWNET, "net" }, { "pid", CLONE_NEWPID, "pid" },
-  { "cgroup", CLONE_NEWCGROUP, "cgroup" }, { "mount", CLONE_NEWNS, "mnt" },
+  { "user", CLONE_NEWUSER, "user" }, { "ipc", CLONE_NEWIPC, "ipc" },
+  { "uts", CLONE_NEWUTS, "uts" },    { "network", CLONE_NEWNET, "net" },
+  { "pid", CLONE_NEWPID, "pid" },    { "cgroup", CLONE_NEWCGROUP, "cgroup" },
+  { "mount", CLONE_NEWNS, "mnt" },
 };
 #define N_ORDER (sizeof order / sizeof *order)
 
@@ -40,7 +41,8 @@ has_ns(json_t *config, const char *type)
 {
   size_t i;
   json_t *ns;
-  json_array_foreach(crater__jpath(config, "linux.namespaces"), i, ns) {
+  json_array_foreach(crater__jpath(config, "linux.namespaces"), i, ns)
+  {
     const char *t = crater__js(ns, "type");
     if (t && strcmp(t, type) == 0)
       return true;
@@ -49,7 +51,8 @@ has_ns(json_t *config, const char *type)
 }
 
 static int
-stage2(json_t *process, json_t *seccomp, int sync, int console_fd, int preserve, crater_error_t *err)
+stage2(json_t *process, json_t *seccomp, int sync, int console_fd, int preserve,
+       crater_error_t *err)
 {
   if (crater__sync_recv(sync, SYNC_GO, NULL, err) < 0)
     return -1;
@@ -79,8 +82,8 @@ crater_runtime_exec(crater_exec_opts_t *o, crater_error_t *err)
     return -1;
   crater_status_t st = crater__state_status(s);
   if (st != ST_RUNNING && st != ST_CREATED)
-    return crater_error_make(err, CRATER_ERR_FAILED_PRECONDITION, 0, "cannot exec in a %s container",
-                             crater__status_name(st));
+    return crater_error_make(err, CRATER_ERR_FAILED_PRECONDITION, 0,
+                             "cannot exec in a %s container", crater__status_name(st));
   int fds[N_ORDER];
   int ret = -1, sync[2] = { -1, -1 }, console = -1;
   pid_t pid = -1;
@@ -96,7 +99,8 @@ crater_runtime_exec(crater_exec_opts_t *o, crater_error_t *err)
   }
   if (crater__jb(o->process, "terminal", false)) {
     if (o->console_socket == NULL) {
-      crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, EINVAL, "--tty requires --console-socket");
+      crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, EINVAL,
+                        "--tty requires --console-socket");
       goto done;
     }
     struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -141,7 +145,8 @@ crater_runtime_exec(crater_exec_opts_t *o, crater_error_t *err)
       _exit(1);
     }
     if (p == 0) {
-      stage2(o->process, crater__jpath(s->config, "linux.seccomp"), sync[1], console, o->preserve_fds, &e);
+      stage2(o->process, crater__jpath(s->config, "linux.seccomp"), sync[1], console,
+             o->preserve_fds, &e);
       crater__sync_send_error(sync[1], e);
       _exit(127);
     }

@@ -33,7 +33,8 @@ run_one(json_t *hook, const char *kind, const char *state, crater_error_t *err)
 {
   const char *path = crater__js(hook, "path");
   if (path == NULL)
-    return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, EINVAL, "%s hook without path", kind);
+    return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, EINVAL, "%s hook without path",
+                             kind);
   json_int_t timeout = crater__ji(hook, "timeout", 0);
   cleanup_free char **argv = strv_from_json(json_object_get(hook, "args"), path);
   cleanup_free char **envp = strv_from_json(json_object_get(hook, "env"), NULL);
@@ -73,7 +74,8 @@ run_one(json_t *hook, const char *kind, const char *state, crater_error_t *err)
       kill(pid, SIGKILL);
       waitpid(pid, NULL, 0);
       return crater_error_make(err, CRATER_ERR_DEADLINE_EXCEEDED, ETIMEDOUT,
-                               "%s hook %s: timed out after %llds", kind, path, (long long) timeout);
+                               "%s hook %s: timed out after %llds", kind, path,
+                               (long long) timeout);
     }
   }
   int status;
@@ -99,7 +101,8 @@ crater__hooks_run(json_t *config, const char *kind, json_t *state, crater_error_
   size_t i;
   json_t *h;
   int r = 0;
-  json_array_foreach(hooks, i, h) {
+  json_array_foreach(hooks, i, h)
+  {
     rt_debug("running %s hook %zu", kind, i);
     if ((r = run_one(h, kind, s, err)) < 0)
       break;

@@ -24,7 +24,7 @@
 #include "runtime.h"
 
 typedef struct {
-  const char *name;   /* long name */
+  const char *name; /* long name */
   char short_name;
   bool has_arg;
   bool multi;
@@ -42,7 +42,8 @@ typedef struct {
  * Stops option parsing after the first positional when stop_at_pos (exec
  * args belong to the container). */
 static int
-parse_opts(int argc, char **argv, const opt_def_t *defs, parsed_t *p, bool stop_at_pos, crater_error_t *err)
+parse_opts(int argc, char **argv, const opt_def_t *defs, parsed_t *p, bool stop_at_pos,
+           crater_error_t *err)
 {
   memset(p, 0, sizeof *p);
   for (int i = 0; i < argc; i++) {
@@ -71,7 +72,8 @@ parse_opts(int argc, char **argv, const opt_def_t *defs, parsed_t *p, bool stop_
           (nl == 1 && defs[k].short_name == n[0]))
         break;
     if (defs == NULL || defs[k].name == NULL)
-      return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, EINVAL, "flag provided but not defined: %s", a);
+      return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, EINVAL,
+                               "flag provided but not defined: %s", a);
     const char *v = "true";
     if (defs[k].has_arg) {
       if (eq)
@@ -79,7 +81,8 @@ parse_opts(int argc, char **argv, const opt_def_t *defs, parsed_t *p, bool stop_
       else if (i + 1 < argc)
         v = argv[++i];
       else
-        return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, EINVAL, "flag needs an argument: %s", a);
+        return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, EINVAL,
+                                 "flag needs an argument: %s", a);
     } else if (eq) {
       v = eq + 1;
     }
@@ -101,7 +104,8 @@ static int
 need_id(parsed_t *p, const char *cmd, crater_error_t *err)
 {
   if (p->npos < 1)
-    return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, EINVAL, "%s: container id is required", cmd);
+    return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, EINVAL,
+                             "%s: container id is required", cmd);
   return 0;
 }
 
@@ -128,20 +132,32 @@ preserve_count(const char *v)
 /* --- commands ------------------------------------------------------------ */
 
 static const opt_def_t create_defs[] = {
-  { "bundle", 'b', true, false }, { "console-socket", 0, true, false }, { "pid-file", 0, true, false },
-  { "no-pivot", 0, false, false }, { "no-new-keyring", 0, false, false }, { "preserve-fds", 0, true, false },
-  { "detach", 'd', false, false }, { "keep", 0, false, false }, { NULL, 0, false, false },
+  { "bundle", 'b', true, false },
+  { "console-socket", 0, true, false },
+  { "pid-file", 0, true, false },
+  { "no-pivot", 0, false, false },
+  { "no-new-keyring", 0, false, false },
+  { "preserve-fds", 0, true, false },
+  { "detach", 'd', false, false },
+  { "keep", 0, false, false },
+  { NULL, 0, false, false },
 };
 
 static int
 cmd_create(int argc, char **argv, bool run, crater_error_t *err)
 {
   parsed_t p;
-  if (parse_opts(argc, argv, create_defs, &p, false, err) < 0 || need_id(&p, run ? "run" : "create", err) < 0)
+  if (parse_opts(argc, argv, create_defs, &p, false, err) < 0 ||
+      need_id(&p, run ? "run" : "create", err) < 0)
     return -1;
   crater_create_opts_t o = {
-    .id = p.pos[0], .bundle = p.vals[0], .console_socket = p.vals[1], .pid_file = p.vals[2],
-    .no_pivot = flag_on(&p, 3), .preserve_fds = preserve_count(p.vals[5]), .detach = flag_on(&p, 6),
+    .id = p.pos[0],
+    .bundle = p.vals[0],
+    .console_socket = p.vals[1],
+    .pid_file = p.vals[2],
+    .no_pivot = flag_on(&p, 3),
+    .preserve_fds = preserve_count(p.vals[5]),
+    .detach = flag_on(&p, 6),
   };
   if (!run)
     return crater_runtime_create(&o, err) < 0 ? -1 : 0;
@@ -198,7 +214,8 @@ cmd_kill(int argc, char **argv, crater_error_t *err)
     return -1;
   int sig = p.npos > 1 ? crater__parse_signal(p.pos[1]) : SIGTERM;
   if (sig < 0)
-    return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, EINVAL, "unknown signal \"%s\"", p.pos[1]);
+    return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, EINVAL, "unknown signal \"%s\"",
+                             p.pos[1]);
   cleanup_state crater_state_t *s = crater__state_load(p.pos[0], err);
   if (s == NULL)
     return -1;
@@ -212,7 +229,8 @@ cmd_kill(int argc, char **argv, crater_error_t *err)
   return 0;
 }
 
-static const opt_def_t delete_defs[] = { { "force", 'f', false, false }, { NULL, 0, false, false } };
+static const opt_def_t delete_defs[] = { { "force", 'f', false, false },
+                                         { NULL, 0, false, false } };
 
 static int
 cmd_delete(int argc, char **argv, crater_error_t *err)
@@ -233,11 +251,19 @@ cmd_delete(int argc, char **argv, crater_error_t *err)
 }
 
 static const opt_def_t exec_defs[] = {
-  { "process", 'p', true, false }, { "tty", 't', false, false }, { "detach", 'd', false, false },
-  { "pid-file", 0, true, false }, { "console-socket", 0, true, false }, { "env", 'e', true, true },
-  { "cwd", 0, true, false }, { "user", 'u', true, false }, { "cap", 'c', true, true },
-  { "no-new-privs", 0, false, false }, { "preserve-fds", 0, true, false },
-  { "additional-gids", 'g', true, true }, { NULL, 0, false, false },
+  { "process", 'p', true, false },
+  { "tty", 't', false, false },
+  { "detach", 'd', false, false },
+  { "pid-file", 0, true, false },
+  { "console-socket", 0, true, false },
+  { "env", 'e', true, true },
+  { "cwd", 0, true, false },
+  { "user", 'u', true, false },
+  { "cap", 'c', true, true },
+  { "no-new-privs", 0, false, false },
+  { "preserve-fds", 0, true, false },
+  { "additional-gids", 'g', true, true },
+  { NULL, 0, false, false },
 };
 
 static int
@@ -251,10 +277,12 @@ cmd_exec(int argc, char **argv, crater_error_t *err)
     json_error_t je;
     proc = json_load_file(p.vals[0], 0, &je);
     if (proc == NULL)
-      return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, EINVAL, "load process %s: %s", p.vals[0], je.text);
+      return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, EINVAL, "load process %s: %s",
+                               p.vals[0], je.text);
   } else {
     if (p.npos < 2)
-      return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, EINVAL, "exec: args or --process are required");
+      return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, EINVAL,
+                               "exec: args or --process are required");
     cleanup_state crater_state_t *s = crater__state_load(p.pos[0], err);
     if (s == NULL)
       return -1;
@@ -289,7 +317,8 @@ cmd_exec(int argc, char **argv, crater_error_t *err)
     }
     json_t *caps = json_object_get(proc, "capabilities");
     for (int i = 0; i < p.count[8] && i < 64 && json_is_object(caps); i++) {
-      static const char *const sets[] = { "bounding", "effective", "permitted", "inheritable", NULL };
+      static const char *const sets[] = { "bounding", "effective", "permitted", "inheritable",
+                                          NULL };
       for (int k = 0; sets[k]; k++) {
         json_t *a = json_object_get(caps, sets[k]);
         if (json_is_array(a))
@@ -301,8 +330,12 @@ cmd_exec(int argc, char **argv, crater_error_t *err)
   }
   if (flag_on(&p, 1) && !json_is_true(json_object_get(proc, "terminal")))
     json_object_set_new(proc, "terminal", json_true());
-  crater_exec_opts_t o = { .id = p.pos[0], .process = proc, .pid_file = p.vals[3], .console_socket = p.vals[4],
-                           .detach = flag_on(&p, 2), .preserve_fds = preserve_count(p.vals[10]) };
+  crater_exec_opts_t o = { .id = p.pos[0],
+                           .process = proc,
+                           .pid_file = p.vals[3],
+                           .console_socket = p.vals[4],
+                           .detach = flag_on(&p, 2),
+                           .preserve_fds = preserve_count(p.vals[10]) };
   return crater_runtime_exec(&o, err);
 }
 
@@ -340,22 +373,26 @@ static int
 cmd_pause(int argc, char **argv, bool pause, crater_error_t *err)
 {
   parsed_t p;
-  if (parse_opts(argc, argv, NULL, &p, false, err) < 0 || need_id(&p, pause ? "pause" : "resume", err) < 0)
+  if (parse_opts(argc, argv, NULL, &p, false, err) < 0 ||
+      need_id(&p, pause ? "pause" : "resume", err) < 0)
     return -1;
   cleanup_state crater_state_t *s = crater__state_load(p.pos[0], err);
   if (s == NULL)
     return -1;
   crater_status_t st = crater__state_status(s);
   if (pause ? (st != ST_RUNNING && st != ST_CREATED) : st != ST_PAUSED)
-    return crater_error_make(err, CRATER_ERR_FAILED_PRECONDITION, 0, "container %s is %s, not %s", p.pos[0],
-                             crater__status_name(st), pause ? "running" : "paused");
+    return crater_error_make(err, CRATER_ERR_FAILED_PRECONDITION, 0, "container %s is %s, not %s",
+                             p.pos[0], crater__status_name(st), pause ? "running" : "paused");
   if (s->cgroup_path == NULL)
-    return crater_error_make(err, CRATER_ERR_FAILED_PRECONDITION, 0, "container %s has no cgroup", p.pos[0]);
+    return crater_error_make(err, CRATER_ERR_FAILED_PRECONDITION, 0, "container %s has no cgroup",
+                             p.pos[0]);
   return crater__cgroup_freeze(s->cgroup_path, pause, err);
 }
 
 static const opt_def_t events_defs[] = {
-  { "stats", 0, false, false }, { "interval", 0, true, false }, { NULL, 0, false, false },
+  { "stats", 0, false, false },
+  { "interval", 0, true, false },
+  { NULL, 0, false, false },
 };
 
 static int
@@ -374,7 +411,8 @@ cmd_events(int argc, char **argv, crater_error_t *err)
     json_t *data = s->cgroup_path ? crater__cgroup_stats(s->cgroup_path, err) : NULL;
     if (data == NULL)
       return -1;
-    cleanup_json json_t *ev = json_pack("{s:s,s:s,s:o}", "type", "stats", "id", p.pos[0], "data", data);
+    cleanup_json json_t *ev =
+        json_pack("{s:s,s:s,s:o}", "type", "stats", "id", p.pos[0], "data", data);
     char *str = json_dumps(ev, JSON_COMPACT);
     printf("%s\n", str);
     free(str);
@@ -386,7 +424,9 @@ cmd_events(int argc, char **argv, crater_error_t *err)
 }
 
 static const opt_def_t list_defs[] = {
-  { "format", 'f', true, false }, { "quiet", 'q', false, false }, { NULL, 0, false, false },
+  { "format", 'f', true, false },
+  { "quiet", 'q', false, false },
+  { NULL, 0, false, false },
 };
 
 static int
@@ -415,8 +455,8 @@ cmd_list(int argc, char **argv, crater_error_t *err)
     else if (flag_on(&p, 1))
       printf("%s\n", s->id);
     else
-      printf("%s\t%d\t%s\t%s\t%s\troot\n", s->id, st == ST_STOPPED ? 0 : (int) s->pid, crater__status_name(st),
-             s->bundle, s->created);
+      printf("%s\t%d\t%s\t%s\t%s\troot\n", s->id, st == ST_STOPPED ? 0 : (int) s->pid,
+             crater__status_name(st), s->bundle, s->created);
   }
   if (d)
     closedir(d);
@@ -446,24 +486,26 @@ cmd_features(crater_error_t *err)
   const struct scmp_version *sv = seccomp_version();
   cleanup_free char *scver = xasprintf("%u.%u.%u", sv->major, sv->minor, sv->micro);
   json_t *o = json_pack(
-      "{s:s,s:s,s:[s,s,s,s,s,s],s:[s,s,s,s,s,s,s,s,s,s,s,s,s,s,s,s,s,s,s,s,s,s,s,s,s,s,s,s,s,s,s,s],"
+      "{s:s,s:s,s:[s,s,s,s,s,s],s:[s,s,s,s,s,s,s,s,s,s,s,s,s,s,s,s,s,s,s,s,s,s,s,s,s,s,s,s,s,s,s,s]"
+      ","
       "s:{s:[s,s,s,s,s,s,s],s:o,s:{s:b,s:b,s:b,s:b,s:b},"
       "s:{s:b,s:[s,s,s,s,s,s,s,s,s],s:[s,s,s,s,s,s,s],s:[s,s,s],s:[s,s,s]},"
       "s:{s:b},s:{s:b}},s:{s:s,s:s,s:s,s:s}}",
       "ociVersionMin", "1.0.0", "ociVersionMax", "1.1.0", "hooks", "prestart", "createRuntime",
-      "createContainer", "startContainer", "poststart", "poststop", "mountOptions", "async", "atime", "bind",
-      "dev", "diratime", "dirsync", "exec", "mand", "noatime", "nodev", "nodiratime", "noexec", "nomand",
-      "norelatime", "nostrictatime", "nosuid", "private", "rbind", "relatime", "remount", "ro", "rprivate",
-      "rshared", "rslave", "runbindable", "rw", "shared", "slave", "strictatime", "suid", "sync",
-      "unbindable", "linux", "namespaces", "cgroup", "ipc", "mount", "network", "pid", "user", "uts",
-      "capabilities", caps, "cgroup", "v1", true, "v2", true, "systemd", false, "systemdUser", false,
-      "rdma", false, "seccomp", "enabled", true, "actions", "SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO",
-      "SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_KILL_THREAD", "SCMP_ACT_LOG", "SCMP_ACT_NOTIFY",
-      "SCMP_ACT_TRACE", "SCMP_ACT_TRAP", "operators", "SCMP_CMP_EQ", "SCMP_CMP_GE", "SCMP_CMP_GT",
-      "SCMP_CMP_LE", "SCMP_CMP_LT", "SCMP_CMP_MASKED_EQ", "SCMP_CMP_NE", "archs", "SCMP_ARCH_X86",
-      "SCMP_ARCH_X86_64", "SCMP_ARCH_X32", "knownFlags", "SECCOMP_FILTER_FLAG_LOG",
-      "SECCOMP_FILTER_FLAG_SPEC_ALLOW", "SECCOMP_FILTER_FLAG_TSYNC", "apparmor", "enabled", false, "selinux",
-      "enabled", false, "annotations", "io.crater.runtime.version", CRATER_VERSION,
+      "createContainer", "startContainer", "poststart", "poststop", "mountOptions", "async",
+      "atime", "bind", "dev", "diratime", "dirsync", "exec", "mand", "noatime", "nodev",
+      "nodiratime", "noexec", "nomand", "norelatime", "nostrictatime", "nosuid", "private", "rbind",
+      "relatime", "remount", "ro", "rprivate", "rshared", "rslave", "runbindable", "rw", "shared",
+      "slave", "strictatime", "suid", "sync", "unbindable", "linux", "namespaces", "cgroup", "ipc",
+      "mount", "network", "pid", "user", "uts", "capabilities", caps, "cgroup", "v1", true, "v2",
+      true, "systemd", false, "systemdUser", false, "rdma", false, "seccomp", "enabled", true,
+      "actions", "SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", "SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS",
+      "SCMP_ACT_KILL_THREAD", "SCMP_ACT_LOG", "SCMP_ACT_NOTIFY", "SCMP_ACT_TRACE", "SCMP_ACT_TRAP",
+      "operators", "SCMP_CMP_EQ", "SCMP_CMP_GE", "SCMP_CMP_GT", "SCMP_CMP_LE", "SCMP_CMP_LT",
+      "SCMP_CMP_MASKED_EQ", "SCMP_CMP_NE", "archs", "SCMP_ARCH_X86", "SCMP_ARCH_X86_64",
+      "SCMP_ARCH_X32", "knownFlags", "SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
+      "SECCOMP_FILTER_FLAG_TSYNC", "apparmor", "enabled", false, "selinux", "enabled", false,
+      "annotations", "io.crater.runtime.version", CRATER_VERSION,
       "io.github.seccomp.libseccomp.version", scver, "io.crater.runtime.seccomp.default",
       "crater-runtime default-seccomp", "io.crater.runtime.cgroup.mode",
       crater__cgroup_is_v2() ? "v2" : "v1");
@@ -477,22 +519,30 @@ cmd_features(crater_error_t *err)
 static void
 usage(FILE *f)
 {
-  fprintf(f,
-          "usage: crater-runtime [--root DIR] [--log FILE] [--log-format text|json] [--debug] COMMAND ...\n"
-          "commands:\n"
-          "  create --bundle B [--pid-file F] [--console-socket S] [--no-pivot] [--preserve-fds N] ID\n"
-          "  start ID | state ID | kill [--all] ID [SIGNAL] | delete [--force] ID\n"
-          "  run --bundle B [--detach] [--pid-file F] [--console-socket S] [--keep] ID\n"
-          "  exec [--process JSON | ARGS...] [--tty] [--detach] [--pid-file F] [--console-socket S]\n"
-          "       [--env K=V] [--cwd D] [--user U[:G]] [--cap CAP] [--no-new-privs] ID [ARGS...]\n"
-          "  ps [--format table|json] ID | pause ID | resume ID | list [--format json] [-q]\n"
-          "  events [--stats] [--interval S] ID | features | default-seccomp | version\n");
+  fprintf(
+      f,
+      "usage: crater-runtime [--root DIR] [--log FILE] [--log-format text|json] [--debug] COMMAND "
+      "...\n"
+      "commands:\n"
+      "  create --bundle B [--pid-file F] [--console-socket S] [--no-pivot] [--preserve-fds N] ID\n"
+      "  start ID | state ID | kill [--all] ID [SIGNAL] | delete [--force] ID\n"
+      "  run --bundle B [--detach] [--pid-file F] [--console-socket S] [--keep] ID\n"
+      "  exec [--process JSON | ARGS...] [--tty] [--detach] [--pid-file F] [--console-socket S]\n"
+      "       [--env K=V] [--cwd D] [--user U[:G]] [--cap CAP] [--no-new-privs] ID [ARGS...]\n"
+      "  ps [--format table|json] ID | pause ID | resume ID | list [--format json] [-q]\n"
+      "  events [--stats] [--interval S] ID | features | default-seccomp | version\n");
 }
 
 static const opt_def_t global_defs[] = {
-  { "root", 0, true, false }, { "log", 0, true, false }, { "log-format", 0, true, false },
-  { "debug", 0, false, false }, { "systemd-cgroup", 0, false, false }, { "rootless", 0, true, false },
-  { "criu", 0, true, false }, { "help", 'h', false, false }, { "version", 'v', false, false },
+  { "root", 0, true, false },
+  { "log", 0, true, false },
+  { "log-format", 0, true, false },
+  { "debug", 0, false, false },
+  { "systemd-cgroup", 0, false, false },
+  { "rootless", 0, true, false },
+  { "criu", 0, true, false },
+  { "help", 'h', false, false },
+  { "version", 'v', false, false },
   { NULL, 0, false, false },
 };
 
@@ -519,14 +569,29 @@ main(int argc, char **argv)
     if (global_defs[k].has_arg && v == NULL && i + 1 < argc)
       v = argv[++i];
     switch (k) {
-    case 0: crater__rt_opts.root = v; break;
-    case 1: crater__rt_opts.log_path = v; break;
-    case 2: crater__rt_opts.log_json = v && strcmp(v, "json") == 0; break;
-    case 3: crater__rt_opts.debug = true; break;
-    case 4: crater__rt_log("warning", "--systemd-cgroup: no systemd manager, using cgroupfs"); break;
-    case 7: usage(stdout); return 0;
-    case 8: printf("crater-runtime version %s\nspec: %s\n", CRATER_VERSION, CRATER_OCI_VERSION); return 0;
-    default: break;
+    case 0:
+      crater__rt_opts.root = v;
+      break;
+    case 1:
+      crater__rt_opts.log_path = v;
+      break;
+    case 2:
+      crater__rt_opts.log_json = v && strcmp(v, "json") == 0;
+      break;
+    case 3:
+      crater__rt_opts.debug = true;
+      break;
+    case 4:
+      crater__rt_log("warning", "--systemd-cgroup: no systemd manager, using cgroupfs");
+      break;
+    case 7:
+      usage(stdout);
+      return 0;
+    case 8:
+      printf("crater-runtime version %s\nspec: %s\n", CRATER_VERSION, CRATER_OCI_VERSION);
+      return 0;
+    default:
+      break;
     }
   }
   if (i >= argc) {

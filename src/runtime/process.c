@@ -37,12 +37,22 @@ static const struct {
   const char *name;
   int res;
 } rlimits[] = {
-  { "RLIMIT_AS", RLIMIT_AS }, { "RLIMIT_CORE", RLIMIT_CORE }, { "RLIMIT_CPU", RLIMIT_CPU },
-  { "RLIMIT_DATA", RLIMIT_DATA }, { "RLIMIT_FSIZE", RLIMIT_FSIZE }, { "RLIMIT_LOCKS", RLIMIT_LOCKS },
-  { "RLIMIT_MEMLOCK", RLIMIT_MEMLOCK }, { "RLIMIT_MSGQUEUE", RLIMIT_MSGQUEUE },
-  { "RLIMIT_NICE", RLIMIT_NICE }, { "RLIMIT_NOFILE", RLIMIT_NOFILE }, { "RLIMIT_NPROC", RLIMIT_NPROC },
-  { "RLIMIT_RSS", RLIMIT_RSS }, { "RLIMIT_RTPRIO", RLIMIT_RTPRIO }, { "RLIMIT_RTTIME", RLIMIT_RTTIME },
-  { "RLIMIT_SIGPENDING", RLIMIT_SIGPENDING }, { "RLIMIT_STACK", RLIMIT_STACK },
+  { "RLIMIT_AS", RLIMIT_AS },
+  { "RLIMIT_CORE", RLIMIT_CORE },
+  { "RLIMIT_CPU", RLIMIT_CPU },
+  { "RLIMIT_DATA", RLIMIT_DATA },
+  { "RLIMIT_FSIZE", RLIMIT_FSIZE },
+  { "RLIMIT_LOCKS", RLIMIT_LOCKS },
+  { "RLIMIT_MEMLOCK", RLIMIT_MEMLOCK },
+  { "RLIMIT_MSGQUEUE", RLIMIT_MSGQUEUE },
+  { "RLIMIT_NICE", RLIMIT_NICE },
+  { "RLIMIT_NOFILE", RLIMIT_NOFILE },
+  { "RLIMIT_NPROC", RLIMIT_NPROC },
+  { "RLIMIT_RSS", RLIMIT_RSS },
+  { "RLIMIT_RTPRIO", RLIMIT_RTPRIO },
+  { "RLIMIT_RTTIME", RLIMIT_RTTIME },
+  { "RLIMIT_SIGPENDING", RLIMIT_SIGPENDING },
+  { "RLIMIT_STACK", RLIMIT_STACK },
 };
 
 int
@@ -50,7 +60,8 @@ crater__process_rlimits(json_t *process, crater_error_t *err)
 {
   size_t i;
   json_t *r;
-  json_array_foreach(json_object_get(process, "rlimits"), i, r) {
+  json_array_foreach(json_object_get(process, "rlimits"), i, r)
+  {
     const char *t = crater__js(r, "type");
     size_t k;
     for (k = 0; t && k < sizeof rlimits / sizeof *rlimits; k++)
@@ -91,7 +102,8 @@ env_get(json_t *process, const char *key)
 {
   size_t i, kl = strlen(key);
   json_t *e;
-  json_array_foreach(json_object_get(process, "env"), i, e) {
+  json_array_foreach(json_object_get(process, "env"), i, e)
+  {
     const char *s = json_string_value(e);
     if (s && strncmp(s, key, kl) == 0 && s[kl] == '=')
       return s + kl + 1;
@@ -135,8 +147,9 @@ crater__send_fd(int sock, int fd, const char *name, crater_error_t *err)
 {
   char cbuf[CMSG_SPACE(sizeof(int))] = { 0 };
   struct iovec iov = { .iov_base = (void *) name, .iov_len = strlen(name) };
-  struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
-                       .msg_controllen = sizeof cbuf };
+  struct msghdr mh = {
+    .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf
+  };
   struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
   c->cmsg_level = SOL_SOCKET;
   c->cmsg_type = SCM_RIGHTS;
@@ -188,7 +201,8 @@ cap_list(json_t *caps, const char *key, cap_value_t *out, int *n, bool *present)
   *present = json_is_array(a);
   size_t i;
   json_t *v;
-  json_array_foreach(a, i, v) {
+  json_array_foreach(a, i, v)
+  {
     const char *s = json_string_value(v);
     char lower[64];
     snprintf(lower, sizeof lower, "%s", s ? s : "");

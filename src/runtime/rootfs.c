@@ -98,15 +98,29 @@ static const struct {
   bool clear;
   unsigned long flag;
 } mount_opts[] = {
-  { "ro", false, MS_RDONLY }, { "rw", true, MS_RDONLY }, { "nosuid", false, MS_NOSUID },
-  { "suid", true, MS_NOSUID }, { "nodev", false, MS_NODEV }, { "dev", true, MS_NODEV },
-  { "noexec", false, MS_NOEXEC }, { "exec", true, MS_NOEXEC }, { "sync", false, MS_SYNCHRONOUS },
-  { "async", true, MS_SYNCHRONOUS }, { "dirsync", false, MS_DIRSYNC }, { "remount", false, MS_REMOUNT },
-  { "mand", false, MS_MANDLOCK }, { "nomand", true, MS_MANDLOCK }, { "atime", true, MS_NOATIME },
-  { "noatime", false, MS_NOATIME }, { "diratime", true, MS_NODIRATIME },
-  { "nodiratime", false, MS_NODIRATIME }, { "relatime", false, MS_RELATIME },
-  { "norelatime", true, MS_RELATIME }, { "strictatime", false, MS_STRICTATIME },
-  { "nostrictatime", true, MS_STRICTATIME }, { "bind", false, MS_BIND },
+  { "ro", false, MS_RDONLY },
+  { "rw", true, MS_RDONLY },
+  { "nosuid", false, MS_NOSUID },
+  { "suid", true, MS_NOSUID },
+  { "nodev", false, MS_NODEV },
+  { "dev", true, MS_NODEV },
+  { "noexec", false, MS_NOEXEC },
+  { "exec", true, MS_NOEXEC },
+  { "sync", false, MS_SYNCHRONOUS },
+  { "async", true, MS_SYNCHRONOUS },
+  { "dirsync", false, MS_DIRSYNC },
+  { "remount", false, MS_REMOUNT },
+  { "mand", false, MS_MANDLOCK },
+  { "nomand", true, MS_MANDLOCK },
+  { "atime", true, MS_NOATIME },
+  { "noatime", false, MS_NOATIME },
+  { "diratime", true, MS_NODIRATIME },
+  { "nodiratime", false, MS_NODIRATIME },
+  { "relatime", false, MS_RELATIME },
+  { "norelatime", true, MS_RELATIME },
+  { "strictatime", false, MS_STRICTATIME },
+  { "nostrictatime", true, MS_STRICTATIME },
+  { "bind", false, MS_BIND },
   { "rbind", false, MS_BIND | MS_REC },
 };
 
@@ -114,8 +128,9 @@ static const struct {
   const char *name;
   unsigned long flag;
 } prop_opts[] = {
-  { "private", MS_PRIVATE }, { "rprivate", MS_PRIVATE | MS_REC }, { "shared", MS_SHARED },
-  { "rshared", MS_SHARED | MS_REC }, { "slave", MS_SLAVE }, { "rslave", MS_SLAVE | MS_REC },
+  { "private", MS_PRIVATE },       { "rprivate", MS_PRIVATE | MS_REC },
+  { "shared", MS_SHARED },         { "rshared", MS_SHARED | MS_REC },
+  { "slave", MS_SLAVE },           { "rslave", MS_SLAVE | MS_REC },
   { "unbindable", MS_UNBINDABLE }, { "runbindable", MS_UNBINDABLE | MS_REC },
 };
 
@@ -127,7 +142,8 @@ parse_options(json_t *opts, unsigned long *flags, unsigned long *prop, char **da
   cleanup_free char *d = NULL;
   size_t i;
   json_t *v;
-  json_array_foreach(opts, i, v) {
+  json_array_foreach(opts, i, v)
+  {
     const char *o = json_string_value(v);
     if (o == NULL)
       continue;
@@ -180,7 +196,8 @@ locked_flags(const char *fdpath)
 #define FDPATH(buf, fd) snprintf(buf, sizeof buf, "/proc/self/fd/%d", fd)
 
 static int
-remount_top(int rootfd, const char *dest, unsigned long flags, unsigned long prop, crater_error_t *err)
+remount_top(int rootfd, const char *dest, unsigned long flags, unsigned long prop,
+            crater_error_t *err)
 {
   cleanup_close int fd = crater__open_in_root(rootfd, dest, false, false, err);
   if (fd < 0)
@@ -211,10 +228,12 @@ do_mount(crater_rootfs_ctx_t *ctx, int rootfd, json_t *m, bool *dev_bound, crate
     return crater__cgroup_mount(ctx->cgroup_path, rootfd, dest, flags, ctx->new_cgroupns, err);
   }
   if (bind) {
-    cleanup_free char *source = src && src[0] != '/' ? crater__path_join(ctx->bundle, src) : xstrdup(src);
+    cleanup_free char *source =
+        src && src[0] != '/' ? crater__path_join(ctx->bundle, src) : xstrdup(src);
     struct stat st;
     if (source == NULL || stat(source, &st) < 0)
-      return crater_error_sys(err, source ? errno : EINVAL, "bind mount source %s", source ? source : "(none)");
+      return crater_error_sys(err, source ? errno : EINVAL, "bind mount source %s",
+                              source ? source : "(none)");
     if (strcmp(dest, "/dev") == 0)
       *dev_bound = true;
     cleanup_close int fd = crater__open_in_root(rootfd, dest, S_ISDIR(st.st_mode), true, err);
@@ -255,7 +274,8 @@ static const struct {
   const char *name;
   unsigned maj, min;
 } default_devs[] = {
-  { "null", 1, 3 }, { "zero", 1, 5 }, { "full", 1, 7 }, { "random", 1, 8 }, { "urandom", 1, 9 }, { "tty", 5, 0 },
+  { "null", 1, 3 },   { "zero", 1, 5 },    { "full", 1, 7 },
+  { "random", 1, 8 }, { "urandom", 1, 9 }, { "tty", 5, 0 },
 };
 
 static int
@@ -294,28 +314,33 @@ setup_dev(crater_rootfs_ctx_t *ctx, int rootfd, bool dev_bound, crater_error_t *
   if (!dev_bound) {
     for (size_t i = 0; i < sizeof default_devs / sizeof *default_devs; i++) {
       cleanup_free char *p = xasprintf("/dev/%s", default_devs[i].name);
-      if (make_dev(ctx, rootfd, p, S_IFCHR, default_devs[i].maj, default_devs[i].min, 0666, 0, 0, err) < 0)
+      if (make_dev(ctx, rootfd, p, S_IFCHR, default_devs[i].maj, default_devs[i].min, 0666, 0, 0,
+                   err) < 0)
         return -1;
     }
     cleanup_close int dfd = crater__open_in_root(rootfd, "/dev", true, true, err);
     if (dfd < 0)
       return -1;
     static const char *const links[][2] = {
-      { "/proc/self/fd", "fd" }, { "/proc/self/fd/0", "stdin" }, { "/proc/self/fd/1", "stdout" },
-      { "/proc/self/fd/2", "stderr" }, { "pts/ptmx", "ptmx" },
+      { "/proc/self/fd", "fd" },       { "/proc/self/fd/0", "stdin" },
+      { "/proc/self/fd/1", "stdout" }, { "/proc/self/fd/2", "stderr" },
+      { "pts/ptmx", "ptmx" },
     };
     for (size_t i = 0; i < sizeof links / sizeof *links; i++)
       if (symlinkat(links[i][0], dfd, links[i][1]) < 0 && errno != EEXIST)
         return crater_error_sys(err, errno, "symlink /dev/%s", links[i][1]);
-    if (access("/proc/kcore", F_OK) == 0 && symlinkat("/proc/kcore", dfd, "core") < 0 && errno != EEXIST)
+    if (access("/proc/kcore", F_OK) == 0 && symlinkat("/proc/kcore", dfd, "core") < 0 &&
+        errno != EEXIST)
       return crater_error_sys(err, errno, "symlink /dev/core");
   }
   size_t i;
   json_t *d;
-  json_array_foreach(crater__jpath(ctx->config, "linux.devices"), i, d) {
+  json_array_foreach(crater__jpath(ctx->config, "linux.devices"), i, d)
+  {
     const char *path = crater__js(d, "path"), *t = crater__js(d, "type");
     if (path == NULL || t == NULL)
-      return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, EINVAL, "linux.devices entry needs path and type");
+      return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, EINVAL,
+                               "linux.devices entry needs path and type");
     mode_t type = *t == 'b' ? S_IFBLK : *t == 'p' ? S_IFIFO : S_IFCHR;
     mode_t mode = (mode_t) crater__ji(d, "fileMode", 0666) & 07777;
     if (make_dev(ctx, rootfd, path, type, (unsigned) crater__ji(d, "major", 0),
@@ -344,9 +369,11 @@ crater__rootfs_prepare(crater_rootfs_ctx_t *ctx, crater_error_t *err)
   bool dev_bound = false;
   size_t i;
   json_t *m;
-  json_array_foreach(json_object_get(ctx->config, "mounts"), i, m) {
+  json_array_foreach(json_object_get(ctx->config, "mounts"), i, m)
+  {
     if (do_mount(ctx, rootfd, m, &dev_bound, err) < 0)
-      return crater_error_wrap(err, "mount %s", crater__js(m, "destination") ? crater__js(m, "destination") : "?");
+      return crater_error_wrap(err, "mount %s",
+                               crater__js(m, "destination") ? crater__js(m, "destination") : "?");
   }
   if (setup_dev(ctx, rootfd, dev_bound, err) < 0)
     return -1;
@@ -434,22 +461,25 @@ crater__rootfs_finish(crater_rootfs_ctx_t *ctx, crater_error_t *err)
   json_t *lx = json_object_get(ctx->config, "linux");
   const char *k;
   json_t *v;
-  json_object_foreach(json_object_get(lx, "sysctl"), k, v) {
+  json_object_foreach(json_object_get(lx, "sysctl"), k, v)
+  {
     cleanup_free char *p = xasprintf("/proc/sys/%s", k);
     for (char *c = p + 10; *c; c++)
       if (*c == '.')
         *c = '/';
-    if (strstr(k, "..") || crater__write_str(p, json_string_value(v) ? json_string_value(v) : "", err) < 0)
-      return err && *err ? crater_error_wrap(err, "sysctl %s", k)
-                         : crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, EINVAL, "sysctl %s", k);
+    if (strstr(k, "..") ||
+        crater__write_str(p, json_string_value(v) ? json_string_value(v) : "", err) < 0)
+      return err && *err
+                 ? crater_error_wrap(err, "sysctl %s", k)
+                 : crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, EINVAL, "sysctl %s", k);
   }
   size_t i;
-  json_array_foreach(json_object_get(lx, "readonlyPaths"), i, v)
-    if (json_is_string(v) && readonly_path(json_string_value(v), err) < 0)
-      return -1;
-  json_array_foreach(json_object_get(lx, "maskedPaths"), i, v)
-    if (json_is_string(v) && mask_path(json_string_value(v), err) < 0)
-      return -1;
+  json_array_foreach(json_object_get(lx, "readonlyPaths"), i,
+                     v) if (json_is_string(v) &&
+                            readonly_path(json_string_value(v), err) < 0) return -1;
+  json_array_foreach(json_object_get(lx, "maskedPaths"), i,
+                     v) if (json_is_string(v) &&
+                            mask_path(json_string_value(v), err) < 0) return -1;
   if (crater__jb(crater__jpath(ctx->config, "root"), "readonly", false)) {
     if (mount(NULL, "/", NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | locked_flags("/"), NULL) < 0)
       return crater_error_sys(err, errno, "remount root read-only");

@@ -113,14 +113,14 @@ static const struct {
   const char *name;
   int sig;
 } signames[] = {
-  { "HUP", SIGHUP }, { "INT", SIGINT }, { "QUIT", SIGQUIT }, { "ILL", SIGILL },
-  { "TRAP", SIGTRAP }, { "ABRT", SIGABRT }, { "IOT", SIGIOT }, { "BUS", SIGBUS },
-  { "FPE", SIGFPE }, { "KILL", SIGKILL }, { "USR1", SIGUSR1 }, { "SEGV", SIGSEGV },
-  { "USR2", SIGUSR2 }, { "PIPE", SIGPIPE }, { "ALRM", SIGALRM }, { "TERM", SIGTERM },
-  { "STKFLT", SIGSTKFLT }, { "CHLD", SIGCHLD }, { "CONT", SIGCONT }, { "STOP", SIGSTOP },
-  { "TSTP", SIGTSTP }, { "TTIN", SIGTTIN }, { "TTOU", SIGTTOU }, { "URG", SIGURG },
-  { "XCPU", SIGXCPU }, { "XFSZ", SIGXFSZ }, { "VTALRM", SIGVTALRM }, { "PROF", SIGPROF },
-  { "WINCH", SIGWINCH }, { "IO", SIGIO }, { "POLL", SIGPOLL }, { "PWR", SIGPWR },
+  { "HUP", SIGHUP },       { "INT", SIGINT },   { "QUIT", SIGQUIT },     { "ILL", SIGILL },
+  { "TRAP", SIGTRAP },     { "ABRT", SIGABRT }, { "IOT", SIGIOT },       { "BUS", SIGBUS },
+  { "FPE", SIGFPE },       { "KILL", SIGKILL }, { "USR1", SIGUSR1 },     { "SEGV", SIGSEGV },
+  { "USR2", SIGUSR2 },     { "PIPE", SIGPIPE }, { "ALRM", SIGALRM },     { "TERM", SIGTERM },
+  { "STKFLT", SIGSTKFLT }, { "CHLD", SIGCHLD }, { "CONT", SIGCONT },     { "STOP", SIGSTOP },
+  { "TSTP", SIGTSTP },     { "TTIN", SIGTTIN }, { "TTOU", SIGTTOU },     { "URG", SIGURG },
+  { "XCPU", SIGXCPU },     { "XFSZ", SIGXFSZ }, { "VTALRM", SIGVTALRM }, { "PROF", SIGPROF },
+  { "WINCH", SIGWINCH },   { "IO", SIGIO },     { "POLL", SIGPOLL },     { "PWR", SIGPWR },
   { "SYS", SIGSYS },
 };
 
@@ -227,12 +227,13 @@ crater__sync_recv(int fd, int expect, int *value, crater_error_t *err)
     return crater_error_make(err, CRATER_ERR_INTERNAL, 0, "sync: short message");
   if (m.type == SYNC_ERROR) {
     m.msg[sizeof m.msg - 1] = '\0';
-    return crater_error_make(err, m.status ? crater_errkind_from_errno(m.status) : CRATER_ERR_UNKNOWN,
+    return crater_error_make(err,
+                             m.status ? crater_errkind_from_errno(m.status) : CRATER_ERR_UNKNOWN,
                              m.status, "%s", m.msg);
   }
   if (m.type != expect)
-    return crater_error_make(err, CRATER_ERR_INTERNAL, 0, "sync: got message %d, want %d",
-                             m.type, expect);
+    return crater_error_make(err, CRATER_ERR_INTERNAL, 0, "sync: got message %d, want %d", m.type,
+                             expect);
   if (value)
     *value = m.value;
   return 0;

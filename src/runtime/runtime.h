@@ -51,34 +51,34 @@ extern crater_rt_opts_t crater__rt_opts;
 /* Logs an error/warning/debug line to stderr and to --log in the chosen
  * format. */
 void crater__rt_log(const char *level, const char *fmt, ...) CRATER_PRINTF(2, 3);
-#define rt_debug(...)                                                     \
-  do {                                                                    \
-    if (crater__rt_opts.debug)                                            \
-      crater__rt_log("debug", __VA_ARGS__);                               \
+#define rt_debug(...)                                                                              \
+  do {                                                                                             \
+    if (crater__rt_opts.debug)                                                                     \
+      crater__rt_log("debug", __VA_ARGS__);                                                        \
   } while (0)
 
 /* --- JSON helpers (spec access; missing keys give the default) ---------- */
-const char *crater__js(json_t *o, const char *key);            /* NULL if absent */
+const char *crater__js(json_t *o, const char *key); /* NULL if absent */
 json_int_t crater__ji(json_t *o, const char *key, json_int_t def);
 bool crater__jb(json_t *o, const char *key, bool def);
-json_t *crater__jpath(json_t *o, const char *dotted);           /* "linux.resources" */
+json_t *crater__jpath(json_t *o, const char *dotted); /* "linux.resources" */
 
 /* --- small helpers ------------------------------------------------------ */
 int crater__write_str(const char *path, const char *s, crater_error_t *err);
 int crater__write_strat(int dirfd, const char *name, const char *s, crater_error_t *err);
-int crater__parse_signal(const char *s);                        /* <0 unknown */
+int crater__parse_signal(const char *s); /* <0 unknown */
 /* Field 22 (starttime) and state letter of /proc/<pid>/stat; -1 if gone. */
 int crater__proc_stat(pid_t pid, unsigned long long *start, char *state);
 char *crater__rfc3339_now(void);
 
 /* --- parent/child sync over a SOCK_SEQPACKET pair ----------------------- */
 enum {
-  SYNC_GO = 1,          /* parent -> child: maps/cgroup done, go on */
-  SYNC_HOOKS,           /* child -> parent: run prestart/createRuntime */
-  SYNC_HOOKS_DONE,      /* parent -> child */
-  SYNC_READY,           /* child -> parent: created, waiting for start */
-  SYNC_PID,             /* intermediate -> parent: pid of the init */
-  SYNC_ERROR,           /* child -> parent: msg holds the error */
+  SYNC_GO = 1,     /* parent -> child: maps/cgroup done, go on */
+  SYNC_HOOKS,      /* child -> parent: run prestart/createRuntime */
+  SYNC_HOOKS_DONE, /* parent -> child */
+  SYNC_READY,      /* child -> parent: created, waiting for start */
+  SYNC_PID,        /* intermediate -> parent: pid of the init */
+  SYNC_ERROR,      /* child -> parent: msg holds the error */
 };
 typedef struct {
   int type;
@@ -97,14 +97,14 @@ typedef enum { ST_CREATING, ST_CREATED, ST_RUNNING, ST_PAUSED, ST_STOPPED } crat
 
 typedef struct {
   char *id;
-  char *dir;            /* <root>/<id> */
+  char *dir; /* <root>/<id> */
   char *bundle;
   char *rootfs;
-  char *created;        /* RFC 3339 */
+  char *created; /* RFC 3339 */
   pid_t pid;
   unsigned long long start_time;
-  char *cgroup_path;    /* hierarchy-relative, leading '/' */
-  json_t *config;       /* the bundle's config.json (owned) */
+  char *cgroup_path; /* hierarchy-relative, leading '/' */
+  json_t *config;    /* the bundle's config.json (owned) */
 } crater_state_t;
 
 void crater__state_free(crater_state_t *s);
@@ -163,7 +163,7 @@ int crater__seccomp_apply(json_t *seccomp, crater_error_t *err);
 typedef struct {
   json_t *config;
   const char *bundle;
-  const char *rootfs;     /* absolute */
+  const char *rootfs; /* absolute */
   const char *cgroup_path;
   bool no_pivot;
   bool new_userns;
@@ -189,8 +189,8 @@ int crater__process_cwd(json_t *process, crater_error_t *err);
 char *crater__process_lookup(json_t *process, crater_error_t *err);
 /* User, capabilities, no_new_privileges, seccomp, fds, execve.  Never
  * returns on success. */
-int crater__process_exec(json_t *process, json_t *seccomp, const char *exe,
-                         int preserve_fds, crater_error_t *err);
+int crater__process_exec(json_t *process, json_t *seccomp, const char *exe, int preserve_fds,
+                         crater_error_t *err);
 /* Sets up a pty inside the container and sends its master over sockfd. */
 int crater__process_console(int sockfd, json_t *process, crater_error_t *err);
 int crater__send_fd(int sock, int fd, const char *name, crater_error_t *err);
@@ -207,7 +207,7 @@ typedef struct {
   const char *console_socket;
   bool no_pivot;
   int preserve_fds;
-  bool detach;      /* run only */
+  bool detach; /* run only */
 } crater_create_opts_t;
 
 /* Creates the container; returns the init pid (the init is blocked on
@@ -218,7 +218,7 @@ int crater_runtime_delete(const char *id, bool force, crater_error_t *err);
 
 typedef struct {
   const char *id;
-  json_t *process;          /* owned by caller */
+  json_t *process; /* owned by caller */
   const char *pid_file;
   const char *console_socket;
   bool detach;

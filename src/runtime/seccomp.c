@@ -49,8 +49,12 @@ parse_op(const char *s, enum scmp_compare *op)
     const char *n;
     enum scmp_compare op;
   } ops[] = {
-    { "SCMP_CMP_NE", SCMP_CMP_NE }, { "SCMP_CMP_LT", SCMP_CMP_LT }, { "SCMP_CMP_LE", SCMP_CMP_LE },
-    { "SCMP_CMP_EQ", SCMP_CMP_EQ }, { "SCMP_CMP_GE", SCMP_CMP_GE }, { "SCMP_CMP_GT", SCMP_CMP_GT },
+    { "SCMP_CMP_NE", SCMP_CMP_NE },
+    { "SCMP_CMP_LT", SCMP_CMP_LT },
+    { "SCMP_CMP_LE", SCMP_CMP_LE },
+    { "SCMP_CMP_EQ", SCMP_CMP_EQ },
+    { "SCMP_CMP_GE", SCMP_CMP_GE },
+    { "SCMP_CMP_GT", SCMP_CMP_GT },
     { "SCMP_CMP_MASKED_EQ", SCMP_CMP_MASKED_EQ },
   };
   for (size_t i = 0; s && i < sizeof ops / sizeof *ops; i++)
@@ -80,12 +84,15 @@ add_rule(scmp_filter_ctx ctx, uint32_t act, int nr, json_t *args, crater_error_t
       return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, EINVAL,
                                "seccomp rule for %s: bad argument %zu", name, i);
     json_t *v = json_object_get(a, "value"), *v2 = json_object_get(a, "valueTwo");
-    uint64_t val = json_is_integer(v) ? (uint64_t) json_integer_value(v) : (uint64_t) json_number_value(v);
-    uint64_t val2 = json_is_integer(v2) ? (uint64_t) json_integer_value(v2) : (uint64_t) json_number_value(v2);
+    uint64_t val =
+        json_is_integer(v) ? (uint64_t) json_integer_value(v) : (uint64_t) json_number_value(v);
+    uint64_t val2 =
+        json_is_integer(v2) ? (uint64_t) json_integer_value(v2) : (uint64_t) json_number_value(v2);
     if (seen & (1u << idx))
       dup = true;
     seen |= 1u << idx;
-    cmp[i] = (struct scmp_arg_cmp){ .arg = (unsigned) idx, .op = op, .datum_a = val, .datum_b = val2 };
+    cmp[i] =
+        (struct scmp_arg_cmp){ .arg = (unsigned) idx, .op = op, .datum_a = val, .datum_b = val2 };
   }
   int r;
   if (!dup) {
@@ -108,8 +115,9 @@ crater__seccomp_apply(json_t *sc, crater_error_t *err)
   json_int_t def_errno = crater__ji(sc, "defaultErrnoRet", EPERM);
   uint32_t defact;
   if (parse_action(crater__js(sc, "defaultAction"), NULL, def_errno, &defact) < 0)
-    return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, EINVAL, "seccomp: bad defaultAction '%s'",
-                             crater__js(sc, "defaultAction") ? crater__js(sc, "defaultAction") : "");
+    return crater_error_make(
+        err, CRATER_ERR_INVALID_ARGUMENT, EINVAL, "seccomp: bad defaultAction '%s'",
+        crater__js(sc, "defaultAction") ? crater__js(sc, "defaultAction") : "");
   scmp_filter_ctx ctx = seccomp_init(defact);
   if (ctx == NULL)
     return crater_error_make(err, CRATER_ERR_INTERNAL, 0, "seccomp_init failed");
@@ -125,7 +133,8 @@ crater__seccomp_apply(json_t *sc, crater_error_t *err)
     crater_error_sys(err, -r, "seccomp: clear nnp attribute");
     goto done;
   }
-  json_array_foreach(json_object_get(sc, "architectures"), i, v) {
+  json_array_foreach(json_object_get(sc, "architectures"), i, v)
+  {
     const char *a = json_string_value(v);
     if (a == NULL)
       continue;
@@ -144,7 +153,8 @@ crater__seccomp_apply(json_t *sc, crater_error_t *err)
       goto done;
     }
   }
-  json_array_foreach(json_object_get(sc, "flags"), i, v) {
+  json_array_foreach(json_object_get(sc, "flags"), i, v)
+  {
     const char *f = json_string_value(v);
     if (f == NULL)
       continue;
@@ -164,7 +174,8 @@ crater__seccomp_apply(json_t *sc, crater_error_t *err)
     }
   }
   json_t *rule;
-  json_array_foreach(json_object_get(sc, "syscalls"), i, rule) {
+  json_array_foreach(json_object_get(sc, "syscalls"), i, rule)
+  {
     uint32_t act;
     if (parse_action(crater__js(rule, "action"), rule, def_errno, &act) < 0) {
       crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, EINVAL, "seccomp: bad action '%s'",
@@ -177,7 +188,8 @@ crater__seccomp_apply(json_t *sc, crater_error_t *err)
       continue; /* libseccomp refuses rules equal to the default */
     size_t j;
     json_t *nm;
-    json_array_foreach(json_object_get(rule, "names"), j, nm) {
+    json_array_foreach(json_object_get(rule, "names"), j, nm)
+    {
       const char *name = json_string_value(nm);
       int nr = name ? seccomp_syscall_resolve_name(name) : __NR_SCMP_ERROR;
       if (nr == __NR_SCMP_ERROR) {

@@ -40,12 +40,11 @@ crater__state_dir(const char *id)
 int
 crater__state_save(crater_state_t *s, crater_error_t *err)
 {
-  json_t *o = json_pack("{s:s,s:s,s:I,s:s,s:s,s:s,s:s,s:I,s:s,s:O}",
-                        "ociVersion", CRATER_OCI_VERSION, "id", s->id, "pid", (json_int_t) s->pid,
-                        "bundle", s->bundle, "rootfs", s->rootfs, "created", s->created,
-                        "owner", "", "init_start_time", (json_int_t) s->start_time,
-                        "cgroup_path", s->cgroup_path ? s->cgroup_path : "",
-                        "config", s->config ? s->config : json_null());
+  json_t *o = json_pack(
+      "{s:s,s:s,s:I,s:s,s:s,s:s,s:s,s:I,s:s,s:O}", "ociVersion", CRATER_OCI_VERSION, "id", s->id,
+      "pid", (json_int_t) s->pid, "bundle", s->bundle, "rootfs", s->rootfs, "created", s->created,
+      "owner", "", "init_start_time", (json_int_t) s->start_time, "cgroup_path",
+      s->cgroup_path ? s->cgroup_path : "", "config", s->config ? s->config : json_null());
   if (o == NULL)
     return crater_error_make(err, CRATER_ERR_INTERNAL, 0, "encode state of %s", s->id);
   char *buf = json_dumps(o, JSON_COMPACT);
@@ -59,7 +58,8 @@ crater__state_save(crater_state_t *s, crater_error_t *err)
 crater_state_t *
 crater__state_load(const char *id, crater_error_t *err)
 {
-  if (id == NULL || *id == '\0' || strchr(id, '/') || strcmp(id, ".") == 0 || strcmp(id, "..") == 0) {
+  if (id == NULL || *id == '\0' || strchr(id, '/') || strcmp(id, ".") == 0 ||
+      strcmp(id, "..") == 0) {
     crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, EINVAL, "invalid container id '%s'",
                       id ? id : "");
     return NULL;
@@ -111,22 +111,27 @@ const char *
 crater__status_name(crater_status_t st)
 {
   switch (st) {
-  case ST_CREATING: return "creating";
-  case ST_CREATED: return "created";
-  case ST_RUNNING: return "running";
-  case ST_PAUSED: return "paused";
-  default: return "stopped";
+  case ST_CREATING:
+    return "creating";
+  case ST_CREATED:
+    return "created";
+  case ST_RUNNING:
+    return "running";
+  case ST_PAUSED:
+    return "paused";
+  default:
+    return "stopped";
   }
 }
 
 json_t *
 crater__state_json(crater_state_t *s, crater_status_t st)
 {
-  json_t *o = json_pack("{s:s,s:s,s:I,s:s,s:s,s:s,s:s,s:s}", "ociVersion", CRATER_OCI_VERSION,
-                        "id", s->id, "pid", (json_int_t) (st == ST_STOPPED ? 0 : s->pid),
-                        "status", crater__status_name(st), "bundle", s->bundle ? s->bundle : "",
-                        "rootfs", s->rootfs ? s->rootfs : "", "created",
-                        s->created ? s->created : "", "owner", "");
+  json_t *o =
+      json_pack("{s:s,s:s,s:I,s:s,s:s,s:s,s:s,s:s}", "ociVersion", CRATER_OCI_VERSION, "id", s->id,
+                "pid", (json_int_t) (st == ST_STOPPED ? 0 : s->pid), "status",
+                crater__status_name(st), "bundle", s->bundle ? s->bundle : "", "rootfs",
+                s->rootfs ? s->rootfs : "", "created", s->created ? s->created : "", "owner", "");
   json_t *ann = s->config ? json_object_get(s->config, "annotations") : NULL;
   if (json_is_object(ann) && json_object_size(ann) > 0)
     json_object_set(o, "annotations", ann);

@@ -63,10 +63,10 @@ static const char *const status_names[] = { "created", "running", "paused", "sto
 /* A one-way byte pump src -> dst with one buffer of backpressure. */
 struct pump {
   int used;
-  int src, dst;        /* dst may be shared (log file): not owned if shared */
+  int src, dst; /* dst may be shared (log file): not owned if shared */
   int own_dst;
-  int json;            /* json-lines log records */
-  const char *stream;  /* "stdout"/"stderr" for json */
+  int json;           /* json-lines log records */
+  const char *stream; /* "stdout"/"stderr" for json */
   char *buf;
   size_t off, len;
   struct proc *p;
@@ -82,8 +82,8 @@ struct proc {
   int status;
   int64_t exited_at;
   int tty;
-  int master;          /* pty master, -1 without tty */
-  int in_w;            /* write end of the process's stdin (pipe or master) */
+  int master; /* pty master, -1 without tty */
+  int in_w;   /* write end of the process's stdin (pipe or master) */
   struct pump *stdin_pump;
 };
 
@@ -280,7 +280,8 @@ run_runtime(const char *const *args, int in, int out, int errfd)
   }
   if (pid == 0) {
     int nul = open("/dev/null", O_RDWR);
-    int fds[3] = { in >= 0 ? in : nul, out >= 0 ? out : nul, errfd >= 0 ? errfd : (errf >= 0 ? errf : nul) };
+    int fds[3] = { in >= 0 ? in : nul, out >= 0 ? out : nul,
+                   errfd >= 0 ? errfd : (errf >= 0 ? errf : nul) };
     /* dup to high numbers first so dup2 into 0..2 never clobbers a source */
     int hi[3];
     for (int i = 0; i < 3; i++)
@@ -556,8 +557,9 @@ recv_master(int lfd)
   char data[256];
   char cbuf[CMSG_SPACE(sizeof(int))];
   struct iovec iov = { data, sizeof data };
-  struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
-                      .msg_controllen = sizeof cbuf };
+  struct msghdr m = {
+    .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf
+  };
   int fd = -1;
   if (recvmsg(c, &m, MSG_CMSG_CLOEXEC) >= 0) {
     struct cmsghdr *cm = CMSG_FIRSTHDR(&m);
@@ -730,8 +732,8 @@ parse_sig(const char *s)
   static const struct {
     const char *n;
     int v;
-  } names[] = { { "HUP", SIGHUP },   { "INT", SIGINT },   { "QUIT", SIGQUIT }, { "KILL", SIGKILL },
-                { "USR1", SIGUSR1 }, { "USR2", SIGUSR2 }, { "TERM", SIGTERM }, { "CONT", SIGCONT },
+  } names[] = { { "HUP", SIGHUP },   { "INT", SIGINT },    { "QUIT", SIGQUIT }, { "KILL", SIGKILL },
+                { "USR1", SIGUSR1 }, { "USR2", SIGUSR2 },  { "TERM", SIGTERM }, { "CONT", SIGCONT },
                 { "STOP", SIGSTOP }, { "WINCH", SIGWINCH } };
   if (s[0] >= '0' && s[0] <= '9')
     return atoi(s);
@@ -873,13 +875,14 @@ handle_line(struct conn *c, char *line)
     char procjson[256], pidf[256], sockp[PATH_MAX + 16], cwd[PATH_MAX];
     file_name(procjson, sizeof procjson, p, "json");
     file_name(pidf, sizeof pidf, p, "pid");
-    if (getcwd(cwd, sizeof cwd) && strlen(cwd) + 14 < sizeof ((struct sockaddr_un *) 0)->sun_path)
+    if (getcwd(cwd, sizeof cwd) && strlen(cwd) + 14 < sizeof((struct sockaddr_un *) 0)->sun_path)
       snprintf(sockp, sizeof sockp, "%s/console.sock", cwd);
     else
       snprintf(sockp, sizeof sockp, "console.sock");
     const char *an[] = { "exec", "-d", "--pid-file", pidf, "--process", procjson, task_id, NULL };
-    const char *at[] = { "exec",          "-d",     "--pid-file", pidf, "--process", procjson,
-                         "--console-socket", sockp, task_id,      NULL };
+    const char *at[] = { "exec",      "-d",     "--pid-file",       pidf,
+                         "--process", procjson, "--console-socket", sockp,
+                         task_id,     NULL };
     if (create_proc(p, an, at, argv[3], -1, 0, em, sizeof em) < 0) {
       if (p->master >= 0)
         close(p->master);
@@ -1099,9 +1102,11 @@ main(int argc, char **argv)
 
   int log_fd = -1;
   if (strcmp(mode, "log") == 0) {
-    log_fd = open(log_path ? log_path : "log.json", O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    log_fd =
+        open(log_path ? log_path : "log.json", O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
     if (log_fd < 0) {
-      ready(ready_fd, "err internal open log %s: %s", log_path ? log_path : "log.json", strerror(errno));
+      ready(ready_fd, "err internal open log %s: %s", log_path ? log_path : "log.json",
+            strerror(errno));
       return 1;
     }
   }
@@ -1115,8 +1120,8 @@ main(int argc, char **argv)
     snprintf(sockp, sizeof sockp, "%s/console.sock", cwd);
   else
     snprintf(sockp, sizeof sockp, "console.sock");
-  const char *at[] = { "create", "--bundle", ".", "--pid-file", "pid", "--console-socket", sockp,
-                       task_id, NULL };
+  const char *at[] = { "create",           "--bundle", ".",     "--pid-file", "pid",
+                       "--console-socket", sockp,      task_id, NULL };
   if (create_proc(init, an, at, mode, log_fd, strcmp(log_format, "json") == 0, em, sizeof em) < 0) {
     ready(ready_fd, "err internal create %s: %s", task_id, em);
     const char *d[] = { "delete", "--force", task_id, NULL };

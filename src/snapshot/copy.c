@@ -163,7 +163,8 @@ set_meta(int dfd_dir, const char *name, const struct stat *st, const char *rel, 
 }
 
 static int
-set_times(int dfd_dir, const char *name, const struct stat *st, const char *rel, crater_error_t *err)
+set_times(int dfd_dir, const char *name, const struct stat *st, const char *rel,
+          crater_error_t *err)
 {
   struct timespec ts[2] = { st->st_atim, st->st_mtim };
   if (utimensat(dfd_dir, name, ts, AT_SYMLINK_NOFOLLOW) < 0)
@@ -211,7 +212,8 @@ copy_entry(copy_ctx_t *c, int sdir, int ddir, const char *name, const char *rel,
     cleanup_close int s = openat(sdir, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     if (s < 0)
       return crater_error_sys(err, errno, "copy %s: open", rel);
-    cleanup_close int d = openat(ddir, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    cleanup_close int d =
+        openat(ddir, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (d < 0)
       return crater_error_sys(err, errno, "copy %s: create", rel);
     if (copy_data(s, d, st.st_size, rel, err) < 0)
@@ -235,12 +237,13 @@ copy_entry(copy_ctx_t *c, int sdir, int ddir, const char *name, const char *rel,
     target[n] = '\0';
     if (symlinkat(target, ddir, name) < 0)
       return crater_error_sys(err, errno, "copy %s: symlink", rel);
-  } else if (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) || S_ISFIFO(st.st_mode)
-             || S_ISSOCK(st.st_mode)) {
+  } else if (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) || S_ISFIFO(st.st_mode) ||
+             S_ISSOCK(st.st_mode)) {
     if (mknodat(ddir, name, st.st_mode, st.st_rdev) < 0)
       return crater_error_sys(err, errno, "copy %s: mknod", rel);
   } else {
-    return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, 0, "copy %s: unsupported file type", rel);
+    return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, 0, "copy %s: unsupported file type",
+                             rel);
   }
   /* xattrs of symlinks/devices through O_PATH fds */
   cleanup_close int s = openat(sdir, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
@@ -297,8 +300,8 @@ crater__copy_tree(const char *src, const char *dst, crater_error_t *err)
     crater_error_sys(err, errno, "copy %s: open %s", src, dst);
     goto done;
   }
-  if (copy_dir(&c, c.src_root, c.dst_root, "", err) < 0
-      || copy_xattrs(c.src_root, NULL, c.dst_root, NULL, ".", err) < 0)
+  if (copy_dir(&c, c.src_root, c.dst_root, "", err) < 0 ||
+      copy_xattrs(c.src_root, NULL, c.dst_root, NULL, ".", err) < 0)
     goto done;
   if (fchown(c.dst_root, st.st_uid, st.st_gid) < 0 || fchmod(c.dst_root, st.st_mode & 07777) < 0) {
     crater_error_sys(err, errno, "copy %s: chown/chmod %s", src, dst);

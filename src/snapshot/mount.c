@@ -43,14 +43,22 @@ static const struct {
   bool clear;
   unsigned long flag;
 } flag_opts[] = {
-  { "ro", false, MS_RDONLY },       { "rw", true, MS_RDONLY },
-  { "bind", false, MS_BIND },       { "rbind", false, MS_BIND | MS_REC },
-  { "nosuid", false, MS_NOSUID },   { "suid", true, MS_NOSUID },
-  { "nodev", false, MS_NODEV },     { "dev", true, MS_NODEV },
-  { "noexec", false, MS_NOEXEC },   { "exec", true, MS_NOEXEC },
-  { "noatime", false, MS_NOATIME }, { "relatime", false, MS_RELATIME },
-  { "strictatime", false, MS_STRICTATIME }, { "nodiratime", false, MS_NODIRATIME },
-  { "sync", false, MS_SYNCHRONOUS }, { "async", true, MS_SYNCHRONOUS },
+  { "ro", false, MS_RDONLY },
+  { "rw", true, MS_RDONLY },
+  { "bind", false, MS_BIND },
+  { "rbind", false, MS_BIND | MS_REC },
+  { "nosuid", false, MS_NOSUID },
+  { "suid", true, MS_NOSUID },
+  { "nodev", false, MS_NODEV },
+  { "dev", true, MS_NODEV },
+  { "noexec", false, MS_NOEXEC },
+  { "exec", true, MS_NOEXEC },
+  { "noatime", false, MS_NOATIME },
+  { "relatime", false, MS_RELATIME },
+  { "strictatime", false, MS_STRICTATIME },
+  { "nodiratime", false, MS_NODIRATIME },
+  { "sync", false, MS_SYNCHRONOUS },
+  { "async", true, MS_SYNCHRONOUS },
   { "defaults", false, 0 },
 };
 
@@ -295,5 +303,6 @@ crater_unmount_all(const char *target, int flags, crater_error_t *err)
       return crater_error_sys(err, errno, "unmount %s", target);
     }
   }
-  return crater_error_make(err, CRATER_ERR_INTERNAL, 0, "unmount %s: too many stacked mounts", target);
+  return crater_error_make(err, CRATER_ERR_INTERNAL, 0, "unmount %s: too many stacked mounts",
+                           target);
 }

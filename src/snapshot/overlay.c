@@ -67,8 +67,8 @@ build_lowerdir(const char *prefix, const char *const *parents, size_t n)
 
 void
 crater__overlay_build_mount(const char *snapdir, const char *id, bool upper,
-                            const char *const *parents, size_t n_parents,
-                            size_t page_limit, crater_mounts_t *out)
+                            const char *const *parents, size_t n_parents, size_t page_limit,
+                            crater_mounts_t *out)
 {
   for (int relative = 0; relative < 2; relative++) {
     const char *prefix = relative ? NULL : snapdir;
@@ -76,11 +76,13 @@ crater__overlay_build_mount(const char *snapdir, const char *id, bool upper,
     cleanup_free char *upperdir = NULL;
     cleanup_free char *workdir = NULL;
     if (upper && id) {
-      upperdir = relative ? xasprintf("upperdir=%s/fs", id) : xasprintf("upperdir=%s/%s/fs", snapdir, id);
-      workdir = relative ? xasprintf("workdir=%s/work", id) : xasprintf("workdir=%s/%s/work", snapdir, id);
+      upperdir =
+          relative ? xasprintf("upperdir=%s/fs", id) : xasprintf("upperdir=%s/%s/fs", snapdir, id);
+      workdir = relative ? xasprintf("workdir=%s/work", id)
+                         : xasprintf("workdir=%s/%s/work", snapdir, id);
     }
-    size_t total = strlen(lower) + (upperdir ? strlen(upperdir) + strlen(workdir) + 2 : 0)
-                   + strlen("index=off") + 1 + 3;
+    size_t total = strlen(lower) + (upperdir ? strlen(upperdir) + strlen(workdir) + 2 : 0) +
+                   strlen("index=off") + 1 + 3;
     if (!relative && total >= page_limit)
       continue;
     crater_mounts_add(out, "overlay", "overlay", NULL, NULL);
@@ -138,8 +140,8 @@ probe_once(const char *dir, char **why, crater_error_t *err)
       return -1;
     }
   }
-  cleanup_free char *opts = xasprintf("lowerdir=%s/l2:%s/l1,upperdir=%s/u,workdir=%s/w", tmpl,
-                                      tmpl, tmpl, tmpl);
+  cleanup_free char *opts =
+      xasprintf("lowerdir=%s/l2:%s/l1,upperdir=%s/u,workdir=%s/w", tmpl, tmpl, tmpl, tmpl);
   cleanup_free char *target = xasprintf("%s/m", tmpl);
   if (mount("overlay", target, "overlay", 0, opts) == 0) {
     ok = 1;
@@ -267,8 +269,8 @@ overlay_init(crater_snapshotter_t *s, crater_error_t *err)
   if (ok < 0)
     return -1;
   if (!ok)
-    return crater_error_make(err, CRATER_ERR_FAILED_PRECONDITION, 0,
-                             "overlayfs not supported: %s", why ? why : "probe failed");
+    return crater_error_make(err, CRATER_ERR_FAILED_PRECONDITION, 0, "overlayfs not supported: %s",
+                             why ? why : "probe failed");
   return 0;
 }
 

@@ -130,8 +130,7 @@ crater_snapshotter_open(const char *name, const char *store_root, crater_error_t
   s->driver = d;
   s->root = xasprintf("%s/snapshots/%s", store_root, name);
   s->snapdir = xasprintf("%s/snapshots", s->root);
-  if (crater__mkdir_p(s->snapdir, 0700, err) < 0
-      || (d->init && d->init(s, err) < 0)) {
+  if (crater__mkdir_p(s->snapdir, 0700, err) < 0 || (d->init && d->init(s, err) < 0)) {
     crater_error_wrap(err, "snapshotter %s", name);
     crater_snapshotter_close(s);
     return NULL;
@@ -193,8 +192,8 @@ crater_snapshotter_list_ids(crater_snapshotter_t *s, char ***ids, size_t *n, cra
 /* --- mount lists ---------------------------------------------------------- */
 
 void
-crater_mounts_add(crater_mounts_t *m, const char *type, const char *source,
-                  const char *target, const char *const *options)
+crater_mounts_add(crater_mounts_t *m, const char *type, const char *source, const char *target,
+                  const char *const *options)
 {
   m->items = xrealloc(m->items, (m->n + 1) * sizeof *m->items);
   crater_mount_t *mt = &m->items[m->n++];
@@ -266,8 +265,8 @@ ino_set_add(ino_set_t *set, ino_t ino)
 }
 
 static int
-usage_walk(int fd0, dev_t dev, ino_set_t *seen, crater_snapshot_usage_t *out,
-           const char *path, crater_error_t *err)
+usage_walk(int fd0, dev_t dev, ino_set_t *seen, crater_snapshot_usage_t *out, const char *path,
+           crater_error_t *err)
 {
   cleanup_dir DIR *d = fdopendir(fd0);
   if (d == NULL) {

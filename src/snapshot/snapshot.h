@@ -68,9 +68,8 @@ typedef struct {
 
 /* Appends a mount; options is a NULL-terminated array (may be NULL).
  * Copies every string. */
-CRATER_PUBLIC void crater_mounts_add(crater_mounts_t *m, const char *type,
-                                     const char *source, const char *target,
-                                     const char *const *options);
+CRATER_PUBLIC void crater_mounts_add(crater_mounts_t *m, const char *type, const char *source,
+                                     const char *target, const char *const *options);
 /* Appends one option to the last mount (copied). */
 CRATER_PUBLIC void crater_mounts_add_option(crater_mounts_t *m, const char *opt);
 /* Frees everything; leaves an empty list.  NULL tolerated. */
@@ -145,9 +144,8 @@ CRATER_PUBLIC const char *const *crater_snapshot_driver_names(void);
 /* Opens backend `name` under <store_root>/snapshots/<name> (created),
  * running its init.  NOT_FOUND for an unknown name.  Free with
  * crater_snapshotter_close. */
-CRATER_PUBLIC crater_snapshotter_t *crater_snapshotter_open(const char *name,
-                                                            const char *store_root,
-                                                            crater_error_t *err);
+CRATER_PUBLIC crater_snapshotter_t *
+crater_snapshotter_open(const char *name, const char *store_root, crater_error_t *err);
 CRATER_PUBLIC void crater_snapshotter_close(crater_snapshotter_t *s);
 
 /* Path of the snapshot's tree (<snapdir>/<id>/fs), malloc'd: the
@@ -157,8 +155,8 @@ CRATER_PUBLIC char *crater_snapshotter_fs_dir(crater_snapshotter_t *s, const cha
 /* Ids (directory names under snapdir) present on disk; *ids is a malloc'd
  * array of malloc'd strings.  Entries that are not decimal ids are left
  * out. */
-CRATER_PUBLIC int crater_snapshotter_list_ids(crater_snapshotter_t *s, char ***ids,
-                                              size_t *n, crater_error_t *err);
+CRATER_PUBLIC int crater_snapshotter_list_ids(crater_snapshotter_t *s, char ***ids, size_t *n,
+                                              crater_error_t *err);
 
 /* Reports whether overlayfs works on the filesystem holding dir, by
  * mounting a two-layer overlay in a temp dir under dir (created when

@@ -115,8 +115,8 @@ static int
 archive_fail(crater_error_t *err, struct archive *a, crater_errkind_t kind, const char *what)
 {
   const char *m = crater__archive.error_string(a);
-  return crater_error_make(err, kind, crater__archive.errnum(a) > 0 ? crater__archive.errnum(a) : 0, "%s: %s",
-                           what, m ? m : "libarchive error");
+  return crater_error_make(err, kind, crater__archive.errnum(a) > 0 ? crater__archive.errnum(a) : 0,
+                           "%s: %s", what, m ? m : "libarchive error");
 }
 
 crater_tar_reader_t *
@@ -307,8 +307,8 @@ crater_tar_writer_add_dir(crater_tar_writer_t *w, const char *name, crater_error
 }
 
 int
-crater_tar_writer_add_data(crater_tar_writer_t *w, const char *name, const void *data,
-                           size_t len, crater_error_t *err)
+crater_tar_writer_add_data(crater_tar_writer_t *w, const char *name, const void *data, size_t len,
+                           crater_error_t *err)
 {
   if (write_header(w, name, AE_IFREG, (int64_t) len, err) < 0)
     return -1;
@@ -341,9 +341,8 @@ crater_tar_writer_add_fd(crater_tar_writer_t *w, const char *name, int fd, int64
       return crater_error_sys(err, errno, "read %s", name);
     }
     if (got == 0)
-      return crater_error_make(err, CRATER_ERR_DATA_LOSS, 0,
-                               "%s: file ends at %lld of %lld bytes", name, (long long) off,
-                               (long long) size);
+      return crater_error_make(err, CRATER_ERR_DATA_LOSS, 0, "%s: file ends at %lld of %lld bytes",
+                               name, (long long) off, (long long) size);
     size_t done = 0;
     while (done < (size_t) got) {
       la_ssize_t n = crater__archive.write_data(w->a, w->buf + done, (size_t) got - done);

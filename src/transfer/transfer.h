@@ -49,8 +49,7 @@ typedef struct {
 
 /* Opens a tar file (ustar, pax or GNU; uncompressed or gzip).  Free with
  * crater_tar_reader_free. */
-CRATER_PUBLIC crater_tar_reader_t *crater_tar_reader_open(const char *path,
-                                                          crater_error_t *err);
+CRATER_PUBLIC crater_tar_reader_t *crater_tar_reader_open(const char *path, crater_error_t *err);
 /* NULL tolerated. */
 CRATER_PUBLIC void crater_tar_reader_free(crater_tar_reader_t *r);
 
@@ -66,8 +65,7 @@ CRATER_PUBLIC ssize_t crater_tar_reader_read(crater_tar_reader_t *r, void *buf, 
                                              crater_error_t *err);
 
 /* Sink for crater_tar_reader_copy: returns <0 with *err to stop. */
-typedef int (*crater_tar_write_fn)(void *ud, const void *buf, size_t n,
-                                   crater_error_t *err);
+typedef int (*crater_tar_write_fn)(void *ud, const void *buf, size_t n, crater_error_t *err);
 
 /* Streams the rest of the current member into write.  Returns the number
  * of bytes passed on, or <0.  A member shorter than its header says is
@@ -82,8 +80,7 @@ CRATER_PUBLIC int crater_tar_writer_add_dir(crater_tar_writer_t *w, const char *
                                             crater_error_t *err);
 /* Adds a regular file holding len bytes of data. */
 CRATER_PUBLIC int crater_tar_writer_add_data(crater_tar_writer_t *w, const char *name,
-                                             const void *data, size_t len,
-                                             crater_error_t *err);
+                                             const void *data, size_t len, crater_error_t *err);
 /* Adds a regular file with size bytes read from fd at offsets 0..size
  * (pread; the fd position is unused).  A file shorter than size is
  * DATA_LOSS. */

@@ -8,26 +8,28 @@
 
 #include "archive/archive_test.h"
 
-#define CAP "\\x01\\x00\\x00\\x02\\x00\\x04\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00"
+#define CAP                                                                                        \
+  "\\x01\\x00\\x00\\x02\\x00\\x04\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x0" \
+  "0\\x00"
 
 static const char *rich =
-  "dir|./\n"
-  "dir|bin|mode=0755\n"
-  "file|bin/su|mode=4755|data=suid\\n|uid=0|gid=0\n"
-  "file|bin/ping|mode=0755|data=ping\\n|xattr.security.capability=" CAP "\n"
-  "file|bin/user|mode=0640|uid=1000|gid=1001|data=u\\n|mtime=1600000000.5|xattr.user.k=v\n"
-  "file|bin/forged|data=x|xattr.trusted.overlay.opaque=y|xattr.user.overlay.redirect=/x\n"
-  "hardlink|bin/su2|target=bin/su\n"
-  "dir|tmp|mode=1777\n"
-  "dir|shared|mode=2775|gid=50|mtime=1500000000\n"
-  "file|shared/f|data=f\n"
-  "symlink|shared/l|target=../bin/su\n"
-  "symlink|abs|target=/bin/ping\n"
-  "dir|dev\n"
-  "chr|dev/null|major=1|minor=3|mode=0666\n"
-  "blk|dev/loop9|major=7|minor=9|mode=0660|gid=6\n"
-  "fifo|dev/fifo|mode=0600\n"
-  "file|empty\n";
+    "dir|./\n"
+    "dir|bin|mode=0755\n"
+    "file|bin/su|mode=4755|data=suid\\n|uid=0|gid=0\n"
+    "file|bin/ping|mode=0755|data=ping\\n|xattr.security.capability=" CAP "\n"
+    "file|bin/user|mode=0640|uid=1000|gid=1001|data=u\\n|mtime=1600000000.5|xattr.user.k=v\n"
+    "file|bin/forged|data=x|xattr.trusted.overlay.opaque=y|xattr.user.overlay.redirect=/x\n"
+    "hardlink|bin/su2|target=bin/su\n"
+    "dir|tmp|mode=1777\n"
+    "dir|shared|mode=2775|gid=50|mtime=1500000000\n"
+    "file|shared/f|data=f\n"
+    "symlink|shared/l|target=../bin/su\n"
+    "symlink|abs|target=/bin/ping\n"
+    "dir|dev\n"
+    "chr|dev/null|major=1|minor=3|mode=0666\n"
+    "blk|dev/loop9|major=7|minor=9|mode=0660|gid=6\n"
+    "fifo|dev/fifo|mode=0600\n"
+    "file|empty\n";
 
 static void
 test_rich(void)
@@ -59,7 +61,8 @@ test_rich(void)
   snprintf(p, sizeof p, "%s/bin/su", d);
   CHECK(lstat(p, &st) == 0 && (st.st_mode & 07777) == 04755 && st.st_nlink == 2);
   snprintf(p, sizeof p, "%s/bin/user", d);
-  CHECK(lstat(p, &st) == 0 && st.st_uid == 1000 && st.st_gid == 1001 && (st.st_mode & 0777) == 0640);
+  CHECK(lstat(p, &st) == 0 && st.st_uid == 1000 && st.st_gid == 1001 &&
+        (st.st_mode & 0777) == 0640);
   CHECK(st.st_mtim.tv_sec == 1600000000 && st.st_mtim.tv_nsec == 500000000);
   snprintf(p, sizeof p, "%s/bin/ping", d);
   CHECK(lgetxattr(p, "security.capability", NULL, 0) == 20);
@@ -85,9 +88,13 @@ test_rich(void)
   /* Reference: GNU tar's extraction of the same (uncompressed) layer. */
   cleanup_free char *ref = strdup(tp("rich-tar"));
   mkdir(ref, 0755);
-  if (sh("tar --xattrs --xattrs-include='*' --same-owner -xpf '%s' -C '%s' 2>/dev/null", tp("rich.none"), ref) == 0) {
+  if (sh("tar --xattrs --xattrs-include='*' --same-owner -xpf '%s' -C '%s' 2>/dev/null",
+         tp("rich.none"), ref) == 0) {
     /* tar keeps the overlay xattrs crater drops by design; ignore them. */
-    CHECK(treecmp(ref, d, "--mtime --no-root --ignore-xattr trusted.overlay. --ignore-xattr user.overlay.") == 0);
+    CHECK(
+        treecmp(ref, d,
+                "--mtime --no-root --ignore-xattr trusted.overlay. --ignore-xattr user.overlay.") ==
+        0);
   } else {
     fprintf(stderr, "note: GNU tar reference extraction failed; comparison skipped\n");
   }
@@ -101,7 +108,8 @@ test_magic_and_diff_id(void)
   mktar(tp("m.tar"), "none", "file|a|data=1\n");
   crater_apply_opts_t o = { .compression = CRATER_COMPRESSION_NONE };
   CHECK(apply_path(tp("m1"), tp("m.gz"), &o, NULL, &err) < 0);
-  CHECK(err->kind == CRATER_ERR_INVALID_ARGUMENT && strstr(err->msg, "compression is none but the data is gzip"));
+  CHECK(err->kind == CRATER_ERR_INVALID_ARGUMENT &&
+        strstr(err->msg, "compression is none but the data is gzip"));
   crater_error_release(&err);
   o.compression = CRATER_COMPRESSION_ZSTD;
   CHECK(apply_path(tp("m2"), tp("m.tar"), &o, NULL, &err) < 0);
@@ -121,7 +129,8 @@ test_magic_and_diff_id(void)
   CHECK_OK(apply_path(tp("m4"), tp("m.gz"), &o, &res, &err));
   o.expected_diff_id = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
   CHECK(apply_path(tp("m5"), tp("m.gz"), &o, &res, &err) < 0);
-  CHECK(err->kind == CRATER_ERR_DATA_LOSS && strstr(err->msg, "expected sha256:0000") && strstr(err->msg, expect));
+  CHECK(err->kind == CRATER_ERR_DATA_LOSS && strstr(err->msg, "expected sha256:0000") &&
+        strstr(err->msg, expect));
   crater_error_release(&err);
 
   /* corrupt gzip: DATA_LOSS */
@@ -139,37 +148,35 @@ exists(const char *p)
   return lstat(p, &st) == 0;
 }
 
-static const char *base_layer =
-  "dir|etc\n"
-  "file|etc/keep|data=k\n"
-  "file|etc/gone|data=g\n"
-  "dir|etc/tree\n"
-  "file|etc/tree/x|data=x\n"
-  "dir|opq\n"
-  "file|opq/old1|data=1\n"
-  "dir|opq/olddir\n"
-  "file|opq/olddir/y|data=y\n"
-  "file|f2d|data=file\n"
-  "dir|d2f\n"
-  "file|d2f/child|data=c\n"
-  "symlink|lnk2dir|target=/etc\n"
-  "file|bin/a|data=A|mode=0755\n"
-  "file|implied/parent/f|data=deep\n";
+static const char *base_layer = "dir|etc\n"
+                                "file|etc/keep|data=k\n"
+                                "file|etc/gone|data=g\n"
+                                "dir|etc/tree\n"
+                                "file|etc/tree/x|data=x\n"
+                                "dir|opq\n"
+                                "file|opq/old1|data=1\n"
+                                "dir|opq/olddir\n"
+                                "file|opq/olddir/y|data=y\n"
+                                "file|f2d|data=file\n"
+                                "dir|d2f\n"
+                                "file|d2f/child|data=c\n"
+                                "symlink|lnk2dir|target=/etc\n"
+                                "file|bin/a|data=A|mode=0755\n"
+                                "file|implied/parent/f|data=deep\n";
 
-static const char *top_layer =
-  "file|etc/.wh.gone\n"
-  "file|etc/.wh.tree\n"
-  "dir|opq\n"
-  "file|opq/.wh..wh..opq\n"
-  "file|opq/new|data=n\n"
-  "file|opq/olddir/z|data=z\n"
-  "dir|f2d\n"
-  "file|f2d/inside|data=i\n"
-  "file|d2f|data=now a file\n"
-  "dir|lnk2dir\n"
-  "hardlink|bin/b|target=bin/a\n"
-  "file|.wh.never-existed\n"
-  "file|etc/.wh..wh.plnk\n";
+static const char *top_layer = "file|etc/.wh.gone\n"
+                               "file|etc/.wh.tree\n"
+                               "dir|opq\n"
+                               "file|opq/.wh..wh..opq\n"
+                               "file|opq/new|data=n\n"
+                               "file|opq/olddir/z|data=z\n"
+                               "dir|f2d\n"
+                               "file|f2d/inside|data=i\n"
+                               "file|d2f|data=now a file\n"
+                               "dir|lnk2dir\n"
+                               "hardlink|bin/b|target=bin/a\n"
+                               "file|.wh.never-existed\n"
+                               "file|etc/.wh..wh.plnk\n";
 
 static void
 test_delete_mode(void)
@@ -221,7 +228,8 @@ test_overlay_mode(void)
   CHECK(!exists(P("etc/.wh.gone")));
   /* In-place: a later overlay-style layer applied onto the same dir
    * replaces a whiteout by a directory and a directory by a file. */
-  mktar(tp("inplace.tar"), "none", "dir|etc/gone\nfile|etc/gone/f|data=1\nfile|opq|data=now file\n");
+  mktar(tp("inplace.tar"), "none",
+        "dir|etc/gone\nfile|etc/gone/f|data=1\nfile|opq|data=now file\n");
   CHECK_OK(apply_path(u, tp("inplace.tar"), &o, NULL, &err));
   CHECK(lstat(P("etc/gone"), &st) == 0 && S_ISDIR(st.st_mode) && exists(P("etc/gone/f")));
   CHECK(lstat(P("opq"), &st) == 0 && S_ISREG(st.st_mode));

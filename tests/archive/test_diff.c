@@ -9,25 +9,26 @@
 #include "archive/archive_test.h"
 
 /* setxattr from the shell without the attr package */
-#define SX_DEF "sx() { python3 -c 'import os,sys; os.setxattr(sys.argv[3], sys.argv[1], sys.argv[2].encode(), follow_symlinks=False)' \"$@\"; }; "
+#define SX_DEF                                                                                     \
+  "sx() { python3 -c 'import os,sys; os.setxattr(sys.argv[3], sys.argv[1], sys.argv[2].encode(), " \
+  "follow_symlinks=False)' \"$@\"; }; "
 
-static const char *base =
-  "dir|etc|mode=0755\n"
-  "file|etc/passwd|data=root:x:0:0\\n\n"
-  "file|etc/same-size|data=AAAA|mtime=1600000000\n"
-  "file|etc/gone|data=bye\n"
-  "dir|var/lib/tree\n"
-  "file|var/lib/tree/a|data=a\n"
-  "file|var/lib/tree/b|data=b\n"
-  "file|f2d|data=f\n"
-  "dir|d2f\n"
-  "file|d2f/x|data=x\n"
-  "file|bin/ping|mode=0755|data=ping|xattr.user.tag=1\n"
-  "symlink|bin/sh|target=busybox\n";
+static const char *base = "dir|etc|mode=0755\n"
+                          "file|etc/passwd|data=root:x:0:0\\n\n"
+                          "file|etc/same-size|data=AAAA|mtime=1600000000\n"
+                          "file|etc/gone|data=bye\n"
+                          "dir|var/lib/tree\n"
+                          "file|var/lib/tree/a|data=a\n"
+                          "file|var/lib/tree/b|data=b\n"
+                          "file|f2d|data=f\n"
+                          "dir|d2f\n"
+                          "file|d2f/x|data=x\n"
+                          "file|bin/ping|mode=0755|data=ping|xattr.user.tag=1\n"
+                          "symlink|bin/sh|target=busybox\n";
 
 static int
-diff_to(const char *lower, const char *upper, const char *out,
-        crater_diff_opts_t *o, crater_diff_result_t *res, crater_error_t *err)
+diff_to(const char *lower, const char *upper, const char *out, crater_diff_opts_t *o,
+        crater_diff_result_t *res, crater_error_t *err)
 {
   int l = lower ? open(lower, O_RDONLY | O_DIRECTORY) : -1;
   int u = open(upper, O_RDONLY | O_DIRECTORY);
@@ -53,11 +54,12 @@ test_two_trees(void)
   CHECK(sh("cp -a '%s' '%s'", lower, upper) == 0);
   /* the changes */
   CHECK(sh(SX_DEF "cd '%s' && echo new > etc/new && rm etc/gone && rm -r var/lib/tree"
-           " && printf BBBB > etc/same-size && touch -d @1600000000 etc/same-size"
-           " && rm f2d && mkdir f2d && echo in > f2d/in && rm -r d2f && echo file > d2f"
-           " && chmod 4755 bin/ping && sx user.tag 2 bin/ping"
-           " && echo hl > hl1 && ln hl1 hl2 && mknod dev-null c 1 3 && mkfifo fifo"
-           " && ln -sf /bin/true bin/sh && chown 1000:1000 etc/passwd", upper) == 0);
+                  " && printf BBBB > etc/same-size && touch -d @1600000000 etc/same-size"
+                  " && rm f2d && mkdir f2d && echo in > f2d/in && rm -r d2f && echo file > d2f"
+                  " && chmod 4755 bin/ping && sx user.tag 2 bin/ping"
+                  " && echo hl > hl1 && ln hl1 hl2 && mknod dev-null c 1 3 && mkfifo fifo"
+                  " && ln -sf /bin/true bin/sh && chown 1000:1000 etc/passwd",
+           upper) == 0);
   const char *comps[] = { "gzip", "zstd", "none" };
   for (int i = 0; i < 3; i++) {
     crater_diff_opts_t o = { 0 };
@@ -70,7 +72,8 @@ test_two_trees(void)
     /* apply onto a copy of lower == upper */
     const char *res = tp("rt-%s", comps[i]);
     CHECK(sh("cp -a '%s' '%s'", lower, res) == 0);
-    crater_apply_opts_t a = { .whiteouts = CRATER_WHITEOUT_DELETE, .compression = o.compression,
+    crater_apply_opts_t a = { .whiteouts = CRATER_WHITEOUT_DELETE,
+                              .compression = o.compression,
                               .expected_diff_id = r1.diff_id };
     crater_apply_result_t ar;
     CHECK_OK(apply_path(res, tp("d1.%s", comps[i]), &a, &ar, &err));
@@ -85,7 +88,8 @@ test_two_trees(void)
   CHECK(sh("gzip -dc '%s' | tar -t 2>/dev/null | grep -qx etc/same-size", tp("d1.gzip")) == 0);
   CHECK(sh("! gzip -dc '%s' | tar -t 2>/dev/null | grep -q '^var/lib/tree/'", tp("d1.gzip")) == 0);
   CHECK(sh("gzip -dc '%s' | tar -t 2>/dev/null | grep -qx var/lib/.wh.tree", tp("d1.gzip")) == 0);
-  CHECK(sh("gzip -dc '%s' | tar -tv 2>/dev/null | grep -q '^h.* hl2 link to hl1'", tp("d1.gzip")) == 0);
+  CHECK(sh("gzip -dc '%s' | tar -tv 2>/dev/null | grep -q '^h.* hl2 link to hl1'", tp("d1.gzip")) ==
+        0);
   /* no lower: the whole tree */
   crater_diff_opts_t o = { .compression = CRATER_COMPRESSION_GZIP };
   crater_diff_result_t r;
@@ -102,17 +106,20 @@ test_overlay_upper(void)
   /* an overlay-style upper dir, as a container leaves it */
   cleanup_free char *up = strdup(tp("ovl-upper"));
   CHECK(sh(SX_DEF "mkdir -p '%s' && cd '%s' && mkdir -p etc opq/sub && echo n > etc/new"
-           " && mknod -m 000 etc/gone c 0 0 && sx trusted.overlay.opaque y opq"
-           " && echo s > opq/sub/s && mkdir var && mknod -m 000 var/tree c 0 0"
-           " && sx trusted.overlay.origin xyz etc/new", up, up) == 0);
+                  " && mknod -m 000 etc/gone c 0 0 && sx trusted.overlay.opaque y opq"
+                  " && echo s > opq/sub/s && mkdir var && mknod -m 000 var/tree c 0 0"
+                  " && sx trusted.overlay.origin xyz etc/new",
+           up, up) == 0);
   crater_diff_opts_t o = { .compression = CRATER_COMPRESSION_GZIP, .upper_is_overlay = true };
   crater_diff_result_t r;
   CHECK_OK(diff_to(NULL, up, tp("ovl.tgz"), &o, &r, &err));
   CHECK(sh("gzip -dc '%s' | tar -t 2>/dev/null > '%s'", tp("ovl.tgz"), tp("ovl.list")) == 0);
-  CHECK(sh("grep -qx etc/.wh.gone '%s' && grep -qx opq/.wh..wh..opq '%s' && grep -qx var/.wh.tree '%s'",
+  CHECK(sh("grep -qx etc/.wh.gone '%s' && grep -qx opq/.wh..wh..opq '%s' && grep -qx var/.wh.tree "
+           "'%s'",
            tp("ovl.list"), tp("ovl.list"), tp("ovl.list")) == 0);
   /* overlay round trip: applying back in overlay mode reproduces the upper */
-  crater_apply_opts_t a = { .compression = CRATER_COMPRESSION_GZIP, .whiteouts = CRATER_WHITEOUT_OVERLAY };
+  crater_apply_opts_t a = { .compression = CRATER_COMPRESSION_GZIP,
+                            .whiteouts = CRATER_WHITEOUT_OVERLAY };
   CHECK_OK(apply_path(tp("ovl-back"), tp("ovl.tgz"), &a, NULL, &err));
   CHECK(treecmp(up, tp("ovl-back"), "--no-root --ignore-xattr trusted.overlay.origin") == 0);
   /* delete-mode apply of the same layer onto the base tree */

@@ -82,7 +82,8 @@ all_cases(void)
   char spec[16384];
   const char *r;
 
-  snprintf(spec, sizeof spec, "file|ok|data=1\nfile|../%s/canary.txt|data=pwned\nfile|after|data=2\n",
+  snprintf(spec, sizeof spec,
+           "file|ok|data=1\nfile|../%s/canary.txt|data=pwned\nfile|after|data=2\n",
            strrchr(outside, '/') + 1);
   r = run_case("dotdot", spec, "none", CRATER_ERR_INVALID_ARGUMENT, "path escapes the root", NULL);
   CHECK(in_root_is(r, "ok", S_IFREG));
@@ -100,45 +101,57 @@ all_cases(void)
 
   /* symlink to the canary file, then a file entry of the same name:
    * replaces the link, never writes through it */
-  snprintf(spec, sizeof spec, "symlink|evil2|target=../../../../..%s/canary.txt\nfile|evil2|data=pwned\n", outside);
+  snprintf(spec, sizeof spec,
+           "symlink|evil2|target=../../../../..%s/canary.txt\nfile|evil2|data=pwned\n", outside);
   r = run_case("symlink-replace", spec, "none", -1, NULL, NULL);
   CHECK(in_root_is(r, "evil2", S_IFREG));
 
   /* relative symlink to a dir outside, file created under it */
-  snprintf(spec, sizeof spec, "symlink|up|target=../../../../../../../..\nfile|up%s/canary.txt|data=pwned\n", outside);
+  snprintf(spec, sizeof spec,
+           "symlink|up|target=../../../../../../../..\nfile|up%s/canary.txt|data=pwned\n", outside);
   run_case("symlink-dir-relative", spec, "none", -1, NULL, NULL);
 
   /* hardlinks */
-  snprintf(spec, sizeof spec, "file|ok\nhardlink|h|target=../%s/canary.txt\nfile|after\n", strrchr(outside, '/') + 1);
-  run_case("hardlink-dotdot", spec, "none", CRATER_ERR_INVALID_ARGUMENT, "path escapes the root", NULL);
+  snprintf(spec, sizeof spec, "file|ok\nhardlink|h|target=../%s/canary.txt\nfile|after\n",
+           strrchr(outside, '/') + 1);
+  run_case("hardlink-dotdot", spec, "none", CRATER_ERR_INVALID_ARGUMENT, "path escapes the root",
+           NULL);
   snprintf(spec, sizeof spec, "hardlink|h|target=%s/canary.txt\nfile|after\n", outside);
   run_case("hardlink-absolute", spec, "none", CRATER_ERR_INVALID_ARGUMENT, "absolute path", NULL);
-  snprintf(spec, sizeof spec, "symlink|s|target=%s\nhardlink|h|target=s/canary.txt\nfile|after\n", outside);
+  snprintf(spec, sizeof spec, "symlink|s|target=%s\nhardlink|h|target=s/canary.txt\nfile|after\n",
+           outside);
   run_case("hardlink-via-symlink", spec, "none", CRATER_ERR_NOT_FOUND, "hardlink target", NULL);
 
   /* libarchive's classic: hardlink entry with data following a symlink */
-  snprintf(spec, sizeof spec, "symlink|s|target=%s/canary.txt\nhardlink|h|target=s|data=pwned\n", outside);
+  snprintf(spec, sizeof spec, "symlink|s|target=%s/canary.txt\nhardlink|h|target=s|data=pwned\n",
+           outside);
   r = run_case("hardlink-with-data", spec, "none", -1, NULL, NULL);
   CHECK(in_root_is(r, "h", S_IFLNK)); /* the link itself was linked */
 
   /* whiteouts */
   snprintf(spec, sizeof spec, "file|../%s/.wh.canary.txt\nfile|after\n", strrchr(outside, '/') + 1);
-  run_case("whiteout-dotdot", spec, "none", CRATER_ERR_INVALID_ARGUMENT, "path escapes the root", NULL);
-  snprintf(spec, sizeof spec, "symlink|w|target=%s\nfile|w/.wh.canary.txt\nfile|w/.wh..wh..opq\n", outside);
+  run_case("whiteout-dotdot", spec, "none", CRATER_ERR_INVALID_ARGUMENT, "path escapes the root",
+           NULL);
+  snprintf(spec, sizeof spec, "symlink|w|target=%s\nfile|w/.wh.canary.txt\nfile|w/.wh..wh..opq\n",
+           outside);
   run_case("whiteout-via-symlink-delete", spec, "none", -1, NULL, NULL);
   crater_apply_opts_t ovl = { .whiteouts = CRATER_WHITEOUT_OVERLAY };
   r = run_case("whiteout-via-symlink-overlay", spec, "none", -1, NULL, &ovl);
   char rel[4200];
   snprintf(rel, sizeof rel, "%s/canary.txt", outside + 1);
   CHECK(in_root_is(r, rel, S_IFCHR)); /* the whiteout landed inside */
-  run_case("whiteout-dot", "file|a/.wh..\nfile|after\n", "none", CRATER_ERR_INVALID_ARGUMENT, "invalid whiteout", NULL);
+  run_case("whiteout-dot", "file|a/.wh..\nfile|after\n", "none", CRATER_ERR_INVALID_ARGUMENT,
+           "invalid whiteout", NULL);
 
   /* device nodes: created inside the root only, or refused by policy */
-  snprintf(spec, sizeof spec, "symlink|dv|target=%s\nblk|dv/sda|major=8|minor=0\nchr|dev/null|major=1|minor=3\n", outside);
+  snprintf(spec, sizeof spec,
+           "symlink|dv|target=%s\nblk|dv/sda|major=8|minor=0\nchr|dev/null|major=1|minor=3\n",
+           outside);
   r = run_case("devices", spec, "none", -1, NULL, NULL);
   snprintf(rel, sizeof rel, "%s/sda", outside + 1);
   CHECK(in_root_is(r, rel, S_IFBLK) && in_root_is(r, "dev/null", S_IFCHR));
-  crater_apply_opts_t nodev = { .whiteouts = CRATER_WHITEOUT_DELETE, .flags = CRATER_APPLY_NO_DEVICES };
+  crater_apply_opts_t nodev = { .whiteouts = CRATER_WHITEOUT_DELETE,
+                                .flags = CRATER_APPLY_NO_DEVICES };
   run_case("devices-refused", "file|ok\nblk|sda|major=8|minor=0\nfile|after\n", "none",
            CRATER_ERR_PERMISSION_DENIED, "device nodes are not allowed", &nodev);
 

@@ -18,8 +18,7 @@ static int
 needs_lazy_lib(const char *path)
 {
   char cmd[4200];
-  snprintf(cmd, sizeof cmd,
-           "readelf -d '%s' | grep NEEDED | grep -E 'libcurl|libarchive'", path);
+  snprintf(cmd, sizeof cmd, "readelf -d '%s' | grep NEEDED | grep -E 'libcurl|libarchive'", path);
   return system(cmd) == 0;
 }
 
@@ -108,8 +107,8 @@ test_missing(void)
   CHECK(err->kind == CRATER_ERR_UNAVAILABLE);
   fprintf(stderr, "expected: %s\n", err->msg);
   CHECK(strncmp(err->msg, "libcrater-no-such-lib.so.7 not found: apt-get install no-such-package",
-                strlen("libcrater-no-such-lib.so.7 not found: apt-get install no-such-package"))
-        == 0);
+                strlen("libcrater-no-such-lib.so.7 not found: apt-get install no-such-package")) ==
+        0);
   crater_error_release(&err);
   CHECK(crater__dl_status(&st, NULL) < 0);
 

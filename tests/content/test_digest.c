@@ -39,24 +39,39 @@ main(void)
   bad(NULL);
   bad("");
   bad(H64);
-  snprintf(buf, sizeof buf, "md5:%s", H64); bad(buf);
-  snprintf(buf, sizeof buf, "SHA256:%s", H64); bad(buf);
-  snprintf(buf, sizeof buf, "sha384:%s", H64); bad(buf);
-  snprintf(buf, sizeof buf, "sha512:%s", H64); bad(buf);   /* wrong length for alg */
-  snprintf(buf, sizeof buf, "sha256:%s", h128); bad(buf);
+  snprintf(buf, sizeof buf, "md5:%s", H64);
+  bad(buf);
+  snprintf(buf, sizeof buf, "SHA256:%s", H64);
+  bad(buf);
+  snprintf(buf, sizeof buf, "sha384:%s", H64);
+  bad(buf);
+  snprintf(buf, sizeof buf, "sha512:%s", H64);
+  bad(buf); /* wrong length for alg */
+  snprintf(buf, sizeof buf, "sha256:%s", h128);
+  bad(buf);
   /* uppercase, length, junk */
-  snprintf(buf, sizeof buf, "sha256:%.63sA", H64); bad(buf);
-  snprintf(buf, sizeof buf, "sha256:%.63s", H64); bad(buf);
-  snprintf(buf, sizeof buf, "sha256:%s0", H64); bad(buf);
-  snprintf(buf, sizeof buf, "sha256:%.63s ", H64); bad(buf);
-  snprintf(buf, sizeof buf, " sha256:%s", H64); bad(buf);
-  snprintf(buf, sizeof buf, "sha256:%s\n", H64); bad(buf);
+  snprintf(buf, sizeof buf, "sha256:%.63sA", H64);
+  bad(buf);
+  snprintf(buf, sizeof buf, "sha256:%.63s", H64);
+  bad(buf);
+  snprintf(buf, sizeof buf, "sha256:%s0", H64);
+  bad(buf);
+  snprintf(buf, sizeof buf, "sha256:%.63s ", H64);
+  bad(buf);
+  snprintf(buf, sizeof buf, " sha256:%s", H64);
+  bad(buf);
+  snprintf(buf, sizeof buf, "sha256:%s\n", H64);
+  bad(buf);
   /* path tricks */
   bad("sha256:../../../../etc/passwd");
-  snprintf(buf, sizeof buf, "sha256:../%.61s", H64); bad(buf);
-  snprintf(buf, sizeof buf, "sha256:/%.63s", H64); bad(buf);
-  snprintf(buf, sizeof buf, "sha256/../%s", H64); bad(buf);
-  snprintf(buf, sizeof buf, "sha256::%.63s", H64); bad(buf);
+  snprintf(buf, sizeof buf, "sha256:../%.61s", H64);
+  bad(buf);
+  snprintf(buf, sizeof buf, "sha256:/%.63s", H64);
+  bad(buf);
+  snprintf(buf, sizeof buf, "sha256/../%s", H64);
+  bad(buf);
+  snprintf(buf, sizeof buf, "sha256::%.63s", H64);
+  bad(buf);
 
   crater_error_t e = NULL;
   CHECK(crater_digest_validate("sha256:xyz", &e) < 0);

@@ -240,8 +240,8 @@ main(void)
   CHECK_OK(crater_content_writer_write(w, data, 1000, &err)); /* partial, resumed below */
   crater_content_writer_close(w);
   CHECK(lseek(fd, 0, SEEK_SET) == 0);
-  CHECK(crater_content_ingest_fd(c, "ref-fd", fd, want, (int64_t) big, dg, &err)
-        == CRATER_CONTENT_COMMITTED);
+  CHECK(crater_content_ingest_fd(c, "ref-fd", fd, want, (int64_t) big, dg, &err) ==
+        CRATER_CONTENT_COMMITTED);
   CHECK_STREQ(dg, want);
   CHECK_OK(crater_content_stat(c, want, &info, &err));
   CHECK(info.size == (int64_t) big);
@@ -271,8 +271,8 @@ main(void)
     _exit(0);
   }
   close(pp[1]);
-  CHECK(crater_content_ingest_fd(c, "ref-pipe", pp[0], NULL, 10, dg, &err)
-        == CRATER_CONTENT_COMMITTED);
+  CHECK(crater_content_ingest_fd(c, "ref-pipe", pp[0], NULL, 10, dg, &err) ==
+        CRATER_CONTENT_COMMITTED);
   close(pp[0]);
   waitpid(pid, NULL, 0);
   digest_of("piped data", 10, want);

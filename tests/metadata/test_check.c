@@ -49,11 +49,13 @@ main(void)
   p = crater_content_path(crater_store_content(s), gone, &err);
   CHECK(unlink(p) == 0);
   free(p);
-  CHECK_OK(crater__db_exec(crater_store_db(s), "DELETE FROM content WHERE namespace = 'other'", &err));
+  CHECK_OK(
+      crater__db_exec(crater_store_db(s), "DELETE FROM content WHERE namespace = 'other'", &err));
   crater_store_writer_t *w = crater_store_writer_open(s, "default", "old-ingest", NULL, 0, &err);
   CHECK_OK(crater_content_writer_write(crater_store_writer_content(w), "x", 1, &err));
   crater_store_writer_close(w);
-  crater_store_writer_t *live = crater_store_writer_open(s, "default", "live-ingest", NULL, 0, &err);
+  crater_store_writer_t *live =
+      crater_store_writer_open(s, "default", "live-ingest", NULL, 0, &err);
   CHECK(live != NULL);
   char broken[4200];
   snprintf(broken, sizeof broken, "%s/content/ingest/junk", tmp);
@@ -63,8 +65,8 @@ main(void)
   CHECK_OK(crater_store_check(s, &o, &rep, &err));
   CHECK(rep.ncorrupt == 1 && strcmp(rep.corrupt[0].digest, bad) == 0 && rep.corrupt[0].detail);
   CHECK(rep.norphans == 1 && strcmp(rep.orphans[0].digest, orphan) == 0);
-  CHECK(rep.nmissing == 1 && strcmp(rep.missing[0].digest, gone) == 0
-        && strcmp(rep.missing[0].ns, "default") == 0);
+  CHECK(rep.nmissing == 1 && strcmp(rep.missing[0].digest, gone) == 0 &&
+        strcmp(rep.missing[0].ns, "default") == 0);
   CHECK(rep.nstale == 1 && strcmp(rep.stale[0].detail, "ingest/junk") == 0);
   CHECK(!rep.repaired);
   crater_check_report_clear(&rep);
@@ -78,7 +80,8 @@ main(void)
   CHECK_OK(crater_store_content_status(s, "default", &ing, &n, &err));
   CHECK(n == 2);
   crater_ingest_status_free(ing, n);
-  snprintf(dpath, sizeof dpath, "find '%s/content/ingest' -name data -exec touch -d '3 days ago' {} +", tmp);
+  snprintf(dpath, sizeof dpath,
+           "find '%s/content/ingest' -name data -exec touch -d '3 days ago' {} +", tmp);
   CHECK(system(dpath) == 0);
   o.repair = true;
   CHECK_OK(crater_store_check(s, &o, &rep, &err));

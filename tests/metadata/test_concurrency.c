@@ -26,21 +26,23 @@ child(const char *root, int id)
     snprintf(data, sizeof data, "child %d blob %d", id, k);
     snprintf(ref, sizeof ref, "ref-%d-%d", id, k);
     crater_store_writer_t *w = crater_store_writer_open(s, "shared", ref, NULL, 0, &err);
-    if (w == NULL
-        || crater_content_writer_write(crater_store_writer_content(w), data, strlen(data), &err) < 0
-        || crater_store_writer_commit(w, -1, NULL, NULL, dg, &err) < 0)
+    if (w == NULL ||
+        crater_content_writer_write(crater_store_writer_content(w), data, strlen(data), &err) < 0 ||
+        crater_store_writer_commit(w, -1, NULL, NULL, dg, &err) < 0)
       goto fail;
     crater_store_writer_close(w);
     /* both children commit the same bytes under different refs */
     snprintf(data, sizeof data, "common blob %d", k);
     snprintf(ref, sizeof ref, "common-%d-%d", id, k);
     w = crater_store_writer_open(s, "shared", ref, NULL, 0, &err);
-    if (w == NULL
-        || crater_content_writer_write(crater_store_writer_content(w), data, strlen(data), &err) < 0
-        || crater_store_writer_commit(w, -1, NULL, NULL, dg, &err) < 0)
+    if (w == NULL ||
+        crater_content_writer_write(crater_store_writer_content(w), data, strlen(data), &err) < 0 ||
+        crater_store_writer_commit(w, -1, NULL, NULL, dg, &err) < 0)
       goto fail;
     crater_store_writer_close(w);
-    crater_image_t img = { .name = name, .media_type = "application/x-test", .digest = dg, .size = 1 };
+    crater_image_t img = {
+      .name = name, .media_type = "application/x-test", .digest = dg, .size = 1
+    };
     crater_labels_set(&img.labels, "child", id ? "1" : "0");
     int r = crater_store_image_create(s, "shared", &img, &err);
     crater_labels_clear(&img.labels);
@@ -98,8 +100,8 @@ main(void)
   crater_check_report_t rep;
   crater_check_opts_t o = { 0 };
   CHECK_OK(crater_store_check(s, &o, &rep, &err));
-  CHECK(rep.checked == 3 * N && rep.ncorrupt == 0 && rep.norphans == 0 && rep.nmissing == 0
-        && rep.nstale == 0);
+  CHECK(rep.checked == 3 * N && rep.ncorrupt == 0 && rep.norphans == 0 && rep.nmissing == 0 &&
+        rep.nstale == 0);
   crater_check_report_clear(&rep);
   crater_ingest_status_t *ing;
   CHECK_OK(crater_store_content_status(s, "shared", &ing, &n, &err));

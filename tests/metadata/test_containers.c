@@ -47,9 +47,8 @@ check_migration(const char *tmp)
   CHECK(crater_db_version(db, &err) == mine);
   sqlite3_stmt *st;
   CHECK(sqlite3_prepare_v2(crater_db_handle(db),
-                           "SELECT count(*) FROM sqlite_master WHERE name = 'containers'", -1,
-                           &st, NULL)
-        == SQLITE_OK);
+                           "SELECT count(*) FROM sqlite_master WHERE name = 'containers'", -1, &st,
+                           NULL) == SQLITE_OK);
   CHECK(sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) == 0);
   sqlite3_finalize(st);
   crater_db_close(db);
@@ -59,8 +58,7 @@ check_migration(const char *tmp)
   CHECK(sqlite3_prepare_v2(crater_db_handle(db),
                            "SELECT count(*) FROM sqlite_master WHERE name IN "
                            "('containers', 'container_labels')",
-                           -1, &st, NULL)
-        == SQLITE_OK);
+                           -1, &st, NULL) == SQLITE_OK);
   CHECK(sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) == 2);
   sqlite3_finalize(st);
   crater_db_close(db);
@@ -103,8 +101,8 @@ main(void)
   crater_labels_set(&c.labels, "team", "core");
   crater_labels_set(&c.labels, "env", "prod");
   CHECK_OK(crater_store_container_create(s, "default", &c, &err));
-  expect_kind(crater_store_container_create(s, "default", &c, &err),
-              CRATER_ERR_ALREADY_EXISTS, "duplicate create");
+  expect_kind(crater_store_container_create(s, "default", &c, &err), CRATER_ERR_ALREADY_EXISTS,
+              "duplicate create");
   /* same id in another namespace is another container (namespace created) */
   CHECK_OK(crater_store_container_create(s, "other", &c, &err));
 
@@ -123,39 +121,41 @@ main(void)
   CHECK(got.created_at > 0 && got.created_at == got.updated_at);
   int64_t created = got.created_at;
   crater_container_clear(&got);
-  expect_kind(crater_store_container_get(s, "default", "nope", &got, &err),
-              CRATER_ERR_NOT_FOUND, "get missing");
+  expect_kind(crater_store_container_get(s, "default", "nope", &got, &err), CRATER_ERR_NOT_FOUND,
+              "get missing");
   expect_kind(crater_store_container_get(s, "default", "a/b", &got, &err),
               CRATER_ERR_INVALID_ARGUMENT, "get bad id");
 
   /* validation on create */
   crater_container_t bad = { .id = "bad", .spec = "[1,2]", .runtime = "runc" };
-  expect_kind(crater_store_container_create(s, "default", &bad, &err),
-              CRATER_ERR_INVALID_ARGUMENT, "spec not an object");
+  expect_kind(crater_store_container_create(s, "default", &bad, &err), CRATER_ERR_INVALID_ARGUMENT,
+              "spec not an object");
   bad.spec = "{nope";
-  expect_kind(crater_store_container_create(s, "default", &bad, &err),
-              CRATER_ERR_INVALID_ARGUMENT, "spec not json");
+  expect_kind(crater_store_container_create(s, "default", &bad, &err), CRATER_ERR_INVALID_ARGUMENT,
+              "spec not json");
   bad.spec = NULL;
-  expect_kind(crater_store_container_create(s, "default", &bad, &err),
-              CRATER_ERR_INVALID_ARGUMENT, "spec missing");
+  expect_kind(crater_store_container_create(s, "default", &bad, &err), CRATER_ERR_INVALID_ARGUMENT,
+              "spec missing");
   bad.spec = "{}";
   bad.runtime = NULL;
-  expect_kind(crater_store_container_create(s, "default", &bad, &err),
-              CRATER_ERR_INVALID_ARGUMENT, "runtime missing");
+  expect_kind(crater_store_container_create(s, "default", &bad, &err), CRATER_ERR_INVALID_ARGUMENT,
+              "runtime missing");
   bad.runtime = "runc";
   bad.snapshot_key = "k";
-  expect_kind(crater_store_container_create(s, "default", &bad, &err),
-              CRATER_ERR_INVALID_ARGUMENT, "key without snapshotter");
+  expect_kind(crater_store_container_create(s, "default", &bad, &err), CRATER_ERR_INVALID_ARGUMENT,
+              "key without snapshotter");
   bad.snapshot_key = NULL;
   bad.extensions = "3";
-  expect_kind(crater_store_container_create(s, "default", &bad, &err),
-              CRATER_ERR_INVALID_ARGUMENT, "extensions not an object");
-  expect_kind(crater_store_container_create(s, "Bad NS", &c, &err),
-              CRATER_ERR_INVALID_ARGUMENT, "bad namespace");
+  expect_kind(crater_store_container_create(s, "default", &bad, &err), CRATER_ERR_INVALID_ARGUMENT,
+              "extensions not an object");
+  expect_kind(crater_store_container_create(s, "Bad NS", &c, &err), CRATER_ERR_INVALID_ARGUMENT,
+              "bad namespace");
 
   /* a rootfs-directory container: no image, no snapshot */
-  crater_container_t dirc = { .id = "plain", .spec = "{\"root\":{\"path\":\"/tmp/r\"}}",
-                              .runtime = "runc", .extensions = "{\"x\":{\"y\":1}}" };
+  crater_container_t dirc = { .id = "plain",
+                              .spec = "{\"root\":{\"path\":\"/tmp/r\"}}",
+                              .runtime = "runc",
+                              .extensions = "{\"x\":{\"y\":1}}" };
   CHECK_OK(crater_store_container_create(s, "default", &dirc, &err));
 
   /* list + filters */
@@ -246,14 +246,13 @@ main(void)
   CHECK_OK(crater_store_container_delete(s, "other", "web", &err));
   CHECK_OK(crater_store_namespace_delete(s, "other", &err));
   CHECK_OK(crater_store_container_delete(s, "default", "web", &err));
-  expect_kind(crater_store_container_delete(s, "default", "web", &err),
-              CRATER_ERR_NOT_FOUND, "delete twice");
+  expect_kind(crater_store_container_delete(s, "default", "web", &err), CRATER_ERR_NOT_FOUND,
+              "delete twice");
   CHECK_OK(crater_store_container_delete(s, "default", "plain", &err));
   /* labels went with the rows (cascade) */
   sqlite3_stmt *st;
   CHECK(sqlite3_prepare_v2(crater_db_handle(crater_store_db(s)),
-                           "SELECT count(*) FROM container_labels", -1, &st, NULL)
-        == SQLITE_OK);
+                           "SELECT count(*) FROM container_labels", -1, &st, NULL) == SQLITE_OK);
   CHECK(sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) == 0);
   sqlite3_finalize(st);
 

@@ -11,8 +11,8 @@
 static crater_error_t err;
 
 static int
-ingest(crater_store_t *s, const char *ns, const char *ref, const char *data,
-       const char *labels_kv, char *dg)
+ingest(crater_store_t *s, const char *ns, const char *ref, const char *data, const char *labels_kv,
+       char *dg)
 {
   crater_labels_t l = { 0 };
   if (labels_kv) {
@@ -79,8 +79,8 @@ main(void)
   char *p = crater_store_content_path(s, "ns1", a, &err);
   CHECK(p && access(p, R_OK) == 0);
   free(p);
-  CHECK(crater_store_content_info(s, "ns1", "sha256:../../x", &rec, &e) < 0
-        && e->kind == CRATER_ERR_INVALID_ARGUMENT);
+  CHECK(crater_store_content_info(s, "ns1", "sha256:../../x", &rec, &e) < 0 &&
+        e->kind == CRATER_ERR_INVALID_ARGUMENT);
   crater_error_release(&e);
 
   /* ingesting in ns2 makes it visible there (the blob file is shared) */
@@ -90,7 +90,8 @@ main(void)
   crater_content_record_clear(&rec);
   /* explicit add */
   CHECK_OK(crater_store_content_add(s, "ns3", b, NULL, &err));
-  CHECK(crater_store_content_add(s, "ns3", b, NULL, &e) < 0 && e->kind == CRATER_ERR_ALREADY_EXISTS);
+  CHECK(crater_store_content_add(s, "ns3", b, NULL, &e) < 0 &&
+        e->kind == CRATER_ERR_ALREADY_EXISTS);
   crater_error_release(&e);
 
   /* filters */
@@ -105,8 +106,8 @@ main(void)
   CHECK(list_count(s, "ns1", "size==6,labels.kind==layer", NULL) == 1);
   const char *badf[] = { "labels.\"unterminated==x" };
   crater_content_record_t *recs;
-  CHECK(crater_store_content_list(s, "ns1", badf, 1, &recs, &n, &e) < 0
-        && e->kind == CRATER_ERR_INVALID_ARGUMENT);
+  CHECK(crater_store_content_list(s, "ns1", badf, 1, &recs, &n, &e) < 0 &&
+        e->kind == CRATER_ERR_INVALID_ARGUMENT);
   crater_error_release(&e);
   const char *badf2[] = { "labels.x=y" };
   CHECK(crater_store_content_list(s, "ns1", badf2, 1, &recs, &n, &e) < 0);
@@ -119,8 +120,8 @@ main(void)
   CHECK(list_count(s, "ns1", "labels.\"gc.root\"==yes,labels.kind==layer", NULL) == 1);
   CHECK_OK(crater_store_content_set_labels(s, "ns1", a, &l, true, &err));
   CHECK(list_count(s, "ns1", "labels.kind==layer", NULL) == 0);
-  CHECK(crater_store_content_set_labels(s, "ns2", b, &l, false, &e) < 0
-        && e->kind == CRATER_ERR_NOT_FOUND);
+  CHECK(crater_store_content_set_labels(s, "ns2", b, &l, false, &e) < 0 &&
+        e->kind == CRATER_ERR_NOT_FOUND);
   crater_error_release(&e);
   crater_labels_clear(&l);
 
@@ -130,8 +131,8 @@ main(void)
   crater_error_release(&e);
   CHECK_OK(crater_content_stat(crater_store_content(s), a, NULL, &err));
   CHECK_OK(crater_store_content_delete(s, "ns2", a, &err));
-  CHECK(crater_content_stat(crater_store_content(s), a, NULL, &e) < 0
-        && e->kind == CRATER_ERR_NOT_FOUND);
+  CHECK(crater_content_stat(crater_store_content(s), a, NULL, &e) < 0 &&
+        e->kind == CRATER_ERR_NOT_FOUND);
   crater_error_release(&e);
   CHECK(crater_store_content_delete(s, "ns2", a, &e) < 0 && e->kind == CRATER_ERR_NOT_FOUND);
   crater_error_release(&e);
@@ -140,8 +141,8 @@ main(void)
   crater_store_writer_t *w1 = crater_store_writer_open(s, "ns1", "same", NULL, 0, &err);
   crater_store_writer_t *w2 = crater_store_writer_open(s, "ns2", "same", NULL, 0, &err);
   CHECK(w1 && w2);
-  CHECK(crater_store_writer_open(s, "ns1", "same", NULL, 0, &e) == NULL
-        && e->kind == CRATER_ERR_FAILED_PRECONDITION);
+  CHECK(crater_store_writer_open(s, "ns1", "same", NULL, 0, &e) == NULL &&
+        e->kind == CRATER_ERR_FAILED_PRECONDITION);
   crater_error_release(&e);
   CHECK_OK(crater_content_writer_write(crater_store_writer_content(w1), "12", 2, &err));
   crater_store_writer_close(w1);
@@ -160,15 +161,17 @@ main(void)
   fclose(f);
   int fd = open(fpath, O_RDONLY);
   crater_labels_set(&l, "src", "file");
-  CHECK(crater_store_content_ingest_fd(s, "ns4", "file", fd, NULL, 12, &l, c, &err)
-        == CRATER_CONTENT_COMMITTED);
+  CHECK(crater_store_content_ingest_fd(s, "ns4", "file", fd, NULL, 12, &l, c, &err) ==
+        CRATER_CONTENT_COMMITTED);
   crater_labels_clear(&l);
   close(fd);
   CHECK(list_count(s, "ns4", "labels.src==file", NULL) == 1);
 
   /* images */
-  crater_image_t img = { .name = "example.com/app:1", .media_type = "application/vnd.oci.image.manifest.v1+json",
-                         .digest = b, .size = 6 };
+  crater_image_t img = { .name = "example.com/app:1",
+                         .media_type = "application/vnd.oci.image.manifest.v1+json",
+                         .digest = b,
+                         .size = 6 };
   crater_labels_set(&img.labels, "tier", "web");
   CHECK_OK(crater_store_image_create(s, "ns1", &img, &err));
   CHECK(crater_store_image_create(s, "ns1", &img, &e) < 0 && e->kind == CRATER_ERR_ALREADY_EXISTS);
@@ -190,7 +193,8 @@ main(void)
   crater_error_release(&e);
   CHECK_OK(crater_store_image_create(s, "ns1", &img, &err));
   img.digest = "sha256:nothex";
-  CHECK(crater_store_image_create(s, "ns1", &img, &e) < 0 && e->kind == CRATER_ERR_INVALID_ARGUMENT);
+  CHECK(crater_store_image_create(s, "ns1", &img, &e) < 0 &&
+        e->kind == CRATER_ERR_INVALID_ARGUMENT);
   crater_error_release(&e);
   crater_labels_clear(&img.labels);
   crater_image_t *imgs;
@@ -202,16 +206,16 @@ main(void)
   CHECK(n == 2);
   crater_images_free(imgs, n);
   CHECK_OK(crater_store_image_delete(s, "ns1", "example.com/app:2", &err));
-  CHECK(crater_store_image_delete(s, "ns1", "example.com/app:2", &e) < 0
-        && e->kind == CRATER_ERR_NOT_FOUND);
+  CHECK(crater_store_image_delete(s, "ns1", "example.com/app:2", &e) < 0 &&
+        e->kind == CRATER_ERR_NOT_FOUND);
   crater_error_release(&e);
 
   /* leases */
   crater_labels_set(&l, "purpose", "pull");
   CHECK_OK(crater_store_lease_create(s, "ns1", "pull-1", &l, 3600, &err));
   crater_labels_clear(&l);
-  CHECK(crater_store_lease_create(s, "ns1", "pull-1", NULL, 0, &e) < 0
-        && e->kind == CRATER_ERR_ALREADY_EXISTS);
+  CHECK(crater_store_lease_create(s, "ns1", "pull-1", NULL, 0, &e) < 0 &&
+        e->kind == CRATER_ERR_ALREADY_EXISTS);
   crater_error_release(&e);
   CHECK(crater_store_lease_create(s, "ns1", "bad id", NULL, 0, &e) < 0);
   crater_error_release(&e);
@@ -221,8 +225,8 @@ main(void)
   CHECK_OK(crater_store_lease_add_resource(s, "ns1", "pull-1", "snapshots/overlayfs", "k1", &err));
   CHECK(crater_store_lease_add_resource(s, "ns1", "pull-1", "bogus", "x", &e) < 0);
   crater_error_release(&e);
-  CHECK(crater_store_lease_add_resource(s, "ns1", "nolease", "ingest", "x", &e) < 0
-        && e->kind == CRATER_ERR_NOT_FOUND);
+  CHECK(crater_store_lease_add_resource(s, "ns1", "nolease", "ingest", "x", &e) < 0 &&
+        e->kind == CRATER_ERR_NOT_FOUND);
   crater_error_release(&e);
   crater_lease_t *leases;
   CHECK_OK(crater_store_lease_list(s, "ns1", &leases, &n, &err));

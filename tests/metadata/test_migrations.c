@@ -15,8 +15,8 @@ table_exists(crater_db_t *db, const char *name)
 {
   sqlite3_stmt *st;
   CHECK(sqlite3_prepare_v2(crater_db_handle(db),
-                           "SELECT 1 FROM sqlite_master WHERE type='table' AND name=?1",
-                           -1, &st, NULL) == SQLITE_OK);
+                           "SELECT 1 FROM sqlite_master WHERE type='table' AND name=?1", -1, &st,
+                           NULL) == SQLITE_OK);
   sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
   int r = sqlite3_step(st) == SQLITE_ROW;
   sqlite3_finalize(st);

@@ -82,15 +82,17 @@ main(void)
   CHECK(ns.labels.n == 1 && strcmp(crater_labels_get(&ns.labels, "x"), "y") == 0);
   crater_namespace_clear(&ns);
   crater_labels_clear(&l);
-  CHECK(crater_store_namespace_set_labels(s, "nope", NULL, false, &e) < 0
-        && e->kind == CRATER_ERR_NOT_FOUND);
+  CHECK(crater_store_namespace_set_labels(s, "nope", NULL, false, &e) < 0 &&
+        e->kind == CRATER_ERR_NOT_FOUND);
   crater_error_release(&e);
 
   /* objects create their namespace implicitly */
-  crater_image_t img = { .name = "docker.io/library/busybox:latest",
-                         .media_type = "application/vnd.oci.image.index.v1+json",
-                         .digest = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
-                         .size = 0 };
+  crater_image_t img = {
+    .name = "docker.io/library/busybox:latest",
+    .media_type = "application/vnd.oci.image.index.v1+json",
+    .digest = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+    .size = 0
+  };
   CHECK_OK(crater_store_image_create(s, "two", &img, &err));
   crater_store_writer_t *w = crater_store_writer_open(s, "two", "blob-a", NULL, 0, &err);
   CHECK(w != NULL);
@@ -123,10 +125,10 @@ main(void)
   CHECK_STREQ(e->msg, "namespace two: not empty: 2 content blobs, 1 ingest");
   crater_error_release(&e);
   CHECK_OK(crater_store_content_abort(s, "two", "pending", &err));
-  CHECK_OK(crater_store_content_delete(s, "two",
-      "sha256:9834876dcfb05cb167a5c24953eba58c4ac89b1adf57f28f2f9d09af107ee8f0", &err));
-  CHECK_OK(crater_store_content_delete(s, "two",
-      "sha256:3e744b9dc39389baf0c5a0660589b8402f3dbb49b89b3e75f2c9355852a3c677", &err));
+  CHECK_OK(crater_store_content_delete(
+      s, "two", "sha256:9834876dcfb05cb167a5c24953eba58c4ac89b1adf57f28f2f9d09af107ee8f0", &err));
+  CHECK_OK(crater_store_content_delete(
+      s, "two", "sha256:3e744b9dc39389baf0c5a0660589b8402f3dbb49b89b3e75f2c9355852a3c677", &err));
   CHECK_OK(crater_store_namespace_delete(s, "two", &err));
   CHECK(crater_store_namespace_delete(s, "two", &e) < 0 && e->kind == CRATER_ERR_NOT_FOUND);
   crater_error_release(&e);

@@ -150,7 +150,8 @@ test_syntax(void)
 {
   const char *d256 = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
   CHECK(crater__digest_valid(d256));
-  CHECK(!crater__digest_valid("sha256:E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855"));
+  CHECK(!crater__digest_valid(
+      "sha256:E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855"));
   CHECK(!crater__digest_valid("sha256:e3b0"));
   CHECK(!crater__digest_valid("md5:d41d8cd98f00b204e9800998ecf8427e"));
   CHECK(!crater__digest_valid("sha256:../../etc/passwd"));

@@ -217,7 +217,8 @@ btrfs_test(void)
   char root[4200], cmd[16000];
   snprintf(root, sizeof root, "%s/btrfs", tmp);
   CHECK(mkdir(root, 0700) == 0);
-  snprintf(cmd, sizeof cmd, "truncate -s 1G '%s' && mkfs.btrfs -q '%s' >/dev/null 2>&1 && mount -o loop '%s' '%s'",
+  snprintf(cmd, sizeof cmd,
+           "truncate -s 1G '%s' && mkfs.btrfs -q '%s' >/dev/null 2>&1 && mount -o loop '%s' '%s'",
            btrfs_img, btrfs_img, btrfs_img, root);
   if (system(cmd) != 0) {
     fprintf(stderr, "btrfs: cannot create a loop-mounted btrfs, skipped\n");
@@ -252,7 +253,9 @@ btrfs_test(void)
   CHECK_STREQ(buf, "B");
   CHECK_OK(crater_unmount_all(mnt, 0, &err));
   crater_mounts_clear(&m);
-  for (const char *id = "3"; id; id = strcmp(id, "3") == 0 ? "2" : strcmp(id, "2") == 0 ? "1" : NULL)
+  for (const char *id = "3"; id; id = strcmp(id, "3") == 0   ? "2"
+                                      : strcmp(id, "2") == 0 ? "1"
+                                                             : NULL)
     CHECK_OK(s->driver->remove(s, id, &err));
   char **ids;
   size_t n;

@@ -27,13 +27,17 @@ main(void)
   crater_mounts_t m = { 0 };
 
   /* short chain: absolute paths, no helper option */
-  crater__overlay_build_mount("/var/lib/crater/snapshots/overlayfs/snapshots", "3", true, two, 2, 4096, &m);
+  crater__overlay_build_mount("/var/lib/crater/snapshots/overlayfs/snapshots", "3", true, two, 2,
+                              4096, &m);
   CHECK(m.n == 1);
   CHECK_STREQ(m.items[0].type, "overlay");
   CHECK_STREQ(find_opt(&m.items[0], "lowerdir="),
-              "lowerdir=/var/lib/crater/snapshots/overlayfs/snapshots/2/fs:/var/lib/crater/snapshots/overlayfs/snapshots/1/fs");
-  CHECK_STREQ(find_opt(&m.items[0], "upperdir="), "upperdir=/var/lib/crater/snapshots/overlayfs/snapshots/3/fs");
-  CHECK_STREQ(find_opt(&m.items[0], "workdir="), "workdir=/var/lib/crater/snapshots/overlayfs/snapshots/3/work");
+              "lowerdir=/var/lib/crater/snapshots/overlayfs/snapshots/2/fs:/var/lib/crater/"
+              "snapshots/overlayfs/snapshots/1/fs");
+  CHECK_STREQ(find_opt(&m.items[0], "upperdir="),
+              "upperdir=/var/lib/crater/snapshots/overlayfs/snapshots/3/fs");
+  CHECK_STREQ(find_opt(&m.items[0], "workdir="),
+              "workdir=/var/lib/crater/snapshots/overlayfs/snapshots/3/work");
   CHECK(find_opt(&m.items[0], "X-crater.mount-dir=") == NULL);
   crater_mounts_clear(&m);
 

@@ -64,9 +64,10 @@ refused(const char *dir, const char *py, const char *what)
 {
   char cmd[8192], tar[4096];
   snprintf(tar, sizeof tar, "%s/refused.tar", dir);
-  snprintf(cmd, sizeof cmd,
-           "python3 -c 'import tarfile,io,sys\nt=tarfile.open(sys.argv[1],\"w\")\n%s\nt.close()' %s",
-           py, tar);
+  snprintf(
+      cmd, sizeof cmd,
+      "python3 -c 'import tarfile,io,sys\nt=tarfile.open(sys.argv[1],\"w\")\n%s\nt.close()' %s", py,
+      tar);
   CHECK(system(cmd) == 0);
   crater_error_t err = NULL;
   crater_tar_reader_t *r = crater_tar_reader_open(tar, &err);
@@ -134,7 +135,8 @@ main(void)
   /* inner symlink: an alias */
   snprintf(cmd, sizeof cmd,
            "python3 -c 'import tarfile,sys\nt=tarfile.open(sys.argv[1],\"w\")\n"
-           "i=tarfile.TarInfo(\"id/layer.tar\");i.type=tarfile.SYMTYPE;i.linkname=\"../x.tar\";t.addfile(i)\n"
+           "i=tarfile.TarInfo(\"id/layer.tar\");i.type=tarfile.SYMTYPE;i.linkname=\"../"
+           "x.tar\";t.addfile(i)\n"
            "t.close()' %s/ok.tar",
            dir);
   CHECK(system(cmd) == 0);
