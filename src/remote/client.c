@@ -44,6 +44,7 @@
 #define MAX_REDIRECTS 10
 #define MAX_RESUMES 1000
 #define REPORT_EVERY_NS (100 * 1000000LL)
+#define HEARTBEAT_NS (500 * 1000000LL)
 
 typedef struct {
   char *scope;
@@ -1184,7 +1185,12 @@ report(crater__xfer_t *x, size_t i, crater_remote_progress_fn progress, void *ud
   if (progress == NULL || x->sink == NULL || *cancel)
     return;
   int64_t done = x->start_off + x->got;
-  if (!force && (done == x->last_reported || now - x->last_report_ns < REPORT_EVERY_NS))
+  /* New bytes are reported at most every REPORT_EVERY_NS; unchanged
+   * progress is re-reported every HEARTBEAT_NS, so a consumer that
+   * throttles its own output (the progress display) catches up on the last
+   * value and shows a stall as one, instead of freezing on an older value. */
+  if (!force && (now - x->last_report_ns < REPORT_EVERY_NS ||
+                 (done == x->last_reported && now - x->last_report_ns < HEARTBEAT_NS)))
     return;
   x->last_reported = done;
   x->last_report_ns = now;
