@@ -84,6 +84,36 @@ local function make_certs(dir)
   }
 end
 
+-- Generates a second CA for clients and a client certificate signed by it
+-- (EC P-256, extendedKeyUsage clientAuth). The cert and key are also put in
+-- certs_dir as client.cert / client.key, the names skopeo's --cert-dir
+-- looks for, so fx.push / fx.inspect present them.
+local function make_client_certs(dir, certs_dir)
+  local tls = dir .. "/client-tls"
+  proc.check("mkdir -p " .. q(tls))
+  proc.write_file(tls .. "/client.ext", table.concat({
+    "basicConstraints=critical,CA:FALSE",
+    "keyUsage=critical,digitalSignature",
+    "extendedKeyUsage=clientAuth",
+    "",
+  }, "\n"))
+  proc.check(table.concat({
+    "set -e", "cd " .. q(tls),
+    "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes" ..
+      " -keyout client-ca.key -out client-ca.crt -days 2 -subj '/CN=crater test client CA'" ..
+      " -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign",
+    "openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes" ..
+      " -keyout client.key -out client.csr -subj '/CN=crater test client'",
+    "openssl x509 -req -in client.csr -CA client-ca.crt -CAkey client-ca.key -CAcreateserial" ..
+      " -out client.cert -days 2 -extfile client.ext",
+    "cp client.cert client.key " .. q(certs_dir),
+  }, "\n"))
+  return {
+    client_ca_file = tls .. "/client-ca.crt",
+    client_cert = tls .. "/client.cert", client_key = tls .. "/client.key",
+  }
+end
+
 local Registry = {}
 Registry.__index = Registry
 
@@ -106,10 +136,19 @@ function Registry:log()
   return (proc.read_file(self.log_file) or "")
 end
 
----curl arguments (TLS CA, credentials) for talking to this registry.
-function Registry:curl_args()
+---curl TLS arguments (CA, client cert/key) for this registry.
+function Registry:tls_args()
   local a = {}
   if self.ca_file then a[#a + 1] = "--cacert " .. q(self.ca_file) end
+  if self.client_cert then
+    a[#a + 1] = "--cert " .. q(self.client_cert) .. " --key " .. q(self.client_key)
+  end
+  return table.concat(a, " ")
+end
+
+---curl arguments (TLS CA, client cert, credentials) for talking to this registry.
+function Registry:curl_args()
+  local a = { self:tls_args() }
   if self.user then a[#a + 1] = "-u " .. q(self.user .. ":" .. self.password) end
   return table.concat(a, " ")
 end
@@ -153,21 +192,31 @@ http:
 ---Starts docker-registry on 127.0.0.1:<free port>.
 ---opts.config_extra is YAML appended to the generated config; opts.keep
 ---keeps the temp dir (storage, logs) after stop() for debugging.
----@param opts? {tls?:boolean, auth?:{user:string, password:string},
+---opts.client_ca (implies tls) also generates a client CA and a client
+---cert/key signed by it, and makes the registry require client certs
+---(http.tls.clientcas); r.client_cert / r.client_key are their paths, and
+---cert_dir then holds client.cert / client.key next to ca.crt (skopeo).
+---@param opts? {tls?:boolean, client_ca?:boolean, auth?:{user:string, password:string},
 ---  timeout?:number, config_extra?:string, keep?:boolean}
 ---@return table r {host, url, port, dir, pid, log_file, config, tls, ca_file?,
----  cert_dir?, user?, password?} with r:stop(), r:log(), r:curl(path, extra),
----  r:curl_args()
+---  cert_dir?, client_ca_file?, client_cert?, client_key?, user?, password?}
+---  with r:stop(), r:log(), r:curl(path, extra), r:curl_args()
 function M.start(opts)
   opts = opts or {}
   local dir = proc.tmpdir("crater-registry")
+  local use_tls = (opts.tls or opts.client_ca) and true or false
   local ok, r = pcall(function()
-    local r = setmetatable({ dir = dir, tls = opts.tls and true or false, keep = opts.keep }, Registry)
+    local r = setmetatable({ dir = dir, tls = use_tls, keep = opts.keep }, Registry)
     local tls_yaml, auth_yaml = "", ""
-    if opts.tls then
+    if use_tls then
       local c = make_certs(dir)
       r.ca_file, r.cert_dir = c.ca_file, c.cert_dir
       tls_yaml = string.format("  tls:\n    certificate: %s\n    key: %s\n", c.cert, c.key)
+      if opts.client_ca then
+        local cc = make_client_certs(dir, c.cert_dir)
+        r.client_ca_file, r.client_cert, r.client_key = cc.client_ca_file, cc.client_cert, cc.client_key
+        tls_yaml = tls_yaml .. string.format("    clientcas:\n      - %s\n", cc.client_ca_file)
+      end
     end
     if opts.auth then
       r.user, r.password = assert(opts.auth.user), assert(opts.auth.password)
@@ -175,7 +224,7 @@ function M.start(opts)
       proc.check("htpasswd -Bbn " .. q(r.user) .. " " .. q(r.password) .. " >" .. q(htpasswd))
       auth_yaml = string.format("auth:\n  htpasswd:\n    realm: crater-test\n    path: %s\n", htpasswd)
     end
-    local scheme = opts.tls and "https" or "http"
+    local scheme = use_tls and "https" or "http"
     local secret = proc.check("od -An -N16 -tx1 /dev/urandom | tr -d ' \\n'")
     -- free_port() can race with another process binding the port first;
     -- then the registry exits at once and we try another port.
@@ -191,7 +240,7 @@ function M.start(opts)
       local p = proc.spawn("docker-registry serve " .. q(r.config), { dir = dir, name = "registry" })
       r.pid, r.log_file = p.pid, p.stderr
       local status, err = wait_http(r.url .. "/v2/", r.pid, { [200] = true, [401] = true },
-        r.ca_file and ("--cacert " .. q(r.ca_file)) or "", opts.timeout or 20)
+        r:tls_args(), opts.timeout or 20)
       if status then return r end
       last_err = string.format("docker-registry on %s did not answer /v2/: %s\n--- log:\n%s",
         r.host, err, r:log() .. (proc.read_file(p.stdout) or ""))

@@ -632,6 +632,8 @@ start_attempt(crater__xfer_t *x)
 
   CURL *e = x->easy;
   setup_common(c, e);
+  x->curl_errbuf[0] = '\0';
+  crater__curl_setopt(e, CURLOPT_ERRORBUFFER, x->curl_errbuf);
   crater__curl_setopt(e, CURLOPT_URL, x->url);
   crater__curl_setopt(e, CURLOPT_PRIVATE, x);
   crater__curl_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
@@ -891,8 +893,14 @@ finish(crater__xfer_t *x, CURLcode rc)
     return;
   }
   if (rc != CURLE_OK) {
-    char detail[CURL_ERROR_SIZE + 64];
-    snprintf(detail, sizeof detail, "%s", crater__curl.easy_strerror(rc));
+    /* curl's generic text ("Failure when receiving data from the peer")
+     * plus its error buffer, which names the TLS problem (e.g. the
+     * server's "certificate required" alert) */
+    char detail[2 * CURL_ERROR_SIZE];
+    if (x->curl_errbuf[0] != '\0')
+      snprintf(detail, sizeof detail, "%s: %s", crater__curl.easy_strerror(rc), x->curl_errbuf);
+    else
+      snprintf(detail, sizeof detail, "%s", crater__curl.easy_strerror(rc));
     if (rc == CURLE_PEER_FAILED_VERIFICATION || rc == CURLE_SSL_CACERT_BADFILE ||
         rc == CURLE_SSL_CERTPROBLEM) {
       fail(x, CRATER_ERR_PERMISSION_DENIED, detail);

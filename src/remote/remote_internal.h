@@ -120,7 +120,8 @@ typedef struct crater__xfer {
   char *h_ctype, *h_digest, *h_location, *h_wwwauth, *h_retry_after, *h_crange, *h_range;
   char *errbody;
   size_t errlen, errcap;
-  crater_error_t cb_err; /* raised inside a curl callback: final */
+  crater_error_t cb_err;             /* raised inside a curl callback: final */
+  char curl_errbuf[CURL_ERROR_SIZE]; /* CURLOPT_ERRORBUFFER: TLS library detail */
 
   /* across attempts */
   int attempt, redirects, resumes;
