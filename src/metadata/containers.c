@@ -140,14 +140,20 @@ crater_store_container_create(crater_store_t *s, const char *ns, const crater_co
   return 0;
 }
 
+static void
+clear_row(void *rec)
+{
+  crater_container_clear(rec);
+}
+
 #define CONTAINER_COLS                                                                             \
   "id, image, snapshotter, snapshot_key, spec, runtime, runtime_options, extensions, "             \
   "created_at, updated_at"
 
 static int
-load_row(crater_store_t *s, const char *ns, sqlite3_stmt *st, crater_container_t *out,
-         crater_error_t *err)
+load_row(crater_store_t *s, const char *ns, sqlite3_stmt *st, void *rec, crater_error_t *err)
 {
+  crater_container_t *out = rec;
   memset(out, 0, sizeof *out);
   out->id = crater__db_column_strdup(st, 0);
   out->image = crater__db_column_strdup(st, 1);
@@ -168,24 +174,9 @@ crater_store_container_get(crater_store_t *s, const char *ns, const char *id,
 {
   if (crater_namespace_validate(ns, err) < 0 || crater_container_id_validate(id, err) < 0)
     return -1;
-  sqlite3_stmt *st = crater__db_prepare(
-      s->db, "SELECT " CONTAINER_COLS " FROM containers WHERE namespace = ?1 AND id = ?2", err);
-  if (st == NULL)
-    return -1;
-  crater__db_bind_text(st, 1, ns);
-  crater__db_bind_text(st, 2, id);
-  int rc = sqlite3_step(st), r;
-  if (rc == SQLITE_ROW) {
-    r = load_row(s, ns, st, out, err);
-    if (r < 0)
-      crater_container_clear(out);
-  } else if (rc == SQLITE_DONE) {
-    r = not_found(ns, id, err);
-  } else {
-    r = crater__db_error(s->db, rc, err, "container %s", id);
-  }
-  sqlite3_finalize(st);
-  return r;
+  return crater__meta_get(
+      s, ns, id, "SELECT " CONTAINER_COLS " FROM containers WHERE namespace = ?1 AND id = ?2",
+      "container", load_row, clear_row, out, err);
 }
 
 static const char *
@@ -214,40 +205,11 @@ crater_store_container_list(crater_store_t *s, const char *ns, const char *const
                             size_t nfilters, crater_container_t **out, size_t *n,
                             crater_error_t *err)
 {
-  *out = NULL;
-  *n = 0;
-  if (crater_namespace_validate(ns, err) < 0)
-    return -1;
-  crater_filter_t *f = crater_filter_parse(filters, nfilters, err);
-  if (f == NULL)
-    return -1;
-  sqlite3_stmt *st = crater__db_prepare(
-      s->db, "SELECT " CONTAINER_COLS " FROM containers WHERE namespace = ?1 ORDER BY id", err);
-  if (st == NULL) {
-    crater_filter_free(f);
-    return -1;
-  }
-  crater__db_bind_text(st, 1, ns);
-  int rc, r = 0;
-  while (r == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-    crater_container_t c;
-    r = load_row(s, ns, st, &c, err);
-    if (r == 0 && crater_filter_match(f, container_lookup, &c)) {
-      *out = xrealloc(*out, (*n + 1) * sizeof **out);
-      (*out)[(*n)++] = c;
-    } else {
-      crater_container_clear(&c);
-    }
-  }
-  if (r == 0 && rc != SQLITE_DONE)
-    r = crater__db_error(s->db, rc, err, "list containers in %s", ns);
-  sqlite3_finalize(st);
-  crater_filter_free(f);
-  if (r < 0) {
-    crater_containers_free(*out, *n);
-    *out = NULL;
-    *n = 0;
-  }
+  void *arr;
+  int r = crater__meta_list(
+      s, ns, "SELECT " CONTAINER_COLS " FROM containers WHERE namespace = ?1 ORDER BY id", filters,
+      nfilters, sizeof **out, load_row, container_lookup, clear_row, &arr, n, "containers", err);
+  *out = arr;
   return r;
 }
 

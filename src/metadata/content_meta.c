@@ -27,10 +27,12 @@ struct crater_store_writer_s {
   crater_content_writer_t *w;
 };
 
+#define RECORD_COLS "digest, size, created_at, updated_at"
+
 static int
-load_record(crater_store_t *s, const char *ns, sqlite3_stmt *st, crater_content_record_t *out,
-            crater_error_t *err)
+load_record(crater_store_t *s, const char *ns, sqlite3_stmt *st, void *rec, crater_error_t *err)
 {
+  crater_content_record_t *out = rec;
   memset(out, 0, sizeof *out);
   snprintf(out->digest, sizeof out->digest, "%s", (const char *) sqlite3_column_text(st, 0));
   out->size = sqlite3_column_int64(st, 1);
@@ -38,6 +40,12 @@ load_record(crater_store_t *s, const char *ns, sqlite3_stmt *st, crater_content_
   out->updated_at = sqlite3_column_int64(st, 3);
   return crater__db_labels_load(s->db, "content_labels", "digest", ns, out->digest, &out->labels,
                                 err);
+}
+
+static void
+clear_record(void *rec)
+{
+  crater_content_record_clear(rec);
 }
 
 /* NOT_FOUND unless digest (validated) is visible in ns. */
@@ -68,27 +76,9 @@ crater_store_content_info(crater_store_t *s, const char *ns, const char *digest,
 {
   if (crater_namespace_validate(ns, err) < 0 || crater_digest_validate(digest, err) < 0)
     return -1;
-  sqlite3_stmt *st = crater__db_prepare(s->db,
-                                        "SELECT digest, size, created_at, updated_at FROM content "
-                                        "WHERE namespace = ?1 AND digest = ?2",
-                                        err);
-  if (st == NULL)
-    return -1;
-  crater__db_bind_text(st, 1, ns);
-  crater__db_bind_text(st, 2, digest);
-  int rc = sqlite3_step(st), r;
-  if (rc == SQLITE_ROW) {
-    r = load_record(s, ns, st, out, err);
-    if (r < 0)
-      crater_content_record_clear(out);
-  } else if (rc == SQLITE_DONE) {
-    r = crater_error_make(err, CRATER_ERR_NOT_FOUND, ENOENT,
-                          "content %s: not found in namespace %s", digest, ns);
-  } else {
-    r = crater__db_error(s->db, rc, err, "content %s", digest);
-  }
-  sqlite3_finalize(st);
-  return r;
+  return crater__meta_get(
+      s, ns, digest, "SELECT " RECORD_COLS " FROM content WHERE namespace = ?1 AND digest = ?2",
+      "content", load_record, clear_record, out, err);
 }
 
 static const char *
@@ -111,42 +101,11 @@ crater_store_content_list(crater_store_t *s, const char *ns, const char *const *
                           size_t nfilters, crater_content_record_t **out, size_t *n,
                           crater_error_t *err)
 {
-  *out = NULL;
-  *n = 0;
-  if (crater_namespace_validate(ns, err) < 0)
-    return -1;
-  crater_filter_t *f = crater_filter_parse(filters, nfilters, err);
-  if (f == NULL)
-    return -1;
-  sqlite3_stmt *st = crater__db_prepare(s->db,
-                                        "SELECT digest, size, created_at, updated_at FROM content "
-                                        "WHERE namespace = ?1 ORDER BY digest",
-                                        err);
-  if (st == NULL) {
-    crater_filter_free(f);
-    return -1;
-  }
-  crater__db_bind_text(st, 1, ns);
-  int rc, r = 0;
-  while (r == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-    crater_content_record_t rec;
-    r = load_record(s, ns, st, &rec, err);
-    if (r == 0 && crater_filter_match(f, record_lookup, &rec)) {
-      *out = xrealloc(*out, (*n + 1) * sizeof **out);
-      (*out)[(*n)++] = rec;
-    } else {
-      crater_content_record_clear(&rec);
-    }
-  }
-  if (r == 0 && rc != SQLITE_DONE)
-    r = crater__db_error(s->db, rc, err, "list content in %s", ns);
-  sqlite3_finalize(st);
-  crater_filter_free(f);
-  if (r < 0) {
-    crater_content_records_free(*out, *n);
-    *out = NULL;
-    *n = 0;
-  }
+  void *arr;
+  int r = crater__meta_list(
+      s, ns, "SELECT " RECORD_COLS " FROM content WHERE namespace = ?1 ORDER BY digest", filters,
+      nfilters, sizeof **out, load_record, record_lookup, clear_record, &arr, n, "content", err);
+  *out = arr;
   return r;
 }
 

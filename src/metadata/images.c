@@ -97,12 +97,18 @@ crater_store_image_update(crater_store_t *s, const char *ns, const crater_image_
   return write_image(s, ns, img, false, err);
 }
 
+static void
+clear_image(void *rec)
+{
+  crater_image_clear(rec);
+}
+
 #define IMAGE_COLS "name, media_type, digest, size, created_at, updated_at"
 
 static int
-load_image(crater_store_t *s, const char *ns, sqlite3_stmt *st, crater_image_t *out,
-           crater_error_t *err)
+load_image(crater_store_t *s, const char *ns, sqlite3_stmt *st, void *rec, crater_error_t *err)
 {
+  crater_image_t *out = rec;
   memset(out, 0, sizeof *out);
   out->name = crater__db_column_strdup(st, 0);
   out->media_type = crater__db_column_strdup(st, 1);
@@ -119,25 +125,9 @@ crater_store_image_get(crater_store_t *s, const char *ns, const char *name, crat
 {
   if (crater_namespace_validate(ns, err) < 0)
     return -1;
-  sqlite3_stmt *st = crater__db_prepare(
-      s->db, "SELECT " IMAGE_COLS " FROM images WHERE namespace = ?1 AND name = ?2", err);
-  if (st == NULL)
-    return -1;
-  crater__db_bind_text(st, 1, ns);
-  crater__db_bind_text(st, 2, name);
-  int rc = sqlite3_step(st), r;
-  if (rc == SQLITE_ROW) {
-    r = load_image(s, ns, st, out, err);
-    if (r < 0)
-      crater_image_clear(out);
-  } else if (rc == SQLITE_DONE) {
-    r = crater_error_make(err, CRATER_ERR_NOT_FOUND, ENOENT, "image %s: not found in namespace %s",
-                          name ? name : "", ns);
-  } else {
-    r = crater__db_error(s->db, rc, err, "image %s", name ? name : "");
-  }
-  sqlite3_finalize(st);
-  return r;
+  return crater__meta_get(s, ns, name,
+                          "SELECT " IMAGE_COLS " FROM images WHERE namespace = ?1 AND name = ?2",
+                          "image", load_image, clear_image, out, err);
 }
 
 static const char *
@@ -163,40 +153,11 @@ int
 crater_store_image_list(crater_store_t *s, const char *ns, const char *const *filters,
                         size_t nfilters, crater_image_t **out, size_t *n, crater_error_t *err)
 {
-  *out = NULL;
-  *n = 0;
-  if (crater_namespace_validate(ns, err) < 0)
-    return -1;
-  crater_filter_t *f = crater_filter_parse(filters, nfilters, err);
-  if (f == NULL)
-    return -1;
-  sqlite3_stmt *st = crater__db_prepare(
-      s->db, "SELECT " IMAGE_COLS " FROM images WHERE namespace = ?1 ORDER BY name", err);
-  if (st == NULL) {
-    crater_filter_free(f);
-    return -1;
-  }
-  crater__db_bind_text(st, 1, ns);
-  int rc, r = 0;
-  while (r == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-    crater_image_t img;
-    r = load_image(s, ns, st, &img, err);
-    if (r == 0 && crater_filter_match(f, image_lookup, &img)) {
-      *out = xrealloc(*out, (*n + 1) * sizeof **out);
-      (*out)[(*n)++] = img;
-    } else {
-      crater_image_clear(&img);
-    }
-  }
-  if (r == 0 && rc != SQLITE_DONE)
-    r = crater__db_error(s->db, rc, err, "list images in %s", ns);
-  sqlite3_finalize(st);
-  crater_filter_free(f);
-  if (r < 0) {
-    crater_images_free(*out, *n);
-    *out = NULL;
-    *n = 0;
-  }
+  void *arr;
+  int r = crater__meta_list(
+      s, ns, "SELECT " IMAGE_COLS " FROM images WHERE namespace = ?1 ORDER BY name", filters,
+      nfilters, sizeof **out, load_image, image_lookup, clear_image, &arr, n, "images", err);
+  *out = arr;
   return r;
 }
 

@@ -116,39 +116,34 @@ load_resources(crater_store_t *s, const char *ns, crater_lease_t *l, crater_erro
   return 0;
 }
 
+static int
+load_lease(crater_store_t *s, const char *ns, sqlite3_stmt *st, void *rec, crater_error_t *err)
+{
+  crater_lease_t *l = rec;
+  memset(l, 0, sizeof *l);
+  l->id = crater__db_column_strdup(st, 0);
+  l->created_at = sqlite3_column_int64(st, 1);
+  l->expire_at = sqlite3_column_type(st, 2) == SQLITE_NULL ? 0 : sqlite3_column_int64(st, 2);
+  if (crater__db_labels_load(s->db, "lease_labels", "id", ns, l->id, &l->labels, err) < 0)
+    return -1;
+  return load_resources(s, ns, l, err);
+}
+
+static void
+clear_lease(void *rec)
+{
+  crater_lease_clear(rec);
+}
+
 int
 crater_store_lease_list(crater_store_t *s, const char *ns, crater_lease_t **out, size_t *n,
                         crater_error_t *err)
 {
-  *out = NULL;
-  *n = 0;
-  if (crater_namespace_validate(ns, err) < 0)
-    return -1;
-  sqlite3_stmt *st = crater__db_prepare(
-      s->db, "SELECT id, created_at, expire_at FROM leases WHERE namespace = ?1 ORDER BY id", err);
-  if (st == NULL)
-    return -1;
-  crater__db_bind_text(st, 1, ns);
-  int rc, r = 0;
-  while (r == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-    *out = xrealloc(*out, (*n + 1) * sizeof **out);
-    crater_lease_t *l = &(*out)[(*n)++];
-    memset(l, 0, sizeof *l);
-    l->id = crater__db_column_strdup(st, 0);
-    l->created_at = sqlite3_column_int64(st, 1);
-    l->expire_at = sqlite3_column_type(st, 2) == SQLITE_NULL ? 0 : sqlite3_column_int64(st, 2);
-    r = crater__db_labels_load(s->db, "lease_labels", "id", ns, l->id, &l->labels, err);
-    if (r == 0)
-      r = load_resources(s, ns, l, err);
-  }
-  if (r == 0 && rc != SQLITE_DONE)
-    r = crater__db_error(s->db, rc, err, "list leases in %s", ns);
-  sqlite3_finalize(st);
-  if (r < 0) {
-    crater_leases_free(*out, *n);
-    *out = NULL;
-    *n = 0;
-  }
+  void *arr;
+  int r = crater__meta_list(
+      s, ns, "SELECT id, created_at, expire_at FROM leases WHERE namespace = ?1 ORDER BY id", NULL,
+      0, sizeof **out, load_lease, NULL, clear_lease, &arr, n, "leases", err);
+  *out = arr;
   return r;
 }
 

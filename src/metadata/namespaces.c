@@ -126,8 +126,10 @@ crater_store_namespace_create(crater_store_t *s, const char *name, const crater_
 }
 
 static int
-load_row(crater_store_t *s, sqlite3_stmt *st, crater_namespace_t *out, crater_error_t *err)
+load_row(crater_store_t *s, const char *ns, sqlite3_stmt *st, void *rec, crater_error_t *err)
 {
+  crater_namespace_t *out = rec;
+  (void) ns;
   memset(out, 0, sizeof *out);
   out->name = crater__db_column_strdup(st, 0);
   out->created_at = sqlite3_column_int64(st, 1);
@@ -136,53 +138,32 @@ load_row(crater_store_t *s, sqlite3_stmt *st, crater_namespace_t *out, crater_er
                                 &out->labels, err);
 }
 
+static void
+clear_row(void *rec)
+{
+  crater_namespace_clear(rec);
+}
+
 int
 crater_store_namespace_get(crater_store_t *s, const char *name, crater_namespace_t *out,
                            crater_error_t *err)
 {
   if (crater_namespace_validate(name, err) < 0)
     return -1;
-  sqlite3_stmt *st = crater__db_prepare(
-      s->db, "SELECT name, created_at, updated_at FROM namespaces WHERE name = ?1", err);
-  if (st == NULL)
-    return -1;
-  crater__db_bind_text(st, 1, name);
-  int rc = sqlite3_step(st), r = 0;
-  if (rc == SQLITE_ROW)
-    r = load_row(s, st, out, err);
-  else if (rc == SQLITE_DONE)
-    r = crater_error_make(err, CRATER_ERR_NOT_FOUND, ENOENT, "namespace %s: not found", name);
-  else
-    r = crater__db_error(s->db, rc, err, "namespace %s", name);
-  sqlite3_finalize(st);
-  if (r < 0 && rc == SQLITE_ROW)
-    crater_namespace_clear(out);
-  return r;
+  return crater__meta_get(s, NULL, name,
+                          "SELECT name, created_at, updated_at FROM namespaces WHERE name = ?1",
+                          "namespace", load_row, clear_row, out, err);
 }
 
 int
 crater_store_namespace_list(crater_store_t *s, crater_namespace_t **out, size_t *n,
                             crater_error_t *err)
 {
-  *out = NULL;
-  *n = 0;
-  sqlite3_stmt *st = crater__db_prepare(
-      s->db, "SELECT name, created_at, updated_at FROM namespaces ORDER BY name", err);
-  if (st == NULL)
-    return -1;
-  int rc, r = 0;
-  while (r == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-    *out = xrealloc(*out, (*n + 1) * sizeof **out);
-    r = load_row(s, st, &(*out)[(*n)++], err);
-  }
-  if (r == 0 && rc != SQLITE_DONE)
-    r = crater__db_error(s->db, rc, err, "list namespaces");
-  sqlite3_finalize(st);
-  if (r < 0) {
-    crater_namespaces_free(*out, *n);
-    *out = NULL;
-    *n = 0;
-  }
+  void *arr;
+  int r = crater__meta_list(
+      s, NULL, "SELECT name, created_at, updated_at FROM namespaces ORDER BY name", NULL, 0,
+      sizeof **out, load_row, NULL, clear_row, &arr, n, "namespaces", err);
+  *out = arr;
   return r;
 }
 
