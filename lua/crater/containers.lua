@@ -112,7 +112,7 @@ function M.image_info(client, name)
   for _ = 1, 4 do
     local body, e2, k2 = cs:read(digest)
     if not body then return nil, e2, k2 end
-    local m, e3, k3 = images.decode_manifest(body, mt, { digest = digest })
+    local m, e3, k3 = images.decode_manifest(body, mt, { digest = digest, stored = true })
     if not m then return nil, e3, k3 end
     if m.kind == "index" then
       local platforms = require "crater.platforms"
