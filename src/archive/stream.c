@@ -5,9 +5,18 @@
  * max_size.  It hands out one decompressed block at a time, so a layer is
  * never buffered whole.  The compression the caller names (from the media
  * type) must match the magic bytes at the start of the blob.
+ *
+ * Decoding (read, inflate, sha256, count) runs on its own thread, a few
+ * blocks ahead of the apply thread that parses the tar and writes the
+ * files: the two halves cost about the same CPU, so one layer uses two
+ * cores (the last layer of a parallel unpack, a single-layer image).  The
+ * blocks and any error reach the reader in stream order, so the result is
+ * the same as decoding inline (CRATER_APPLY_NO_PIPELINE=1 does that, for
+ * comparison, and when the thread cannot be created).
  */
 #include <errno.h>
 #include <isa-l/igzip_lib.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -17,6 +26,8 @@
 #include "archive/archive_sym.h"
 #include "common/util.h"
 #include "common/xalloc.h"
+
+#define NSLOT 4 /* blocks decoded ahead (1 MiB each) */
 
 struct crater__lstream_s {
   int fd;
@@ -28,13 +39,26 @@ struct crater__lstream_s {
   unsigned char *in; /* compressed input */
   size_t in_len, in_off;
   bool in_eof;
-  unsigned char *out; /* decompressed block */
+  unsigned char *out; /* the block being decoded (one of slot[]) */
   bool done;
   struct inflate_state *isal;
   bool isal_member_done;
   ZSTD_DCtx *zstd;
   struct archive *raw;  /* CRATER_DECODER_LIBARCHIVE */
   crater_error_t error; /* recorded failure, for libarchive callbacks */
+  /* decoded blocks: slot[k % NSLOT] holds block k.  The decoder fills
+   * blocks [released, released + NSLOT); the reader has been handed blocks
+   * below `handed` and still uses block handed - 1 until its next read. */
+  unsigned char *slot[NSLOT];
+  size_t slot_len[NSLOT];
+  uint64_t produced, handed, released;
+  bool end;               /* no block after `produced`: EOF or end_err */
+  crater_error_t end_err; /* the decoder's failure, reported in order */
+  bool stop;              /* the reader is done: decoder exits */
+  bool threaded;
+  pthread_t thread;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
 };
 
 static const char *
@@ -96,6 +120,8 @@ check_magic(crater__lstream_t *s, crater_error_t *err)
 }
 
 static int raw_open(crater__lstream_t *s, crater_error_t *err);
+static void *decoder_main(void *arg);
+static void stop_decoder(crater__lstream_t *s);
 
 crater__lstream_t *
 crater__lstream_open(int fd, crater_compression_t compression, crater_decoder_t decoder,
@@ -112,7 +138,9 @@ crater__lstream_open(int fd, crater_compression_t compression, crater_decoder_t 
     goto fail;
   }
   s->in = xmalloc(CRATER__ARCHIVE_INBUF);
-  s->out = xmalloc(CRATER__ARCHIVE_BUF);
+  for (size_t k = 0; k < NSLOT; k++)
+    s->slot[k] = xmalloc(CRATER__ARCHIVE_BUF);
+  s->out = s->slot[0];
   if (check_magic(s, err) < 0)
     goto fail;
   if (compression != CRATER_COMPRESSION_NONE && decoder == CRATER_DECODER_LIBARCHIVE) {
@@ -129,6 +157,16 @@ crater__lstream_open(int fd, crater_compression_t compression, crater_decoder_t 
       goto fail;
     }
   }
+  const char *np = getenv("CRATER_APPLY_NO_PIPELINE");
+  if (np == NULL || np[0] == '\0' || strcmp(np, "0") == 0) {
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+    s->threaded = pthread_create(&s->thread, NULL, decoder_main, s) == 0;
+    if (!s->threaded) {
+      pthread_cond_destroy(&s->cv);
+      pthread_mutex_destroy(&s->mu);
+    }
+  }
   return s;
 fail:
   crater__lstream_free(s);
@@ -140,9 +178,12 @@ crater__lstream_free(crater__lstream_t *s)
 {
   if (s == NULL)
     return;
+  stop_decoder(s);
   EVP_MD_CTX_free(s->md);
   free(s->in);
-  free(s->out);
+  for (size_t k = 0; k < NSLOT; k++)
+    free(s->slot[k]);
+  crater_error_release(&s->end_err);
   free(s->isal);
   ZSTD_freeDCtx(s->zstd);
   if (s->raw)
@@ -280,13 +321,11 @@ decode_libarchive(crater__lstream_t *s, crater_error_t *err)
   return (ssize_t) got;
 }
 
-int
-crater__lstream_read(crater__lstream_t *s, const void **buf, size_t *len, crater_error_t *err)
+/* Decodes the next block into s->out, counts and hashes it: bytes (0 = end
+ * of stream) or -1. */
+static ssize_t
+decode_block(crater__lstream_t *s, crater_error_t *err)
 {
-  *len = 0;
-  *buf = s->out;
-  if (s->done)
-    return 0;
   ssize_t n;
   if (s->raw)
     n = decode_libarchive(s, err);
@@ -296,20 +335,100 @@ crater__lstream_read(crater__lstream_t *s, const void **buf, size_t *len, crater
     n = decode_zstd(s, err);
   else
     n = decode_none(s, err);
-  if (n < 0)
-    return -1;
-  if (n == 0) {
-    s->done = true;
-    return 0;
-  }
+  if (n <= 0)
+    return n;
   if (s->max_size && s->total + (uint64_t) n > s->max_size)
     return crater_error_make(err, CRATER_ERR_RESOURCE_EXHAUSTED, 0,
                              "layer expands beyond the limit of %llu bytes",
                              (unsigned long long) s->max_size);
   s->total += (uint64_t) n;
   EVP_DigestUpdate(s->md, s->out, (size_t) n);
-  *len = (size_t) n;
-  return 0;
+  return n;
+}
+
+/* The decoder thread: fills free slots in order until the end of the
+ * stream, a failure, or the reader stops it. */
+static void *
+decoder_main(void *arg)
+{
+  crater__lstream_t *s = arg;
+  for (;;) {
+    pthread_mutex_lock(&s->mu);
+    while (!s->stop && s->produced - s->released >= NSLOT)
+      pthread_cond_wait(&s->cv, &s->mu);
+    bool stop = s->stop;
+    uint64_t k = s->produced;
+    pthread_mutex_unlock(&s->mu);
+    if (stop)
+      return NULL;
+    s->out = s->slot[k % NSLOT];
+    crater_error_t e = NULL;
+    ssize_t n = decode_block(s, &e);
+    pthread_mutex_lock(&s->mu);
+    if (n > 0) {
+      s->slot_len[k % NSLOT] = (size_t) n;
+      s->produced = k + 1;
+    } else {
+      s->end = true;
+      s->end_err = e;
+    }
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    if (n <= 0)
+      return NULL;
+  }
+}
+
+static void
+stop_decoder(crater__lstream_t *s)
+{
+  if (!s->threaded)
+    return;
+  pthread_mutex_lock(&s->mu);
+  s->stop = true;
+  pthread_cond_broadcast(&s->cv);
+  pthread_mutex_unlock(&s->mu);
+  pthread_join(s->thread, NULL);
+  pthread_cond_destroy(&s->cv);
+  pthread_mutex_destroy(&s->mu);
+  s->threaded = false;
+  s->done = true; /* nothing more is decoded */
+}
+
+int
+crater__lstream_read(crater__lstream_t *s, const void **buf, size_t *len, crater_error_t *err)
+{
+  *len = 0;
+  *buf = s->slot[0]; /* s->out belongs to the decoder thread */
+  if (!s->threaded) {
+    if (s->done)
+      return 0;
+    ssize_t n = decode_block(s, err);
+    if (n < 0)
+      return -1;
+    if (n == 0)
+      s->done = true;
+    *len = (size_t) n;
+    return 0;
+  }
+  pthread_mutex_lock(&s->mu);
+  /* the block handed out last time is free again */
+  if (s->released < s->handed) {
+    s->released = s->handed;
+    pthread_cond_broadcast(&s->cv);
+  }
+  while (s->produced == s->handed && !s->end)
+    pthread_cond_wait(&s->cv, &s->mu);
+  int rc = 0;
+  if (s->produced > s->handed) {
+    uint64_t k = s->handed++;
+    *buf = s->slot[k % NSLOT];
+    *len = s->slot_len[k % NSLOT];
+  } else if (s->end_err) {
+    rc = crater_error_make(err, s->end_err->kind, s->end_err->status, "%s", s->end_err->msg);
+  }
+  pthread_mutex_unlock(&s->mu);
+  return rc;
 }
 
 int
@@ -327,6 +446,7 @@ crater__lstream_drain(crater__lstream_t *s, crater_error_t *err)
 void
 crater__lstream_digest(crater__lstream_t *s, char *out, uint64_t *size)
 {
+  stop_decoder(s); /* after the end of the stream: it has already returned */
   EVP_MD_CTX *copy = EVP_MD_CTX_new();
   EVP_MD_CTX_copy_ex(copy, s->md);
   crater__sha256_final(copy, out);
