@@ -156,33 +156,13 @@ btrfs_remove(crater_snapshotter_t *s, const char *id, crater_error_t *err)
   return 0;
 }
 
-static int
-btrfs_mounts(crater_snapshotter_t *s, const char *id, crater_snapshot_kind_t kind,
-             const char *const *parents, size_t n_parents, crater_mounts_t *out,
-             crater_error_t *err)
-{
-  const char *ro_bind[] = { "ro", "rbind", NULL };
-  const char *rw_bind[] = { "rw", "rbind", NULL };
-  cleanup_free char *fs = xasprintf("%s/%s/fs", s->snapdir, id);
-  crater_mounts_add(out, "bind", fs, NULL, kind == CRATER_SNAPSHOT_ACTIVE ? rw_bind : ro_bind);
-  return 0;
-}
-
-static int
-btrfs_usage(crater_snapshotter_t *s, const char *id, crater_snapshot_kind_t kind,
-            crater_snapshot_usage_t *out, crater_error_t *err)
-{
-  cleanup_free char *fs = xasprintf("%s/%s/fs", s->snapdir, id);
-  return crater__tree_usage(fs, out, err);
-}
-
 const crater_snapshot_driver_t crater__snapshot_btrfs_driver = {
   .name = "btrfs",
   .init = btrfs_init,
   .create = btrfs_create,
   .commit = btrfs_commit,
   .remove = btrfs_remove,
-  .mounts = btrfs_mounts,
-  .usage = btrfs_usage,
+  .mounts = crater__snapshot_fs_bind_mounts,
+  .usage = crater__snapshot_fs_usage,
   .whiteouts = "delete",
 };

@@ -60,10 +60,10 @@ native_remove(crater_snapshotter_t *s, const char *id, crater_error_t *err)
   return 0;
 }
 
-static int
-native_mounts(crater_snapshotter_t *s, const char *id, crater_snapshot_kind_t kind,
-              const char *const *parents, size_t n_parents, crater_mounts_t *out,
-              crater_error_t *err)
+int
+crater__snapshot_fs_bind_mounts(crater_snapshotter_t *s, const char *id,
+                                crater_snapshot_kind_t kind, const char *const *parents,
+                                size_t n_parents, crater_mounts_t *out, crater_error_t *err)
 {
   const char *ro_bind[] = { "ro", "rbind", NULL };
   const char *rw_bind[] = { "rw", "rbind", NULL };
@@ -72,9 +72,9 @@ native_mounts(crater_snapshotter_t *s, const char *id, crater_snapshot_kind_t ki
   return 0;
 }
 
-static int
-native_usage(crater_snapshotter_t *s, const char *id, crater_snapshot_kind_t kind,
-             crater_snapshot_usage_t *out, crater_error_t *err)
+int
+crater__snapshot_fs_usage(crater_snapshotter_t *s, const char *id, crater_snapshot_kind_t kind,
+                          crater_snapshot_usage_t *out, crater_error_t *err)
 {
   cleanup_free char *fs = xasprintf("%s/%s/fs", s->snapdir, id);
   return crater__tree_usage(fs, out, err);
@@ -85,7 +85,7 @@ const crater_snapshot_driver_t crater__snapshot_native_driver = {
   .create = native_create,
   .commit = native_commit,
   .remove = native_remove,
-  .mounts = native_mounts,
-  .usage = native_usage,
+  .mounts = crater__snapshot_fs_bind_mounts,
+  .usage = crater__snapshot_fs_usage,
   .whiteouts = "delete",
 };

@@ -184,6 +184,15 @@ CRATER_PUBLIC void crater__overlay_build_mount(const char *snapdir, const char *
  * points). */
 int crater__tree_usage(const char *path, crater_snapshot_usage_t *out, crater_error_t *err);
 
+/* Driver methods shared by the backends that keep each snapshot as a plain
+ * tree in <snapdir>/<id>/fs (native, btrfs): a bind mount of it (read-only
+ * unless active) and its usage by walking it. */
+int crater__snapshot_fs_bind_mounts(crater_snapshotter_t *s, const char *id,
+                                    crater_snapshot_kind_t kind, const char *const *parents,
+                                    size_t n_parents, crater_mounts_t *out, crater_error_t *err);
+int crater__snapshot_fs_usage(crater_snapshotter_t *s, const char *id, crater_snapshot_kind_t kind,
+                              crater_snapshot_usage_t *out, crater_error_t *err);
+
 /* Copies the tree at src into dst (which must not exist): ownership,
  * modes, xattrs, times, symlinks, devices, FIFOs, sockets; hardlinks
  * within the tree are preserved; data is reflinked when the filesystem
