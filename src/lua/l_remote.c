@@ -240,19 +240,8 @@ l_fetch_blobs(lua_State *L)
   luaL_checktype(L, 3, LUA_TTABLE);
   if (!lua_isnoneornil(L, 4))
     luaL_checktype(L, 4, LUA_TTABLE);
-  int64_t parallel = crater__lua_opt_field_int(L, 4, "parallel", 4);
-  if (parallel < 1 || parallel > 256)
-    return luaL_argerror(L, 4, "parallel must be 1..256");
-  int fn = 0;
-  if (lua_istable(L, 4)) {
-    lua_getfield(L, 4, "on_progress");
-    if (lua_isfunction(L, -1))
-      fn = lua_gettop(L);
-    else if (!lua_isnil(L, -1))
-      return luaL_argerror(L, 4, "on_progress must be a function");
-    else
-      lua_pop(L, 1);
-  }
+  int64_t parallel;
+  int fn = crater__lua_transfer_opts(L, 4, 4, &parallel);
   /* validate every item before anything is allocated (raising is safe) */
   size_t n = lua_objlen(L, 3);
   for (size_t i = 1; i <= n; i++) {

@@ -122,3 +122,20 @@ crater__lua_opt_field_bool(lua_State *L, int idx, const char *key, int dflt)
   lua_pop(L, 1);
   return v;
 }
+
+int
+crater__lua_transfer_opts(lua_State *L, int idx, int64_t dflt, int64_t *parallel)
+{
+  *parallel = crater__lua_opt_field_int(L, idx, "parallel", dflt);
+  if (*parallel < 1 || *parallel > 256)
+    return luaL_argerror(L, idx, "parallel must be 1..256");
+  if (!lua_istable(L, idx))
+    return 0;
+  lua_getfield(L, idx, "on_progress");
+  if (lua_isfunction(L, -1))
+    return lua_gettop(L);
+  if (!lua_isnil(L, -1))
+    return luaL_argerror(L, idx, "on_progress must be a function");
+  lua_pop(L, 1);
+  return 0;
+}

@@ -46,6 +46,12 @@ const char *crater__lua_opt_field_string(lua_State *L, int idx, const char *key)
 int64_t crater__lua_opt_field_int(lua_State *L, int idx, const char *key, int64_t dflt);
 int crater__lua_opt_field_bool(lua_State *L, int idx, const char *key, int dflt);
 
+/* Reads the options table of a bulk transfer at idx (may be nil):
+ * `parallel` (1..256, default dflt) into *parallel, and `on_progress`
+ * (a function, left on the stack).  Returns the stack index of
+ * on_progress or 0.  Raises (argerror) on bad values. */
+int crater__lua_transfer_opts(lua_State *L, int idx, int64_t dflt, int64_t *parallel);
+
 /* Per-domain openers: each adds its functions/classes to the table at -1.
  * "container" and "snapshot" add methods to the crater.store metatable, so
  * they run after "store" (core.c domains[]). */
