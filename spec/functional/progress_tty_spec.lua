@@ -9,16 +9,13 @@ local proc = require "support.proc"
 local cli = require "support.cli"
 local core = require "crater.core"
 
-local HAVE_STORE = type(core.open) == "function"
-local registry_ok, registry = pcall(require, "support.registry")
+local registry = require "support.registry"
 local fx = require "support.fixtures"
 
 local function skip_reason()
-  if os.execute("command -v tmux >/dev/null 2>&1") ~= 0 then
+  if cli.missing_tools { "tmux" } then
     return "tmux is not installed: the tty progress display is NOT checked (apt-get install tmux)"
   end
-  if not HAVE_STORE then return "needs store (core.open / l_store.c)" end
-  if not registry_ok then return "needs support.registry" end
   return nil
 end
 

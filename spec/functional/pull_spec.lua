@@ -4,24 +4,11 @@
 local proc = require "support.proc"
 local cli = require "support.cli"
 local json = require "crater.json"
-local core = require "crater.core"
-
-local HAVE_STORE = type(core.open) == "function"
-local registry_ok, registry = pcall(require, "support.registry")
+local registry = require "support.registry"
 local fx = require "support.fixtures"
 
-local function skip_reason()
-  if not HAVE_STORE then return "needs store (core.open / l_store.c)" end
-  if not registry_ok then return "needs support.registry" end
-  if os.execute("command -v docker-registry >/dev/null 2>&1") ~= 0 then return "needs docker-registry" end
-  return nil
-end
-
-local function decode_lines(text)
-  local evs = {}
-  for line in text:gmatch("[^\n]+") do evs[#evs + 1] = assert(json.decode(line), line) end
-  return evs
-end
+local function skip_reason() return cli.missing_tools { "docker-registry" } end
+local decode_lines = cli.json_lines
 
 describe("crater pull (functional)", function()
   local why = skip_reason()

@@ -7,20 +7,10 @@
 local proc = require "support.proc"
 local cli = require "support.cli"
 local json = require "crater.json"
-local core = require "crater.core"
-
-local HAVE_STORE = type(core.open) == "function"
-local registry_ok, registry = pcall(require, "support.registry")
+local registry = require "support.registry"
 local fx = require "support.fixtures"
 
-local function skip_reason()
-  if not HAVE_STORE then return "needs store (core.open / l_store.c)" end
-  if not registry_ok then return "needs support.registry" end
-  for _, tool in ipairs { "docker-registry", "skopeo", "openssl", "curl" } do
-    if os.execute("command -v " .. tool .. " >/dev/null 2>&1") ~= 0 then return "needs " .. tool end
-  end
-  return nil
-end
+local function skip_reason() return cli.missing_tools { "docker-registry", "skopeo", "openssl", "curl" } end
 
 describe("crater against a registry that requires client certificates", function()
   local why = skip_reason()

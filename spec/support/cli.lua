@@ -46,6 +46,26 @@ function Env:cleanup()
   os.execute("rm -rf " .. proc.quote(self.dir))
 end
 
+--- The reason to skip (loudly, with pending) a spec that needs these
+--- programs, or nil when all are on PATH.  scripts/setup installs them all.
+---@param tools string[]
+function M.missing_tools(tools)
+  for _, tool in ipairs(tools) do
+    if os.execute("command -v " .. tool .. " >/dev/null 2>&1") ~= 0 then
+      return "needs " .. tool .. " (scripts/setup installs it)"
+    end
+  end
+  return nil
+end
+
+--- Decodes `--format json` output with one JSON object per line.
+function M.json_lines(text)
+  local json = require "crater.json"
+  local evs = {}
+  for line in text:gmatch("[^\n]+") do evs[#evs + 1] = assert(json.decode(line), line) end
+  return evs
+end
+
 --- sha256 digest of a string, via sha256sum.
 function M.sha256(data)
   local r = proc.run("sha256sum", { stdin = data })
