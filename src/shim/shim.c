@@ -103,19 +103,30 @@ static int started, paused, deleting;
 
 /* ---- small helpers ------------------------------------------------------ */
 
+/* Formats one newline-terminated line into b (truncated to fit, never
+ * carrying the NUL); returns its length, or -1 when formatting failed. */
+static int
+vformat_line(char *b, size_t size, const char *fmt, va_list ap)
+{
+  int n = vsnprintf(b, size - 1, fmt, ap);
+  if (n < 0)
+    return -1;
+  if ((size_t) n > size - 2)
+    n = (int) (size - 2);
+  b[n++] = '\n';
+  return n;
+}
+
 static void
 logmsg(const char *fmt, ...)
 {
   char b[1024];
   va_list ap;
   va_start(ap, fmt);
-  int n = vsnprintf(b, sizeof b - 1, fmt, ap);
+  int n = vformat_line(b, sizeof b, fmt, ap);
   va_end(ap);
   if (n < 0)
     return;
-  if ((size_t) n > sizeof b - 2)
-    n = sizeof b - 2;
-  b[n++] = '\n';
   if (write(2, b, n) < 0) {
     /* nothing to do: stderr is the shim log */
   }
@@ -483,13 +494,10 @@ reply(int fd, const char *fmt, ...)
   char b[LINE_MAX_REQ];
   va_list ap;
   va_start(ap, fmt);
-  int n = vsnprintf(b, sizeof b - 2, fmt, ap);
+  int n = vformat_line(b, sizeof b, fmt, ap);
   va_end(ap);
   if (n < 0)
     return;
-  if ((size_t) n > sizeof b - 2)
-    n = sizeof b - 2;
-  b[n++] = '\n';
   /* replies are tiny; a client that does not read them only loses them */
   if (send(fd, b, n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
     /* ignored */
