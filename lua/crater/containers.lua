@@ -277,27 +277,52 @@ function Containers:_snapshot_shared(rec)
   return false
 end
 
+-- true when the spec gives the container a pid namespace of its own: then
+-- nothing of it outlives its init, and its snapshot may go while the
+-- runtime still cleans up after the init
+local function own_pid_ns(spec)
+  for _, n in ipairs((spec and spec.linux and spec.linux.namespaces) or {}) do
+    if n.type == "pid" then return not n.path end
+  end
+  return false
+end
+
 --- Deletes a container and its snapshot (a shared view only with its last
 --- container).  Refused while it has a task that is not stopped unless
---- opts.force; opts.snapshot = false keeps the snapshot.
+--- opts.force; opts.snapshot = false keeps the snapshot.  opts.task: the
+--- container's Task object when the caller holds it (crater run --rm), so
+--- an exited task is not asked for its state again.
+---@param opts? {force?: boolean, snapshot?: boolean, task?: table}
 function Containers:delete(id, opts)
   opts = opts or {}
   local rec, err, kind = self:_load(id)
   if not rec then return nil, err, kind end
-  local tasks = require "crater.tasks"
-  local t = tasks.load(self.client, self.ns, rec)
-  if t then
-    local st = t:status()
-    if st.status ~= "stopped" and st.status ~= "unknown" and not opts.force then
-      return nil, "container " .. id .. " has a " .. st.status .. " task (delete it first)", "failed_precondition"
+  local removed = false
+  local function remove_snapshot()
+    removed = true
+    if rec.snapshot_key and rec.snapshotter and opts.snapshot ~= false and not self:_snapshot_shared(rec) then
+      local sn = self.client:snapshots(rec.snapshotter)
+      local ok, e3, k3 = sn:remove(rec.snapshot_key)
+      if not ok and k3 ~= "not_found" then return nil, "container " .. id .. ": remove snapshot: " .. tostring(e3), k3 end
     end
-    local ok, e2, k2 = t:delete { force = true }
+    return true
+  end
+  local t = opts.task or require("crater.tasks").load(self.client, self.ns, rec)
+  if t then
+    if not t._exited then
+      local st = t:status()
+      if st.status ~= "stopped" and st.status ~= "unknown" and not opts.force then
+        return nil, "container " .. id .. " has a " .. st.status .. " task (delete it first)", "failed_precondition"
+      end
+    end
+    -- the snapshot goes while the runtime deletes the task, when the init
+    -- is known to be gone with everything it started
+    local ok, e2, k2 = t:delete { force = true, during = t._exited and own_pid_ns(rec.spec) and remove_snapshot or nil }
     if not ok then return nil, e2, k2 end
   end
-  if rec.snapshot_key and rec.snapshotter and opts.snapshot ~= false and not self:_snapshot_shared(rec) then
-    local sn = self.client:snapshots(rec.snapshotter)
-    local ok, e3, k3 = sn:remove(rec.snapshot_key)
-    if not ok and k3 ~= "not_found" then return nil, "container " .. id .. ": remove snapshot: " .. tostring(e3), k3 end
+  if not removed then
+    local ok, e3, k3 = remove_snapshot()
+    if not ok then return nil, e3, k3 end
   end
   return self.b:container_delete(self.ns, id)
 end

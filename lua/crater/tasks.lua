@@ -187,8 +187,18 @@ local function setup_rootfs(client, ns, rec, dir, spec)
   return target
 end
 
---- Creates the task for container record rec.
----@param opts {stdio?: "inherit"|"null"|table, log?: string, log_format?: "json"|"raw", tty?: boolean, stdin?: boolean}
+local function pre_start(client, id, rec)
+  if not (client and client.policy) then return true end
+  local allowed, why, kind = client:policy("task.pre_start", { id = id, image = rec.image, spec = rec.spec })
+  if not allowed then return nil, "task " .. id .. ": " .. tostring(why), kind end
+  return true
+end
+
+--- Creates the task for container record rec.  With `start = true` the
+--- task is created and started in one step (the runtime's `run --detach`:
+--- one runtime process instead of two; the `task.pre_start` policy is
+--- asked first) and `Task:start` has nothing left to do.
+---@param opts {stdio?: "inherit"|"null"|table, log?: string, log_format?: "json"|"raw", tty?: boolean, stdin?: boolean, start?: boolean}
 function M.create(client, ns, rec, opts)
   local dir = task_dir(client, ns, rec.id)
   if exists(dir .. "/shim.pid") or exists(dir .. "/config.json") then
@@ -202,6 +212,10 @@ function M.create(client, ns, rec, opts)
   if not shim then return nil, "crater-shim not found (set CRATER_SHIM or PATH)", "not_found" end
   local rt = M.runtime_path(rec.runtime)
   if not rt then return nil, "runtime " .. tostring(rec.runtime) .. " not found", "not_found" end
+  if opts.start then
+    local allowed, why, kind = pre_start(client, rec.id, rec)
+    if not allowed then return nil, why, kind end
+  end
   local mk, merr, mkind = core.mkdir_p(dir, 457) -- 0711
   if not mk then return nil, "task " .. rec.id .. ": " .. tostring(merr), mkind end
   core.chmod(dir, 457)
@@ -255,6 +269,7 @@ function M.create(client, ns, rec, opts)
     argv[#argv + 1] = "--log-format"; argv[#argv + 1] = opts.log_format or "json"
   end
   if tty then argv[#argv + 1] = "--tty" end
+  if opts.start then argv[#argv + 1] = "--start" end
   local res, e, k = core.shim_spawn(argv, { stderr = dir .. "/shim.log" })
   if not res then
     if io_handle then io_handle:close() end
@@ -268,7 +283,7 @@ function M.create(client, ns, rec, opts)
     return nil, rest, k2
   end
   local t = setmetatable({ id = rec.id, ns = ns, dir = dir, meta = meta, rec = rec, client = client,
-    io = io_handle, _pid = tonumber(rest) }, Task)
+    io = io_handle, _pid = tonumber(rest), _started = opts.start and true or nil }, Task)
   return t
 end
 
@@ -331,13 +346,12 @@ function Task:pid()
   return st.pid
 end
 
---- Starts the task's init process.
+--- Starts the task's init process (nothing to do for a task created
+--- with `start = true`).
 function Task:start()
-  if self.client and self.client.policy then
-    local rec = self.rec or {}
-    local allowed, why, kind = self.client:policy("task.pre_start", { id = self.id, image = rec.image, spec = rec.spec })
-    if not allowed then return nil, "task " .. self.id .. ": " .. tostring(why), kind end
-  end
+  if self._started then return true end
+  local allowed, why, pkind = pre_start(self.client, self.id, self.rec or {})
+  if not allowed then return nil, why, pkind end
   local r, err, kind = self:_req("start", 60000)
   if not r then return nil, err, kind end
   self._pid = tonumber(r) or self._pid
@@ -500,10 +514,15 @@ end
 
 --- Deletes the task: refused while running unless opts.force.  Removes the
 --- task dir (and unmounts the rootfs).  Returns the exit status.
+--- opts.during: for a task whose init is known to have exited, a function
+--- run once the rootfs is unmounted, while the shim runs `<runtime>
+--- delete` (Containers:delete removes the snapshot there); its failure
+--- (nil, msg, kind) is returned after the task is gone.
+---@param opts? {force?: boolean, during?: fun(): any, string?, string?}
 function Task:delete(opts)
   opts = opts or {}
   local req = "delete" .. (opts.force and " force" or "")
-  local r, err, kind
+  local r, err, kind, during
   local fd = self._exited and core.shim_send and core.shim_send(self.dir, req)
   if fd then
     -- The init has exited (wait answered), so nothing runs from the rootfs
@@ -511,6 +530,7 @@ function Task:delete(opts)
     -- lazy unmount leaves their view): unmount it while the shim runs
     -- `<runtime> delete`, instead of after (docs/design/shim.md).
     unmount_rootfs(self.dir)
+    if opts.during then during = { opts.during() } end
     r, err, kind = core.shim_recv(fd, 60000)
     if r then
       local ok, rest, k2 = parse_reply(r)
@@ -542,6 +562,7 @@ function Task:delete(opts)
   end
   if self.io then self.io:close(); self.io = nil end
   remove_dir(self.dir)
+  if during and not during[1] then return nil, during[2], during[3] end
   return code or 0
 end
 

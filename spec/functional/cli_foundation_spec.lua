@@ -23,6 +23,14 @@ describe("crater CLI (foundation)", function()
     r = env:crater { "content", "ls", "--no-such-flag" }
     assert.equal(2, r.code)
     assert.matches("unknown flag", r.stderr)
+    -- a bad container id is a usage error naming the id, not an internal error
+    for _, cmd in ipairs { { "run", "--rm", "--rootfs", "/nonexistent", "bad id!", "true" },
+      { "container", "create", "some/image", "a/b", "true" } } do
+      r = env:crater(cmd)
+      assert.equal(2, r.code, r.stderr)
+      assert.matches("invalid container id", r.stderr)
+      assert.not_matches("internal error", r.stderr)
+    end
   end)
 
   it("has --help for every command and subcommand", function()

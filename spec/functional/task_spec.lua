@@ -198,4 +198,45 @@ sys.stdout.write("\nRC=%d\n" % os.waitstatus_to_exitcode(st))
     local fds_after = #proc.check("ls /proc/" .. proc.owner_pid() .. "/fd"):gsub("%S+", "x")
     assert.are.equal(fds_before, fds_after)
   end)
+  it("Lua API: new_task{start = true} creates and starts in one runtime call; pre_start still asked", function()
+    local script = env.dir .. "/start.lua"
+    proc.write_file(script, [[
+local crater = require "crater"
+local oci = require "crater.oci"
+local root, rootfs, runtime, policy = arg[1], arg[2], arg[3], arg[4]
+local host = require("crater.policy").new()
+assert(host:load_file(policy))
+local c = assert(crater.open { root = root, policies = host })
+local cs = c:containers()
+local function make(id)
+  return assert(cs:create(id, { rootfs = rootfs, runtime = runtime, spec = { oci.with_process_args("sleep", "30") } }))
+end
+local ctr = make("one-step")
+local task = assert(ctr:new_task { stdio = "null", start = true })
+print("status", task:status().status)
+print("start", tostring(task:start()))
+assert(task:kill("KILL"))
+print("exit", (task:wait()))
+print("delete", tostring(cs:delete("one-step", { force = true, task = task })))
+local blocked = make("blocked")
+local t2, err = blocked:new_task { stdio = "null", start = true }
+print("blocked", tostring(t2), err)
+assert(cs:delete("blocked"))
+c:close()
+]])
+    local pol = env.dir .. "/deny.lua"
+    proc.write_file(pol, [[return { name = "deny-blocked", api = 1, hooks = {
+      ["task.pre_start"] = function(ev) if ev.id == "blocked" then return false, "not this one" end end } }]])
+    local r = proc.run("luajit " .. q(script) .. " " .. q(env.root) .. " " .. q(env.rootfs) .. " " ..
+      q(env.runtime or "runc") .. " " .. q(pol))
+    assert.are.equal(0, r.code, r.stderr)
+    assert.matches("status\trunning\n", r.stdout)
+    assert.matches("start\ttrue\n", r.stdout)
+    assert.matches("exit\t137\n", r.stdout)
+    assert.matches("delete\ttrue\n", r.stdout)
+    assert.matches("blocked\tnil\ttask blocked: denied by policy deny%-blocked: not this one", r.stdout)
+    -- the denied task never got a shim, a task dir or a cgroup
+    assert.are.equal("", proc.run("ls " .. q(env.root .. "/run/tasks/default") .. " 2>/dev/null").stdout)
+    assert.are.equal("", env:crater({ "container", "ls", "-q" }).stdout)
+  end)
 end)

@@ -7,7 +7,8 @@
  *   - makes itself a child sub-reaper, so the container's init (forked by the
  *     OCI runtime, which then exits) and every exec'd process are reparented
  *     to it and it can collect their exit status;
- *   - runs `<runtime> create` for the task, then `start` when asked;
+ *   - runs `<runtime> create` for the task, then `start` when asked (or, with
+ *     --start, `<runtime> run --detach`: one runtime process instead of two);
  *   - owns the container's stdio: pipes (or a pty master received over a
  *     console socket) pumped to FIFOs in the task dir (for attach), to a log
  *     file (json-lines or raw), or /dev/null;
@@ -24,10 +25,10 @@
  * Usage:
  *   crater-shim --dir TASKDIR --id ID --runtime PATH [--runtime-root DIR]
  *               [--stdio fifo|log|null] [--log FILE] [--log-format json|raw]
- *               [--tty] [--ready-fd N]
+ *               [--tty] [--start] [--ready-fd N]
  * TASKDIR is also the OCI bundle (config.json + rootfs).  The result of
- * `create` ("ok PID" or "err MSG") is written to the ready fd, which is then
- * closed; the client reads it to learn that the task exists.
+ * `create` (or of `run --detach` with --start: "ok PID" or "err MSG") is written to the ready fd,
+ * which is then closed; the client reads it to learn that the task exists.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -1041,12 +1042,16 @@ int
 main(int argc, char **argv)
 {
   const char *dir = NULL, *mode = "null", *log_path = NULL, *log_format = "json";
-  int tty = 0, ready_fd = -1;
+  int tty = 0, ready_fd = -1, start_now = 0;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (strcmp(a, "--tty") == 0) {
       tty = 1;
+      continue;
+    }
+    if (strcmp(a, "--start") == 0) {
+      start_now = 1;
       continue;
     }
     if (!v)
@@ -1122,16 +1127,25 @@ main(int argc, char **argv)
   struct proc *init = proc_new("");
   init->tty = tty;
   char em[1024];
-  const char *an[] = { "create", "--bundle", ".", "--pid-file", "pid", task_id, NULL };
   char cwd[PATH_MAX], sockp[PATH_MAX + 16];
   if (getcwd(cwd, sizeof cwd) && strlen(cwd) + 14 < sizeof sa.sun_path)
     snprintf(sockp, sizeof sockp, "%s/console.sock", cwd);
   else
     snprintf(sockp, sizeof sockp, "console.sock");
-  const char *at[] = { "create",           "--bundle", ".",     "--pid-file", "pid",
-                       "--console-socket", sockp,      task_id, NULL };
+  /* --start: `run --detach` creates and starts in one runtime process (the
+   * client has already asked the task.pre_start policy) */
+  const char *verb = start_now ? "run" : "create", *det = start_now ? "--detach" : NULL;
+  const char *an[] = { verb, "--bundle", ".", "--pid-file", "pid", task_id, NULL, NULL };
+  const char *at[] = { verb,  "--bundle", ".",  "--pid-file", "pid", "--console-socket",
+                       sockp, task_id,    NULL, NULL };
+  if (det) { /* flags before the id: runc stops parsing flags at the first argument */
+    an[5] = det;
+    an[6] = task_id;
+    at[7] = det;
+    at[8] = task_id;
+  }
   if (create_proc(init, an, at, mode, log_fd, strcmp(log_format, "json") == 0, em, sizeof em) < 0) {
-    ready(ready_fd, "err internal create %s: %s", task_id, em);
+    ready(ready_fd, "err internal %s %s: %s", verb, task_id, em);
     const char *d[] = { "delete", "--force", task_id, NULL };
     run_runtime(d, -1, -1, -1);
     unlink("shim.sock");
@@ -1140,6 +1154,7 @@ main(int argc, char **argv)
   if (log_fd >= 0 && strcmp(mode, "log") == 0) {
     /* the pumps share it; keep our copy until exit */
   }
+  started = start_now;
   ready(ready_fd, "ok %d", (int) init->pid);
 
   struct pollfd pfd[2 + MAX_CONNS + 2 * MAX_PUMPS];

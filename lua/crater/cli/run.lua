@@ -101,6 +101,9 @@ function M.create_container(ctx, a, flags)
     id = table.remove(a, 1)
   end
   if not id then require("crater.cli.args").usage_error("expected %s", flags.rootfs and "ID [CMD...]" or "IMAGE ID [CMD...]") end
+  if not require("crater.containers").valid_id(id) then
+    require("crater.cli.args").usage_error("invalid container id %q (letters, digits, _ . -; at most 76)", id)
+  end
   local cs = M.containers(ctx)
   local args = a
   if flags.rootfs and #args == 0 then args = { "sh" } end
@@ -140,8 +143,10 @@ M.command = {
     end
     local stdio = "inherit"
     if flags.detach then stdio = flags.log and "log" or "null" end
+    -- created and started in one runtime call, except with a terminal:
+    -- there the client attaches (raw mode, window size) before the start
     local task, err = ctr:new_task { stdio = stdio, log = flags.log, tty = flags.tty and true or false,
-      stdin = flags.interactive and true or false }
+      stdin = flags.interactive and true or false, start = not flags.tty }
     if not task then cleanup(); ctx:fail("%s", err) end
     local ok, e2 = task:start()
     if not ok then task:delete { force = true }; cleanup(); ctx:fail("%s", e2) end
@@ -151,10 +156,7 @@ M.command = {
     end
     task:attach { stdin = flags.interactive and true or false }
     local code, e3 = task:wait()
-    if flags.rm then
-      task:delete { force = true }
-      cs:delete(id, { force = true })
-    end
+    if flags.rm then cs:delete(id, { force = true, task = task }) end
     if not code then ctx:fail("%s", e3) end
     return code
   end,
