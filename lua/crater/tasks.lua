@@ -150,9 +150,30 @@ local function remove_dir(dir)
   core.remove_all(dir)
 end
 
---- Mounts the container's snapshot on dir/rootfs, or points the spec at
---- its rootfs directory.  Returns the rootfs path.
-local function setup_rootfs(client, ns, rec, dir, spec)
+M.ROOTFS_MOUNTS_ANNOTATION = "io.crater.rootfs.mounts"
+
+-- The rootfs can be mounted by crater-runtime inside the container's own
+-- mount namespace (annotation io.crater.rootfs.mounts) when nothing on the
+-- host needs to see it: crater-runtime (runc/crun know nothing of the
+-- annotation), an active snapshot (a view's mounts are checked below), no
+-- hooks (they expect the rootfs mounted), no user namespace (the mount
+-- would be made inside it) and no user name left to resolve from the
+-- rootfs's /etc/passwd.  It then goes with the namespace: no host mount,
+-- no host unmount (an RCU grace period) at delete.
+local function rootfs_in_container(rt, spec, snap)
+  if not (rt and rt:match("crater%-runtime$")) or (snap and snap.kind == "view") then return false end
+  if spec.hooks and next(spec.hooks) then return false end
+  if spec.process and spec.process.user and spec.process.user.username then return false end
+  for _, n in ipairs((spec.linux and spec.linux.namespaces) or {}) do
+    if n.type == "user" then return false end
+  end
+  return true
+end
+
+--- Mounts the container's snapshot on dir/rootfs (or has the runtime mount
+--- it in the container's namespace), or points the spec at its rootfs
+--- directory.  Returns the rootfs path.
+local function setup_rootfs(client, ns, rec, dir, spec, rt)
   if rec.rootfs then
     spec.root.path = rec.rootfs
     return rec.rootfs
@@ -166,13 +187,19 @@ local function setup_rootfs(client, ns, rec, dir, spec)
   local target = dir .. "/rootfs"
   local mk, e1, k1 = core.mkdir_p(target, 493)
   if not mk then return nil, "container " .. rec.id .. ": " .. tostring(e1), k1 end
+  local st = sn:stat(rec.snapshot_key)
+  if rootfs_in_container(rt, spec, st) then
+    spec.root.path = "rootfs"
+    spec.annotations = spec.annotations or {}
+    spec.annotations[M.ROOTFS_MOUNTS_ANNOTATION] = json.encode(mounts)
+    return target
+  end
   local ok, e2, k2 = core.mount_all(mounts, target)
   if not ok then return nil, "container " .. rec.id .. ": mount rootfs: " .. tostring(e2), k2 end
   spec.root.path = "rootfs"
   -- A view is read-only all the way down, so the runtime cannot make mount
   -- points the image lacks: drop default mounts (/run, /dev/mqueue...) whose
   -- destination is missing, as they are conveniences, not requirements.
-  local st = sn:stat(rec.snapshot_key)
   if st and st.kind == "view" then
     local defaults = {}
     for _, m in ipairs(oci.default_spec().mounts) do defaults[m.destination] = true end
@@ -220,7 +247,7 @@ function M.create(client, ns, rec, opts)
   if not mk then return nil, "task " .. rec.id .. ": " .. tostring(merr), mkind end
   core.chmod(dir, 457)
   local spec = oci.copy(rec.spec)
-  local rootfs, err, kind = setup_rootfs(client, ns, rec, dir, spec)
+  local rootfs, err, kind = setup_rootfs(client, ns, rec, dir, spec, rt)
   if not rootfs then remove_dir(dir); return nil, err, kind end
   local tty = opts.tty
   if tty == nil then tty = spec.process.terminal end

@@ -161,6 +161,27 @@ for _, snapshotter in ipairs { "overlayfs", "native" } do
       assert.are.equal("committed", list[1].kind)
     end)
 
+    it("crater-runtime mounts the rootfs in the container's namespace only; runc gets a host mount", function()
+      local function host_mounted(id)
+        return proc.run("grep -c " .. q(env.root .. "/run/tasks/default/" .. id .. "/rootfs") .. " /proc/self/mounts")
+          .stdout:match("^(%d+)") ~= "0"
+      end
+      local expect_fs = snapshotter == "overlayfs" and "overlay" or nil
+      for _, rt in ipairs { "crater", "runc" } do
+        local id = "ns-" .. rt
+        local r = run(id, { "-d", "--runtime", rt }, "busybox", { "sleep", "30" })
+        assert.are.equal(0, r.code, r.stderr)
+        r = crater { "task", "exec", id, "sh", "-c", "ls /bin/busybox && awk '$2==\"/\"{print $3}' /proc/mounts" }
+        assert.are.equal(0, r.code, r.stderr)
+        assert.matches("/bin/busybox\n", r.stdout, 1, true)
+        if expect_fs then assert.matches(expect_fs .. "\n$", r.stdout) end
+        assert.are.equal(rt == "runc", host_mounted(id))
+        assert.are.equal(0, crater { "task", "rm", "-f", id }.code)
+        assert.are.equal(0, crater { "container", "rm", id }.code)
+        assert.is_false(host_mounted(id))
+      end
+    end)
+
     it("keeps the container and its snapshot without --rm; container rm removes both", function()
       local r = run("kept", {}, "busybox", { "sh", "-c", "echo data > /file" })
       assert.are.equal(0, r.code, r.stderr)

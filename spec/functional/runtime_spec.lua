@@ -413,6 +413,26 @@ describe("crater-runtime vs runc", function()
     same(r, "stdout")
   end)
 
+  it("mounts the rootfs named by io.crater.rootfs.mounts in the container's namespace only", function()
+    local src = bundle{}
+    local b = bundle{ args = { "sh", "-c", "ls /bin/busybox; cat /proc/self/mountinfo" } }
+    assert(B.sh("rm -rf " .. B.q(b.rootfs) .. "/*").code == 0)
+    b.config.annotations = { ["io.crater.rootfs.mounts"] =
+      require("crater.json").encode { { type = "bind", source = src.rootfs, options = { "rbind", "rw" } } } }
+    local id = newid("annot")
+    b:use_cgroup(id)
+    local r = b:rt(CRATER, { "run", "--bundle", b.dir, id })
+    assert.equal(0, r.code, r.stderr)
+    assert.matches("^/bin/busybox\n", r.stdout)
+    assert.equal("", B.sh("grep -F " .. B.q(b.rootfs) .. " /proc/self/mountinfo").stdout)
+    -- a malformed annotation fails create, naming it
+    b.config.annotations["io.crater.rootfs.mounts"] = "[{\"type\": 1}"
+    b:write_config()
+    r = b:rt(CRATER, { "run", "--bundle", b.dir, newid("annot") })
+    assert.is_not.equal(0, r.code)
+    assert.matches("io.crater.rootfs.mounts", r.stderr, 1, true)
+  end)
+
   it("sends the pty master over --console-socket (terminal: true)", function()
     local recv = [[
 import socket, array, os, sys
