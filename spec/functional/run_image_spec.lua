@@ -182,6 +182,45 @@ for _, snapshotter in ipairs { "overlayfs", "native" } do
       end
     end)
 
+    it("mounts the rootfs volatile for --rm only; a volatile upper is mounted again only in the same boot", function()
+      local r = run("vol1", { "--rm" }, "busybox", { "grep", " / ", "/proc/mounts" })
+      assert.are.equal(0, r.code, r.stderr)
+      assert.are.equal(snapshotter == "overlayfs", r.stdout:find("volatile", 1, true) ~= nil)
+      r = run("vol2", {}, "busybox", { "grep", " / ", "/proc/mounts" })
+      assert.are.equal(0, r.code, r.stderr)
+      assert.is_nil(r.stdout:find("volatile", 1, true))
+      assert.are.equal(0, crater { "task", "rm", "vol2" }.code)
+      if snapshotter ~= "overlayfs" then return end
+      -- a transient task through the Lua API, then the same snapshot mounted again
+      local script = env.dir .. "/vol.lua"
+      proc.write_file(script, [[
+local crater = require "crater"
+local oci = require "crater.oci"
+local c = assert(crater.open { root = arg[1] })
+local ctr = assert(c:containers():create("vol3", { image = "docker.io/library/busybox:latest",
+  snapshotter = "overlayfs", spec = { oci.with_process_args("true") } }))
+for _, transient in ipairs { true, false } do
+  local t = assert(ctr:new_task { stdio = "null", start = true, transient = transient })
+  print("exit", (assert(t:wait())))
+  assert(t:delete())
+end
+c:close()
+]])
+      ids[#ids + 1] = "vol3"
+      r = proc.run("luajit " .. q(script) .. " " .. q(env.root))
+      assert.are.equal(0, r.code, r.stderr)
+      assert.are.equal("exit\t0\nexit\t0\n", r.stdout)
+      -- after a restart (another boot id) the volatile upper is refused, with the reason
+      assert.are.equal(0, run("vol4", {}, "busybox", { "true" }).code)
+      assert.are.equal(0, crater { "task", "rm", "vol4" }.code)
+      local snapdir = crater({ "snapshot", "mounts", "-s", "overlayfs", "vol4" }).stdout:match("workdir=([^,]+)/work,")
+      assert.is_string(snapdir)
+      proc.check("mkdir -p " .. q(snapdir .. "/work/work/incompat/volatile") .. " && echo old-boot > " .. q(snapdir .. "/volatile-boot-id"))
+      r = crater { "task", "start", "vol4" }
+      assert.are_not.equal(0, r.code)
+      assert.matches("mounted volatile", r.stderr)
+    end)
+
     it("keeps the container and its snapshot without --rm; container rm removes both", function()
       local r = run("kept", {}, "busybox", { "sh", "-c", "echo data > /file" })
       assert.are.equal(0, r.code, r.stderr)

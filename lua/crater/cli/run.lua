@@ -146,7 +146,7 @@ M.command = {
     -- created and started in one runtime call, except with a terminal:
     -- there the client attaches (raw mode, window size) before the start
     local task, err = ctr:new_task { stdio = stdio, log = flags.log, tty = flags.tty and true or false,
-      stdin = flags.interactive and true or false, start = not flags.tty }
+      stdin = flags.interactive and true or false, start = not flags.tty, transient = flags.rm and true or false }
     if not task then cleanup(); ctx:fail("%s", err) end
     local ok, e2 = task:start()
     if not ok then task:delete { force = true }; cleanup(); ctx:fail("%s", e2) end
