@@ -901,8 +901,12 @@ finish(crater__xfer_t *x, CURLcode rc)
       snprintf(detail, sizeof detail, "%s: %s", crater__curl.easy_strerror(rc), x->curl_errbuf);
     else
       snprintf(detail, sizeof detail, "%s", crater__curl.easy_strerror(rc));
+    /* A TLS alert from the server (a missing or rejected client
+     * certificate, an unknown CA, no common protocol version) is its
+     * answer, not a network hiccup: no retries.  OpenSSL names it in the
+     * error buffer ("... alert bad certificate"). */
     if (rc == CURLE_PEER_FAILED_VERIFICATION || rc == CURLE_SSL_CACERT_BADFILE ||
-        rc == CURLE_SSL_CERTPROBLEM) {
+        rc == CURLE_SSL_CERTPROBLEM || strstr(x->curl_errbuf, " alert ") != NULL) {
       fail(x, CRATER_ERR_PERMISSION_DENIED, detail);
       return;
     }
