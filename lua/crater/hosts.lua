@@ -142,7 +142,9 @@ local function make_endpoint(host, e, caps, opts, cfg, mirror)
   elseif e.username and e.password then
     ep.credential = auth.credential(e.username, e.password, "crater config hosts")
   else
-    ep.credential = auth.lookup(host, cfg, { docker_config = opts.docker_config })
+    local err, kind
+    ep.credential, err, kind = auth.lookup(host, cfg, { docker_config = opts.docker_config })
+    if err then return nil, err, kind end  -- a credential helper failed: say so, do not go anonymous
   end
   return ep
 end
@@ -173,13 +175,17 @@ function M.endpoints(domain, cap, opts)
       for k, v in pairs(opts) do mo[k] = v end
       mo.credential = nil  -- --user is for the registry itself
       local mh = m.host:gsub("^%a+://", ""):gsub("/+$", "")
-      out[#out + 1] = make_endpoint(mh, m, caps, mo, cfg, true)
+      local ep, err, kind = make_endpoint(mh, m, caps, mo, cfg, true)
+      if not ep then return nil, err, kind end
+      out[#out + 1] = ep
     end
   end
   if not e.skip_upstream then
     local upstream = domain == "docker.io" and M.DOCKER_HUB_HOST or domain
     if e.server then upstream = e.server:gsub("^%a+://", ""):gsub("/+$", "") end
-    out[#out + 1] = make_endpoint(upstream, e, { pull = true, resolve = true, push = true }, opts, cfg, false)
+    local ep, err, kind = make_endpoint(upstream, e, { pull = true, resolve = true, push = true }, opts, cfg, false)
+    if not ep then return nil, err, kind end
+    out[#out + 1] = ep
   end
   if #out == 0 then
     return nil, string.format("no endpoint of %s can %s (check hosts[%q] in the config)", domain, cap, domain),
