@@ -15,6 +15,11 @@
  *   core.exe_path()                 -> path | nil    (/proc/self/exe)
  *   core.fs_type(path)              -> "btrfs", "ext4", "xfs", "tmpfs", ...
  *   core.wait_pid_gone(pid [, ms])  -> bool          (false on timeout)
+ *   core.run(argv [, opts])         -> {code=, signal=, stdout=, stderr=, truncated=}
+ *       Runs a program without a shell (argv[1] looked up in $PATH like
+ *       execvp), feeding opts.stdin and capturing stdout/stderr up to
+ *       opts.max_output bytes each; kills its process group after
+ *       opts.timeout_ms.  Used for docker credential helpers (auth.lua).
  *
  * Clocks, ids and the log level are in l_base.c; kill, mkfifo, pid_alive
  * and the tty helpers with the task plumbing in l_task.c.
@@ -25,16 +30,20 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <linux/magic.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/vfs.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -323,13 +332,364 @@ l_wait_pid_gone(lua_State *L)
   return 1;
 }
 
+extern char **environ;
+
+/* One captured output stream of core.run. */
+typedef struct {
+  int fd;
+  char *buf;
+  size_t len;
+  size_t cap; /* the caller's max_output */
+  bool truncated;
+} run_stream_t;
+
+/* State of one core.run call: everything C owns, released by run_release
+ * before anything is pushed. */
+typedef struct {
+  int in_w; /* our end of the child's stdin, -1 once closed */
+  run_stream_t out, err;
+  int pidfd;
+  pid_t pid;
+  int wstatus;
+  bool reaped;
+} run_state_t;
+
+static void
+close_fd(int *fd)
+{
+  if (*fd >= 0)
+    close(*fd);
+  *fd = -1;
+}
+
+static void
+run_release(run_state_t *st)
+{
+  close_fd(&st->in_w);
+  close_fd(&st->out.fd);
+  close_fd(&st->err.fd);
+  close_fd(&st->pidfd);
+  free(st->out.buf);
+  free(st->err.buf);
+  st->out.buf = st->err.buf = NULL;
+}
+
+/* pipe2(O_CLOEXEC) with both ends >= 3, so that the dup2 onto 0..2 in the
+ * child never clobbers another pipe end (crater may run with 0..2 closed). */
+static int
+pipe_hi(int p[2])
+{
+  if (pipe2(p, O_CLOEXEC) < 0)
+    return -1;
+  for (int i = 0; i < 2; i++) {
+    if (p[i] < 3) {
+      int hi = fcntl(p[i], F_DUPFD_CLOEXEC, 3);
+      if (hi < 0) {
+        int e = errno;
+        close(p[0]);
+        close(p[1]);
+        errno = e;
+        return -1;
+      }
+      close(p[i]);
+      p[i] = hi;
+    }
+  }
+  return 0;
+}
+
+/* Reads what is available on s->fd (non-blocking): keeps up to s->cap
+ * bytes, discards the rest.  Closes the fd at EOF or on an error. */
+static void
+run_drain(run_stream_t *s)
+{
+  char chunk[16384];
+  while (s->fd >= 0) {
+    ssize_t k = read(s->fd, chunk, sizeof chunk);
+    if (k < 0 && errno == EINTR)
+      continue;
+    if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+      return;
+    if (k <= 0) {
+      close_fd(&s->fd);
+      return;
+    }
+    size_t keep = (size_t) k;
+    if (s->len + keep > s->cap) {
+      keep = s->cap - s->len;
+      s->truncated = true;
+    }
+    if (keep > 0) {
+      s->buf = xrealloc(s->buf, s->len + keep + 1);
+      memcpy(s->buf + s->len, chunk, keep);
+      s->len += keep;
+    }
+  }
+}
+
+static void
+run_reap(run_state_t *st, int flags)
+{
+  if (st->reaped)
+    return;
+  pid_t r;
+  while ((r = waitpid(st->pid, &st->wstatus, flags)) < 0 && errno == EINTR) {
+  }
+  if (r == st->pid || (r < 0 && errno == ECHILD))
+    st->reaped = true;
+}
+
+/* Protected half of core.run: pushes the result table of the run_state_t
+ * passed as lightuserdata argument 1. */
+static int
+push_run_result(lua_State *L)
+{
+  const run_state_t *st = lua_touserdata(L, 1);
+  lua_createtable(L, 0, 5);
+  if (WIFEXITED(st->wstatus)) {
+    lua_pushinteger(L, WEXITSTATUS(st->wstatus));
+    lua_setfield(L, -2, "code");
+  } else if (WIFSIGNALED(st->wstatus)) {
+    lua_pushinteger(L, WTERMSIG(st->wstatus));
+    lua_setfield(L, -2, "signal");
+  }
+  lua_pushlstring(L, st->out.buf ? st->out.buf : "", st->out.len);
+  lua_setfield(L, -2, "stdout");
+  lua_pushlstring(L, st->err.buf ? st->err.buf : "", st->err.len);
+  lua_setfield(L, -2, "stderr");
+  lua_pushboolean(L, st->out.truncated || st->err.truncated);
+  lua_setfield(L, -2, "truncated");
+  return 1;
+}
+
+/* Starts argv with the pipes of st; returns 0 or an errno value.  The
+ * child gets its own process group (so a timeout kills what it started),
+ * default signal dispositions, an empty signal mask and no descriptors
+ * but 0..2. */
+static int
+run_spawn(run_state_t *st, char *const *argv, int in_r, int out_w, int err_w)
+{
+  posix_spawn_file_actions_t fa;
+  posix_spawnattr_t at;
+  int rc = posix_spawn_file_actions_init(&fa);
+  if (rc != 0)
+    return rc;
+  rc = posix_spawnattr_init(&at);
+  if (rc != 0) {
+    posix_spawn_file_actions_destroy(&fa);
+    return rc;
+  }
+  sigset_t none, all;
+  sigemptyset(&none);
+  sigfillset(&all);
+  if (rc == 0)
+    rc = posix_spawn_file_actions_adddup2(&fa, in_r, 0);
+  if (rc == 0)
+    rc = posix_spawn_file_actions_adddup2(&fa, out_w, 1);
+  if (rc == 0)
+    rc = posix_spawn_file_actions_adddup2(&fa, err_w, 2);
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
+  if (rc == 0)
+    rc = posix_spawn_file_actions_addclosefrom_np(&fa, 3);
+#endif
+  if (rc == 0)
+    rc = posix_spawnattr_setflags(&at, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
+                                           POSIX_SPAWN_SETSIGDEF);
+  if (rc == 0)
+    rc = posix_spawnattr_setpgroup(&at, 0);
+  if (rc == 0)
+    rc = posix_spawnattr_setsigmask(&at, &none);
+  if (rc == 0)
+    rc = posix_spawnattr_setsigdefault(&at, &all);
+  if (rc == 0)
+    rc = posix_spawnp(&st->pid, argv[0], &fa, &at, argv, environ);
+  posix_spawnattr_destroy(&at);
+  posix_spawn_file_actions_destroy(&fa);
+  return rc;
+}
+
+/* Feeds stdin, collects stdout/stderr and reaps the child until it has
+ * exited and its output is drained, or deadline (ms on mono_ms(); <0 =
+ * none) passes.  Returns false on timeout (child not reaped yet). */
+static bool
+run_loop(run_state_t *st, const char *in, size_t inlen, int64_t deadline)
+{
+  size_t inoff = 0;
+  if (inlen == 0)
+    close_fd(&st->in_w);
+  for (;;) {
+    run_reap(st, WNOHANG);
+    if (st->reaped) {
+      /* the child is gone: take what is in the pipes and stop, even when
+       * something it started still holds them open */
+      run_drain(&st->out);
+      run_drain(&st->err);
+      return true;
+    }
+    struct pollfd pf[4];
+    int n = 0, i_in = -1, i_out = -1, i_err = -1;
+    if (st->in_w >= 0) {
+      i_in = n;
+      pf[n++] = (struct pollfd){ .fd = st->in_w, .events = POLLOUT };
+    }
+    if (st->out.fd >= 0) {
+      i_out = n;
+      pf[n++] = (struct pollfd){ .fd = st->out.fd, .events = POLLIN };
+    }
+    if (st->err.fd >= 0) {
+      i_err = n;
+      pf[n++] = (struct pollfd){ .fd = st->err.fd, .events = POLLIN };
+    }
+    if (st->pidfd >= 0)
+      pf[n++] = (struct pollfd){ .fd = st->pidfd, .events = POLLIN };
+    int wait = -1;
+    if (deadline >= 0) {
+      int64_t left = deadline - mono_ms();
+      if (left <= 0)
+        return false;
+      wait = left > 60000 ? 60000 : (int) left;
+    }
+    if (st->pidfd < 0 && (wait < 0 || wait > 20))
+      wait = 20; /* no pidfd: notice the exit by polling waitpid */
+    int r = poll(pf, (nfds_t) n, wait);
+    if (r < 0 && errno != EINTR) {
+      struct timespec ts = { 0, 10000000 }; /* ENOMEM: back off, keep the deadline */
+      nanosleep(&ts, NULL);
+    }
+    if (r <= 0)
+      continue;
+    if (i_in >= 0 && pf[i_in].revents) {
+      ssize_t k = write(st->in_w, in + inoff, inlen - inoff);
+      if (k > 0)
+        inoff += (size_t) k;
+      if ((k < 0 && errno != EINTR && errno != EAGAIN) || inoff == inlen)
+        close_fd(&st->in_w); /* done, or EPIPE: the child does not read */
+    }
+    if (i_out >= 0 && pf[i_out].revents)
+      run_drain(&st->out);
+    if (i_err >= 0 && pf[i_err].revents)
+      run_drain(&st->err);
+  }
+}
+
+/* core.run(argv [, {stdin=, timeout_ms=30000, max_output=1 MiB}]) ->
+ *   {code=|signal=, stdout=, stderr=, truncated=} | nil, msg, kind
+ * No shell: argv[1] is looked up in $PATH like execvp.  A program that
+ * cannot be started is nil, "run NAME: strerror", kind from errno
+ * (not_found for ENOENT); one still running after timeout_ms (-1: no
+ * limit) is killed with its process group and gives deadline_exceeded.
+ * stdin, stdout and stderr never appear in messages. */
+static int
+l_run(lua_State *L)
+{
+  luaL_checktype(L, 1, LUA_TTABLE);
+  size_t argc = lua_objlen(L, 1);
+  if (argc == 0)
+    return luaL_argerror(L, 1, "empty argv");
+  const char *in = NULL;
+  size_t inlen = 0;
+  int64_t timeout = 30000, cap = 1 << 20;
+  if (!lua_isnoneornil(L, 2)) {
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_getfield(L, 2, "stdin");
+    if (!lua_isnil(L, -1)) {
+      if (lua_type(L, -1) != LUA_TSTRING)
+        return luaL_argerror(L, 2, "stdin must be a string");
+      in = lua_tolstring(L, -1, &inlen); /* anchored by the options table */
+    }
+    lua_pop(L, 1);
+    timeout = crater__lua_opt_field_int(L, 2, "timeout_ms", 30000);
+    cap = crater__lua_opt_field_int(L, 2, "max_output", 1 << 20);
+    if (timeout < -1 || timeout == 0)
+      return luaL_argerror(L, 2, "timeout_ms must be positive (or -1: no limit)");
+    if (cap < 0)
+      return luaL_argerror(L, 2, "max_output must not be negative");
+  }
+  /* argv as a NULL-terminated array owned by Lua, strings anchored by
+   * the argv table: nothing to free if a later check raises */
+  char **argv = lua_newuserdata(L, (argc + 1) * sizeof *argv);
+  for (size_t i = 0; i < argc; i++) {
+    lua_rawgeti(L, 1, (int) i + 1);
+    if (lua_type(L, -1) != LUA_TSTRING)
+      return luaL_argerror(L, 1, "argv entries must be strings");
+    argv[i] = (char *) lua_tostring(L, -1);
+    lua_pop(L, 1);
+  }
+  argv[argc] = NULL;
+  if (argv[0][0] == '\0')
+    return luaL_argerror(L, 1, "empty program name");
+  lua_pushcfunction(L, push_run_result); /* allocates: before any C resource */
+
+  run_state_t st = { .in_w = -1,
+                     .out = { .fd = -1, .cap = (size_t) cap },
+                     .err = { .fd = -1, .cap = (size_t) cap },
+                     .pidfd = -1 };
+  int pin[2] = { -1, -1 }, pout[2] = { -1, -1 }, perr[2] = { -1, -1 };
+  crater_error_t err = NULL;
+  if (pipe_hi(pin) < 0 || pipe_hi(pout) < 0 || pipe_hi(perr) < 0) {
+    crater_error_sys(&err, errno, "run %s: pipe", argv[0]);
+    int *fds[] = { &pin[0], &pin[1], &pout[0], &pout[1], &perr[0], &perr[1] };
+    for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
+      close_fd(fds[i]);
+    return crater__lua_fail(L, &err);
+  }
+  st.in_w = pin[1];
+  st.out.fd = pout[0];
+  st.err.fd = perr[0];
+
+  /* a child that exits without reading its stdin gives EPIPE, not a
+   * SIGPIPE that kills us */
+  sigset_t pipeset, oldset;
+  sigemptyset(&pipeset);
+  sigaddset(&pipeset, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &pipeset, &oldset);
+
+  int rc = run_spawn(&st, argv, pin[0], pout[1], perr[1]);
+  close_fd(&pin[0]);
+  close_fd(&pout[1]);
+  close_fd(&perr[1]);
+  bool finished = false;
+  if (rc != 0) {
+    crater_error_sys(&err, rc, "run %s", argv[0]);
+  } else {
+    st.pidfd = (int) syscall(SYS_pidfd_open, st.pid, 0);
+    fcntl(st.in_w, F_SETFL, O_NONBLOCK);
+    fcntl(st.out.fd, F_SETFL, O_NONBLOCK);
+    fcntl(st.err.fd, F_SETFL, O_NONBLOCK);
+    finished = run_loop(&st, in ? in : "", inlen, timeout < 0 ? -1 : mono_ms() + timeout);
+    if (!finished) {
+      kill(-st.pid, SIGKILL);
+      kill(st.pid, SIGKILL);
+      crater_error_make(&err, CRATER_ERR_DEADLINE_EXCEEDED, ETIMEDOUT,
+                        "run %s: no answer after %lld ms (killed)", argv[0], (long long) timeout);
+    }
+    run_reap(&st, 0);
+  }
+  close_fd(&st.in_w);
+  struct timespec zero = { 0, 0 };
+  while (sigtimedwait(&pipeset, NULL, &zero) > 0)
+    ; /* swallow SIGPIPEs raised while blocked */
+  pthread_sigmask(SIG_SETMASK, &oldset, NULL);
+
+  if (err) {
+    run_release(&st);
+    return crater__lua_fail(L, &err);
+  }
+  lua_pushlightuserdata(L, &st); /* no allocation */
+  int r = lua_pcall(L, 1, 1, 0);
+  run_release(&st);
+  if (r != 0)
+    return lua_error(L); /* re-raise the error object at the top */
+  return 1;
+}
+
 static const luaL_Reg fs_functions[] = {
   { "listdir", l_listdir }, { "mkdir_p", l_mkdir_p },
   { "chmod", l_chmod },     { "remove_all", l_remove_all },
   { "exists", l_exists },   { "executable", l_executable },
   { "which", l_which },     { "exe_path", l_exe_path },
   { "fs_type", l_fs_type }, { "wait_pid_gone", l_wait_pid_gone },
-  { NULL, NULL },
+  { "run", l_run },         { NULL, NULL },
 };
 
 void

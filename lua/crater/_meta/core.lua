@@ -156,6 +156,22 @@ function core.fs_type(path) end
 ---@return boolean gone
 function core.wait_pid_gone(pid, timeout_ms) end
 
+--- Runs a program without a shell: argv[1] is looked up in $PATH like
+--- execvp, in its own process group, with default signal dispositions and
+--- only fds 0..2.  Writes opts.stdin (default: none, EOF at once) to its
+--- stdin and captures stdout and stderr, keeping max_output bytes of each
+--- (default 1 MiB; `truncated` says some were dropped).  Returns once the
+--- program has exited and its pipes are drained (not waiting for
+--- processes it left behind).  A program that cannot be started is
+--- `nil, "run NAME: strerror", kind` (not_found when missing); one still
+--- running after timeout_ms (default 30000; -1: no limit) is killed with
+--- its process group: `nil, msg, "deadline_exceeded"`.  Messages never
+--- contain stdin or the output.
+---@param argv string[]
+---@param opts? {stdin?: string, timeout_ms?: integer, max_output?: integer}
+---@return {code?: integer, signal?: integer, stdout: string, stderr: string, truncated: boolean}|nil result, string? err, string? kind
+function core.run(argv, opts) end
+
 -- ---------------------------------------------------------------------------
 -- store (src/lua/l_store.c, l_container.c, l_snapshot.c)
 
