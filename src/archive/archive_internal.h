@@ -6,13 +6,13 @@
 #ifndef CRATER_ARCHIVE_INTERNAL_H
 #define CRATER_ARCHIVE_INTERNAL_H
 
-#include <openssl/evp.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
 #include "archive/archive.h"
+#include "content/digest.h"
 
 #define CRATER__ARCHIVE_BUF (1u << 20)     /* decompressed block handed to libarchive */
 #define CRATER__ARCHIVE_INBUF (256u << 10) /* compressed read size */
@@ -72,8 +72,5 @@ int crater__remove_at(int dirfd, const char *name, crater_error_t *err);
 
 /* True for xattr names never carried in layers (overlay metadata). */
 bool crater__xattr_is_private(const char *name);
-
-/* Formats "sha256:<hex>" from a finished EVP context. */
-void crater__sha256_final(EVP_MD_CTX *md, char *out);
 
 #endif

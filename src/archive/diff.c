@@ -49,7 +49,7 @@ typedef struct {
   const crater_diff_opts_t *o;
   struct archive *w;
   int out_fd;
-  EVP_MD_CTX *md_u, *md_c;
+  crater_digester_t *md_u, *md_c;
   uint64_t usize, csize, entries;
   struct isal_zstream *gz;
   ZSTD_CCtx *zs;
@@ -67,7 +67,7 @@ emit_compressed(diff_t *D, const void *buf, size_t n, crater_error_t *err)
 {
   if (n == 0)
     return 0;
-  EVP_DigestUpdate(D->md_c, buf, n);
+  crater_digester_update(D->md_c, buf, n, NULL);
   D->csize += n;
   return crater__write_all(D->out_fd, buf, n, err);
 }
@@ -112,7 +112,7 @@ write_cb(struct archive *a, void *data, const void *buf, size_t n)
 {
   diff_t *D = data;
   crater_error_t e = NULL;
-  EVP_DigestUpdate(D->md_u, buf, n);
+  crater_digester_update(D->md_u, buf, n, NULL);
   D->usize += n;
   if (compress_chunk(D, buf, n, false, &e) < 0) {
     crater__archive.set_error(a, EIO, "%s", e->msg);
@@ -593,12 +593,10 @@ crater_archive_diff(int lower_dirfd, int upper_dirfd, int out_fd, const crater_d
     return crater_error_wrap(err, "diff");
   diff_t D = { .o = opts ? opts : &defaults, .out_fd = out_fd };
   int ret = -1;
-  D.md_u = EVP_MD_CTX_new();
-  D.md_c = EVP_MD_CTX_new();
+  D.md_u = crater_digester_new(CRATER_DIGEST_SHA256, NULL);
+  D.md_c = crater_digester_new(CRATER_DIGEST_SHA256, NULL);
   D.cbuf = xmalloc(CBUF);
   D.iobuf = xmalloc(CBUF);
-  EVP_DigestInit_ex(D.md_u, EVP_sha256(), NULL);
-  EVP_DigestInit_ex(D.md_c, EVP_sha256(), NULL);
   if (D.o->compression == CRATER_COMPRESSION_GZIP) {
     D.gz = xmalloc0(sizeof *D.gz);
     isal_deflate_init(D.gz);
@@ -629,8 +627,8 @@ crater_archive_diff(int lower_dirfd, int upper_dirfd, int out_fd, const crater_d
   if (compress_chunk(&D, NULL, 0, true, err) < 0)
     goto done;
   if (out) {
-    crater__sha256_final(D.md_u, out->diff_id);
-    crater__sha256_final(D.md_c, out->digest);
+    crater_digester_digest(D.md_u, out->diff_id, NULL);
+    crater_digester_digest(D.md_c, out->digest, NULL);
     out->size = D.csize;
     out->uncompressed_size = D.usize;
     out->entries = D.entries;
@@ -639,8 +637,8 @@ crater_archive_diff(int lower_dirfd, int upper_dirfd, int out_fd, const crater_d
 done:
   if (D.w)
     crater__archive.write_free(D.w);
-  EVP_MD_CTX_free(D.md_u);
-  EVP_MD_CTX_free(D.md_c);
+  crater_digester_free(D.md_u);
+  crater_digester_free(D.md_c);
   if (D.gz)
     free(D.gz->level_buf);
   free(D.gz);

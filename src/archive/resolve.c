@@ -245,13 +245,3 @@ crater__xattr_is_private(const char *name)
 {
   return strncmp(name, "trusted.overlay.", 16) == 0 || strncmp(name, "user.overlay.", 13) == 0;
 }
-
-void
-crater__sha256_final(EVP_MD_CTX *md, char *out)
-{
-  unsigned char d[EVP_MAX_MD_SIZE];
-  unsigned int n = 0;
-  EVP_DigestFinal_ex(md, d, &n);
-  memcpy(out, "sha256:", 7);
-  crater__hex_encode(d, n, out + 7);
-}

@@ -35,7 +35,7 @@ struct crater__lstream_s {
   crater_decoder_t decoder;
   uint64_t max_size;
   uint64_t total;
-  EVP_MD_CTX *md;
+  crater_digester_t *md;
   unsigned char *in; /* compressed input */
   size_t in_len, in_off;
   bool in_eof;
@@ -132,11 +132,9 @@ crater__lstream_open(int fd, crater_compression_t compression, crater_decoder_t 
   s->compression = compression;
   s->decoder = decoder;
   s->max_size = max_size;
-  s->md = EVP_MD_CTX_new();
-  if (s->md == NULL || EVP_DigestInit_ex(s->md, EVP_sha256(), NULL) != 1) {
-    crater_error_make(err, CRATER_ERR_INTERNAL, 0, "sha256 init failed");
+  s->md = crater_digester_new(CRATER_DIGEST_SHA256, err);
+  if (s->md == NULL)
     goto fail;
-  }
   s->in = xmalloc(CRATER__ARCHIVE_INBUF);
   for (size_t k = 0; k < NSLOT; k++)
     s->slot[k] = xmalloc(CRATER__ARCHIVE_BUF);
@@ -179,7 +177,7 @@ crater__lstream_free(crater__lstream_t *s)
   if (s == NULL)
     return;
   stop_decoder(s);
-  EVP_MD_CTX_free(s->md);
+  crater_digester_free(s->md);
   free(s->in);
   for (size_t k = 0; k < NSLOT; k++)
     free(s->slot[k]);
@@ -342,7 +340,7 @@ decode_block(crater__lstream_t *s, crater_error_t *err)
                              "layer expands beyond the limit of %llu bytes",
                              (unsigned long long) s->max_size);
   s->total += (uint64_t) n;
-  EVP_DigestUpdate(s->md, s->out, (size_t) n);
+  crater_digester_update(s->md, s->out, (size_t) n, NULL);
   return n;
 }
 
@@ -447,10 +445,7 @@ void
 crater__lstream_digest(crater__lstream_t *s, char *out, uint64_t *size)
 {
   stop_decoder(s); /* after the end of the stream: it has already returned */
-  EVP_MD_CTX *copy = EVP_MD_CTX_new();
-  EVP_MD_CTX_copy_ex(copy, s->md);
-  crater__sha256_final(copy, out);
-  EVP_MD_CTX_free(copy);
+  crater_digester_digest(s->md, out, NULL);
   if (size)
     *size = s->total;
 }

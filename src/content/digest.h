@@ -1,6 +1,6 @@
 /*
  * Content digests: strict validation of "<alg>:<hex>" strings, an
- * incremental digester over OpenSSL EVP, and the mapping from a digest to
+ * incremental digester over OpenSSL's SHA-2 functions, and the mapping from a digest to
  * its blob path.
  *
  * Only two forms are accepted, exactly as written by crater itself:

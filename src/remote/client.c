@@ -37,6 +37,7 @@
 #include "common/cleanup.h"
 #include "common/log.h"
 #include "common/xalloc.h"
+#include "content/digest.h"
 #include "remote/remote.h"
 
 #define ERRBODY_MAX (64 * 1024)
@@ -130,15 +131,14 @@ crater__short_digest(const char *d, char buf[32])
 char *
 crater__digest_of(const char *alg, const void *buf, size_t n)
 {
-  const EVP_MD *md = strcmp(alg, "sha512") == 0 ? EVP_sha512() : EVP_sha256();
-  unsigned char out[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  if (EVP_Digest(buf, n, out, &len, md, NULL) != 1)
+  crater_digest_alg_t a = strcmp(alg, "sha512") == 0 ? CRATER_DIGEST_SHA512 : CRATER_DIGEST_SHA256;
+  crater_digester_t *d = crater_digester_new(a, NULL);
+  char out[CRATER_DIGEST_MAX];
+  if (d == NULL || crater_digester_update(d, buf, n, NULL) < 0 ||
+      crater_digester_digest(d, out, NULL) < 0)
     abort();
-  char hex[2 * EVP_MAX_MD_SIZE + 1];
-  for (unsigned i = 0; i < len; i++)
-    snprintf(hex + 2 * i, 3, "%02x", out[i]);
-  return xasprintf("%s:%s", md == EVP_sha512() ? "sha512" : "sha256", hex);
+  crater_digester_free(d);
+  return xstrdup(out);
 }
 
 crater_remote_t *
