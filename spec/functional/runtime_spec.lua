@@ -433,6 +433,39 @@ describe("crater-runtime vs runc", function()
     assert.matches("io.crater.rootfs.mounts", r.stderr, 1, true)
   end)
 
+  it("runs a terminal in the foreground without --console-socket (run and exec -t)", function()
+    local pty = B.q(SRC .. "/spec/support/ptyrun.py")
+    local script = "tty; stty size; read x; echo got:$x; exit 3"
+    local r = both(function(rt)
+      local b = bundle{ args = { "sh", "-c", script }, config = { process = { terminal = true } } }
+      local id = newid("fgtty")
+      b:use_cgroup(id)
+      local root = b.dir .. "/" .. rt:match("([^/]+)$") .. "-root"
+      b.containers[#b.containers + 1] = { rt, root, id } -- for cleanup
+      return B.sh(string.format("python3 %s %s --root %s run --bundle %s %s", pty, B.q(rt), B.q(root),
+        B.q(b.dir), B.q(id)))
+    end)
+    assert.equal(3, r.crater.code, r.crater.stdout .. r.crater.stderr)
+    assert.matches("^/dev/pts/0\n", r.crater.stdout)
+    assert.matches("\n33 101\n", r.crater.stdout)   -- the window size was copied
+    assert.matches("got:hello\n", r.crater.stdout)   -- stdin reached the container
+    if r.runc then
+      assert.equal(r.runc.code, r.crater.code)
+      assert.matches("^/dev/pts/0\n", r.runc.stdout)
+      assert.matches("got:hello\n", r.runc.stdout)
+    end
+    -- exec -t into a running container, same proxy
+    local b = bundle{ args = { "sleep", "60" } }
+    local id = newid("fgexec")
+    b:use_cgroup(id)
+    assert.equal(0, b:rt(CRATER, { "run", "-d", "--bundle", b.dir, id }, { stdin = "" }).code)
+    local e = B.sh(string.format("python3 %s %s --root %s exec -t %s sh -c %s", pty, B.q(CRATER),
+      B.q(b.dir .. "/crater-runtime-root"), B.q(id), B.q(script:gsub("exit 3", "exit 4"))))
+    assert.equal(4, e.code, e.stdout .. e.stderr)
+    assert.matches("^/dev/pts/0\n33 101\n", e.stdout)
+    assert.matches("got:hello\n", e.stdout)
+  end)
+
   it("sends the pty master over --console-socket (terminal: true)", function()
     local recv = [[
 import socket, array, os, sys

@@ -421,7 +421,13 @@ crater_runtime_create(crater_create_opts_t *o, crater_error_t *err)
       chown(fifo, host_id(c.config, "linux.uidMappings", 0),
             host_id(c.config, "linux.gidMappings", 0));
   }
-  if (crater__jb(json_object_get(c.config, "process"), "terminal", false)) {
+  o->terminal = crater__jb(json_object_get(c.config, "process"), "terminal", false);
+  if (o->terminal && o->console_socket == NULL && o->console_fd >= 0) {
+    if ((c.console_fd = fcntl(o->console_fd, F_DUPFD_CLOEXEC, 3)) < 0) {
+      crater_error_sys(err, errno, "console socket");
+      goto done;
+    }
+  } else if (o->terminal) {
     if (o->console_socket == NULL) {
       crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, EINVAL,
                         "process.terminal is true: --console-socket is required");

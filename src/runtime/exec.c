@@ -85,7 +85,7 @@ crater_runtime_exec(crater_exec_opts_t *o, crater_error_t *err)
     return crater_error_make(err, CRATER_ERR_FAILED_PRECONDITION, 0,
                              "cannot exec in a %s container", crater__status_name(st));
   int fds[N_ORDER];
-  int ret = -1, sync[2] = { -1, -1 }, console = -1;
+  int ret = -1, sync[2] = { -1, -1 }, console = -1, console_peer = -1, master = -1;
   pid_t pid = -1;
   for (size_t i = 0; i < N_ORDER; i++) {
     fds[i] = -1;
@@ -97,12 +97,19 @@ crater_runtime_exec(crater_exec_opts_t *o, crater_error_t *err)
       goto done;
     }
   }
-  if (crater__jb(o->process, "terminal", false)) {
-    if (o->console_socket == NULL) {
+  if (crater__jb(o->process, "terminal", false) && o->console_socket == NULL) {
+    /* in the foreground the pty is proxied to our stdio (console.c) */
+    if (o->detach) {
       crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, EINVAL,
-                        "--tty requires --console-socket");
+                        "--tty with --detach requires --console-socket");
       goto done;
     }
+    int sv[2];
+    if (crater__console_pair(sv, err) < 0)
+      goto done;
+    console = sv[1];
+    console_peer = sv[0];
+  } else if (crater__jb(o->process, "terminal", false)) {
     struct sockaddr_un sa = { .sun_family = AF_UNIX };
     snprintf(sa.sun_path, sizeof sa.sun_path, "%s", o->console_socket);
     console = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -192,7 +199,9 @@ crater_runtime_exec(crater_exec_opts_t *o, crater_error_t *err)
   }
   close(sync[0]);
   sync[0] = -1;
-  ret = crater__wait_forward(pid, err);
+  if (console_peer >= 0 && (master = crater__console_recv(console_peer, err)) < 0)
+    goto done;
+  ret = master >= 0 ? crater__console_proxy(master, pid, err) : crater__wait_forward(pid, err);
   pid = -1;
 done:
   if (ret < 0 && pid > 0) {
@@ -207,5 +216,9 @@ done:
       close(sync[i]);
   if (console >= 0)
     close(console);
+  if (console_peer >= 0)
+    close(console_peer);
+  if (master >= 0)
+    close(master);
   return ret;
 }

@@ -154,6 +154,7 @@ cmd_create(int argc, char **argv, bool run, crater_error_t *err)
     .id = p.pos[0],
     .bundle = p.vals[0],
     .console_socket = p.vals[1],
+    .console_fd = -1,
     .pid_file = p.vals[2],
     .no_pivot = flag_on(&p, 3),
     .preserve_fds = preserve_count(p.vals[5]),
@@ -163,10 +164,28 @@ cmd_create(int argc, char **argv, bool run, crater_error_t *err)
     return crater_runtime_create(&o, err) < 0 ? -1 : 0;
   if (!o.detach)
     prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+  /* a terminal in the foreground without --console-socket: the pty is
+   * proxied to our own stdio (console.c), as runc does */
+  int sv[2] = { -1, -1 };
+  if (!o.detach && o.console_socket == NULL) {
+    if (crater__console_pair(sv, err) < 0)
+      return -1;
+    o.console_fd = sv[1];
+  }
   pid_t pid = crater_runtime_create(&o, err);
+  if (sv[1] >= 0)
+    close(sv[1]);
+  cleanup_close int master = -1;
+  crater_error_t e = NULL;
+  if (pid >= 0 && o.terminal && sv[0] >= 0 && (master = crater__console_recv(sv[0], err)) < 0) {
+    crater_runtime_delete(o.id, true, &e);
+    crater_error_release(&e);
+    pid = -1;
+  }
+  if (sv[0] >= 0)
+    close(sv[0]);
   if (pid < 0)
     return -1;
-  crater_error_t e = NULL;
   if (crater_runtime_start(o.id, err) < 0) {
     crater_runtime_delete(o.id, true, &e);
     crater_error_release(&e);
@@ -174,7 +193,7 @@ cmd_create(int argc, char **argv, bool run, crater_error_t *err)
   }
   if (o.detach)
     return 0;
-  int code = crater__wait_forward(pid, err);
+  int code = master >= 0 ? crater__console_proxy(master, pid, err) : crater__wait_forward(pid, err);
   if (!flag_on(&p, 7) && crater_runtime_delete(o.id, true, &e) < 0) {
     crater__rt_log("warning", "delete %s: %s", o.id, e->msg);
     crater_error_release(&e);

@@ -195,6 +195,15 @@ int crater__process_exec(json_t *process, json_t *seccomp, const char *exe, int 
 int crater__process_console(int sockfd, json_t *process, crater_error_t *err);
 int crater__send_fd(int sock, int fd, const char *name, crater_error_t *err);
 
+/* --- foreground terminal (console.c) ------------------------------------ */
+/* A socket pair standing in for --console-socket. */
+int crater__console_pair(int sv[2], crater_error_t *err);
+/* Receives the pty master the container process sends; the fd or -1. */
+int crater__console_recv(int sock, crater_error_t *err);
+/* Proxies master <-> stdio (raw mode, window size) until pid exits;
+ * returns its shell-style exit code, or -1. */
+int crater__console_proxy(int master, pid_t pid, crater_error_t *err);
+
 /* --- sealed re-exec ----------------------------------------------------- */
 /* Re-executes from a sealed memfd copy unless already doing so. */
 int crater__ensure_sealed(char **argv, crater_error_t *err);
@@ -205,9 +214,11 @@ typedef struct {
   const char *bundle;
   const char *pid_file;
   const char *console_socket;
+  int console_fd; /* >= 0: a connected console socket instead of the path */
   bool no_pivot;
   int preserve_fds;
-  bool detach; /* run only */
+  bool detach;   /* run only */
+  bool terminal; /* out: process.terminal of the bundle */
 } crater_create_opts_t;
 
 /* Creates the container; returns the init pid (the init is blocked on
