@@ -195,6 +195,13 @@ int crater__process_exec(json_t *process, json_t *seccomp, const char *exe, int 
 int crater__process_console(int sockfd, json_t *process, crater_error_t *err);
 int crater__send_fd(int sock, int fd, const char *name, crater_error_t *err);
 
+/* --- cgroup v2 device filter (devices_bpf.c) ----------------------------- */
+/* Compiles linux.resources.devices (then the default devices and
+ * linux.devices, allowed) into a BPF_PROG_TYPE_CGROUP_DEVICE program and
+ * attaches it to the v2 cgroup directory. */
+int crater__devices_bpf_apply(const char *cgroup_dir, json_t *devices, json_t *linux_devs,
+                              crater_error_t *err);
+
 /* --- foreground terminal (console.c) ------------------------------------ */
 /* A socket pair standing in for --console-socket. */
 int crater__console_pair(int sv[2], crater_error_t *err);
