@@ -22,6 +22,7 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -139,12 +140,42 @@ cg_read_ll(const char *dir, const char *file)
   return strtoll(s, NULL, 10);
 }
 
-/* mkdir -p under a cgroup mount; cpuset levels inherit cpus/mems. */
+/* v2: enables every controller `dir` has for its children (cgroup.subtree_control),
+ * skipping those already on; best effort, as a controller may be refused (a
+ * threaded subtree, a controller the parent lacks). */
+static void
+enable_controllers(const char *dir)
+{
+  cleanup_free char *ctrls = cg_read(dir, "cgroup.controllers");
+  cleanup_free char *on = cg_read(dir, "cgroup.subtree_control");
+  char *save = NULL;
+  for (char *t = ctrls ? strtok_r(ctrls, " \n", &save) : NULL; t;
+       t = strtok_r(NULL, " \n", &save)) {
+    size_t n = strlen(t);
+    bool enabled = false;
+    for (const char *p = on; p && (p = strstr(p, t)) != NULL; p += n)
+      if ((p == on || p[-1] == ' ') && (p[n] == ' ' || p[n] == '\n' || p[n] == '\0'))
+        enabled = true;
+    if (enabled)
+      continue;
+    crater_error_t e = NULL;
+    cleanup_free char *plus = xasprintf("+%s", t);
+    if (cg_write(dir, "cgroup.subtree_control", plus, &e) < 0)
+      rt_debug("cgroup: enable %s in %s: %s", t, dir, e->msg);
+    crater_error_release(&e);
+  }
+}
+
+/* mkdir -p under a cgroup mount; cpuset levels inherit cpus/mems.  On v2 the
+ * controllers are enabled on every level above the leaf, the root included
+ * (a host without systemd has none enabled there), as runc and crun do. */
 static int
 cg_mkdir(const char *hier, const char *path, bool v2, crater_error_t *err)
 {
   cleanup_free char *buf = xstrdup(path);
   cleanup_free char *parent = cg_dir(hier, "");
+  if (v2)
+    enable_controllers(parent);
   for (char *p = buf + 1;; p++) {
     if (*p != '/' && *p != '\0')
       continue;
@@ -165,19 +196,8 @@ cg_mkdir(const char *hier, const char *path, bool v2, crater_error_t *err)
     } else if (errno != EEXIST) {
       return crater_error_sys(err, errno, "mkdir %s", d);
     }
-    if (v2 && c == '/') {
-      /* enable controllers for the next level; best effort */
-      cleanup_free char *ctrls = cg_read(d, "cgroup.controllers");
-      char *save = NULL;
-      for (char *t = ctrls ? strtok_r(ctrls, " \n", &save) : NULL; t;
-           t = strtok_r(NULL, " \n", &save)) {
-        crater_error_t e = NULL;
-        cleanup_free char *plus = xasprintf("+%s", t);
-        if (cg_write(d, "cgroup.subtree_control", plus, &e) < 0)
-          rt_debug("cgroup: enable %s in %s: %s", t, d, e->msg);
-        crater_error_release(&e);
-      }
-    }
+    if (v2 && c == '/')
+      enable_controllers(d);
     free(parent);
     parent = steal_pointer(&d);
     if (c == '\0')
@@ -824,9 +844,25 @@ crater__cgroup_mount(const char *path, int rootfd, const char *where, unsigned l
     cleanup_free char *src = cg_dir(NULL, path);
     if (mount(src, dest, NULL, MS_BIND | MS_REC, NULL) < 0)
       return crater_error_sys(err, errno, "bind %s on cgroup mount", src);
-    if ((flags & MS_RDONLY) &&
-        mount(NULL, dest, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | base, NULL) < 0)
-      return crater_error_sys(err, errno, "remount cgroup read-only");
+    if ((flags & MS_RDONLY) == 0 && base == 0)
+      return 0;
+    /* reopen: the old fd still names the directory under the bind, and a
+     * remount of that is EINVAL; keep the flags the source mount has (a user
+     * namespace may not clear them) */
+    close(fd);
+    fd = crater__open_in_root(rootfd, where, true, false, err);
+    if (fd < 0)
+      return -1;
+    snprintf(dest, sizeof dest, "/proc/self/fd/%d", fd);
+    struct statvfs sv;
+    unsigned long keep = 0;
+    if (statvfs(dest, &sv) == 0)
+      keep = (sv.f_flag & ST_NOSUID ? MS_NOSUID : 0) | (sv.f_flag & ST_NODEV ? MS_NODEV : 0) |
+             (sv.f_flag & ST_NOEXEC ? MS_NOEXEC : 0) | (sv.f_flag & ST_RELATIME ? MS_RELATIME : 0) |
+             (sv.f_flag & ST_NOATIME ? MS_NOATIME : 0);
+    if (mount(NULL, dest, NULL, MS_BIND | MS_REMOUNT | (flags & MS_RDONLY) | base | keep, NULL) < 0)
+      return crater_error_sys(err, errno, "remount cgroup%s",
+                              flags & MS_RDONLY ? " read-only" : "");
     return 0;
   }
   if (mount("tmpfs", dest, "tmpfs", base, "mode=755") < 0)
