@@ -133,11 +133,17 @@ resolve(const char *mount_dir, const char *path)
   return xasprintf("%s/%s", mount_dir, path);
 }
 
+/* Set once the kernel has shown it lacks "lowerdir+" (before 6.8): the
+ * rest of the process goes straight to mount(2). */
+static bool no_lowerdir_plus;
+
 /* Overlay through fsopen/fsconfig.  Returns 1 when done, 0 when the
  * kernel lacks the API or "lowerdir+" (caller falls back), -1 on error. */
 static int
 overlay_new_api(const crater_mount_t *m, const parsed_t *p, const char *target, crater_error_t *err)
 {
+  if (no_lowerdir_plus)
+    return 0;
   cleanup_close int fd = fsopen("overlay", FSOPEN_CLOEXEC);
   if (fd < 0) {
     if (errno == ENOSYS || errno == EPERM)
@@ -161,8 +167,10 @@ overlay_new_api(const crater_mount_t *m, const parsed_t *p, const char *target, 
       for (char *l = strtok_r(copy, ":", &save); l; l = strtok_r(NULL, ":", &save)) {
         cleanup_free char *abs = resolve(p->mount_dir, l);
         if (fsconfig(fd, FSCONFIG_SET_STRING, "lowerdir+", abs, 0) < 0) {
-          if (first_layer && errno == EINVAL)
-            return 0; /* kernel < 6.8 */
+          if (first_layer && errno == EINVAL) {
+            no_lowerdir_plus = true; /* kernel < 6.8 */
+            return 0;
+          }
           return crater_error_sys(err, errno, "mount overlay on %s: lower layer %s", target, abs);
         }
         first_layer = false;
@@ -177,8 +185,16 @@ overlay_new_api(const crater_mount_t *m, const parsed_t *p, const char *target, 
   }
   if (p->flags & MS_RDONLY)
     fsconfig(fd, FSCONFIG_SET_FLAG, "ro", NULL, 0);
-  if (fsconfig(fd, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)
+  if (fsconfig(fd, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0) {
+    /* Before 6.5 overlayfs parses options the legacy way: fsconfig takes
+     * "lowerdir+" as text and only the create fails (EINVAL; Debian 12's
+     * 6.1).  Fall back to mount(2), which reports a real problem too. */
+    if (errno == EINVAL && !first_layer) {
+      no_lowerdir_plus = true;
+      return 0;
+    }
     return crater_error_sys(err, errno, "mount overlay on %s: create", target);
+  }
   unsigned int attr = 0;
   if (p->flags & MS_RDONLY)
     attr |= MOUNT_ATTR_RDONLY;
