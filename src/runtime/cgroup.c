@@ -7,8 +7,8 @@
  * container gets the same relative path in each.  Hybrid hosts thus run in
  * v1 mode, like runc does.
  *
- * v2 device control needs an eBPF program and is not done yet (see
- * docs/design/runtime.md); v1 uses devices.allow/deny.
+ * Devices: v1 writes devices.allow/deny; v2 attaches an eBPF program
+ * compiled from the same rules (devices_bpf.c).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -225,10 +225,12 @@ dev_rule(json_t *r, bool *allow)
   return xasprintf("%s %s:%s %s", type, smaj, smin, acc && *acc ? acc : "rwm");
 }
 
-/* Devices every container gets (the default /dev nodes and ptys). */
+/* Devices every container gets: mknod of any node (opening it is what the
+ * rules decide; runc and crun allow it too), the default /dev nodes and
+ * ptys. */
 static const char *const default_devices[] = {
-  "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm",   "c 1:8 rwm",    "c 1:9 rwm", "c 5:0 rwm",
-  "c 5:1 rwm", "c 5:2 rwm", "c 136:* rwm", "c 10:200 rwm", NULL,
+  "c *:* m",   "b *:* m",   "c 1:3 rwm", "c 1:5 rwm",   "c 1:7 rwm",    "c 1:8 rwm", "c 1:9 rwm",
+  "c 5:0 rwm", "c 5:1 rwm", "c 5:2 rwm", "c 136:* rwm", "c 10:200 rwm", NULL,
 };
 
 static int
@@ -327,7 +329,7 @@ apply_v1(const char *path, json_t *res, json_t *linux_devs, crater_error_t *err)
 }
 
 static int
-apply_v2(const char *path, json_t *res, crater_error_t *err)
+apply_v2(const char *path, json_t *res, json_t *linux_devs, crater_error_t *err)
 {
   cleanup_free char *d = cg_dir(NULL, path);
   json_t *mem = json_object_get(res, "memory");
@@ -387,9 +389,9 @@ apply_v2(const char *path, json_t *res, crater_error_t *err)
                  ? -1
                  : crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, 0, "bad unified key %s", k);
   }
-  json_t *devs = json_object_get(res, "devices");
-  if (json_array_size(devs) > 1)
-    rt_debug("cgroup v2: device rules are not enforced (no eBPF device controller yet)");
+  /* devices: an eBPF program on the cgroup (devices_bpf.c) */
+  if (crater__devices_bpf_apply(d, json_object_get(res, "devices"), linux_devs, err) < 0)
+    return crater_error_wrap(err, "devices");
   return 0;
 }
 
@@ -400,7 +402,8 @@ crater__cgroup_apply(const char *path, json_t *config, crater_error_t *err)
   if (crater__cgroup_is_v2()) {
     if (cg_mkdir(NULL, path, true, err) < 0)
       return -1;
-    return json_is_object(res) ? apply_v2(path, res, err) : 0;
+    return json_is_object(res) ? apply_v2(path, res, crater__jpath(config, "linux.devices"), err)
+                               : 0;
   }
   size_t n;
   char **h = v1_hierarchies(&n);

@@ -101,13 +101,22 @@ emit_rule(struct bpf_insn *p, const dev_rule_t *r, bool *always)
   return n;
 }
 
-/* Devices every container gets, as in the v1 path (cgroup.c). */
+/* Devices every container gets, as in the v1 path (cgroup.c): mknod of
+ * any node (harmless: opening it is what the rules decide; runc and crun
+ * allow it too), then the default /dev nodes and ptys. */
 static const dev_rule_t default_rules[] = {
-  { BPF_DEVCG_DEV_CHAR, 1, 3, 7, true },    { BPF_DEVCG_DEV_CHAR, 1, 5, 7, true },
-  { BPF_DEVCG_DEV_CHAR, 1, 7, 7, true },    { BPF_DEVCG_DEV_CHAR, 1, 8, 7, true },
-  { BPF_DEVCG_DEV_CHAR, 1, 9, 7, true },    { BPF_DEVCG_DEV_CHAR, 5, 0, 7, true },
-  { BPF_DEVCG_DEV_CHAR, 5, 1, 7, true },    { BPF_DEVCG_DEV_CHAR, 5, 2, 7, true },
-  { BPF_DEVCG_DEV_CHAR, 136, -1, 7, true }, { BPF_DEVCG_DEV_CHAR, 10, 200, 7, true },
+  { BPF_DEVCG_DEV_CHAR, -1, -1, BPF_DEVCG_ACC_MKNOD, true },
+  { BPF_DEVCG_DEV_BLOCK, -1, -1, BPF_DEVCG_ACC_MKNOD, true },
+  { BPF_DEVCG_DEV_CHAR, 1, 3, 7, true },
+  { BPF_DEVCG_DEV_CHAR, 1, 5, 7, true },
+  { BPF_DEVCG_DEV_CHAR, 1, 7, 7, true },
+  { BPF_DEVCG_DEV_CHAR, 1, 8, 7, true },
+  { BPF_DEVCG_DEV_CHAR, 1, 9, 7, true },
+  { BPF_DEVCG_DEV_CHAR, 5, 0, 7, true },
+  { BPF_DEVCG_DEV_CHAR, 5, 1, 7, true },
+  { BPF_DEVCG_DEV_CHAR, 5, 2, 7, true },
+  { BPF_DEVCG_DEV_CHAR, 136, -1, 7, true },
+  { BPF_DEVCG_DEV_CHAR, 10, 200, 7, true },
 };
 
 static int
