@@ -535,6 +535,16 @@ local function guest()
     end)
   end)
 
+  check("blkio", function()
+    return both(function(bin)
+      local id, _, rel = created("bio", bin, { "sleep", "1000" },
+        { linux = { resources = { blockIO = { weight = 500 } } } })
+      local r = { weight = cgread(rel, "io.weight"), bfq = cgread(rel, "io.bfq.weight") }
+      delete(bin, id, true)
+      return r
+    end)
+  end)
+
   check("ten", function()
     local ids, rels = {}, {}
     for i = 1, 10 do
@@ -877,6 +887,13 @@ describe("cgroup v2 (in a VM)", function()
     assert.equal(0, r.crater.code, r.crater.stderr)
     assert.equal("kmsg=1\nmknod_kmsg=0\nmknod_null=0\nwrite_null=0\n4\n", r.crater.stdout)
     same_as_crun({ crater = r.crater.stdout, crun = r.crun and r.crun.stdout }, "devices")
+  end)
+
+  it("sets the block I/O weight (io.weight or io.bfq.weight) like crun", function()
+    local r = result("blkio")
+    if not r then return end
+    assert.is_truthy(r.crater.weight or r.crater.bfq, show(r))
+    same_as_crun(r, "blkio")
   end)
 
   it("deletes 10 containers and leaves no cgroup behind", function()

@@ -379,6 +379,18 @@ apply_v2(const char *path, json_t *res, json_t *linux_devs, crater_error_t *err)
               : cg_write(d, "pids.max", "max", err) < 0)
       return -1;
   }
+  /* blockIO.weight (10-1000): bfq's own weight when bfq is there (same
+   * range), else io.weight converted to its 1-10000 range as runc does */
+  json_int_t bw = crater__ji(json_object_get(res, "blockIO"), "weight", 0);
+  if (bw > 0) {
+    cleanup_free char *bfq = xasprintf("%s/io.bfq.weight", d);
+    int r = access(bfq, F_OK) == 0
+                ? cg_writef(d, "io.bfq.weight", err, "%lld", (long long) bw)
+                : cg_writef(d, "io.weight", err, "default %llu",
+                            1 + ((unsigned long long) (bw > 10 ? bw - 10 : 0) * 9999) / 990);
+    if (r < 0)
+      return -1;
+  }
   json_t *unified = json_object_get(res, "unified");
   const char *k;
   json_t *v;
