@@ -4,7 +4,8 @@
 #   crater run --rm --rootfs R id /bin/true   (runtimes: crater-runtime, runc, crun)
 #   crater run --rm IMAGE id /bin/true        (busybox imported into the crater root, overlayfs)
 #   ctr run --rm IMAGE id /bin/true           (private containerd on a temp root/socket; runc, crun)
-#   bare `runc run` / `crun run` on a bundle
+#   bare `runc run` / `crun run` on a bundle (crun in a private cgroup2-only
+#   mount namespace where it refuses the host: bench/crun_v2ns.sh)
 # then 100 containers started concurrently (sleep): wall time and total RSS
 # of crater's shims vs containerd + its shims.  Needs root.
 # Usage: bench/run.sh [N=20] [CONCURRENT=100]     env BUILD=build dir (default build)
@@ -15,7 +16,17 @@ SRC=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${BUILD:-$SRC/build}
 CRATER=$BUILD/bin/crater
 export CRATER_BUILD=$BUILD
-T=$(mktemp -d /tmp/crater-bench.XXXXXX)
+# Both stores (crater's root, containerd's root) on a freshly made,
+# loop-mounted ext4 with a journal: this host's root filesystem is ext4
+# without one, and after many deletions creating files there is slow for a
+# while, which hit the image path (snapshot dirs) and not --rootfs.
+W=$(mktemp -d /var/tmp/crater-bench.XXXXXX)
+truncate -s 4G "$W/ext4.img"
+mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 "$W/ext4.img"
+LOOP=$(losetup --find --show "$W/ext4.img")
+T=$W/mnt
+mkdir -p "$T"
+mount "$LOOP" "$T"
 # task and runtime state on tmpfs, as in production (/run/crater); the
 # metadata db and snapshots stay on disk under $T/root
 export CRATER_STATE=$(mktemp -d /run/crater-bench.XXXXXX)
@@ -30,13 +41,13 @@ cleanup() {
     "$CRATER" --root "$T/root" task rm -f "$(basename "$d")" >/dev/null 2>&1
   done
   if [ -n "$CTRD_PID" ]; then
-    for id in $(ctr -a "$T/ctrd.sock" tasks ls -q 2>/dev/null); do
-      ctr -a "$T/ctrd.sock" tasks kill -s KILL "$id" >/dev/null 2>&1
+    for id in $(ctr -a "$T/ctrd.sock" -n "$NS" tasks ls -q 2>/dev/null); do
+      ctr -a "$T/ctrd.sock" -n "$NS" tasks kill -s KILL "$id" >/dev/null 2>&1
     done
     sleep 0.5
-    for id in $(ctr -a "$T/ctrd.sock" containers ls -q 2>/dev/null); do
-      ctr -a "$T/ctrd.sock" tasks rm -f "$id" >/dev/null 2>&1
-      ctr -a "$T/ctrd.sock" containers rm "$id" >/dev/null 2>&1
+    for id in $(ctr -a "$T/ctrd.sock" -n "$NS" containers ls -q 2>/dev/null); do
+      ctr -a "$T/ctrd.sock" -n "$NS" tasks rm -f "$id" >/dev/null 2>&1
+      ctr -a "$T/ctrd.sock" -n "$NS" containers rm "$id" >/dev/null 2>&1
     done
     kill "$CTRD_PID" 2>/dev/null; wait "$CTRD_PID" 2>/dev/null
     # shims left over exit when their socket goes; kill any by pid file
@@ -45,7 +56,10 @@ cleanup() {
   umount -R "$T"/ctrd-root 2>/dev/null
   grep -o "$T[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null
   grep -o "$CRATER_STATE[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null
-  rm -rf "$T" "$CRATER_STATE"
+  rm -rf "$CRATER_STATE"
+  umount -l "$T" 2>/dev/null
+  losetup -d "$LOOP" 2>/dev/null
+  rm -rf "$W"
 }
 trap cleanup EXIT
 
@@ -104,6 +118,16 @@ if crun --root "$T/crun" run --bundle "$T/bundle" probe >/dev/null 2>&1; then
 else
   echo "crun: refuses on this host: $(crun --root "$T/crun" run --bundle "$T/bundle" probe 2>&1 | tail -1)"
   HAVE_CRUN=0
+  # ... but runs in a private mount namespace that shows it only the
+  # cgroup2 hierarchy (bench/crun_v2ns.sh: its best case, see there);
+  # crater-runtime runs the same bundle there too
+  if command -v crun >/dev/null && command -v unshare >/dev/null; then
+    while read -r name val; do
+      [ -n "$val" ] || continue
+      RES["bare $name run (v2 ns)"]=$val
+      printf "%-40s median %7s ms   (private cgroup2-only mount namespace)\n" "bare $name run (v2 ns)" "$val"
+    done < <(unshare -m --propagation private "$SRC/bench/crun_v2ns.sh" "$N" "$T/bundle" "$BUILD/bin/crater-runtime")
+  fi
 fi
 measure "bare runc run" "runc --root $T/runc run --bundle $T/bundle %ID%"
 
@@ -133,6 +157,11 @@ EOC
   awk -v a="${RES["crater run (runc)"]}" -v b="${RES["ctr run --rm (runc)"]}" 'BEGIN{printf "crater(runc) / ctr+runc          = %.2f\n", a/b}'
   awk -v a="${RES["crater run IMAGE (crater-runtime)"]}" -v b="${RES["ctr run --rm (runc)"]}" 'BEGIN{printf "crater IMAGE(crater-runtime) / ctr+runc = %.2f\n", a/b}'
   [ "$HAVE_CRUN" = 1 ] && awk -v a="${RES["crater run (crater-runtime)"]}" -v b="${RES["bare crun run"]}" 'BEGIN{printf "crater(crater-runtime) / bare crun = %.2f\n", a/b}'
+  if [ -n "${RES["bare crun run (v2 ns)"]:-}" ]; then
+    awk -v a="${RES["crater run IMAGE (crater-runtime)"]}" -v b="${RES["bare crun run (v2 ns)"]}" 'BEGIN{printf "crater IMAGE(crater-runtime) / bare crun (v2 ns) = %.2f\n", a/b}'
+    awk -v a="${RES["crater run (crater-runtime)"]}" -v b="${RES["bare crun run (v2 ns)"]}" 'BEGIN{printf "crater(crater-runtime) / bare crun (v2 ns) = %.2f\n", a/b}'
+    awk -v a="${RES["bare crater-runtime run (v2 ns)"]}" -v b="${RES["bare crun run (v2 ns)"]}" 'BEGIN{printf "bare crater-runtime / bare crun (both v2 ns) = %.2f\n", a/b}'
+  fi
   awk -v a="${RES["crater run (crater-runtime)"]}" -v b="${RES["bare runc run"]}" 'BEGIN{printf "crater(crater-runtime) / bare runc = %.2f\n", a/b}'
   awk -v a="${RES["crater run IMAGE (crater-runtime)"]}" -v b="${RES["bare runc run"]}" 'BEGIN{printf "crater IMAGE(crater-runtime) / bare runc = %.2f\n", a/b}'
 else

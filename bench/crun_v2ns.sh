@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# bench/crun_v2ns.sh: bare `crun run` where crun 1.8 refuses the host.
+#
+# crun refuses v1/v2 hybrid hosts ("cgroups in hybrid mode not
+# supported").  Run inside `unshare -m`, this script mounts the cgroup2
+# hierarchy alone on /sys/fs/cgroup (a private mount: the host is not
+# touched), where crun runs.  On a hybrid host that hierarchy has no
+# controllers, so crun writes no limits: its best case.  When crun cannot
+# raise RLIMIT_MEMLOCK (no CAP_SYS_RESOURCE, as in some sandboxes) it cannot
+# load its eBPF device filter; the bundle then allows all devices, again
+# crun's cheaper case.  crater-runtime runs the same bundle in the same
+# namespace, so the two runtimes are compared like for like.
+# Usage: unshare -m --propagation private bench/crun_v2ns.sh N BUNDLE CRATER_RUNTIME
+# Prints "crun <median ms>" and "crater-runtime <median ms>".
+set -uo pipefail
+N=$1 BUNDLE=$2 CRT=$3
+mount -t cgroup2 none /sys/fs/cgroup || { echo "cannot mount cgroup2" >&2; exit 1; }
+W=$(mktemp -d /run/crater-bench-crun.XXXXXX)
+trap 'rm -rf "$W"' EXIT
+cp -r "$BUNDLE" "$W/bundle"
+if ! crun --root "$W/probe" run --bundle "$W/bundle" probe >/dev/null 2>"$W/err"; then
+  if grep -q MEMLOCK "$W/err"; then
+    python3 - "$W/bundle/config.json" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+c.setdefault("linux", {}).setdefault("resources", {})["devices"] = [{"allow": True, "access": "rwm"}]
+json.dump(c, open(sys.argv[1], "w"))
+PY
+    echo "note: crun cannot raise RLIMIT_MEMLOCK here; both runtimes run with all devices allowed" >&2
+  fi
+  crun --root "$W/probe" run --bundle "$W/bundle" probe2 >/dev/null 2>&1 || { echo "crun still refuses: $(tail -1 "$W/err")" >&2; exit 1; }
+fi
+med() { sort -n | awk '{a[NR]=$1} END{m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf "%.1f", m/1000}'; }
+for rt in crun "$CRT"; do
+  name=crun; [ "$rt" = crun ] || name=crater-runtime
+  "$rt" --root "$W/$name" run --bundle "$W/bundle" warm >/dev/null 2>&1
+  for i in $(seq "$N"); do
+    t0=$(date +%s%N)
+    "$rt" --root "$W/$name" run --bundle "$W/bundle" "b$i" >/dev/null 2>&1
+    t1=$(date +%s%N)
+    echo $(( (t1 - t0) / 1000 ))
+  done | med | sed "s/^/$name /"
+  echo
+done
