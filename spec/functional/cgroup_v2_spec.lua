@@ -95,15 +95,7 @@ local function guest()
   local function count(s) return select(2, (s or ""):gsub("%d+", "")) end
   local have_crun = exists(CRUN)
 
-  local function merge(dst, src)
-    for k, v in pairs(src) do
-      if type(v) == "table" and type(dst[k]) == "table" and #v == 0 and next(v) ~= nil then
-        merge(dst[k], v)
-      else
-        dst[k] = v
-      end
-    end
-  end
+  local merge = B.merge
 
   local live = {}     -- [bin .. " " .. id] = {bin, id} not yet deleted
   -- `<runtime> --root <T>/<name>-root ARGS...`
@@ -302,8 +294,8 @@ local function guest()
             if m.destination == "/sys/fs/cgroup" then m.options = { "nosuid", "noexec", "nodev", "relatime" } end
           end
         end)
-      for _ = 1, 100 do
-        if cgread(rel .. "/sub", "cgroup.procs") then break end
+      for _ = 1, 100 do   -- until the shell has moved itself (mkdir comes first)
+        if count(cgread(rel .. "/sub", "cgroup.procs")) > 0 then break end
         sleep(0.05)
       end
       local out = { sub_procs = count(cgread(rel .. "/sub", "cgroup.procs")), top_procs = count(cgread(rel, "cgroup.procs")) }

@@ -101,6 +101,7 @@ function M.default_config()
   }
 end
 
+--- Merges src into dst: maps merge, arrays (and scalars) replace.
 local function merge(dst, src)
   for k, v in pairs(src) do
     if type(v) == "table" and type(dst[k]) == "table" and #v == 0 and next(v) ~= nil then
@@ -110,6 +111,7 @@ local function merge(dst, src)
     end
   end
 end
+M.merge = merge
 
 local Bundle = {}
 Bundle.__index = Bundle

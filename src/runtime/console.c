@@ -81,12 +81,7 @@ int
 crater__console_proxy(int master, pid_t pid, crater_error_t *err)
 {
   sigset_t set;
-  sigfillset(&set);
-  sigdelset(&set, SIGSEGV);
-  sigdelset(&set, SIGBUS);
-  sigdelset(&set, SIGFPE);
-  sigdelset(&set, SIGILL);
-  sigprocmask(SIG_BLOCK, &set, NULL);
+  crater__block_forwarded_signals(&set);
   int sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
   if (sfd < 0)
     return crater_error_sys(err, errno, "signalfd");

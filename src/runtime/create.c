@@ -628,16 +628,22 @@ crater_runtime_delete(const char *id, bool force, crater_error_t *err)
   return crater__remove_all(s->dir, err);
 }
 
+void
+crater__block_forwarded_signals(sigset_t *set)
+{
+  sigfillset(set);
+  sigdelset(set, SIGSEGV);
+  sigdelset(set, SIGBUS);
+  sigdelset(set, SIGFPE);
+  sigdelset(set, SIGILL);
+  sigprocmask(SIG_BLOCK, set, NULL);
+}
+
 int
 crater__wait_forward(pid_t pid, crater_error_t *err)
 {
   sigset_t set;
-  sigfillset(&set);
-  sigdelset(&set, SIGSEGV);
-  sigdelset(&set, SIGBUS);
-  sigdelset(&set, SIGFPE);
-  sigdelset(&set, SIGILL);
-  sigprocmask(SIG_BLOCK, &set, NULL);
+  crater__block_forwarded_signals(&set);
   for (;;) {
     int status;
     pid_t r;

@@ -19,6 +19,7 @@
 #define CRATER_RUNTIME_RUNTIME_H
 
 #include <jansson.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -244,6 +245,10 @@ typedef struct {
 } crater_exec_opts_t;
 /* Returns the exit status (foreground) or 0 (detached). */
 int crater_runtime_exec(crater_exec_opts_t *o, crater_error_t *err);
+
+/* Blocks every signal a foreground runtime forwards to its container (all
+ * but the synchronous faults) and fills set with them. */
+void crater__block_forwarded_signals(sigset_t *set);
 
 /* Waits for pid (a child or, with the subreaper bit, a descendant) while
  * forwarding signals to it; returns the shell-style exit code. */
