@@ -22,7 +22,7 @@ local function guest()
   local CRUN = "/usr/bin/crun"
   local ROOTFS = assert(os.getenv("V2_ROOTFS"), "V2_ROOTFS not set")
   local LAYOUT = os.getenv("V2_LAYOUT")
-  local T = "/tmp/v2"                -- guest tmpfs
+  local T = "/var/lib/crater/v2"     -- a fresh tmpfs in the guest (overlay snapshots need one)
   local CG = "/sys/fs/cgroup"
   local R = {}
   local names = { [RT] = "crater", [CRUN] = "crun" }

@@ -7,10 +7,11 @@
 --   assert.equal(0, r.code, r.stderr)      -- r.stdout, r.stderr, r.boot, r.accel
 --
 -- The guest sees the host's / read-only (with a tmpfs overlay) at the same
--- paths, so binaries and files from the build tree work as they are; /tmp,
--- /run, /var/tmp and /var/lib/crater are fresh tmpfs there, so anything the
--- guest must read from the host lives elsewhere (M.tmpdir()).  The caller's
--- environment and working directory are carried into the guest.
+-- paths, so binaries and files from the build tree work as they are, also
+-- under /tmp and /var/tmp; /run and /var/lib/crater are fresh tmpfs there,
+-- so anything the guest must read from the host lives elsewhere
+-- (M.tmpdir()).  The caller's environment and working directory are
+-- carried into the guest.
 local M = {}
 
 local function q(s)
