@@ -90,7 +90,8 @@ local function fix_device_rules(rules)
 end
 
 --- containerd's default Linux spec (oci.populateDefaultUnixSpec), with a
---- cgroup mount, the default seccomp profile (when policies/ has one) and
+--- cgroup mount, the default seccomp profile (policies/seccomp-default.json,
+--- or the copy compiled into crater.core) and
 --- cgroupsPath /crater/<namespace>/<id>.
 ---@param ctx? {id?: string, namespace?: string}
 function M.default_spec(ctx)
@@ -137,8 +138,7 @@ function M.default_spec(ctx)
   if ctx.id then
     spec.linux.cgroupsPath = "/crater/" .. (ctx.namespace or "default") .. "/" .. ctx.id
   end
-  local sc = M.default_seccomp()
-  if sc then spec.linux.seccomp = sc end
+  spec.linux.seccomp = M.default_seccomp()
   return spec
 end
 
@@ -159,10 +159,12 @@ function M.policy_dirs()
 end
 
 local seccomp_cache
---- The default seccomp profile (a fresh copy), or nil when none is installed.
+--- The default seccomp profile (a fresh copy): policies/seccomp-default.json
+--- from the first policy dir that has one (an administrator's copy in
+--- /etc/crater/policies wins), else the copy compiled into crater.core, so
+--- a container is never left unconfined for want of a file.
 function M.default_seccomp()
   if seccomp_cache == nil then
-    seccomp_cache = false
     for _, d in ipairs(M.policy_dirs()) do
       local f = io.open(d .. "/seccomp-default.json", "rb")
       if f then
@@ -172,8 +174,11 @@ function M.default_seccomp()
         if type(v) == "table" then seccomp_cache = v; break end
       end
     end
+    if seccomp_cache == nil then
+      seccomp_cache = assert(json.decode(require("crater.core").default_seccomp_json()))
+    end
   end
-  return seccomp_cache and copy(seccomp_cache) or nil
+  return copy(seccomp_cache)
 end
 
 --- Builds a spec: default_spec(ctx) then every option in order.
@@ -632,7 +637,6 @@ end
 function M.with_seccomp_default()
   return function(s)
     local sc = M.default_seccomp()
-    if not sc then error("with_seccomp_default: no seccomp-default.json found in " .. table.concat(M.policy_dirs(), ", "), 2) end
     s.linux.seccomp = sc
   end
 end

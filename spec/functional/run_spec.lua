@@ -164,8 +164,24 @@ for _, rt in ipairs(runtimes) do
       assert.matches("CapEff:%s+00000000a80435fa", r.stdout)
     end)
 
-    it("blocks unshare with the default seccomp profile", function()
-      local r = env:run("sc", {}, { "unshare", "-m", "true" })
+    it("applies the default seccomp profile, also with no policy files around", function()
+      -- CRATER_SRC unset: the binary finds no policies/ dir and must use
+      -- the profile compiled in (a container was once left unconfined).
+      -- unshare -U needs no capability, so only seccomp can refuse it.
+      local script = "grep Seccomp: /proc/self/status; unshare -U true 2>/dev/null; echo unshare=$?"
+      local function run(id, extra)
+        local a = { "run", "--rm", "--rootfs", env.rootfs, "--runtime", rt }
+        for _, f in ipairs(extra) do a[#a + 1] = f end
+        a[#a + 1] = id
+        a[#a + 1] = "sh"; a[#a + 1] = "-c"; a[#a + 1] = script
+        return proc.run("env -u CRATER_SRC -u CRATER_POLICY_DIR " .. env:cmd(a))
+      end
+      local r = run("sc", {})
+      assert.are.equal(0, r.code, r.stderr)
+      assert.are.equal("Seccomp:\t2\nunshare=1\n", r.stdout)
+      r = run("sc2", { "--seccomp", "unconfined" })
+      assert.are.equal("Seccomp:\t0\nunshare=0\n", r.stdout)
+      r = env:run("sc3", {}, { "unshare", "-m", "true" })
       assert.are_not.equal(0, r.code)
       assert.matches("not permitted", r.stderr)
     end)

@@ -50,12 +50,28 @@ l_set_log_level(lua_State *L)
   return 0;
 }
 
+/* policies/seccomp-default.json, compiled in (CMakeLists.txt) */
+extern const char crater__lua_seccomp_default_json[];
+extern const size_t crater__lua_seccomp_default_len;
+
+static int
+l_default_seccomp_json(lua_State *L)
+{
+  lua_pushlstring(L, crater__lua_seccomp_default_json, crater__lua_seccomp_default_len);
+  return 1;
+}
+
 void
 crater__lua_open_base(lua_State *L)
 {
   static const luaL_Reg fns[] = {
-    { "now", l_now },         { "monotonic", l_monotonic },         { "getpid", l_getpid },
-    { "geteuid", l_geteuid }, { "set_log_level", l_set_log_level }, { NULL, NULL },
+    { "now", l_now },
+    { "monotonic", l_monotonic },
+    { "getpid", l_getpid },
+    { "geteuid", l_geteuid },
+    { "set_log_level", l_set_log_level },
+    { "default_seccomp_json", l_default_seccomp_json },
+    { NULL, NULL },
   };
   luaL_register(L, NULL, fns);
 }

@@ -100,6 +100,10 @@ function core.geteuid() end
 ---@param level string
 function core.set_log_level(level) end
 
+--- policies/seccomp-default.json as compiled into crater.core (JSON text).
+---@return string
+function core.default_seccomp_json() end
+
 -- ---------------------------------------------------------------------------
 -- filesystem and process helpers (src/lua/l_fs.c)
 
