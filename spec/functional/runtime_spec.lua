@@ -447,6 +447,33 @@ describe("crater-runtime vs runc", function()
     assert.matches("io.crater.rootfs.mounts", r.stderr, 1, true)
   end)
 
+  it("caches the compiled seccomp filter per profile and still enforces it", function()
+    local prof = require("crater.json").decode(B.sh("cat " .. B.q(SRC .. "/policies/seccomp-default.json")).stdout)
+    local b = bundle{ args = { "sh", "-c", "grep Seccomp: /proc/self/status; unshare -U true 2>/dev/null; echo unshare=$?" },
+      edit = function(cfg) cfg.linux.seccomp = prof end }
+    local root = b.dir .. "/crater-runtime-root"
+    local function run()
+      local id = newid("sccache")
+      b:use_cgroup(id)
+      return b:rt(CRATER, { "run", "--bundle", b.dir, id })
+    end
+    local function cached()
+      return B.sh("ls " .. B.q(root .. "/seccomp-cache") .. " 2>/dev/null").stdout
+    end
+    for round = 1, 2 do -- compiled and cached, then loaded from the cache
+      local r = run()
+      assert.equal(0, r.code, r.stderr)
+      assert.equal("Seccomp:\t2\nunshare=1\n", r.stdout, "round " .. round)
+      assert.matches("^%x+%.bpf\n$", cached())
+    end
+    -- a damaged cache file is not trusted: rebuilt, and the filter holds
+    local file = root .. "/seccomp-cache/" .. cached():match("^(%S+)")
+    assert(B.sh("printf 'garbage' > " .. B.q(file)).code == 0)
+    local r = run()
+    assert.equal("Seccomp:\t2\nunshare=1\n", r.stdout, r.stderr)
+    assert.equal(0, B.sh("test $(stat -c %s " .. B.q(file) .. ") -gt 100").code)
+  end)
+
   it("runs a terminal in the foreground without --console-socket (run and exec -t)", function()
     local pty = B.q(SRC .. "/spec/support/ptyrun.py")
     local script = "tty; stty size; read x; echo got:$x; exit 3"

@@ -448,6 +448,9 @@ crater_runtime_create(crater_create_opts_t *o, crater_error_t *err)
     crater_error_sys(err, errno, "socketpair");
     goto done;
   }
+  /* compiled here (or read from the cache) so the init only installs it */
+  if (crater__seccomp_prepare(crater__jpath(c.config, "linux.seccomp"), err) < 0)
+    goto done;
   if ((pid = spawn_init(&c, err)) < 0)
     goto done;
   close(c.sync[1]);

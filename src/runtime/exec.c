@@ -124,6 +124,8 @@ crater_runtime_exec(crater_exec_opts_t *o, crater_error_t *err)
   }
   bool self_cgroup = s->cgroup_path && crater__cgroup_can_enter_self();
   prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+  if (crater__seccomp_prepare(crater__jpath(s->config, "linux.seccomp"), err) < 0)
+    goto done;
   pid_t mid = fork();
   if (mid < 0) {
     crater_error_sys(err, errno, "fork");

@@ -159,6 +159,10 @@ extern const unsigned char crater__seccomp_default_json[];
 /* Compiles and loads linux.seccomp (NULL or absent: nothing).  Returns the
  * notify fd when an SCMP_ACT_NOTIFY rule exists, else 0. */
 int crater__seccomp_apply(json_t *seccomp, crater_error_t *err);
+/* Compiles (or reads from <root>/seccomp-cache) the filter for seccomp
+ * before the container process is cloned, so that crater__seccomp_apply
+ * on the same json object only installs it. */
+int crater__seccomp_prepare(json_t *seccomp, crater_error_t *err);
 
 /* --- rootfs ------------------------------------------------------------- */
 typedef struct {

@@ -44,7 +44,15 @@ crater__ensure_sealed(char **argv, crater_error_t *err)
     if (n <= 0)
       return crater_error_sys(err, n < 0 ? errno : EIO, "copy /proc/self/exe to memfd");
   }
-  if (fcntl(mfd, F_ADD_SEALS, WANT_SEALS) < 0)
+  /* F_SEAL_WRITE fails with EBUSY while something still holds a reference
+   * to one of the pages (seen once in ~100 runs under load: page migration
+   * or compaction); the kernel already waits a little, so retry a few
+   * times before giving up */
+  int r;
+  for (int tries = 0; (r = fcntl(mfd, F_ADD_SEALS, WANT_SEALS)) < 0 && errno == EBUSY && tries < 20;
+       tries++)
+    usleep(1000 * (tries + 1));
+  if (r < 0)
     return crater_error_sys(err, errno, "seal memfd");
   fexecve(mfd, argv, environ);
   return crater_error_sys(err, errno, "re-exec from sealed memfd");
