@@ -166,6 +166,15 @@ local function guest()
     if have_crun then out.crun = fn(CRUN) end
     return out
   end
+  -- one bundle per runtime run to completion: {crater=, crun=} of
+  -- {code, stdout, stderr}
+  local function both_ran(tag, args, overrides, edit)
+    return both(function(bin)
+      local id, dir = bundle(tag, bin, args, overrides, edit)
+      local r = run(bin, id, dir)
+      return { code = r.code, stdout = r.stdout, stderr = r.stderr }
+    end)
+  end
   -- output with the container id replaced, for crater/crun comparisons
   local function norm(s, id) return (s:gsub(id:gsub("%p", "%%%0"), "<id>")) end
   local function cpu_ticks(pid)
@@ -256,14 +265,10 @@ local function guest()
   end)
 
   check("cgroupns", function()
-    return both(function(bin)
-      local id, dir = bundle("cgns", bin,
-        { "sh", "-c", "cat /proc/self/cgroup; grep ' /sys/fs/cgroup ' /proc/self/mounts | cut -d' ' -f1,3; cat /sys/fs/cgroup/pids.max" },
-        { linux = { resources = { pids = { limit = 9 } } } },
-        function(cfg) table.insert(cfg.linux.namespaces, { type = "cgroup" }) end)
-      local r = run(bin, id, dir)
-      return { code = r.code, stdout = r.stdout, stderr = r.stderr }
-    end)
+    return both_ran("cgns",
+      { "sh", "-c", "cat /proc/self/cgroup; grep ' /sys/fs/cgroup ' /proc/self/mounts | cut -d' ' -f1,3; cat /sys/fs/cgroup/pids.max" },
+      { linux = { resources = { pids = { limit = 9 } } } },
+      function(cfg) table.insert(cfg.linux.namespaces, { type = "cgroup" }) end)
   end)
 
   -- A user namespace: the parent moves the init (it cannot itself), and the
@@ -517,14 +522,10 @@ local function guest()
       cfg.mounts[#cfg.mounts + 1] = { destination = "/dev/kmsg", type = "bind", source = "/dev/kmsg",
         options = { "rbind", "rw" } }
     end
-    return both(function(bin)
-      local id, dir = bundle("dev", bin, { "sh", "-c",
-        "(: </dev/kmsg) 2>/dev/null; echo kmsg=$?; mknod /dev/k c 1 11 2>/dev/null; echo mknod_kmsg=$?; " ..
-        "mknod /dev/n c 1 3; echo mknod_null=$?; echo x >/dev/n; echo write_null=$?; " ..
-        "head -c 4 /dev/zero | wc -c" }, nil, edit)
-      local r = run(bin, id, dir)
-      return { code = r.code, stdout = r.stdout, stderr = r.stderr }
-    end)
+    return both_ran("dev", { "sh", "-c",
+      "(: </dev/kmsg) 2>/dev/null; echo kmsg=$?; mknod /dev/k c 1 11 2>/dev/null; echo mknod_kmsg=$?; " ..
+      "mknod /dev/n c 1 3; echo mknod_null=$?; echo x >/dev/n; echo write_null=$?; " ..
+      "head -c 4 /dev/zero | wc -c" }, nil, edit)
   end)
 
   check("blkio", function()
