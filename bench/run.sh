@@ -50,6 +50,8 @@ cleanup() {
       ctr -a "$T/ctrd.sock" -n "$NS" containers rm "$id" >/dev/null 2>&1
     done
     kill "$CTRD_PID" 2>/dev/null; wait "$CTRD_PID" 2>/dev/null
+    # runc's cgroups of the containerd namespace (one parent per hierarchy)
+    for d in /sys/fs/cgroup/*/"$NS"; do [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} + 2>/dev/null; done
     # shims left over exit when their socket goes; kill any by pid file
     for p in $(pgrep -f -- "containerd-shim-runc-v2 .*-address $T/ctrd.sock" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
   fi
