@@ -11,9 +11,11 @@
  * Compiled filters are cached.  libseccomp takes 6-8 ms to turn the
  * default profile (~400 rules, three architectures) into BPF, most of a
  * container's start.  crater__seccomp_prepare compiles once per profile
- * into <root>/seccomp-cache/<sha256>.bpf (the key covers the canonical
- * JSON, libseccomp's version and API level; the runtime root is on tmpfs,
- * so the cache goes with a reboot) and keeps the program in memory; the
+ * into <root>/seccomp-cache/<hash>.bpf (the file starts with the canonical
+ * JSON, libseccomp's version and API level it was compiled from, compared
+ * in full on every read, so a hash collision can only miss; the runtime
+ * root is on tmpfs, so the cache goes with a reboot; no libcrypto: loading
+ * it cost every runtime exec ~0.7 ms) and keeps the program in memory; the
  * container process (cloned from the preparing process) installs it with
  * seccomp(2) directly.  Without a prepared program crater__seccomp_apply
  * compiles and loads as before.
@@ -31,7 +33,6 @@
 #include <unistd.h>
 
 #include "common/util.h"
-#include "content/digest.h"
 #include "runtime.h"
 
 static int
@@ -243,49 +244,56 @@ static struct {
   bool notify;
 } prepared;
 
+/* What a cached program was compiled from: the profile's canonical JSON
+ * and libseccomp's version and API level.  malloc'd. */
 static char *
-cache_key(json_t *sc)
+cache_source(json_t *sc)
 {
   char *canon = json_dumps(sc, JSON_SORT_KEYS | JSON_COMPACT);
   if (canon == NULL)
     return NULL;
   const struct scmp_version *v = seccomp_version();
-  cleanup_free char *salt =
-      xasprintf("libseccomp %u.%u.%u api %u\n", v->major, v->minor, v->micro, seccomp_api_get());
-  crater_digester_t *d = crater_digester_new(CRATER_DIGEST_SHA256, NULL);
-  char out[CRATER_DIGEST_MAX];
-  int r = d ? 0 : -1;
-  if (r == 0)
-    r = crater_digester_update(d, salt, strlen(salt), NULL);
-  if (r == 0)
-    r = crater_digester_update(d, canon, strlen(canon), NULL);
-  if (r == 0)
-    r = crater_digester_digest(d, out, NULL);
-  crater_digester_free(d);
+  char *src = xasprintf("crater-seccomp 1 libseccomp %u.%u.%u api %u\n%s", v->major, v->minor,
+                        v->micro, seccomp_api_get(), canon);
   free(canon);
-  return r == 0 ? xstrdup(out + 7) : NULL; /* hex, without "sha256:" */
+  return src;
 }
 
-/* Reads a cached program; false when absent or malformed. */
+/* FNV-1a, 64 bits: names the cache file; the file's own header decides. */
+static uint64_t
+fnv1a(const char *s)
+{
+  uint64_t h = 1469598103934665603ULL;
+  for (; *s; s++)
+    h = (h ^ (unsigned char) *s) * 1099511628211ULL;
+  return h;
+}
+
+/* Reads a cached program made from src: the file is src, a NUL, then the
+ * instructions.  False when absent, foreign or malformed. */
 static bool
-cache_read(const char *path)
+cache_read(const char *path, const char *src)
 {
   int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0)
     return false;
   struct stat st;
+  size_t hl = strlen(src) + 1;
   bool ok = false;
-  if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == geteuid() && st.st_size > 0 &&
-      st.st_size % (off_t) sizeof(struct sock_filter) == 0 &&
-      st.st_size / (off_t) sizeof(struct sock_filter) <= BPF_MAXINSNS) {
-    prepared.insns = xmalloc((size_t) st.st_size);
-    ok = read(fd, prepared.insns, (size_t) st.st_size) == st.st_size;
-    prepared.len = (unsigned short) (st.st_size / (off_t) sizeof(struct sock_filter));
-    if (!ok) {
-      free(prepared.insns);
-      prepared.insns = NULL;
+  char *buf = NULL;
+  if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == geteuid() &&
+      (size_t) st.st_size > hl && st.st_size < (off_t) (hl + 8 * BPF_MAXINSNS)) {
+    size_t n = (size_t) st.st_size - hl;
+    buf = xmalloc((size_t) st.st_size);
+    if (read(fd, buf, (size_t) st.st_size) == st.st_size && memcmp(buf, src, hl) == 0 &&
+        n % sizeof(struct sock_filter) == 0) {
+      prepared.insns = xmalloc(n);
+      memcpy(prepared.insns, buf + hl, n);
+      prepared.len = (unsigned short) (n / sizeof(struct sock_filter));
+      ok = true;
     }
   }
+  free(buf);
   close(fd);
   return ok;
 }
@@ -297,9 +305,10 @@ crater__seccomp_prepare(json_t *sc, crater_error_t *err)
     return 0;
   bool notify = false;
   unsigned flags = 0;
-  cleanup_free char *key = cache_key(sc);
+  cleanup_free char *src = cache_source(sc);
   cleanup_free char *dir = crater__path_join(crater__rt_opts.root, "seccomp-cache");
-  cleanup_free char *path = key ? xasprintf("%s/%s.bpf", dir, key) : NULL;
+  cleanup_free char *path =
+      src ? xasprintf("%s/%016llx.bpf", dir, (unsigned long long) fnv1a(src)) : NULL;
   /* flags and notify come from the profile: cheap, no libseccomp */
   size_t i;
   json_t *v;
@@ -319,7 +328,7 @@ crater__seccomp_prepare(json_t *sc, crater_error_t *err)
     if (a && strcmp(a, "SCMP_ACT_NOTIFY") == 0)
       notify = true;
   }
-  if (path && cache_read(path)) {
+  if (path && cache_read(path, src)) {
     prepared.sc = sc;
     prepared.flags = flags;
     prepared.notify = notify;
@@ -352,10 +361,15 @@ crater__seccomp_prepare(json_t *sc, crater_error_t *err)
   prepared.notify = notify;
   /* best effort: a failed cache write only costs the next start */
   if (path && (mkdir(dir, 0700) == 0 || errno == EEXIST)) {
+    size_t hl = strlen(src) + 1;
+    char *file = xmalloc(hl + (size_t) size);
+    memcpy(file, src, hl);
+    memcpy(file + hl, prepared.insns, (size_t) size);
     crater_error_t e = NULL;
-    if (crater__write_file_atomic(path, prepared.insns, (size_t) size, 0600, &e) < 0)
+    if (crater__write_file_atomic(path, file, hl + (size_t) size, 0600, &e) < 0)
       rt_debug("seccomp cache %s: %s", path, e->msg);
     crater_error_release(&e);
+    free(file);
   }
   return 0;
 }
