@@ -1,6 +1,7 @@
 /* libcurl and libarchive are dlopen'ed on first use (common/dl.h,
  * remote/curl_sym.h, archive/archive_sym.h): crater, crater/core.so and the
- * runtime must not have them as DT_NEEDED, this program must not have them
+ * runtime must not have them as DT_NEEDED (nor the runtime libcrypto or
+ * SQLite), this program must not have them
  * mapped until a loader runs, the loaders work (and are idempotent), and a
  * missing library fails with UNAVAILABLE and an install hint. */
 #include <dlfcn.h>
@@ -45,6 +46,17 @@ test_no_needed(void)
   }
   /* this test program links libcrater too */
   CHECK(!needs_lazy_lib("/proc/self/exe"));
+  /* crater-runtime is exec'd up to three times per container start: no
+   * libcrypto (4,000+ BIND_NOW relocations) nor SQLite may creep in */
+  char cmd[4300];
+  snprintf(
+      cmd, sizeof cmd,
+      "readelf -d '%s/bin/crater-runtime' | grep NEEDED | grep -E 'libcrypto|libssl|libsqlite'",
+      build);
+  if (system(cmd) == 0) {
+    fprintf(stderr, "crater-runtime links libcrypto, libssl or libsqlite3\n");
+    exit(1);
+  }
 }
 
 static int
