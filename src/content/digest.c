@@ -176,6 +176,20 @@ crater_digester_free(crater_digester_t *d)
 }
 
 int
+crater_digest_buf(crater_digest_alg_t alg, const void *buf, size_t n, char *out,
+                  crater_error_t *err)
+{
+  crater_digester_t *d = crater_digester_new(alg, err);
+  if (d == NULL)
+    return -1;
+  int r = crater_digester_update(d, buf, n, err);
+  if (r >= 0)
+    r = crater_digester_digest(d, out, err);
+  crater_digester_free(d);
+  return r;
+}
+
+int
 crater_digest_fd(crater_digest_alg_t alg, int fd, char *out, crater_error_t *err)
 {
   crater_digester_t *d = crater_digester_new(alg, err);

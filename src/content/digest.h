@@ -62,6 +62,10 @@ CRATER_PUBLIC crater_digest_alg_t crater_digester_alg(const crater_digester_t *d
 /* Frees d; NULL tolerated. */
 CRATER_PUBLIC void crater_digester_free(crater_digester_t *d);
 
+/* One-shot helper: "<alg>:<hex>" of n bytes at buf into out. */
+CRATER_PUBLIC int crater_digest_buf(crater_digest_alg_t alg, const void *buf, size_t n, char *out,
+                                    crater_error_t *err);
+
 /* One-shot helper: digest of a whole fd from its current position to EOF. */
 CRATER_PUBLIC int crater_digest_fd(crater_digest_alg_t alg, int fd, char *out, crater_error_t *err);
 

@@ -47,14 +47,7 @@ l_digest_string(lua_State *L)
   alg_arg(L, 2, &alg);
   crater_error_t err = { 0 };
   char out[CRATER_DIGEST_MAX];
-  crater_digester_t *d = crater_digester_new(alg, &err);
-  if (d == NULL)
-    return crater__lua_fail(L, &err);
-  int r = crater_digester_update(d, s, n, &err);
-  if (r >= 0)
-    r = crater_digester_digest(d, out, &err);
-  crater_digester_free(d);
-  if (r < 0)
+  if (crater_digest_buf(alg, s, n, out, &err) < 0)
     return crater__lua_fail(L, &err);
   lua_pushstring(L, out);
   return 1;

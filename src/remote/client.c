@@ -132,12 +132,9 @@ char *
 crater__digest_of(const char *alg, const void *buf, size_t n)
 {
   crater_digest_alg_t a = strcmp(alg, "sha512") == 0 ? CRATER_DIGEST_SHA512 : CRATER_DIGEST_SHA256;
-  crater_digester_t *d = crater_digester_new(a, NULL);
   char out[CRATER_DIGEST_MAX];
-  if (d == NULL || crater_digester_update(d, buf, n, NULL) < 0 ||
-      crater_digester_digest(d, out, NULL) < 0)
+  if (crater_digest_buf(a, buf, n, out, NULL) < 0)
     abort();
-  crater_digester_free(d);
   return xstrdup(out);
 }
 
