@@ -207,32 +207,6 @@ cg_mkdir(const char *hier, const char *path, bool v2, crater_error_t *err)
   return 0;
 }
 
-/* v1 device rules: "c 1:3 rwm" */
-static char *
-dev_rule(json_t *r, bool *allow)
-{
-  const char *type = crater__js(r, "type");
-  json_int_t maj = crater__ji(r, "major", -1), min = crater__ji(r, "minor", -1);
-  const char *acc = crater__js(r, "access");
-  *allow = crater__jb(r, "allow", false);
-  char smaj[32] = "*", smin[32] = "*";
-  if (maj >= 0)
-    snprintf(smaj, sizeof smaj, "%lld", (long long) maj);
-  if (min >= 0)
-    snprintf(smin, sizeof smin, "%lld", (long long) min);
-  if (type == NULL || *type == '\0' || strcmp(type, "a") == 0)
-    return xasprintf("a %s:%s %s", smaj, smin, acc && *acc ? acc : "rwm");
-  return xasprintf("%s %s:%s %s", type, smaj, smin, acc && *acc ? acc : "rwm");
-}
-
-/* Devices every container gets: mknod of any node (opening it is what the
- * rules decide; runc and crun allow it too), the default /dev nodes and
- * ptys. */
-static const char *const default_devices[] = {
-  "c *:* m",   "b *:* m",   "c 1:3 rwm", "c 1:5 rwm",   "c 1:7 rwm",    "c 1:8 rwm", "c 1:9 rwm",
-  "c 5:0 rwm", "c 5:1 rwm", "c 5:2 rwm", "c 136:* rwm", "c 10:200 rwm", NULL,
-};
-
 static int
 apply_v1(const char *path, json_t *res, json_t *linux_devs, crater_error_t *err)
 {
@@ -294,28 +268,19 @@ apply_v1(const char *path, json_t *res, json_t *linux_devs, crater_error_t *err)
   }
   json_t *devs = json_object_get(res, "devices");
   if (json_is_array(devs) && access(ddev, F_OK) == 0) {
-    size_t i;
-    json_t *r;
-    json_array_foreach(devs, i, r)
-    {
-      bool allow;
-      cleanup_free char *rule = dev_rule(r, &allow);
-      if (cg_write(ddev, allow ? "devices.allow" : "devices.deny", rule, err) < 0)
-        return -1;
+    /* the same ordered rules as v2's eBPF program (devices_bpf.c) */
+    size_t n;
+    crater_dev_rule_t *rules = crater__device_rules(devs, linux_devs, &n);
+    int r = 0;
+    for (size_t i = 0; i < n && r == 0; i++) {
+      cleanup_free char *rule = crater__dev_rule_v1(&rules[i]);
+      r = cg_write(ddev, rules[i].allow ? "devices.allow" : "devices.deny", rule, err);
     }
-    for (i = 0; default_devices[i]; i++)
-      if (cg_write(ddev, "devices.allow", default_devices[i], err) < 0)
-        return -1;
-    json_array_foreach(linux_devs, i, r)
-    {
-      const char *t = crater__js(r, "type");
-      cleanup_free char *rule =
-          xasprintf("%s %lld:%lld rwm", t && *t == 'b' ? "b" : "c",
-                    (long long) crater__ji(r, "major", 0), (long long) crater__ji(r, "minor", 0));
-      if (cg_write(ddev, "devices.allow", rule, err) < 0)
-        return -1;
-    }
+    free(rules);
+    if (r < 0)
+      return -1;
   }
+
   json_t *blkio = json_object_get(res, "blockIO");
   json_int_t w = crater__ji(blkio, "weight", 0);
   if (w > 0) {

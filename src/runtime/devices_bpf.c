@@ -1,9 +1,10 @@
 /*
- * Device access on cgroup v2: v2 has no devices.allow/deny files; the
- * kernel asks an eBPF program of type BPF_PROG_TYPE_CGROUP_DEVICE attached
- * to the cgroup instead (as runc and crun do).  This file compiles the
- * spec's linux.resources.devices rules plus the default devices every
- * container gets into such a program and attaches it.
+ * Device rules, for both cgroup versions: the ordered list (the spec's
+ * linux.resources.devices, the default devices every container gets, then
+ * linux.devices), which v1 writes to devices.allow/deny (cgroup.c, with
+ * crater__dev_rule_v1) and v2 compiles here.  v2 has no devices.allow/deny
+ * files; the kernel asks an eBPF program of type BPF_PROG_TYPE_CGROUP_DEVICE
+ * attached to the cgroup instead (as runc and crun do).
  *
  * The rules keep the OCI/v1 meaning: they are applied in order on a
  * default of "deny everything", the last rule that matches a request
@@ -38,14 +39,6 @@
 #define JNE_IMM(d, i, o) INSN(BPF_JMP | BPF_JNE | BPF_K, d, 0, o, i)
 #define EXIT() INSN(BPF_JMP | BPF_EXIT, 0, 0, 0, 0)
 
-typedef struct {
-  int type;      /* 0 any, BPF_DEVCG_DEV_BLOCK, BPF_DEVCG_DEV_CHAR */
-  long long maj; /* -1 any */
-  long long min;
-  int access; /* BPF_DEVCG_ACC_* bits */
-  bool allow;
-} dev_rule_t;
-
 static int
 parse_access(const char *s)
 {
@@ -73,7 +66,7 @@ parse_type(const char *t)
  * matches everything (nothing after it is reachable: the verifier refuses
  * unreachable instructions). */
 static size_t
-emit_rule(struct bpf_insn *p, const dev_rule_t *r, bool *always)
+emit_rule(struct bpf_insn *p, const crater_dev_rule_t *r, bool *always)
 {
   struct bpf_insn body[16];
   size_t n = 0;
@@ -104,7 +97,7 @@ emit_rule(struct bpf_insn *p, const dev_rule_t *r, bool *always)
 /* Devices every container gets, as in the v1 path (cgroup.c): mknod of
  * any node (harmless: opening it is what the rules decide; runc and crun
  * allow it too), then the default /dev nodes and ptys. */
-static const dev_rule_t default_rules[] = {
+static const crater_dev_rule_t default_rules[] = {
   { BPF_DEVCG_DEV_CHAR, -1, -1, BPF_DEVCG_ACC_MKNOD, true },
   { BPF_DEVCG_DEV_BLOCK, -1, -1, BPF_DEVCG_ACC_MKNOD, true },
   { BPF_DEVCG_DEV_CHAR, 1, 3, 7, true },
@@ -125,36 +118,65 @@ bpf_call(int cmd, union bpf_attr *a)
   return (int) syscall(SYS_bpf, cmd, a, sizeof *a);
 }
 
-int
-crater__devices_bpf_apply(const char *cgroup_dir, json_t *devices, json_t *linux_devs,
-                          crater_error_t *err)
+crater_dev_rule_t *
+crater__device_rules(json_t *devices, json_t *linux_devs, size_t *n)
 {
-  /* the rule list: the spec's rules, then the defaults and the spec's
-   * linux.devices (allowed after the spec's rules, as on v1) */
   size_t nspec = json_array_size(devices), nlin = json_array_size(linux_devs);
   size_t ndef = sizeof default_rules / sizeof *default_rules;
-  size_t nr = nspec + ndef + nlin;
-  dev_rule_t *rules = xcalloc(nr ? nr : 1, sizeof *rules);
+  crater_dev_rule_t *rules = xcalloc(nspec + ndef + nlin + 1, sizeof *rules);
   size_t k = 0, i;
   json_t *r;
   json_array_foreach(devices, i, r)
   {
-    rules[k++] = (dev_rule_t){ .type = parse_type(crater__js(r, "type")),
-                               .maj = crater__ji(r, "major", -1),
-                               .min = crater__ji(r, "minor", -1),
-                               .access = parse_access(crater__js(r, "access")),
-                               .allow = crater__jb(r, "allow", false) };
+    rules[k++] = (crater_dev_rule_t){ .type = parse_type(crater__js(r, "type")),
+                                      .maj = crater__ji(r, "major", -1),
+                                      .min = crater__ji(r, "minor", -1),
+                                      .access = parse_access(crater__js(r, "access")),
+                                      .allow = crater__jb(r, "allow", false) };
   }
   for (i = 0; i < ndef; i++)
     rules[k++] = default_rules[i];
   json_array_foreach(linux_devs, i, r)
   {
-    rules[k++] = (dev_rule_t){ .type = parse_type(crater__js(r, "type")),
-                               .maj = crater__ji(r, "major", -1),
-                               .min = crater__ji(r, "minor", -1),
-                               .access = 7,
-                               .allow = true };
+    rules[k++] = (crater_dev_rule_t){ .type = parse_type(crater__js(r, "type")),
+                                      .maj = crater__ji(r, "major", 0),
+                                      .min = crater__ji(r, "minor", 0),
+                                      .access = 7,
+                                      .allow = true };
   }
+  *n = k;
+  return rules;
+}
+
+char *
+crater__dev_rule_v1(const crater_dev_rule_t *r)
+{
+  char smaj[32] = "*", smin[32] = "*", acc[4];
+  if (r->maj >= 0)
+    snprintf(smaj, sizeof smaj, "%lld", r->maj);
+  if (r->min >= 0)
+    snprintf(smin, sizeof smin, "%lld", r->min);
+  size_t k = 0;
+  if (r->access & BPF_DEVCG_ACC_READ)
+    acc[k++] = 'r';
+  if (r->access & BPF_DEVCG_ACC_WRITE)
+    acc[k++] = 'w';
+  if (r->access & BPF_DEVCG_ACC_MKNOD)
+    acc[k++] = 'm';
+  acc[k] = '\0';
+  return xasprintf("%c %s:%s %s",
+                   r->type == BPF_DEVCG_DEV_BLOCK  ? 'b'
+                   : r->type == BPF_DEVCG_DEV_CHAR ? 'c'
+                                                   : 'a',
+                   smaj, smin, acc);
+}
+
+int
+crater__devices_bpf_apply(const char *cgroup_dir, json_t *devices, json_t *linux_devs,
+                          crater_error_t *err)
+{
+  size_t nr;
+  crater_dev_rule_t *rules = crater__device_rules(devices, linux_devs, &nr);
   /* prologue (4) + up to 10 per rule + the final deny (2) */
   struct bpf_insn *prog = xcalloc(6 + 10 * nr, sizeof *prog);
   size_t n = 0;

@@ -200,7 +200,20 @@ int crater__process_exec(json_t *process, json_t *seccomp, const char *exe, int 
 int crater__process_console(int sockfd, json_t *process, crater_error_t *err);
 int crater__send_fd(int sock, int fd, const char *name, crater_error_t *err);
 
-/* --- cgroup v2 device filter (devices_bpf.c) ----------------------------- */
+/* --- device rules (devices_bpf.c) ---------------------------------------- */
+typedef struct {
+  int type;      /* 0 any, BPF_DEVCG_DEV_BLOCK (1), BPF_DEVCG_DEV_CHAR (2) */
+  long long maj; /* -1 any */
+  long long min;
+  int access; /* BPF_DEVCG_ACC_* bits: 1 mknod, 2 read, 4 write */
+  bool allow;
+} crater_dev_rule_t;
+/* The ordered rules: devices (linux.resources.devices), the defaults,
+ * linux_devs (linux.devices, allowed).  malloc'd array of *n. */
+crater_dev_rule_t *crater__device_rules(json_t *devices, json_t *linux_devs, size_t *n);
+/* A rule in v1's devices.allow/deny syntax ("c 1:3 rwm"); malloc'd. */
+char *crater__dev_rule_v1(const crater_dev_rule_t *r);
+
 /* Compiles linux.resources.devices (then the default devices and
  * linux.devices, allowed) into a BPF_PROG_TYPE_CGROUP_DEVICE program and
  * attaches it to the v2 cgroup directory. */
