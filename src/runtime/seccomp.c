@@ -127,6 +127,28 @@ add_rule(scmp_filter_ctx ctx, uint32_t act, int nr, json_t *args, crater_error_t
   return 0;
 }
 
+/* The spec's seccomp flags: libseccomp's attribute and the seccomp(2)
+ * flag each one stands for. */
+static const struct {
+  const char *name;
+  enum scmp_filter_attr attr;
+  unsigned flag;
+} filter_flags[] = {
+  { "SECCOMP_FILTER_FLAG_LOG", SCMP_FLTATR_CTL_LOG, SECCOMP_FILTER_FLAG_LOG },
+  { "SECCOMP_FILTER_FLAG_SPEC_ALLOW", SCMP_FLTATR_CTL_SSB, SECCOMP_FILTER_FLAG_SPEC_ALLOW },
+  { "SECCOMP_FILTER_FLAG_TSYNC", SCMP_FLTATR_CTL_TSYNC, SECCOMP_FILTER_FLAG_TSYNC },
+};
+
+/* The filter_flags entry named f, or -1. */
+static int
+filter_flag(const char *f)
+{
+  for (size_t k = 0; f && k < sizeof filter_flags / sizeof *filter_flags; k++)
+    if (strcmp(f, filter_flags[k].name) == 0)
+      return (int) k;
+  return -1;
+}
+
 /* Builds the libseccomp context for sc (NULL + err on failure); *notify
  * and *flags (SECCOMP_FILTER_FLAG_*) describe how to load it. */
 static scmp_filter_ctx
@@ -182,19 +204,13 @@ build_ctx(json_t *sc, bool *notify_out, unsigned *flags_out, crater_error_t *err
     const char *f = json_string_value(v);
     if (f == NULL)
       continue;
-    if (strcmp(f, "SECCOMP_FILTER_FLAG_LOG") == 0) {
-      r = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_LOG, 1);
-      flags |= SECCOMP_FILTER_FLAG_LOG;
-    } else if (strcmp(f, "SECCOMP_FILTER_FLAG_SPEC_ALLOW") == 0) {
-      r = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_SSB, 1);
-      flags |= SECCOMP_FILTER_FLAG_SPEC_ALLOW;
-    } else if (strcmp(f, "SECCOMP_FILTER_FLAG_TSYNC") == 0) {
-      r = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_TSYNC, 1);
-      flags |= SECCOMP_FILTER_FLAG_TSYNC;
-    } else {
+    int k = filter_flag(f);
+    if (k < 0) {
       crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, EINVAL, "seccomp: unknown flag %s", f);
       goto done;
     }
+    r = seccomp_attr_set(ctx, filter_flags[k].attr, 1);
+    flags |= filter_flags[k].flag;
     if (r < 0) {
       crater_error_sys(err, -r, "seccomp: flag %s", f);
       goto done;
@@ -314,13 +330,9 @@ crater__seccomp_prepare(json_t *sc, crater_error_t *err)
   json_t *v;
   json_array_foreach(json_object_get(sc, "flags"), i, v)
   {
-    const char *f = json_string_value(v);
-    if (f && strcmp(f, "SECCOMP_FILTER_FLAG_LOG") == 0)
-      flags |= SECCOMP_FILTER_FLAG_LOG;
-    else if (f && strcmp(f, "SECCOMP_FILTER_FLAG_SPEC_ALLOW") == 0)
-      flags |= SECCOMP_FILTER_FLAG_SPEC_ALLOW;
-    else if (f && strcmp(f, "SECCOMP_FILTER_FLAG_TSYNC") == 0)
-      flags |= SECCOMP_FILTER_FLAG_TSYNC;
+    int k = filter_flag(json_string_value(v));
+    if (k >= 0)
+      flags |= filter_flags[k].flag;
   }
   json_array_foreach(json_object_get(sc, "syscalls"), i, v)
   {
