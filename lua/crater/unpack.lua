@@ -43,6 +43,24 @@ function M.select(client, opts)
   return (registry.default(client.root, opts.config, client:policies()))
 end
 
+-- An unpack setting: opts[key], else the crater config's unpack[key]
+-- (opts.config or the client's config), else the environment variable.
+-- Returns value (nil when unset) and where it came from, or nil, nil, err.
+local function setting(client, opts, key, env)
+  local v, where = opts[key], key
+  if v == nil then
+    local cfg = opts.config or client.config
+    local u = type(cfg) == "table" and cfg.unpack or nil
+    if u ~= nil and type(u) ~= "table" then return nil, nil, "config: unpack must be a table" end
+    if u then v, where = u[key], "config unpack." .. key end
+  end
+  if v == nil then
+    local e = os.getenv(env)
+    if e and e ~= "" then v, where = tonumber(e) or e, env end
+  end
+  return v, where
+end
+
 --- Default cap on one layer's uncompressed size (decompression bombs).
 M.DEFAULT_MAX_LAYER_SIZE = 64 * 1024 * 1024 * 1024
 
@@ -52,18 +70,8 @@ M.DEFAULT_MAX_LAYER_SIZE = 64 * 1024 * 1024 * 1024
 --- DEFAULT_MAX_LAYER_SIZE (64 GiB).  0 means unlimited.  Returns nil, err
 --- for a value that is not a non-negative integer.
 function M.max_layer_size(client, opts)
-  opts = opts or {}
-  local v, where = opts.max_layer_size, "max_layer_size"
-  if v == nil then
-    local cfg = opts.config or client.config
-    local u = type(cfg) == "table" and cfg.unpack or nil
-    if u ~= nil and type(u) ~= "table" then return nil, "config: unpack must be a table" end
-    if u then v, where = u.max_layer_size, "config unpack.max_layer_size" end
-  end
-  if v == nil then
-    local env = os.getenv("CRATER_UNPACK_MAX_LAYER_SIZE")
-    if env and env ~= "" then v, where = tonumber(env) or env, "CRATER_UNPACK_MAX_LAYER_SIZE" end
-  end
+  local v, where, err = setting(client, opts or {}, "max_layer_size", "CRATER_UNPACK_MAX_LAYER_SIZE")
+  if err then return nil, err end
   if v == nil then return M.DEFAULT_MAX_LAYER_SIZE end
   if type(v) ~= "number" or v < 0 or v ~= math.floor(v) then
     return nil, where .. " must be a non-negative integer (bytes), got " .. tostring(v)
@@ -77,18 +85,8 @@ end
 --- 0 = the number of online CPUs.  1 applies one layer at a time.  Returns
 --- nil, err for a value that is not an integer in 0..256.
 function M.parallel(client, opts)
-  opts = opts or {}
-  local v, where = opts.parallel, "parallel"
-  if v == nil then
-    local cfg = opts.config or client.config
-    local u = type(cfg) == "table" and cfg.unpack or nil
-    if u ~= nil and type(u) ~= "table" then return nil, "config: unpack must be a table" end
-    if u then v, where = u.parallel, "config unpack.parallel" end
-  end
-  if v == nil then
-    local env = os.getenv("CRATER_UNPACK_PARALLEL")
-    if env and env ~= "" then v, where = tonumber(env) or env, "CRATER_UNPACK_PARALLEL" end
-  end
+  local v, where, err = setting(client, opts or {}, "parallel", "CRATER_UNPACK_PARALLEL")
+  if err then return nil, err end
   if v == nil then return 0 end
   if type(v) ~= "number" or v < 0 or v > 256 or v ~= math.floor(v) then
     return nil, where .. " must be an integer in 0..256 (0 = CPUs), got " .. tostring(v)

@@ -29,6 +29,25 @@ local function print_mounts(ctx, mounts)
   end
 end
 
+-- `snapshot prepare` and `snapshot view`: the snapshotter method of the
+-- same name, optionally mounting the result
+local function creator(method, summary)
+  return {
+    name = method, summary = summary, usage = "KEY [PARENT]",
+    min_args = 1, max_args = 2,
+    flags = with {
+      { name = "label", short = "l", type = "list", arg = "KEY=VALUE", help = "label to set" },
+      { name = "mount", type = "string", arg = "DIR", help = "also mount it at DIR" },
+    },
+    run = function(ctx, a, flags)
+      local sn = snaps(ctx, flags)
+      local mounts = ctx:check(sn[method](sn, a[1], a[2], util.parse_labels(flags.label)))
+      if flags.mount then ctx:check(require("crater.mount").all(mounts, flags.mount)) end
+      print_mounts(ctx, mounts)
+    end,
+  }
+end
+
 local function info_columns()
   return {
     { title = "KEY", key = "name" },
@@ -83,34 +102,8 @@ return {
         ctx:record(info, { "name", "parent", "kind", "created_at", "updated_at", "labels" })
       end,
     },
-    {
-      name = "prepare", summary = "Create an active (writable) snapshot", usage = "KEY [PARENT]",
-      min_args = 1, max_args = 2,
-      flags = with {
-        { name = "label", short = "l", type = "list", arg = "KEY=VALUE", help = "label to set" },
-        { name = "mount", type = "string", arg = "DIR", help = "also mount it at DIR" },
-      },
-      run = function(ctx, a, flags)
-        local sn = snaps(ctx, flags)
-        local mounts = ctx:check(sn:prepare(a[1], a[2], util.parse_labels(flags.label)))
-        if flags.mount then ctx:check(require("crater.mount").all(mounts, flags.mount)) end
-        print_mounts(ctx, mounts)
-      end,
-    },
-    {
-      name = "view", summary = "Create a read-only view of a committed snapshot", usage = "KEY [PARENT]",
-      min_args = 1, max_args = 2,
-      flags = with {
-        { name = "label", short = "l", type = "list", arg = "KEY=VALUE", help = "label to set" },
-        { name = "mount", type = "string", arg = "DIR", help = "also mount it at DIR" },
-      },
-      run = function(ctx, a, flags)
-        local sn = snaps(ctx, flags)
-        local mounts = ctx:check(sn:view(a[1], a[2], util.parse_labels(flags.label)))
-        if flags.mount then ctx:check(require("crater.mount").all(mounts, flags.mount)) end
-        print_mounts(ctx, mounts)
-      end,
-    },
+    creator("prepare", "Create an active (writable) snapshot"),
+    creator("view", "Create a read-only view of a committed snapshot"),
     {
       name = "commit", summary = "Commit an active snapshot under a new name", usage = "NAME KEY",
       min_args = 2, max_args = 2,
