@@ -159,15 +159,9 @@ M.ROOTFS_MOUNTS_ANNOTATION = "io.crater.rootfs.mounts"
 -- `volatile` option: no syncs of the upper filesystem, above all none at
 -- unmount, where syncing the whole upper filesystem cost 4-5 ms of every
 -- container exit (docs/design/shim.md).  Like podman's transient mounts.
--- A volatile mount leaves work/incompat/volatile behind, and the kernel
--- refuses to mount that upper dir again: safe to clear only if the machine
--- has not restarted since (the upper layer is then whole, in the page
--- cache at worst), so the boot id is written beside the snapshot at mount
--- time.  Kernel 5.10 or later.
-
-local function boot_id()
-  return (read_file("/proc/sys/kernel/random/boot_id") or ""):gsub("%s+$", "")
-end
+-- The kernel refuses to mount a volatile upper again; the mount helper
+-- (src/snapshot/mount.c) records the boot and clears that marker only in
+-- the same boot.  Kernel 5.10 or later.
 
 local function volatile_supported()
   local maj, min = (read_file("/proc/sys/kernel/osrelease") or ""):match("^(%d+)%.(%d+)")
@@ -175,41 +169,17 @@ local function volatile_supported()
   return maj ~= nil and (maj > 5 or (maj == 5 and min >= 10))
 end
 
--- the overlay mount's workdir (absolute) and its snapshot directory
-local function overlay_workdir(m)
-  local work, base
-  for _, o in ipairs(m.options or {}) do
-    work = work or o:match("^workdir=(.+)$")
-    base = base or o:match("^X%-crater%.mount%-dir=(.+)$")
-  end
-  if work and work:sub(1, 1) ~= "/" and base then work = base .. "/" .. work end
-  return work
-end
-
---- Readies overlay mounts for a (re)mount: clears the marker a volatile
---- mount left when the machine has not restarted since, and makes this
---- mount volatile when `transient`.  Returns true or nil, msg, kind.
-function M.prepare_overlay(mounts, transient, id)
+--- Makes a single overlay mount with an upper layer volatile (for a
+--- transient task).  mounts is changed in place.
+function M.make_volatile(mounts)
   local m = mounts[1]
-  if #mounts ~= 1 or m.type ~= "overlay" then return true end
-  local work = overlay_workdir(m)
-  if not work then return true end -- a read-only view: no upper, no workdir
-  local marker = work:gsub("/[^/]+$", "") .. "/volatile-boot-id"
-  if exists(work .. "/work/incompat/volatile") then
-    if read_file(marker) ~= boot_id() then
-      return nil, "container " .. id .. ": its snapshot was mounted volatile (run --rm) before the machine " ..
-        "restarted, so its upper layer may be incomplete; remove the container", "failed_precondition"
+  if #mounts ~= 1 or m.type ~= "overlay" or not volatile_supported() then return end
+  for _, o in ipairs(m.options or {}) do
+    if o:match("^workdir=") then
+      m.options[#m.options + 1] = "volatile"
+      return
     end
-    local ok, err, kind = core.remove_all(work .. "/work/incompat")
-    if not ok then return nil, "container " .. id .. ": " .. tostring(err), kind end
   end
-  if transient and volatile_supported() then
-    local ok, err = write_file(marker, boot_id())
-    if not ok then return nil, "container " .. id .. ": " .. tostring(err), "internal" end
-    m.options = m.options or {}
-    m.options[#m.options + 1] = "volatile"
-  end
-  return true
 end
 
 -- The rootfs can be mounted by crater-runtime inside the container's own
@@ -248,8 +218,7 @@ local function setup_rootfs(client, ns, rec, dir, spec, rt, transient)
   local mk, e1, k1 = core.mkdir_p(target, 493)
   if not mk then return nil, "container " .. rec.id .. ": " .. tostring(e1), k1 end
   local st = sn:stat(rec.snapshot_key)
-  local ready, e3, k3 = M.prepare_overlay(mounts, transient, rec.id)
-  if not ready then return nil, e3, k3 end
+  if transient then M.make_volatile(mounts) end
   if rootfs_in_container(rt, spec, st) then
     spec.root.path = "rootfs"
     spec.annotations = spec.annotations or {}

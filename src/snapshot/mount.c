@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "common/cleanup.h"
+#include "common/util.h"
 #include "common/log.h"
 #include "common/xalloc.h"
 #include "snapshot/snapshot.h"
@@ -240,6 +241,57 @@ mount_in_dir(const char *dir, const char *source, const char *target, const char
   return -1;
 }
 
+/* A volatile overlay (option "volatile": no syncs, for a layer thrown away
+ * after one run) leaves work/incompat/volatile in its workdir, and the
+ * kernel refuses to mount that upper again.  The boot id is written beside
+ * the snapshot (<workdir>/../volatile-boot-id) when mounting volatile; a
+ * later mount clears the kernel's marker only in the same boot (the upper
+ * layer is then whole, in the page cache at worst) and otherwise refuses,
+ * saying why.  Every overlay mount goes through here: the client's, the
+ * runtime's inside the container's namespace, `snapshot mount`. */
+static int
+overlay_volatile_marker(const parsed_t *p, crater_error_t *err)
+{
+  const char *work = NULL;
+  bool volatile_opt = false;
+  for (size_t i = 0; i < p->n_data; i++) {
+    if (strncmp(p->data[i], "workdir=", 8) == 0)
+      work = p->data[i] + 8;
+    else if (strcmp(p->data[i], "volatile") == 0)
+      volatile_opt = true;
+  }
+  if (work == NULL)
+    return 0; /* read-only: no upper */
+  cleanup_free char *wd = resolve(p->mount_dir, work);
+  cleanup_free char *marker = xasprintf("%s/../volatile-boot-id", wd);
+  cleanup_free char *incompat = xasprintf("%s/work/incompat", wd);
+  cleanup_free char *flag = xasprintf("%s/volatile", incompat);
+  cleanup_free char *boot = crater__read_file("/proc/sys/kernel/random/boot_id", 64, NULL, NULL);
+  if (access(flag, F_OK) == 0) {
+    cleanup_free char *then = crater__read_file(marker, 64, NULL, NULL);
+    if (boot == NULL || then == NULL || strcmp(boot, then) != 0)
+      return crater_error_make(err, CRATER_ERR_FAILED_PRECONDITION, 0,
+                               "overlay upper %s was mounted volatile before the machine "
+                               "restarted, so it may be incomplete; remove its container",
+                               wd);
+    if (crater__remove_all(incompat, err) < 0)
+      return crater_error_wrap(err, "clear the volatile marker");
+  }
+  if (volatile_opt && boot != NULL) {
+    /* no fsync: after a crash the boot id differs anyway, and a marker
+     * lost with it means a refusal, the safe side */
+    int fd = open(marker, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    ssize_t w = fd < 0 ? -1 : write(fd, boot, strlen(boot));
+    int e = errno;
+    if (fd >= 0)
+      close(fd);
+    if (w != (ssize_t) strlen(boot))
+      return crater_error_sys(err, w < 0 ? e : EIO, "record the boot of a volatile mount in %s",
+                              marker);
+  }
+  return 0;
+}
+
 static int
 mount_one(const crater_mount_t *m, const char *target, crater_error_t *err)
 {
@@ -247,6 +299,8 @@ mount_one(const crater_mount_t *m, const char *target, crater_error_t *err)
   parse_options(m, &p);
   int r = -1;
   cleanup_free char *data = join_data(&p);
+  if (m->type && strcmp(m->type, "overlay") == 0 && overlay_volatile_marker(&p, err) < 0)
+    goto done;
   if (p.flags & MS_BIND) {
     if (mount(m->source, target, NULL, p.flags & (MS_BIND | MS_REC), NULL) < 0) {
       crater_error_sys(err, errno, "bind mount %s on %s", m->source, target);
