@@ -281,10 +281,8 @@ end
 -- nothing of it outlives its init, and its snapshot may go while the
 -- runtime still cleans up after the init
 local function own_pid_ns(spec)
-  for _, n in ipairs((spec and spec.linux and spec.linux.namespaces) or {}) do
-    if n.type == "pid" then return not n.path end
-  end
-  return false
+  local n = oci.namespace(spec, "pid")
+  return n ~= nil and not n.path
 end
 
 --- Deletes a container and its snapshot (a shared view only with its last

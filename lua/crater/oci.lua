@@ -620,15 +620,25 @@ function M.with_host_namespaces(list)
   end
 end
 
+--- The spec's linux.namespaces entry of type typ ("pid", "user"...), or nil.
+---@param spec table
+---@param typ string
+function M.namespace(spec, typ)
+  for _, n in ipairs((spec and spec.linux and spec.linux.namespaces) or {}) do
+    if n.type == typ then return n end
+  end
+  return nil
+end
+
 --- Joins an existing namespace by path (for CNI later): ("network", "/var/run/netns/x").
+
 function M.with_namespace_path(typ, path)
   local t = ns_names[typ]
   check(t, "with_namespace_path: unknown namespace " .. tostring(typ))
   check(type(path) == "string", "with_namespace_path: path must be a string")
   return function(s)
-    for _, n in ipairs(s.linux.namespaces) do
-      if n.type == t then n.path = path; return end
-    end
+    local n = M.namespace(s, t)
+    if n then n.path = path; return end
     s.linux.namespaces[#s.linux.namespaces + 1] = { type = t, path = path }
   end
 end
@@ -669,9 +679,7 @@ end
 function M.with_user_namespace(uidmap, gidmap)
   local u, g = check_maps(uidmap, "uidmap"), check_maps(gidmap or uidmap, "gidmap")
   return function(s)
-    local have = false
-    for _, n in ipairs(s.linux.namespaces) do if n.type == "user" then have = true end end
-    if not have then s.linux.namespaces[#s.linux.namespaces + 1] = { type = "user" } end
+    if not M.namespace(s, "user") then s.linux.namespaces[#s.linux.namespaces + 1] = { type = "user" } end
     s.linux.uidMappings = copy(u)
     s.linux.gidMappings = copy(g)
     -- sysfs and cgroup cannot be mounted from a user namespace without netns

@@ -194,10 +194,7 @@ local function rootfs_in_container(rt, spec, snap)
   if not (rt and rt:match("crater%-runtime$")) or (snap and snap.kind == "view") then return false end
   if spec.hooks and next(spec.hooks) then return false end
   if spec.process and spec.process.user and spec.process.user.username then return false end
-  for _, n in ipairs((spec.linux and spec.linux.namespaces) or {}) do
-    if n.type == "user" then return false end
-  end
-  return true
+  return oci.namespace(spec, "user") == nil
 end
 
 --- Mounts the container's snapshot on dir/rootfs (or has the runtime mount
