@@ -120,25 +120,15 @@ crater__fsync_dir(const char *path, crater_error_t *err)
   return 0;
 }
 
-int
-crater__write_file_atomic(const char *path, const void *buf, size_t n, mode_t mode,
-                          crater_error_t *err)
+static int
+write_replace(const char *path, const void *buf, size_t n, mode_t mode, bool durable,
+              crater_error_t *err)
 {
   cleanup_free char *tmp = xasprintf("%s.tmp.%d", path, (int) getpid());
-  cleanup_free char *dir = xstrdup(path);
-  char *slash = strrchr(dir, '/');
-  if (slash == NULL) {
-    free(dir);
-    dir = xstrdup(".");
-  } else if (slash == dir) {
-    slash[1] = '\0';
-  } else {
-    *slash = '\0';
-  }
   cleanup_close int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
   if (fd < 0)
     return crater_error_sys(err, errno, "create %s", tmp);
-  if (crater__write_all(fd, buf, n, err) < 0 || fsync(fd) < 0) {
+  if (crater__write_all(fd, buf, n, err) < 0 || (durable && fsync(fd) < 0)) {
     if (*err == NULL)
       crater_error_sys(err, errno, "fsync %s", tmp);
     unlink(tmp);
@@ -149,7 +139,28 @@ crater__write_file_atomic(const char *path, const void *buf, size_t n, mode_t mo
     unlink(tmp);
     return crater_error_sys(err, e, "rename %s", path);
   }
+  if (!durable)
+    return 0;
+  cleanup_free char *dir = xstrdup(path);
+  char *slash = strrchr(dir, '/');
+  if (slash == NULL)
+    return crater__fsync_dir(".", err);
+  slash[slash == dir ? 1 : 0] = '\0';
   return crater__fsync_dir(dir, err);
+}
+
+int
+crater__write_file_atomic(const char *path, const void *buf, size_t n, mode_t mode,
+                          crater_error_t *err)
+{
+  return write_replace(path, buf, n, mode, true, err);
+}
+
+int
+crater__write_file_replace(const char *path, const void *buf, size_t n, mode_t mode,
+                           crater_error_t *err)
+{
+  return write_replace(path, buf, n, mode, false, err);
 }
 
 static int

@@ -29,6 +29,13 @@ char *crater__read_file(const char *path, size_t max, size_t *len_out, crater_er
 int crater__write_file_atomic(const char *path, const void *buf, size_t n, mode_t mode,
                               crater_error_t *err);
 
+/* Replaces a file atomically (tmp file in the same dir, rename) without
+ * the fsyncs: readers see the old or the new content, never a part, but
+ * a crash may lose the write.  For state that does not outlive a boot
+ * (a runtime's state.json and pid files, normally on tmpfs). */
+int crater__write_file_replace(const char *path, const void *buf, size_t n, mode_t mode,
+                               crater_error_t *err);
+
 /* fsyncs the directory at path. */
 int crater__fsync_dir(const char *path, crater_error_t *err);
 

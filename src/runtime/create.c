@@ -348,7 +348,7 @@ write_pid_file(const char *path, pid_t pid, crater_error_t *err)
       return crater_error_sys(err, errno, "getcwd");
     abs = crater__path_join(cwd, path);
   }
-  return crater__write_file_atomic(abs, buf, (size_t) n, 0644, err);
+  return crater__write_file_replace(abs, buf, (size_t) n, 0644, err);
 }
 
 pid_t

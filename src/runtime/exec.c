@@ -191,7 +191,7 @@ crater_runtime_exec(crater_exec_opts_t *o, crater_error_t *err)
       char cwd[4096];
       abs = crater__path_join(getcwd(cwd, sizeof cwd) ? cwd : "/", o->pid_file);
     }
-    if (crater__write_file_atomic(abs ? abs : o->pid_file, buf, (size_t) n, 0644, err) < 0)
+    if (crater__write_file_replace(abs ? abs : o->pid_file, buf, (size_t) n, 0644, err) < 0)
       goto done;
   }
   if (o->detach) {

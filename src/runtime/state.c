@@ -50,7 +50,7 @@ crater__state_save(crater_state_t *s, crater_error_t *err)
   char *buf = json_dumps(o, JSON_COMPACT);
   json_decref(o);
   cleanup_free char *path = crater__path_join(s->dir, "state.json");
-  int r = crater__write_file_atomic(path, buf, strlen(buf), 0600, err);
+  int r = crater__write_file_replace(path, buf, strlen(buf), 0600, err);
   free(buf);
   return r;
 }
