@@ -327,6 +327,9 @@ function M.create(client, ns, rec, opts)
   end
   if tty then argv[#argv + 1] = "--tty" end
   if opts.start then argv[#argv + 1] = "--start" end
+  -- crater-runtime runs only from a sealed copy of itself; the shim makes
+  -- it, saving the runtime's own re-exec
+  if rt:match("crater%-runtime$") then argv[#argv + 1] = "--seal-runtime" end
   local res, e, k = core.shim_spawn(argv, { stderr = dir .. "/shim.log" })
   if not res then
     if io_handle then io_handle:close() end

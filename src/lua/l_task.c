@@ -3,11 +3,13 @@
  * LuaJIT lacks.
  *
  *   core.shim_spawn(argv, {stderr=path}) -> "ok PID" | nil, msg, kind
- *       Starts crater-shim detached (fork, setsid, fork again: the shim is
- *       re-parented to init or the nearest sub-reaper, leads its own session
- *       and process group, and survives this process).  argv[1] is the shim
- *       path; "--ready-fd 3" is appended.  Blocks until the shim reports the
- *       result of `create` on the ready pipe.
+ *       Starts crater-shim detached: posix_spawn (no copy of this process's
+ *       page tables), and the shim's --daemonize (setsid, fork, the first
+ *       process exits and is reaped here), so the shim is re-parented to
+ *       init or the nearest sub-reaper, has its own session and process
+ *       group, and survives this process.  argv[1] is the shim path;
+ *       "--daemonize --ready-fd 3" is appended.  Blocks until the shim
+ *       reports the result of `create` on the ready pipe.
  *   core.shim_request(taskdir, line [, timeout_ms]) -> reply | nil, msg, kind
  *       One request/reply on <taskdir>/shim.sock (timeout -1 = forever).
  *       A missing or refusing socket is kind "unavailable" (shim dead).
@@ -27,6 +29,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -45,6 +48,8 @@
 #include "lua/lua_util.h"
 
 #define IO_MT "crater.task_io"
+
+extern char **environ;
 
 static int
 fail_errno(lua_State *L, int e, const char *fmt, const char *what)
@@ -87,57 +92,70 @@ l_shim_spawn(lua_State *L)
     lua_pop(L, 1);
   }
   /* copy everything C keeps before creating any resource */
-  char **argv = xcalloc(n + 3, sizeof *argv);
+  char **argv = xcalloc(n + 4, sizeof *argv);
   for (size_t i = 1; i <= n; i++) {
     lua_rawgeti(L, 1, (int) i);
     argv[i - 1] = xstrdup(lua_tostring(L, -1));
     lua_pop(L, 1);
   }
-  argv[n] = xstrdup("--ready-fd");
-  argv[n + 1] = xstrdup("3");
-  cleanup_free char *errp = xstrdup(errpath);
-
-  int rp[2];
+  argv[n] = xstrdup("--daemonize");
+  argv[n + 1] = xstrdup("--ready-fd");
+  argv[n + 2] = xstrdup("3");
+  int e = 0;
+  int rp[2] = { -1, -1 };
+  int ready_w = -1, errf = -1;
+  pid_t pid = -1;
+  posix_spawn_file_actions_t fa;
+  posix_spawnattr_t attr;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawnattr_init(&attr);
   if (pipe2(rp, O_CLOEXEC) < 0) {
-    int e = errno;
-    free_argv(argv);
-    return fail_errno(L, e, "spawn %s: pipe", "shim");
+    e = errno;
+    goto spawned;
   }
-  pid_t pid = fork();
-  if (pid < 0) {
-    int e = errno;
-    close(rp[0]);
+  /* the child's fds 0-3 are made from these; above 9 none of them is
+   * overwritten before it is read (our own stdio may be closed) */
+  ready_w = fcntl(rp[1], F_DUPFD_CLOEXEC, 10);
+  errf = errpath ? open(errpath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600) : -1;
+  if (errf >= 0 && errf < 10) {
+    int hi = fcntl(errf, F_DUPFD_CLOEXEC, 10);
+    close(errf);
+    errf = hi;
+  }
+  if (ready_w < 0) {
+    e = errno;
+    goto spawned;
+  }
+  sigset_t none, all;
+  sigemptyset(&none);
+  sigfillset(&all);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setsigdefault(&attr, &all);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDWR, 0);
+  posix_spawn_file_actions_adddup2(&fa, 0, 1);
+  posix_spawn_file_actions_adddup2(&fa, errf >= 0 ? errf : 0, 2);
+  posix_spawn_file_actions_adddup2(&fa, ready_w, 3);
+  posix_spawn_file_actions_addclosefrom_np(&fa, 4);
+  e = posix_spawn(&pid, argv[0], &fa, &attr, argv, environ);
+spawned:
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&attr);
+  if (ready_w >= 0)
+    close(ready_w);
+  if (errf >= 0)
+    close(errf);
+  if (rp[1] >= 0)
     close(rp[1]);
+  if (e != 0) {
+    if (rp[0] >= 0)
+      close(rp[0]);
+    cleanup_free char *what = xstrdup(argv[0]);
     free_argv(argv);
-    return fail_errno(L, e, "spawn %s: fork", "shim");
+    return fail_errno(L, e, "spawn shim %s", what);
   }
-  if (pid == 0) {
-    setsid();
-    pid_t p2 = fork();
-    if (p2 != 0)
-      _exit(p2 < 0 ? 1 : 0);
-    int nul = open("/dev/null", O_RDWR);
-    int ef = errp ? open(errp, O_WRONLY | O_CREAT | O_APPEND, 0600) : -1;
-    int hi_ready = fcntl(rp[1], F_DUPFD, 10);
-    int hi_err = fcntl(ef >= 0 ? ef : nul, F_DUPFD, 10);
-    dup2(nul, 0);
-    dup2(nul, 1);
-    dup2(hi_err, 2);
-    dup2(hi_ready, 3);
-    syscall(SYS_close_range, 4, ~0U, 0);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-    for (int s = 1; s < NSIG; s++)
-      signal(s, SIG_DFL);
-    execv(argv[0], argv);
-    static const char msg[] = "err not_found exec shim failed\n";
-    if (write(3, msg, sizeof msg - 1) < 0)
-      _exit(127);
-    _exit(127);
-  }
-  close(rp[1]);
   free_argv(argv);
+  /* the first shim process exits as soon as it has forked the shim */
   int st;
   while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
   }

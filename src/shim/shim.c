@@ -2,8 +2,9 @@
  * crater-shim: the per-task supervisor.
  *
  * One shim runs per task, detached from the crater process that started it
- * (the client double-forks and calls setsid, so the shim is a session and
- * process-group leader of its own).  The shim:
+ * (with --daemonize the shim calls setsid and forks, the first process
+ * exiting at once: the shim is in a session and process group of its own,
+ * re-parented to init or the nearest sub-reaper).  The shim:
  *   - makes itself a child sub-reaper, so the container's init (forked by the
  *     OCI runtime, which then exits) and every exec'd process are reparented
  *     to it and it can collect their exit status;
@@ -25,10 +26,13 @@
  * Usage:
  *   crater-shim --dir TASKDIR --id ID --runtime PATH [--runtime-root DIR]
  *               [--stdio fifo|log|null] [--log FILE] [--log-format json|raw]
- *               [--tty] [--start] [--ready-fd N]
+ *               [--tty] [--start] [--ready-fd N] [--daemonize] [--seal-runtime]
  * TASKDIR is also the OCI bundle (config.json + rootfs).  The result of
  * `create` (or of `run --detach` with --start: "ok PID" or "err MSG") is written to the ready fd,
  * which is then closed; the client reads it to learn that the task exists.
+ * --seal-runtime: the runtime is crater-runtime, which runs only from a
+ * sealed copy of itself (CVE-2019-5736); the shim makes that copy and
+ * execs it, so the runtime does not have to exec a second time.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -41,7 +45,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/sendfile.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -100,6 +106,7 @@ static struct pump pumps[MAX_PUMPS];
 static struct conn conns[MAX_CONNS];
 static int listen_fd = -1, sig_fd = -1;
 static const char *task_id, *runtime, *runtime_root;
+static int seal_runtime;
 static int started, paused, deleting;
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -261,6 +268,41 @@ clean:
 
 /* ---- running the OCI runtime --------------------------------------------- */
 
+extern char **environ;
+
+#define SEALS (F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE)
+
+/* In the runtime's child: execs a sealed memfd copy of the runtime (what
+ * crater-runtime would otherwise make and re-exec itself; see
+ * src/runtime/sealed.c, which recognises the seals).  Returns only on
+ * failure, and then the runtime is exec'd from its path and seals itself. */
+static void
+exec_sealed(const char **argv)
+{
+  int src = open(runtime, O_RDONLY | O_CLOEXEC);
+  if (src < 0)
+    return;
+  int mfd = memfd_create("crater-runtime", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  struct stat st;
+  if (mfd < 0 || fstat(src, &st) < 0)
+    goto out;
+  off_t off = 0;
+  while (off < st.st_size) {
+    ssize_t n = sendfile(mfd, src, &off, (size_t) (st.st_size - off));
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      goto out;
+  }
+  if (fcntl(mfd, F_ADD_SEALS, SEALS) < 0)
+    goto out;
+  fexecve(mfd, (char *const *) argv, environ);
+out:
+  close(src);
+  if (mfd >= 0)
+    close(mfd);
+}
+
 /* Runs `<runtime> [--root R] --log runtime.log --log-format json ARGS...`
  * with the given stdio (-1 = /dev/null; stderr -1 = runtime.err) and waits
  * for it.  Other children are left for the main loop to reap.  Returns the
@@ -305,6 +347,9 @@ run_runtime(const char *const *args, int in, int out, int errfd)
     sigemptyset(&all);
     sigprocmask(SIG_SETMASK, &all, NULL);
     signal(SIGPIPE, SIG_DFL);
+    if (seal_runtime && (strcmp(args[0], "create") == 0 || strcmp(args[0], "run") == 0 ||
+                         strcmp(args[0], "exec") == 0))
+      exec_sealed(argv);
     execv(runtime, (char *const *) argv);
     _exit(127);
   }
@@ -1042,7 +1087,7 @@ int
 main(int argc, char **argv)
 {
   const char *dir = NULL, *mode = "null", *log_path = NULL, *log_format = "json";
-  int tty = 0, ready_fd = -1, start_now = 0;
+  int tty = 0, ready_fd = -1, start_now = 0, daemonize = 0;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -1052,6 +1097,14 @@ main(int argc, char **argv)
     }
     if (strcmp(a, "--start") == 0) {
       start_now = 1;
+      continue;
+    }
+    if (strcmp(a, "--daemonize") == 0) {
+      daemonize = 1;
+      continue;
+    }
+    if (strcmp(a, "--seal-runtime") == 0) {
+      seal_runtime = 1;
       continue;
     }
     if (!v)
@@ -1078,6 +1131,19 @@ main(int argc, char **argv)
   }
   if (!dir || !task_id || !runtime)
     usage();
+  if (daemonize) {
+    /* a session of our own, led by a process that exits now: the shim
+     * never acquires a controlling terminal, and its starter reaps the
+     * leader at once instead of forking twice itself */
+    setsid();
+    pid_t p = fork();
+    if (p < 0) {
+      ready(ready_fd, "err internal fork: %s", strerror(errno));
+      return 1;
+    }
+    if (p > 0)
+      _exit(0);
+  }
   if (ready_fd >= 0)
     fcntl(ready_fd, F_SETFD, FD_CLOEXEC);
   for (int i = 0; i < MAX_CONNS; i++)
