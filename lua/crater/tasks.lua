@@ -254,7 +254,9 @@ end
 --- one runtime process instead of two; the `task.pre_start` policy is
 --- asked first) and `Task:start` has nothing left to do.  `transient =
 --- true` says the container goes after this run (`crater run --rm`): its
---- overlay rootfs is mounted volatile (no syncs).
+--- overlay rootfs is mounted volatile (no syncs), and with a pid namespace
+--- of its own the runtime deletes it as soon as the init exits (the shim's
+--- --delete-on-exit; `Task:delete` then only waits for that).
 ---@param opts {stdio?: "inherit"|"null"|table, log?: string, log_format?: "json"|"raw", tty?: boolean, stdin?: boolean, start?: boolean, transient?: boolean}
 function M.create(client, ns, rec, opts)
   local dir = task_dir(client, ns, rec.id)
@@ -330,6 +332,10 @@ function M.create(client, ns, rec, opts)
   -- crater-runtime runs only from a sealed copy of itself; the shim makes
   -- it, saving the runtime's own re-exec
   if rt:match("crater%-runtime$") then argv[#argv + 1] = "--seal-runtime" end
+  -- a transient task whose init has its own pid namespace is deleted by
+  -- the runtime as soon as the init exits, while the client hears of it
+  local pidns = oci.namespace(spec, "pid")
+  if opts.transient and pidns and not pidns.path then argv[#argv + 1] = "--delete-on-exit" end
   local res, e, k = core.shim_spawn(argv, { stderr = dir .. "/shim.log" })
   if not res then
     if io_handle then io_handle:close() end

@@ -239,4 +239,51 @@ c:close()
     assert.are.equal("", proc.run("ls " .. q(env.root .. "/run/tasks/default") .. " 2>/dev/null").stdout)
     assert.are.equal("", env:crater({ "container", "ls", "-q" }).stdout)
   end)
+  it("Lua API: a transient task's runtime state goes when its init exits, before delete", function()
+    local script = env.dir .. "/transient.lua"
+    proc.write_file(script, [[
+local crater = require "crater"
+local oci = require "crater.oci"
+local root, rootfs, runtime = arg[1], arg[2], arg[3]
+local c = assert(crater.open { root = root })
+local cs = c:containers()
+local function present(id) -- the runtime's state dir of the container
+  local p = io.popen("ls -d " .. root .. "/run/runtime/*/default/" .. id .. " 2>/dev/null")
+  local out = p:read("*a"); p:close()
+  return out ~= ""
+end
+local function gone(id, tries)
+  for _ = 1, tries do
+    if not present(id) then return true end
+    os.execute("sleep 0.05")
+  end
+  return false
+end
+for _, transient in ipairs { true, false } do
+  local id = transient and "transient" or "kept"
+  local ctr = assert(cs:create(id, { rootfs = rootfs, runtime = runtime,
+    spec = { oci.with_process_args("sh", "-c", "exit 7") } }))
+  local task = assert(ctr:new_task { stdio = "null", start = true, transient = transient })
+  print(id, "exit", (task:wait()))
+  -- transient: gone within 5 s; kept: still there after 0.5 s
+  print(id, "state gone", gone(id, transient and 100 or 10))
+  print(id, "status", task:status().status, task:status().exit_status)
+  print(id, "delete", (task:delete()))
+  assert(cs:delete(id))
+end
+c:close()
+]])
+    local r = proc.run("luajit " .. q(script) .. " " .. q(env.root) .. " " .. q(env.rootfs) .. " " ..
+      q(env.runtime or "runc"))
+    assert.are.equal(0, r.code, r.stderr)
+    assert.matches("transient\texit\t7\n", r.stdout)
+    assert.matches("transient\tstate gone\ttrue\n", r.stdout)
+    assert.matches("transient\tstatus\tstopped\t7\n", r.stdout)
+    assert.matches("transient\tdelete\t7\n", r.stdout)
+    -- without transient the state stays until delete
+    assert.matches("kept\texit\t7\n", r.stdout)
+    assert.matches("kept\tstate gone\tfalse\n", r.stdout)
+    assert.matches("kept\tdelete\t7\n", r.stdout)
+    assert.are.equal("", proc.run("ls " .. q(env.root .. "/run/runtime") .. "/*/default 2>/dev/null").stdout)
+  end)
 end)

@@ -27,12 +27,16 @@
  *   crater-shim --dir TASKDIR --id ID --runtime PATH [--runtime-root DIR]
  *               [--stdio fifo|log|null] [--log FILE] [--log-format json|raw]
  *               [--tty] [--start] [--ready-fd N] [--daemonize] [--seal-runtime]
+ *               [--delete-on-exit]
  * TASKDIR is also the OCI bundle (config.json + rootfs).  The result of
  * `create` (or of `run --detach` with --start: "ok PID" or "err MSG") is written to the ready fd,
  * which is then closed; the client reads it to learn that the task exists.
  * --seal-runtime: the runtime is crater-runtime, which runs only from a
  * sealed copy of itself (CVE-2019-5736); the shim makes that copy and
  * execs it, so the runtime does not have to exec a second time.
+ * --delete-on-exit: `<runtime> delete` runs as soon as the init exits (a
+ * transient task whose init has its own pid namespace); the client's
+ * `delete` request then only waits for it.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -303,12 +307,11 @@ out:
     close(mfd);
 }
 
-/* Runs `<runtime> [--root R] --log runtime.log --log-format json ARGS...`
- * with the given stdio (-1 = /dev/null; stderr -1 = runtime.err) and waits
- * for it.  Other children are left for the main loop to reap.  Returns the
- * exit code (128+sig when killed), -1 if it could not run. */
-static int
-run_runtime(const char *const *args, int in, int out, int errfd)
+/* Starts `<runtime> [--root R] --log runtime.log --log-format json ARGS...`
+ * with the given stdio (-1 = /dev/null; stderr -1 = runtime.err).  Returns
+ * its pid, -1 if it could not be forked. */
+static pid_t
+spawn_runtime(const char *const *args, int in, int out, int errfd)
 {
   const char *argv[40];
   int k = 0;
@@ -327,11 +330,6 @@ run_runtime(const char *const *args, int in, int out, int errfd)
 
   int errf = open("runtime.err", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   pid_t pid = fork();
-  if (pid < 0) {
-    if (errf >= 0)
-      close(errf);
-    return -1;
-  }
   if (pid == 0) {
     int nul = open("/dev/null", O_RDWR);
     int fds[3] = { in >= 0 ? in : nul, out >= 0 ? out : nul,
@@ -355,15 +353,40 @@ run_runtime(const char *const *args, int in, int out, int errfd)
   }
   if (errf >= 0)
     close(errf);
+  return pid;
+}
+
+/* The exit code of a wait status: the code, or 128+sig when killed. */
+static int
+exit_code(int st)
+{
+  return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+/* Runs the runtime (spawn_runtime) and waits for it.  Other children are
+ * left for the main loop to reap.  Returns the exit code, -1 if it could
+ * not run. */
+static int
+run_runtime(const char *const *args, int in, int out, int errfd)
+{
+  pid_t pid = spawn_runtime(args, in, out, errfd);
+  if (pid < 0)
+    return -1;
   int st;
   while (waitpid(pid, &st, 0) < 0) {
     if (errno != EINTR)
       return -1;
   }
-  if (WIFEXITED(st))
-    return WEXITSTATUS(st);
-  return 128 + WTERMSIG(st);
+  return exit_code(st);
 }
+
+/* --delete-on-exit: `<runtime> delete` started as soon as the init exits,
+ * while the client is told of the exit, instead of when the client asks.
+ * For a transient task (`crater run --rm`) whose init has its own pid
+ * namespace: nothing of the container outlives its init. */
+static int delete_on_exit;
+static pid_t early_delete = -1;      /* running early delete, or -1 */
+static int early_delete_status = -1; /* its exit code once reaped, -1 before */
 
 /* ---- pumps --------------------------------------------------------------- */
 
@@ -554,7 +577,7 @@ static void
 proc_exited(struct proc *p, int st)
 {
   p->exited = 1;
-  p->status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  p->status = exit_code(st);
   p->exited_at = now_ns();
   char path[256], data[128];
   file_name(path, sizeof path, p, "exit");
@@ -573,6 +596,12 @@ proc_exited(struct proc *p, int st)
       conns[i].waiting = NULL;
     }
   }
+  if (delete_on_exit && !p->id[0] && early_delete < 0 && early_delete_status < 0) {
+    const char *a[] = { "delete", "--force", task_id, NULL };
+    early_delete = spawn_runtime(a, -1, -1, -1);
+    if (early_delete < 0)
+      early_delete_status = -2; /* could not start: the delete request runs it */
+  }
 }
 
 static void
@@ -583,6 +612,11 @@ reap(void)
     pid_t pid = waitpid(-1, &st, WNOHANG);
     if (pid <= 0)
       return;
+    if (pid == early_delete) {
+      early_delete = -1;
+      early_delete_status = exit_code(st);
+      continue;
+    }
     for (int i = 0; i < MAX_PROCS; i++)
       if (procs[i].used && !procs[i].exited && procs[i].pid == pid)
         proc_exited(&procs[i], st);
@@ -996,7 +1030,19 @@ handle_line(struct conn *c, char *line)
       return;
     }
     const char *a[] = { "delete", "--force", task_id, NULL };
-    if (run_runtime(a, -1, -1, -1) != 0) {
+    int rc;
+    if (early_delete > 0) {
+      int st;
+      while (waitpid(early_delete, &st, 0) < 0 && errno == EINTR) {
+      }
+      early_delete = -1;
+      early_delete_status = exit_code(st);
+    }
+    if (early_delete_status == 0)
+      rc = 0; /* done when the init exited */
+    else
+      rc = run_runtime(a, -1, -1, -1);
+    if (rc != 0) {
       runtime_error(em, sizeof em);
       reply(c->fd, "err internal delete %s: %s", task_id, em);
       return;
@@ -1105,6 +1151,10 @@ main(int argc, char **argv)
     }
     if (strcmp(a, "--seal-runtime") == 0) {
       seal_runtime = 1;
+      continue;
+    }
+    if (strcmp(a, "--delete-on-exit") == 0) {
+      delete_on_exit = 1;
       continue;
     }
     if (!v)
