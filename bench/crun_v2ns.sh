@@ -15,7 +15,7 @@
 set -uo pipefail
 N=$1 BUNDLE=$2 CRT=$3
 mount -t cgroup2 none /sys/fs/cgroup || { echo "cannot mount cgroup2" >&2; exit 1; }
-W=$(mktemp -d /run/crater-bench-crun.XXXXXX)
+W=$(mktemp -d "${BENCH_STATE:-/run}/crater-bench-crun.XXXXXX")
 trap 'rm -rf "$W"' EXIT
 cp -r "$BUNDLE" "$W/bundle"
 if ! crun --root "$W/probe" run --bundle "$W/bundle" probe >/dev/null 2>"$W/err"; then

@@ -27,9 +27,15 @@ LOOP=$(losetup --find --show "$W/ext4.img")
 T=$W/mnt
 mkdir -p "$T"
 mount "$LOOP" "$T"
-# task and runtime state on tmpfs, as in production (/run/crater); the
-# metadata db and snapshots stay on disk under $T/root
-export CRATER_STATE=$(mktemp -d /run/crater-bench.XXXXXX)
+# task and runtime state on tmpfs, as in production (/run is a tmpfs on a
+# Debian host; not in this sandbox, hence a tmpfs of our own): crater's,
+# containerd's and the bare runtimes' (BENCH_STATE, also used by
+# crun_v2ns.sh).  The metadata db and snapshots stay on disk under $T/root.
+export BENCH_STATE=$W/state
+mkdir -p "$BENCH_STATE"
+mount -t tmpfs -o mode=0711 tmpfs "$BENCH_STATE"
+export CRATER_STATE=$BENCH_STATE/crater
+mkdir -p "$CRATER_STATE"
 CTRD_PID=
 # a fresh containerd namespace per run: runc state of a namespace lives in
 # /run/containerd/runc/NS whatever containerd's root, and leftovers of an
@@ -57,8 +63,9 @@ cleanup() {
   fi
   umount -R "$T"/ctrd-root 2>/dev/null
   grep -o "$T[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null
-  grep -o "$CRATER_STATE[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null
+  grep -o "$BENCH_STATE[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null
   rm -rf "$CRATER_STATE"
+  umount -l "$BENCH_STATE" 2>/dev/null
   umount -l "$T" 2>/dev/null
   losetup -d "$LOOP" 2>/dev/null
   rm -rf "$W"
@@ -84,6 +91,19 @@ c["process"]["args"] = ["/bin/true"]
 json.dump(c, open("config.json", "w"))
 PY
 )
+
+# the same container as crater's own: crater's default spec (seccomp
+# default profile, capabilities, masked paths, cgroup, ...) on the same
+# rootfs, for the runtimes run bare (crun and crater-runtime, v2 ns below)
+"$CRATER" --root "$T/root" container create --rootfs "$R" specprobe /bin/true >/dev/null 2>&1
+mkdir -p "$T/bundle-crater"
+"$CRATER" --root "$T/root" --format json container info specprobe 2>/dev/null | R="$R" python3 -c '
+import json, os, sys
+s = json.load(sys.stdin)["spec"]
+s["root"] = {"path": os.environ["R"], "readonly": False}
+s["process"]["terminal"] = False
+json.dump(s, open(sys.argv[1], "w"))' "$T/bundle-crater/config.json" || echo "crater spec bundle failed" >&2
+"$CRATER" --root "$T/root" container rm specprobe >/dev/null 2>&1
 
 declare -A RES
 # mean and median of N runs (the host is shared: the median is the figure
@@ -113,12 +133,12 @@ measure "crater run (crater-runtime)" "$CRATER --root $T/root run --rm --runtime
 measure "crater run IMAGE (crater-runtime)" "$CRATER --root $T/root run --rm --runtime crater bench/busybox:latest %ID% /bin/true"
 measure "crater run (runc)" "$CRATER --root $T/root run --rm --runtime runc --rootfs $R %ID% /bin/true"
 measure "crater run IMAGE (runc)" "$CRATER --root $T/root run --rm --runtime runc bench/busybox:latest %ID% /bin/true"
-if crun --root "$T/crun" run --bundle "$T/bundle" probe >/dev/null 2>&1; then
+if crun --root "$BENCH_STATE/crun" run --bundle "$T/bundle" probe >/dev/null 2>&1; then
   measure "crater run (crun)" "$CRATER --root $T/root run --rm --runtime crun --rootfs $R %ID% /bin/true"
-  measure "bare crun run" "crun --root $T/crun run --bundle $T/bundle %ID%"
+  measure "bare crun run" "crun --root $BENCH_STATE/crun run --bundle $T/bundle %ID%"
   HAVE_CRUN=1
 else
-  echo "crun: refuses on this host: $(crun --root "$T/crun" run --bundle "$T/bundle" probe 2>&1 | tail -1)"
+  echo "crun: refuses on this host: $(crun --root "$BENCH_STATE/crun" run --bundle "$T/bundle" probe 2>&1 | tail -1)"
   HAVE_CRUN=0
   # ... but runs in a private mount namespace that shows it only the
   # cgroup2 hierarchy (bench/crun_v2ns.sh: its best case, see there);
@@ -129,16 +149,23 @@ else
       RES["bare $name run (v2 ns)"]=$val
       printf "%-40s median %7s ms   (private cgroup2-only mount namespace)\n" "bare $name run (v2 ns)" "$val"
     done < <(unshare -m --propagation private "$SRC/bench/crun_v2ns.sh" "$N" "$T/bundle" "$BUILD/bin/crater-runtime")
+    # like for like: both runtimes on crater's own spec (seccomp default
+    # profile included: what `crater run` containers get)
+    while read -r name val; do
+      [ -n "$val" ] || continue
+      RES["bare $name run, crater spec (v2 ns)"]=$val
+      printf "%-40s median %7s ms   (v2 ns, crater's default spec)\n" "bare $name run, crater spec" "$val"
+    done < <(unshare -m --propagation private "$SRC/bench/crun_v2ns.sh" "$N" "$T/bundle-crater" "$BUILD/bin/crater-runtime")
   fi
 fi
-measure "bare runc run" "runc --root $T/runc run --bundle $T/bundle %ID%"
+measure "bare runc run" "runc --root $BENCH_STATE/runc run --bundle $T/bundle %ID%"
 
 # private containerd
 if command -v containerd >/dev/null && command -v ctr >/dev/null && command -v umoci >/dev/null; then
   cat > "$T/ctrd.toml" <<EOC
 version = 2
 root = "$T/ctrd-root"
-state = "$T/ctrd-state"
+state = "$BENCH_STATE/ctrd-state"
 [grpc]
   address = "$T/ctrd.sock"
 [plugins."io.containerd.grpc.v1.cri"]
@@ -163,6 +190,11 @@ EOC
     awk -v a="${RES["crater run IMAGE (crater-runtime)"]}" -v b="${RES["bare crun run (v2 ns)"]}" 'BEGIN{printf "crater IMAGE(crater-runtime) / bare crun (v2 ns) = %.2f\n", a/b}'
     awk -v a="${RES["crater run (crater-runtime)"]}" -v b="${RES["bare crun run (v2 ns)"]}" 'BEGIN{printf "crater(crater-runtime) / bare crun (v2 ns) = %.2f\n", a/b}'
     awk -v a="${RES["bare crater-runtime run (v2 ns)"]}" -v b="${RES["bare crun run (v2 ns)"]}" 'BEGIN{printf "bare crater-runtime / bare crun (both v2 ns) = %.2f\n", a/b}'
+    if [ -n "${RES["bare crun run, crater spec (v2 ns)"]:-}" ]; then
+      awk -v a="${RES["crater run IMAGE (crater-runtime)"]}" -v b="${RES["bare crun run, crater spec (v2 ns)"]}" 'BEGIN{printf "crater IMAGE(crater-runtime) / bare crun, crater spec (v2 ns) = %.2f\n", a/b}'
+      awk -v a="${RES["crater run (crater-runtime)"]}" -v b="${RES["bare crun run, crater spec (v2 ns)"]}" 'BEGIN{printf "crater(crater-runtime) / bare crun, crater spec (v2 ns) = %.2f\n", a/b}'
+      awk -v a="${RES["bare crater-runtime run, crater spec (v2 ns)"]}" -v b="${RES["bare crun run, crater spec (v2 ns)"]}" 'BEGIN{printf "bare crater-runtime / bare crun, crater spec (both v2 ns) = %.2f\n", a/b}'
+    fi
   fi
   awk -v a="${RES["crater run (crater-runtime)"]}" -v b="${RES["bare runc run"]}" 'BEGIN{printf "crater(crater-runtime) / bare runc = %.2f\n", a/b}'
   awk -v a="${RES["crater run IMAGE (crater-runtime)"]}" -v b="${RES["bare runc run"]}" 'BEGIN{printf "crater IMAGE(crater-runtime) / bare runc = %.2f\n", a/b}'
