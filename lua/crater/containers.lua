@@ -236,13 +236,20 @@ function Containers:create(id, opts)
     return nil, "container " .. id .. ": " .. tostring(why), pkind
   end
   rec.spec, rec.labels, rec.runtime = pev.spec, pev.labels, pev.runtime
-  local ok, err, kind = self.b:container_create(self.ns, to_row(rec))
+  local row = to_row(rec)
+  local ok, at, kind = self.b:container_create(self.ns, row)
   if not ok then
     if made then self.client:snapshots(rec.snapshotter):remove(rec.snapshot_key) end
-    return nil, err, kind
+    return nil, at, kind
   end
   self.client:policy("container.post_create", { id = id, image = rec.image })
-  return self:get(id)
+  -- the record as get() would read it back, without reading it back: the
+  -- spec is decoded from the text stored (a policy may still hold the
+  -- table it amended)
+  row.created_at, row.updated_at = at, at
+  local loaded, e2, k2 = from_row(row)
+  if not loaded then return nil, e2, k2 end
+  return setmetatable({ containers = self, rec = loaded, id = id }, Container)
 end
 
 --- Gets a container.
@@ -293,8 +300,13 @@ end
 ---@param opts? {force?: boolean, snapshot?: boolean, task?: table}
 function Containers:delete(id, opts)
   opts = opts or {}
-  local rec, err, kind = self:_load(id)
-  if not rec then return nil, err, kind end
+  -- the record the caller's task was made from, else the stored one
+  local rec = opts.task and opts.task.rec
+  if not (rec and rec.id == id and rec.created_at) then
+    local err, kind
+    rec, err, kind = self:_load(id)
+    if not rec then return nil, err, kind end
+  end
   local removed = false
   local function remove_snapshot()
     removed = true

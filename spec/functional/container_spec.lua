@@ -52,6 +52,29 @@ describe("crater container metadata (CLI)", function()
     assert.are_not.equal(0, r.code)
     assert.matches("not found", r.stderr)
   end)
+
+  it("Lua API: create returns the record as get reads it back (not re-read)", function()
+    local script = env.dir .. "/create_get.lua"
+    proc.write_file(script, [[
+local crater = require "crater"
+local oci = require "crater.oci"
+local c = assert(crater.open { root = arg[1] })
+local cs = c:containers()
+local ctr = assert(cs:create("lc1", { rootfs = arg[2], runtime = "runc", labels = { a = "1" },
+  extensions = { x = { y = 2 } }, spec = { oci.with_process_args("echo", "hi") } }))
+local made, got = ctr:info(), assert(cs:get("lc1")):info()
+assert(type(made.created_at) == "number" and made.created_at > 0, "created_at")
+assert(made.created_at == got.created_at and made.updated_at == got.updated_at, "times")
+local json = require "crater.json"
+assert(json.encode(made) == json.encode(got), json.encode(made) .. "\n" .. json.encode(got))
+assert(cs:delete("lc1"))
+c:close()
+print("same")
+]])
+    local r = proc.run("luajit " .. proc.quote(script) .. " " .. proc.quote(env.root) .. " " .. proc.quote(env.rootfs))
+    assert.are.equal(0, r.code, r.stderr)
+    assert.are.equal("same\n", r.stdout)
+  end)
 end)
 
 if not (is_root and have_crt and have_runc) then

@@ -96,7 +96,8 @@ l_container_create(lua_State *L)
   if (r < 0)
     return crater__lua_fail(L, &err);
   lua_pushboolean(L, 1);
-  return 1;
+  lua_pushnumber(L, (double) c.created_at / 1e9); /* seconds, as container_get */
+  return 2;
 }
 
 static int

@@ -93,7 +93,7 @@ not_found(const char *ns, const char *id, crater_error_t *err)
 }
 
 int
-crater_store_container_create(crater_store_t *s, const char *ns, const crater_container_t *c,
+crater_store_container_create(crater_store_t *s, const char *ns, crater_container_t *c,
                               crater_error_t *err)
 {
   if (validate(ns, c, err) < 0)
@@ -119,7 +119,8 @@ crater_store_container_create(crater_store_t *s, const char *ns, const crater_co
   crater__db_bind_text(st, 7, c->runtime);
   crater__db_bind_text(st, 8, c->runtime_options);
   crater__db_bind_text(st, 9, c->extensions);
-  sqlite3_bind_int64(st, 10, crater__now_ns());
+  int64_t now = crater__now_ns();
+  sqlite3_bind_int64(st, 10, now);
   int r = crater__db_step_done(s->db, st, err);
   sqlite3_finalize(st);
   if (r < 0) {
@@ -137,6 +138,7 @@ crater_store_container_create(crater_store_t *s, const char *ns, const crater_co
     crater_db_rollback(s->db);
     return crater_error_wrap(err, "create container %s", c->id);
   }
+  c->created_at = c->updated_at = now;
   return 0;
 }
 

@@ -44,17 +44,18 @@ typedef struct {
   char *runtime_options; /* JSON object text or NULL */
   char *extensions;      /* JSON object text or NULL */
   crater_labels_t labels;
-  int64_t created_at, updated_at; /* ns; ignored on create/update */
+  int64_t created_at, updated_at; /* ns; set by create, ignored by update */
 } crater_container_t;
 
 /* Checks an id: [A-Za-z0-9][A-Za-z0-9_.-]{0,75}.  INVALID_ARGUMENT. */
 CRATER_PUBLIC int crater_container_id_validate(const char *id, crater_error_t *err);
 
-/* Creates c in ns.  ALREADY_EXISTS when the id is taken in ns,
- * INVALID_ARGUMENT on a bad id, missing spec/runtime, a snapshot key
- * without a snapshotter or JSON that is not an object. */
+/* Creates c in ns and sets its created_at and updated_at (the time
+ * stored).  ALREADY_EXISTS when the id is taken in ns, INVALID_ARGUMENT on
+ * a bad id, missing spec/runtime, a snapshot key without a snapshotter or
+ * JSON that is not an object. */
 CRATER_PUBLIC int crater_store_container_create(crater_store_t *s, const char *ns,
-                                                const crater_container_t *c, crater_error_t *err);
+                                                crater_container_t *c, crater_error_t *err);
 
 /* Fills *out (clear it with crater_container_clear).  NOT_FOUND. */
 CRATER_PUBLIC int crater_store_container_get(crater_store_t *s, const char *ns, const char *id,

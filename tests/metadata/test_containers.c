@@ -101,6 +101,8 @@ main(void)
   crater_labels_set(&c.labels, "team", "core");
   crater_labels_set(&c.labels, "env", "prod");
   CHECK_OK(crater_store_container_create(s, "default", &c, &err));
+  CHECK(c.created_at > 0 && c.updated_at == c.created_at);
+  int64_t made_at = c.created_at;
   expect_kind(crater_store_container_create(s, "default", &c, &err), CRATER_ERR_ALREADY_EXISTS,
               "duplicate create");
   /* same id in another namespace is another container (namespace created) */
@@ -109,6 +111,7 @@ main(void)
   crater_container_t got;
   CHECK_OK(crater_store_container_get(s, "default", "web", &got, &err));
   CHECK_STREQ(got.id, "web");
+  CHECK(got.created_at == made_at);
   CHECK_STREQ(got.image, c.image);
   CHECK_STREQ(got.snapshotter, "overlayfs");
   CHECK_STREQ(got.snapshot_key, "web");

@@ -340,7 +340,7 @@ function Store:check(opts) end
 --- (l_container.c)
 ---@param ns string
 ---@param record crater.core.Container
----@return true|nil ok, string? err, string? kind
+---@return true|nil ok, number|string created_at_or_err, string? kind  (created_at: seconds, also updated_at)
 function Store:container_create(ns, record) end
 
 ---@param ns string
