@@ -207,6 +207,29 @@ crater__hex_encode(const unsigned char *in, size_t n, char *out)
   out[2 * n] = '\0';
 }
 
+void
+crater__base64_encode(const void *in, size_t n, char *out)
+{
+  static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  const unsigned char *p = in;
+  size_t i = 0;
+  for (; i + 3 <= n; i += 3, p += 3) {
+    uint32_t v = (uint32_t) p[0] << 16 | (uint32_t) p[1] << 8 | p[2];
+    *out++ = b64[v >> 18];
+    *out++ = b64[(v >> 12) & 63];
+    *out++ = b64[(v >> 6) & 63];
+    *out++ = b64[v & 63];
+  }
+  if (n - i > 0) {
+    uint32_t v = (uint32_t) p[0] << 16 | (n - i == 2 ? (uint32_t) p[1] << 8 : 0);
+    *out++ = b64[v >> 18];
+    *out++ = b64[(v >> 12) & 63];
+    *out++ = n - i == 2 ? b64[(v >> 6) & 63] : '=';
+    *out++ = '=';
+  }
+  *out = '\0';
+}
+
 int64_t
 crater__now_ns(void)
 {

@@ -47,6 +47,10 @@ int crater__remove_all(const char *path, crater_error_t *err);
 /* Lower-case hex of n bytes into out (2n+1 bytes). */
 void crater__hex_encode(const unsigned char *in, size_t n, char *out);
 
+/* Standard base64 (RFC 4648 section 4, '=' padded, no line breaks) of n
+ * bytes into out (4 * ((n + 2) / 3) + 1 bytes), NUL-terminated. */
+void crater__base64_encode(const void *in, size_t n, char *out);
+
 /* Wall clock in nanoseconds since the epoch. */
 int64_t crater__now_ns(void);
 
