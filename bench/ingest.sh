@@ -55,7 +55,7 @@ if [ -x "$CRATER" ] && "$CRATER" content ingest --help >/dev/null 2>&1; then
   MODE=cli
 else
   cc -O2 -D_GNU_SOURCE -I"$SRC/src" "$SRC/bench/ingest_bench.c" "$CRATER_BUILD/libcrater.a" \
-    -lcrypto -lpthread -o "$TMP/ingest_bench"
+    -lpthread -ldl -o "$TMP/ingest_bench"
   MODE=bench
 fi
 

@@ -16,12 +16,13 @@
  * libarchive's writer produces the tar (pax, only where needed); the bytes
  * go through a callback that hashes them (diff ID), compresses them (ISA-L
  * deflate for gzip, libzstd) and hashes and writes the result to out_fd.
+ * libarchive, ISA-L, libzstd and libcrypto are all loaded on first use
+ * (archive_sym.h, isal_sym.h, zstd_sym.h, content/crypto_sym.h).
  * All tree access is fd-relative with O_NOFOLLOW.
  */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <isa-l/igzip_lib.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,10 +30,11 @@
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
 #include <unistd.h>
-#include <zstd.h>
 
 #include "archive/archive_internal.h"
 #include "archive/archive_sym.h"
+#include "archive/isal_sym.h"
+#include "archive/zstd_sym.h"
 #include "common/cleanup.h"
 #include "common/util.h"
 #include "common/xalloc.h"
@@ -83,7 +85,7 @@ compress_chunk(diff_t *D, const void *buf, size_t n, bool end, crater_error_t *e
     do {
       z->next_out = D->cbuf;
       z->avail_out = CBUF;
-      if (isal_deflate(z) != COMP_OK)
+      if (crater__isal.deflate(z) != COMP_OK)
         return crater_error_make(err, CRATER_ERR_INTERNAL, 0, "gzip: deflate failed");
       if (emit_compressed(D, D->cbuf, CBUF - z->avail_out, err) < 0)
         return -1;
@@ -96,9 +98,10 @@ compress_chunk(diff_t *D, const void *buf, size_t n, bool end, crater_error_t *e
     size_t rc;
     do {
       ZSTD_outBuffer ob = { D->cbuf, CBUF, 0 };
-      rc = ZSTD_compressStream2(D->zs, &ob, &ib, end ? ZSTD_e_end : ZSTD_e_continue);
-      if (ZSTD_isError(rc))
-        return crater_error_make(err, CRATER_ERR_INTERNAL, 0, "zstd: %s", ZSTD_getErrorName(rc));
+      rc = crater__zstd.compressStream2(D->zs, &ob, &ib, end ? ZSTD_e_end : ZSTD_e_continue);
+      if (crater__zstd.isError(rc))
+        return crater_error_make(err, CRATER_ERR_INTERNAL, 0, "zstd: %s",
+                                 crater__zstd.getErrorName(rc));
       if (emit_compressed(D, D->cbuf, ob.pos, err) < 0)
         return -1;
     } while (ib.pos < ib.size || (end && rc != 0));
@@ -593,19 +596,24 @@ crater_archive_diff(int lower_dirfd, int upper_dirfd, int out_fd, const crater_d
     return crater_error_wrap(err, "diff");
   diff_t D = { .o = opts ? opts : &defaults, .out_fd = out_fd };
   int ret = -1;
-  D.md_u = crater_digester_new(CRATER_DIGEST_SHA256, NULL);
-  D.md_c = crater_digester_new(CRATER_DIGEST_SHA256, NULL);
+  if ((D.md_u = crater_digester_new(CRATER_DIGEST_SHA256, err)) == NULL ||
+      (D.md_c = crater_digester_new(CRATER_DIGEST_SHA256, err)) == NULL)
+    goto done;
   D.cbuf = xmalloc(CBUF);
   D.iobuf = xmalloc(CBUF);
   if (D.o->compression == CRATER_COMPRESSION_GZIP) {
+    if (crater__isal_load(err) < 0)
+      goto done;
     D.gz = xmalloc0(sizeof *D.gz);
-    isal_deflate_init(D.gz);
+    crater__isal.deflate_init(D.gz);
     D.gz->gzip_flag = IGZIP_GZIP;
     D.gz->level = 1;
     D.gz->level_buf_size = ISAL_DEF_LVL1_DEFAULT;
     D.gz->level_buf = xmalloc(ISAL_DEF_LVL1_DEFAULT);
   } else if (D.o->compression == CRATER_COMPRESSION_ZSTD) {
-    D.zs = ZSTD_createCCtx();
+    if (crater__zstd_load(err) < 0)
+      goto done;
+    D.zs = crater__zstd.createCCtx();
     if (D.zs == NULL) {
       crater_error_make(err, CRATER_ERR_INTERNAL, 0, "zstd: out of memory");
       goto done;
@@ -642,7 +650,8 @@ done:
   if (D.gz)
     free(D.gz->level_buf);
   free(D.gz);
-  ZSTD_freeCCtx(D.zs);
+  if (D.zs)
+    crater__zstd.freeCCtx(D.zs);
   free(D.cbuf);
   free(D.iobuf);
   for (size_t i = 0; i < D.icap; i++)

@@ -13,17 +13,20 @@
  * blocks and any error reach the reader in stream order, so the result is
  * the same as decoding inline (CRATER_APPLY_NO_PIPELINE=1 does that, for
  * comparison, and when the thread cannot be created).
+ *
+ * ISA-L and libzstd are loaded on first use (archive/isal_sym.h,
+ * archive/zstd_sym.h), when a stream of their kind is opened.
  */
 #include <errno.h>
-#include <isa-l/igzip_lib.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <zstd.h>
 
 #include "archive/archive_internal.h"
 #include "archive/archive_sym.h"
+#include "archive/isal_sym.h"
+#include "archive/zstd_sym.h"
 #include "common/util.h"
 #include "common/xalloc.h"
 
@@ -145,11 +148,15 @@ crater__lstream_open(int fd, crater_compression_t compression, crater_decoder_t 
     if (raw_open(s, err) < 0)
       goto fail;
   } else if (compression == CRATER_COMPRESSION_GZIP) {
+    if (crater__isal_load(err) < 0)
+      goto fail;
     s->isal = xmalloc0(sizeof *s->isal);
-    isal_inflate_init(s->isal);
+    crater__isal.inflate_init(s->isal);
     s->isal->crc_flag = ISAL_GZIP;
   } else if (compression == CRATER_COMPRESSION_ZSTD) {
-    s->zstd = ZSTD_createDCtx();
+    if (crater__zstd_load(err) < 0)
+      goto fail;
+    s->zstd = crater__zstd.createDCtx();
     if (s->zstd == NULL) {
       crater_error_make(err, CRATER_ERR_INTERNAL, 0, "zstd: out of memory");
       goto fail;
@@ -183,7 +190,8 @@ crater__lstream_free(crater__lstream_t *s)
     free(s->slot[k]);
   crater_error_release(&s->end_err);
   free(s->isal);
-  ZSTD_freeDCtx(s->zstd);
+  if (s->zstd)
+    crater__zstd.freeDCtx(s->zstd);
   if (s->raw)
     crater__archive.read_free(s->raw);
   crater_error_release(&s->error);
@@ -227,7 +235,7 @@ decode_isal(crater__lstream_t *s, crater_error_t *err)
       /* Another gzip member may follow (concatenated gzip). */
       if (s->in_off == s->in_len)
         break;
-      isal_inflate_reset(z);
+      crater__isal.inflate_reset(z);
       z->crc_flag = ISAL_GZIP;
       s->isal_member_done = false;
     }
@@ -235,7 +243,7 @@ decode_isal(crater__lstream_t *s, crater_error_t *err)
       return crater_error_make(err, CRATER_ERR_DATA_LOSS, 0, "gzip: unexpected end of layer");
     z->next_in = s->in + s->in_off;
     z->avail_in = (uint32_t) (s->in_len - s->in_off);
-    int rc = isal_inflate(z);
+    int rc = crater__isal.inflate(z);
     s->in_off = s->in_len - z->avail_in;
     if (rc != ISAL_DECOMP_OK)
       return crater_error_make(err, CRATER_ERR_DATA_LOSS, 0,
@@ -261,10 +269,11 @@ decode_zstd(crater__lstream_t *s, crater_error_t *err)
       break;
     }
     ZSTD_inBuffer ib = { s->in, s->in_len, s->in_off };
-    size_t rc = ZSTD_decompressStream(s->zstd, &ob, &ib);
+    size_t rc = crater__zstd.decompressStream(s->zstd, &ob, &ib);
     s->in_off = ib.pos;
-    if (ZSTD_isError(rc))
-      return crater_error_make(err, CRATER_ERR_DATA_LOSS, 0, "zstd: %s", ZSTD_getErrorName(rc));
+    if (crater__zstd.isError(rc))
+      return crater_error_make(err, CRATER_ERR_DATA_LOSS, 0, "zstd: %s",
+                               crater__zstd.getErrorName(rc));
     s->isal_member_done = rc == 0; /* a frame ended */
   }
   return (ssize_t) ob.pos;

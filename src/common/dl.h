@@ -1,13 +1,15 @@
 /*
- * Lazy loading of optional shared libraries (libcurl, libarchive) into a
- * table of function pointers, so that commands which never touch them do
- * not pay their dynamic loading at start-up (docs/architecture.md,
- * "Start-up: lazy-loaded libraries").
+ * Lazy loading of shared libraries most commands never need (libcurl,
+ * libarchive, libcrypto, libzstd, ISA-L) into a table of function
+ * pointers, so that commands which never touch them do not pay their
+ * dynamic loading at start-up (docs/architecture.md, "Start-up:
+ * lazy-loaded libraries").
  *
  * Each library has its own loader built on these helpers
- * (remote/curl_sym.h, archive/archive_sym.h); call sites go through the
- * loader's table, never through the library's symbols, so neither library
- * is a DT_NEEDED entry of crater, crater/core.so or the test programs.
+ * (remote/curl_sym.h, archive/archive_sym.h, content/crypto_sym.h,
+ * archive/zstd_sym.h, archive/isal_sym.h); call sites go through the
+ * loader's table, never through the library's symbols, so none of them is
+ * a DT_NEEDED entry of crater, crater/core.so or the test programs.
  */
 #ifndef CRATER_COMMON_DL_H
 #define CRATER_COMMON_DL_H

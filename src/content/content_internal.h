@@ -27,7 +27,8 @@ struct crater_content_writer_s {
   bool done;   /* committed or aborted */
 };
 
-/* Path of the ingest directory for ref (malloc'd). */
-char *crater__content_ingest_path(crater_content_t *c, const char *ref);
+/* Path of the ingest directory for ref: ingest/<sha256 of ref> (malloc'd);
+ * NULL + UNAVAILABLE when libcrypto cannot be loaded. */
+char *crater__content_ingest_path(crater_content_t *c, const char *ref, crater_error_t *err);
 
 #endif

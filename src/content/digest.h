@@ -1,7 +1,7 @@
 /*
  * Content digests: strict validation of "<alg>:<hex>" strings, an
- * incremental digester over OpenSSL's SHA-2 functions, and the mapping from a digest to
- * its blob path.
+ * incremental digester over OpenSSL's SHA-2 functions (libcrypto, loaded on
+ * first use), and the mapping from a digest to its blob path.
  *
  * Only two forms are accepted, exactly as written by crater itself:
  *   sha256:<64 lowercase hex>     sha512:<128 lowercase hex>
@@ -44,8 +44,10 @@ CRATER_PUBLIC char *crater_digest_blob_path(const char *content_dir, const char 
 /* Incremental digester.  Not thread-safe; one per stream. */
 typedef struct crater_digester_s crater_digester_t;
 
-/* Creates a digester for alg; NULL + INTERNAL if OpenSSL refuses. Free with
- * crater_digester_free. */
+/* Creates a digester for alg, loading libcrypto on first use
+ * (content/crypto_sym.h).  NULL + UNAVAILABLE ("libcrypto.so.3 not found:
+ * apt-get install libssl3 (...)") when libcrypto cannot be loaded, NULL +
+ * INTERNAL if OpenSSL refuses.  Free with crater_digester_free. */
 CRATER_PUBLIC crater_digester_t *crater_digester_new(crater_digest_alg_t alg, crater_error_t *err);
 
 /* Feeds n bytes. */
@@ -62,11 +64,13 @@ CRATER_PUBLIC crater_digest_alg_t crater_digester_alg(const crater_digester_t *d
 /* Frees d; NULL tolerated. */
 CRATER_PUBLIC void crater_digester_free(crater_digester_t *d);
 
-/* One-shot helper: "<alg>:<hex>" of n bytes at buf into out. */
+/* One-shot helper: "<alg>:<hex>" of n bytes at buf into out.  Fails as
+ * crater_digester_new() does. */
 CRATER_PUBLIC int crater_digest_buf(crater_digest_alg_t alg, const void *buf, size_t n, char *out,
                                     crater_error_t *err);
 
-/* One-shot helper: digest of a whole fd from its current position to EOF. */
+/* One-shot helper: digest of a whole fd from its current position to EOF.
+ * Fails as crater_digester_new() does, or with the read error. */
 CRATER_PUBLIC int crater_digest_fd(crater_digest_alg_t alg, int fd, char *out, crater_error_t *err);
 
 #endif

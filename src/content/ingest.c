@@ -21,8 +21,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <openssl/sha.h>
-
 #include "common/cleanup.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -31,13 +29,12 @@
 #define MAX_REF 4096
 
 char *
-crater__content_ingest_path(crater_content_t *c, const char *ref)
+crater__content_ingest_path(crater_content_t *c, const char *ref, crater_error_t *err)
 {
-  unsigned char md[SHA256_DIGEST_LENGTH];
-  char hex[2 * SHA256_DIGEST_LENGTH + 1];
-  SHA256((const unsigned char *) ref, strlen(ref), md);
-  crater__hex_encode(md, sizeof md, hex);
-  return crater__path_join(c->ingest_dir, hex);
+  char dgst[CRATER_DIGEST_MAX];
+  if (crater_digest_buf(CRATER_DIGEST_SHA256, ref, strlen(ref), dgst, err) < 0)
+    return NULL;
+  return crater__path_join(c->ingest_dir, dgst + strlen("sha256:"));
 }
 
 /* Reads a small file under dir; NULL when absent (err untouched) or on
@@ -161,8 +158,11 @@ crater_content_writer_open(crater_content_t *c, const char *ref, const char *exp
   crater_content_writer_t *w = xmalloc0(sizeof *w);
   w->c = c;
   w->ref = xstrdup(ref);
-  w->path = crater__content_ingest_path(c, ref);
   w->data_fd = -1;
+  w->lock_fd = -1;
+  w->path = crater__content_ingest_path(c, ref, err);
+  if (w->path == NULL)
+    goto fail_wrap;
   w->lock_fd = lock_ingest(w->path, ref, true, err);
   if (w->lock_fd < 0)
     goto fail;
@@ -415,7 +415,9 @@ crater_content_abort(crater_content_t *c, const char *ref, crater_error_t *err)
 {
   if (ref == NULL || ref[0] == '\0')
     return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, EINVAL, "abort: empty ref");
-  cleanup_free char *path = crater__content_ingest_path(c, ref);
+  cleanup_free char *path = crater__content_ingest_path(c, ref, err);
+  if (path == NULL)
+    return crater_error_wrap(err, "abort %s", ref);
   cleanup_close int fd = lock_ingest(path, ref, false, err);
   if (fd < 0)
     return crater_error_wrap(err, "abort");
@@ -468,7 +470,11 @@ int
 crater_content_status(crater_content_t *c, const char *ref, crater_ingest_status_t *out,
                       crater_error_t *err)
 {
-  cleanup_free char *path = crater__content_ingest_path(c, ref);
+  cleanup_free char *path = crater__content_ingest_path(c, ref, err);
+  if (path == NULL) {
+    memset(out, 0, sizeof *out);
+    return crater_error_wrap(err, "status %s", ref);
+  }
   crater_error_t e = NULL;
   if (read_status(path, out, &e) < 0) {
     crater_ingest_status_clear(out);

@@ -25,7 +25,6 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
-#include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +35,7 @@
 
 #include "common/cleanup.h"
 #include "common/log.h"
+#include "common/util.h"
 #include "common/xalloc.h"
 #include "content/digest.h"
 #include "remote/remote.h"
@@ -129,12 +129,12 @@ crater__short_digest(const char *d, char buf[32])
 }
 
 char *
-crater__digest_of(const char *alg, const void *buf, size_t n)
+crater__digest_of(const char *alg, const void *buf, size_t n, crater_error_t *err)
 {
   crater_digest_alg_t a = strcmp(alg, "sha512") == 0 ? CRATER_DIGEST_SHA512 : CRATER_DIGEST_SHA256;
   char out[CRATER_DIGEST_MAX];
-  if (crater_digest_buf(a, buf, n, out, NULL) < 0)
-    abort();
+  if (crater_digest_buf(a, buf, n, out, err) < 0)
+    return NULL;
   return xstrdup(out);
 }
 
@@ -277,7 +277,7 @@ basic_header(const crater_remote_t *c)
   cleanup_free char *raw = xasprintf("%s:%s", c->username, c->password);
   size_t n = strlen(raw);
   char *b64 = xmalloc(4 * ((n + 2) / 3) + 1);
-  EVP_EncodeBlock((unsigned char *) b64, (const unsigned char *) raw, (int) n);
+  crater__base64_encode(raw, n, b64);
   explicit_bzero(raw, n);
   char *h = xasprintf("Authorization: Basic %s", b64);
   explicit_bzero(b64, strlen(b64));

@@ -128,7 +128,9 @@ crater_remote_fetch_manifest(crater_remote_t *c, const char *repo, const char *r
     want = x.h_digest;
     alg = strncmp(x.h_digest, "sha512:", 7) == 0 ? "sha512" : "sha256";
   }
-  cleanup_free char *got = crater__digest_of(alg, x.mem ? x.mem : "", x.mem_len);
+  cleanup_free char *got = crater__digest_of(alg, x.mem ? x.mem : "", x.mem_len, err);
+  if (got == NULL)
+    return crater_error_wrap(err, "%s", x.what);
   if (want && strcmp(want, got) != 0)
     return crater_error_make(err, CRATER_ERR_DATA_LOSS, 0,
                              "%s: digest mismatch: %s %s, content is %s", x.what,
@@ -505,7 +507,9 @@ crater_remote_push_manifest(crater_remote_t *c, const char *repo, const char *re
   if (len > CRATER_REMOTE_MANIFEST_MAX)
     return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, 0,
                              "push manifest: %zu bytes exceeds the 4 MiB limit", len);
-  cleanup_free char *dg = crater__digest_of("sha256", body, len);
+  cleanup_free char *dg = crater__digest_of("sha256", body, len, err);
+  if (dg == NULL)
+    return crater_error_wrap(err, "push manifest to %s/%s:%s", crater__remote_host(c), repo, ref);
   if (strchr(ref, ':') && strncmp(ref, "sha256:", 7) == 0 && strcmp(ref, dg) != 0)
     return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, 0,
                              "push manifest to %s/%s@%s: body has digest %s",

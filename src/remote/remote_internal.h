@@ -153,8 +153,9 @@ const char *crater__remote_host(const crater_remote_t *c);
 /* "sha256:<12 hex>.." for messages (static buffer per call site: pass buf). */
 const char *crater__short_digest(const char *d, char buf[32]);
 
-/* sha256/sha512 digest string of buf (alg "sha256" or "sha512"); malloc'd. */
-char *crater__digest_of(const char *alg, const void *buf, size_t n);
+/* sha256/sha512 digest string of buf (alg "sha256" or "sha512"); malloc'd,
+ * or NULL + UNAVAILABLE when libcrypto cannot be loaded. */
+char *crater__digest_of(const char *alg, const void *buf, size_t n, crater_error_t *err);
 
 #endif /* CRATER_REMOTE_ENGINE */
 
