@@ -278,17 +278,8 @@ function M.create(client, ns, rec, opts)
   local mk, merr, mkind = core.mkdir_p(dir, 457) -- 0711
   if not mk then return nil, "task " .. rec.id .. ": " .. tostring(merr), mkind end
   core.chmod(dir, 457)
-  local spec = oci.copy(rec.spec)
-  local rootfs, err, kind = setup_rootfs(client, ns, rec, dir, spec, rt, opts.transient)
-  if not rootfs then remove_dir(dir); return nil, err, kind end
   local tty = opts.tty
-  if tty == nil then tty = spec.process.terminal end
-  spec.process.terminal = tty and true or false
-  local ok
-  ok, err, kind = oci.finalize(spec, rootfs)
-  if not ok then remove_dir(dir); return nil, "task " .. rec.id .. ": " .. tostring(err), kind end
-  write_file(dir .. "/config.json", json.encode(spec))
-
+  if tty == nil then tty = (rec.spec.process or {}).terminal end
   local stdio = opts.stdio or (opts.log and "log") or "null"
   local mode, io_paths = "null", nil
   if stdio == "inherit" or stdio == "fifo" then
@@ -305,23 +296,8 @@ function M.create(client, ns, rec, opts)
       if stdio[k] then io_paths[k] = dir .. "/" .. k end
     end
   end
-  local io_handle
-  if io_paths then
-    for _, p in pairs(io_paths) do
-      local r, e, k = core.mkfifo(p, 384)
-      if not r then remove_dir(dir); return nil, e, k end
-    end
-    local h, e, k = core.io_open(io_paths)
-    if not h then remove_dir(dir); return nil, e, k end
-    io_handle = h
-  end
   local rroot = runtime_root(client, ns, rt)
   core.mkdir_p(rroot, 448) -- 0700
-  local meta = {
-    id = rec.id, namespace = ns, runtime = rt, runtime_root = rroot, tty = tty and true or false,
-    stdio = mode, log = opts.log, created_at = os.time(),
-  }
-  write_file(dir .. "/task.json", json.encode(meta))
   local argv = { shim, "--dir", dir, "--id", rec.id, "--runtime", rt, "--runtime-root", rroot, "--stdio", mode }
   if mode == "log" then
     argv[#argv + 1] = "--log"; argv[#argv + 1] = opts.log or (dir .. "/log.json")
@@ -334,9 +310,43 @@ function M.create(client, ns, rec, opts)
   if rt:match("crater%-runtime$") then argv[#argv + 1] = "--seal-runtime" end
   -- a transient task whose init has its own pid namespace is deleted by
   -- the runtime as soon as the init exits, while the client hears of it
-  local pidns = oci.namespace(spec, "pid")
+  local pidns = oci.namespace(rec.spec, "pid")
   if opts.transient and pidns and not pidns.path then argv[#argv + 1] = "--delete-on-exit" end
-  local res, e, k = core.shim_spawn(argv, { stderr = dir .. "/shim.log" })
+  -- The shim starts now and waits for "go": its exec and set-up overlap
+  -- the rest of the bundle (rootfs, config.json, FIFOs) being written.
+  local pending, e0, k0 = core.shim_spawn(argv, { stderr = dir .. "/shim.log", defer = true })
+  if not pending then remove_dir(dir); return nil, "task " .. rec.id .. ": " .. tostring(e0), k0 end
+  local io_handle
+  local function fail(err, kind)
+    if io_handle then io_handle:close() end
+    pending:abort() -- returns once the shim has gone, leaving nothing in dir
+    remove_dir(dir)
+    return nil, err, kind
+  end
+
+  local spec = oci.copy(rec.spec)
+  local rootfs, err, kind = setup_rootfs(client, ns, rec, dir, spec, rt, opts.transient)
+  if not rootfs then return fail(err, kind) end
+  spec.process.terminal = tty and true or false
+  local ok
+  ok, err, kind = oci.finalize(spec, rootfs)
+  if not ok then return fail("task " .. rec.id .. ": " .. tostring(err), kind) end
+  write_file(dir .. "/config.json", json.encode(spec))
+  if io_paths then
+    for _, p in pairs(io_paths) do
+      local r, e, k = core.mkfifo(p, 384)
+      if not r then return fail(e, k) end
+    end
+    local h, e, k = core.io_open(io_paths)
+    if not h then return fail(e, k) end
+    io_handle = h
+  end
+  local meta = {
+    id = rec.id, namespace = ns, runtime = rt, runtime_root = rroot, tty = tty and true or false,
+    stdio = mode, log = opts.log, created_at = os.time(),
+  }
+  write_file(dir .. "/task.json", json.encode(meta))
+  local res, e, k = pending:go()
   if not res then
     if io_handle then io_handle:close() end
     remove_dir(dir)

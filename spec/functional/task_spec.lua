@@ -198,6 +198,22 @@ sys.stdout.write("\nRC=%d\n" % os.waitstatus_to_exitcode(st))
     local fds_after = #proc.check("ls /proc/" .. proc.owner_pid() .. "/fd"):gsub("%S+", "x")
     assert.are.equal(fds_before, fds_after)
   end)
+  it("a task that fails after its shim started (bad user) leaves no shim, task dir or runtime state", function()
+    -- the shim is started before the bundle is complete (it waits for
+    -- "go"); resolving the user fails after that, so the shim is told to
+    -- go away instead
+    local r = env:run("badu", { "--rm", "--user", "nosuchuser" }, { "true" })
+    assert.are_not.equal(0, r.code)
+    assert.matches("nosuchuser", r.stderr)
+    assert.is_true(wait_until(function()
+      return proc.run("pgrep -f -- 'crater-shi[m] .*--id badu '").stdout == ""
+    end), "no shim left for badu")
+    assert.is_false(proc.run("test -e " .. q(task_dir(env, "badu"))).ok)
+    assert.are.equal("", proc.run("ls -d " .. q(env.root) .. "/run/runtime/*/default/badu 2>/dev/null").stdout)
+    assert.are.equal("", env:crater({ "container", "ls", "-q" }).stdout)
+    -- and the id is free for a task that works
+    assert.are.equal(0, env:run("badu", { "--rm" }, { "true" }).code)
+  end)
   it("Lua API: new_task{start = true} creates and starts in one runtime call; pre_start still asked", function()
     local script = env.dir .. "/start.lua"
     proc.write_file(script, [[

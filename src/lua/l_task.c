@@ -10,6 +10,12 @@
  *       group, and survives this process.  argv[1] is the shim path;
  *       "--daemonize --ready-fd 3" is appended.  Blocks until the shim
  *       reports the result of `create` on the ready pipe.
+ *   core.shim_spawn(argv, {stderr=path, defer=true}) -> pending shim
+ *       The same, but the shim (with --wait-go added) starts now and waits
+ *       before running the runtime, so its start overlaps the caller's work
+ *       on the bundle: pending:go() -> "ok PID" | nil, msg, kind runs it;
+ *       pending:abort() (also __gc) makes it exit without running anything
+ *       and waits until it has (it leaves no file behind).
  *   core.shim_request(taskdir, line [, timeout_ms]) -> reply | nil, msg, kind
  *       One request/reply on <taskdir>/shim.sock (timeout -1 = forever).
  *       A missing or refusing socket is kind "unavailable" (shim dead).
@@ -48,6 +54,7 @@
 #include "lua/lua_util.h"
 
 #define IO_MT "crater.task_io"
+#define PENDING_MT "crater.shim_pending"
 
 extern char **environ;
 
@@ -77,11 +84,29 @@ free_argv(char **argv)
   free(argv);
 }
 
+static int push_reply(lua_State *L, int fd);
+
+/* A deferred shim (shim_spawn{defer = true}): the socket to it and the
+ * pid of its first process, not yet reaped (-1 once reaped). */
+struct pending {
+  int fd;
+  pid_t first;
+};
+
+static void
+reap_first(pid_t pid)
+{
+  int st;
+  while (pid > 0 && waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+  }
+}
+
 static int
 l_shim_spawn(lua_State *L)
 {
   luaL_checktype(L, 1, LUA_TTABLE);
   const char *errpath = lua_istable(L, 2) ? crater__lua_opt_field_string(L, 2, "stderr") : NULL;
+  int defer = lua_istable(L, 2) ? crater__lua_opt_field_bool(L, 2, "defer", 0) : 0;
   size_t n = lua_objlen(L, 1);
   if (n == 0)
     return luaL_argerror(L, 1, "empty argv");
@@ -92,7 +117,7 @@ l_shim_spawn(lua_State *L)
     lua_pop(L, 1);
   }
   /* copy everything C keeps before creating any resource */
-  char **argv = xcalloc(n + 4, sizeof *argv);
+  char **argv = xcalloc(n + 5, sizeof *argv);
   for (size_t i = 1; i <= n; i++) {
     lua_rawgeti(L, 1, (int) i);
     argv[i - 1] = xstrdup(lua_tostring(L, -1));
@@ -101,6 +126,8 @@ l_shim_spawn(lua_State *L)
   argv[n] = xstrdup("--daemonize");
   argv[n + 1] = xstrdup("--ready-fd");
   argv[n + 2] = xstrdup("3");
+  if (defer)
+    argv[n + 3] = xstrdup("--wait-go");
   int e = 0;
   int rp[2] = { -1, -1 };
   int ready_w = -1, errf = -1;
@@ -109,7 +136,8 @@ l_shim_spawn(lua_State *L)
   posix_spawnattr_t attr;
   posix_spawn_file_actions_init(&fa);
   posix_spawnattr_init(&attr);
-  if (pipe2(rp, O_CLOEXEC) < 0) {
+  /* deferred: a socket pair, the shim reads "go" from it and reports on it */
+  if ((defer ? socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, rp) : pipe2(rp, O_CLOEXEC)) < 0) {
     e = errno;
     goto spawned;
   }
@@ -155,14 +183,30 @@ spawned:
     return fail_errno(L, e, "spawn shim %s", what);
   }
   free_argv(argv);
-  /* the first shim process exits as soon as it has forked the shim */
-  int st;
-  while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+  if (defer) {
+    /* the first shim process is reaped by go() or abort(): waiting for it
+     * here would wait for its exec, the very time the caller overlaps */
+    struct pending *ud = lua_newuserdata(L, sizeof *ud);
+    ud->fd = rp[0];
+    ud->first = pid;
+    luaL_getmetatable(L, PENDING_MT);
+    lua_setmetatable(L, -2);
+    return 1;
   }
+  /* the first shim process exits as soon as it has forked the shim */
+  reap_first(pid);
+  return push_reply(L, rp[0]);
+}
+
+/* Reads the shim's one-line report from fd (then closed) and pushes it,
+ * or nil, msg, kind when the shim exited without one. */
+static int
+push_reply(lua_State *L, int fd)
+{
   char buf[4096];
   size_t len = 0;
   for (;;) {
-    struct pollfd pf = { .fd = rp[0], .events = POLLIN };
+    struct pollfd pf = { .fd = fd, .events = POLLIN };
     int r = poll(&pf, 1, 120000);
     if (r == 0)
       break;
@@ -171,7 +215,7 @@ spawned:
         continue;
       break;
     }
-    ssize_t k = read(rp[0], buf + len, sizeof buf - 1 - len);
+    ssize_t k = read(fd, buf + len, sizeof buf - 1 - len);
     if (k < 0 && errno == EINTR)
       continue;
     if (k <= 0)
@@ -180,13 +224,62 @@ spawned:
     if (len >= sizeof buf - 1)
       break;
   }
-  close(rp[0]);
+  close(fd);
   buf[len] = 0;
   while (len > 0 && buf[len - 1] == '\n')
     buf[--len] = 0;
   if (len == 0)
     return fail_kind(L, CRATER_ERR_UNAVAILABLE, "shim exited without reporting (see shim.log)");
   lua_pushstring(L, buf);
+  return 1;
+}
+
+static struct pending *
+check_pending(lua_State *L)
+{
+  return luaL_checkudata(L, 1, PENDING_MT);
+}
+
+/* pending:go() -> "ok PID" | nil, msg, kind */
+static int
+l_pending_go(lua_State *L)
+{
+  struct pending *p = check_pending(L);
+  if (p->fd < 0)
+    return fail_kind(L, CRATER_ERR_FAILED_PRECONDITION, "shim already started or aborted");
+  int f = p->fd;
+  p->fd = -1;
+  reap_first(p->first);
+  p->first = -1;
+  static const char go[] = "go\n";
+  ssize_t w;
+  do
+    w = send(f, go, sizeof go - 1, MSG_NOSIGNAL);
+  while (w < 0 && errno == EINTR);
+  /* a shim that died before reading finds no reader here: its report (or
+   * its absence) still says what happened */
+  return push_reply(L, f);
+}
+
+/* pending:abort() -> true: the shim exits without running the runtime;
+ * returns once it has closed its end (it has removed its files by then). */
+static int
+l_pending_abort(lua_State *L)
+{
+  struct pending *p = check_pending(L);
+  reap_first(p->first);
+  p->first = -1;
+  if (p->fd >= 0) {
+    int f = p->fd;
+    p->fd = -1;
+    shutdown(f, SHUT_WR); /* EOF for the shim: not "go" */
+    char b[256];
+    struct pollfd pf = { .fd = f, .events = POLLIN };
+    while (poll(&pf, 1, 5000) > 0 && read(f, b, sizeof b) > 0) {
+    }
+    close(f);
+  }
+  lua_pushboolean(L, 1);
   return 1;
 }
 
@@ -640,5 +733,12 @@ void
 crater__lua_open_task(lua_State *L)
 {
   crater__lua_newclass(L, IO_MT, io_methods);
+  static const luaL_Reg pending_methods[] = {
+    { "go", l_pending_go },
+    { "abort", l_pending_abort },
+    { "__gc", l_pending_abort },
+    { NULL, NULL },
+  };
+  crater__lua_newclass(L, PENDING_MT, pending_methods);
   luaL_register(L, NULL, task_funcs);
 }

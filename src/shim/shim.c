@@ -27,7 +27,7 @@
  *   crater-shim --dir TASKDIR --id ID --runtime PATH [--runtime-root DIR]
  *               [--stdio fifo|log|null] [--log FILE] [--log-format json|raw]
  *               [--tty] [--start] [--ready-fd N] [--daemonize] [--seal-runtime]
- *               [--delete-on-exit]
+ *               [--delete-on-exit] [--wait-go]
  * TASKDIR is also the OCI bundle (config.json + rootfs).  The result of
  * `create` (or of `run --detach` with --start: "ok PID" or "err MSG") is written to the ready fd,
  * which is then closed; the client reads it to learn that the task exists.
@@ -37,6 +37,9 @@
  * --delete-on-exit: `<runtime> delete` runs as soon as the init exits (a
  * transient task whose init has its own pid namespace); the client's
  * `delete` request then only waits for it.
+ * --wait-go: the ready fd is a socket; after its own set-up the shim waits
+ * there for "go" (the client is still writing the bundle), and exits
+ * leaving nothing behind on EOF.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -1129,11 +1132,31 @@ ready(int fd, const char *fmt, ...)
   }
 }
 
+/* --wait-go: reads the client's line from the ready socket; true for
+ * "go", false on anything else or EOF (the client aborted). */
+static int
+go_received(int fd)
+{
+  char b[8];
+  size_t n = 0;
+  while (n < sizeof b) {
+    ssize_t k = read(fd, b + n, 1);
+    if (k < 0 && errno == EINTR)
+      continue;
+    if (k <= 0)
+      return 0;
+    if (b[n] == '\n')
+      return n == 2 && memcmp(b, "go", 2) == 0;
+    n++;
+  }
+  return 0;
+}
+
 int
 main(int argc, char **argv)
 {
   const char *dir = NULL, *mode = "null", *log_path = NULL, *log_format = "json";
-  int tty = 0, ready_fd = -1, start_now = 0, daemonize = 0;
+  int tty = 0, ready_fd = -1, start_now = 0, daemonize = 0, wait_go = 0;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -1155,6 +1178,10 @@ main(int argc, char **argv)
     }
     if (strcmp(a, "--delete-on-exit") == 0) {
       delete_on_exit = 1;
+      continue;
+    }
+    if (strcmp(a, "--wait-go") == 0) {
+      wait_go = 1;
       continue;
     }
     if (!v)
@@ -1238,6 +1265,13 @@ main(int argc, char **argv)
             strerror(errno));
       return 1;
     }
+  }
+
+  if (wait_go && !go_received(ready_fd)) {
+    /* the client gave up before the bundle was complete: leave nothing */
+    unlink("shim.sock");
+    unlink("shim.pid");
+    return 0;
   }
 
   struct proc *init = proc_new("");

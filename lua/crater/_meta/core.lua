@@ -680,11 +680,23 @@ function TarReader:close() end
 -- ---------------------------------------------------------------------------
 -- tasks (src/lua/l_task.c)
 
---- Starts crater-shim detached and waits for its create result.
+--- Starts crater-shim detached and waits for its create result; with
+--- `defer = true` returns at once a pending shim that waits for `go()`.
 ---@param argv string[]
----@param opts? {stderr?: string}
----@return string|nil reply "ok PID", string? err, string? kind
+---@param opts? {stderr?: string, defer?: boolean}
+---@return string|crater.core.PendingShim|nil reply "ok PID" (or the pending shim), string? err, string? kind
 function core.shim_spawn(argv, opts) end
+
+---@class crater.core.PendingShim
+local PendingShim = {}
+
+--- Lets the shim run the runtime; its report ("ok PID").
+---@return string|nil reply, string? err, string? kind
+function PendingShim:go() end
+
+--- Makes the shim exit without running anything; returns once it has.
+---@return true
+function PendingShim:abort() end
 
 --- One request/reply on <taskdir>/shim.sock (timeout -1: forever).
 ---@param taskdir string
