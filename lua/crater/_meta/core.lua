@@ -6,7 +6,8 @@
 --
 -- Hand-written: spec/unit/core_stubs_spec.lua fails when a function of
 -- `require "crater.core"` or a method of one of its metatables (crater.store,
--- crater.content_writer, crater.remote, crater.task_io, crater.tar_reader)
+-- crater.content_writer, crater.remote, crater.task_io, crater.shim_pending,
+-- crater.tar_reader)
 -- has no stub here, or a stub names something the module does not have.
 --
 -- Conventions (docs/design/errors.md): misuse raises; expected failures
@@ -684,10 +685,10 @@ function TarReader:close() end
 --- `defer = true` returns at once a pending shim that waits for `go()`.
 ---@param argv string[]
 ---@param opts? {stderr?: string, defer?: boolean}
----@return string|crater.core.PendingShim|nil reply "ok PID" (or the pending shim), string? err, string? kind
+---@return string|crater.shim_pending|nil reply "ok PID" (or the pending shim), string? err, string? kind
 function core.shim_spawn(argv, opts) end
 
----@class crater.core.PendingShim
+---@class crater.shim_pending
 local PendingShim = {}
 
 --- Lets the shim run the runtime; its report ("ok PID").
