@@ -10,14 +10,10 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/sendfile.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/sealed_copy.h"
 #include "runtime.h"
-
-#define WANT_SEALS (F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE)
 
 extern char **environ;
 
@@ -28,32 +24,12 @@ crater__ensure_sealed(char **argv, crater_error_t *err)
   if (self < 0)
     return crater_error_sys(err, errno, "open /proc/self/exe");
   int seals = fcntl(self, F_GET_SEALS);
-  if (seals >= 0 && (seals & WANT_SEALS) == WANT_SEALS)
+  if (seals >= 0 && (seals & CRATER_EXEC_SEALS) == CRATER_EXEC_SEALS)
     return 0;
-  cleanup_close int mfd = memfd_create("crater-runtime", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  const char *what = NULL;
+  cleanup_close int mfd = crater__sealed_copy(self, "crater-runtime", &what);
   if (mfd < 0)
-    return crater_error_sys(err, errno, "memfd_create");
-  struct stat st;
-  if (fstat(self, &st) < 0)
-    return crater_error_sys(err, errno, "stat /proc/self/exe");
-  off_t off = 0;
-  while (off < st.st_size) {
-    ssize_t n = sendfile(mfd, self, &off, (size_t) (st.st_size - off));
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n <= 0)
-      return crater_error_sys(err, n < 0 ? errno : EIO, "copy /proc/self/exe to memfd");
-  }
-  /* F_SEAL_WRITE fails with EBUSY while something still holds a reference
-   * to one of the pages (seen once in ~100 runs under load: page migration
-   * or compaction); the kernel already waits a little, so retry a few
-   * times before giving up */
-  int r;
-  for (int tries = 0; (r = fcntl(mfd, F_ADD_SEALS, WANT_SEALS)) < 0 && errno == EBUSY && tries < 20;
-       tries++)
-    usleep(1000 * (tries + 1));
-  if (r < 0)
-    return crater_error_sys(err, errno, "seal memfd");
+    return crater_error_sys(err, errno, "sealed copy of /proc/self/exe: %s", what);
   fexecve(mfd, argv, environ);
   return crater_error_sys(err, errno, "re-exec from sealed memfd");
 }

@@ -52,9 +52,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
-#include <sys/mman.h>
 #include <sys/prctl.h>
-#include <sys/sendfile.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -64,6 +62,8 @@
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "common/sealed_copy.h"
 
 #define MAX_PROCS 64
 #define MAX_CONNS 64
@@ -277,8 +277,6 @@ clean:
 
 extern char **environ;
 
-#define SEALS (F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE)
-
 /* In the runtime's child: execs a sealed memfd copy of the runtime (what
  * crater-runtime would otherwise make and re-exec itself; see
  * src/runtime/sealed.c, which recognises the seals).  Returns only on
@@ -289,25 +287,12 @@ exec_sealed(const char **argv)
   int src = open(runtime, O_RDONLY | O_CLOEXEC);
   if (src < 0)
     return;
-  int mfd = memfd_create("crater-runtime", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-  struct stat st;
-  if (mfd < 0 || fstat(src, &st) < 0)
-    goto out;
-  off_t off = 0;
-  while (off < st.st_size) {
-    ssize_t n = sendfile(mfd, src, &off, (size_t) (st.st_size - off));
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n <= 0)
-      goto out;
-  }
-  if (fcntl(mfd, F_ADD_SEALS, SEALS) < 0)
-    goto out;
-  fexecve(mfd, (char *const *) argv, environ);
-out:
+  int mfd = crater__sealed_copy(src, "crater-runtime", NULL);
   close(src);
-  if (mfd >= 0)
-    close(mfd);
+  if (mfd < 0)
+    return;
+  fexecve(mfd, (char *const *) argv, environ);
+  close(mfd);
 }
 
 /* Starts `<runtime> [--root R] --log runtime.log --log-format json ARGS...`
