@@ -2,17 +2,17 @@
  * Containers: CRUD over the `containers` / `container_labels` tables (see
  * containers.h).  Each write is one BEGIN IMMEDIATE transaction so two
  * processes creating the same id race cleanly: one wins, the other gets
- * ALREADY_EXISTS.  JSON columns are checked to be objects with jansson but
+ * ALREADY_EXISTS.  JSON columns are checked to be objects (common/json_check.h) but
  * stored as given, so the record reads back byte for byte.
  */
 #include "metadata/containers.h"
 
 #include <errno.h>
-#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/cleanup.h"
+#include "common/json_check.h"
 #include "common/util.h"
 #include "common/xalloc.h"
 #include "metadata/store_internal.h"
@@ -41,7 +41,8 @@ crater_container_id_validate(const char *id, crater_error_t *err)
   return 0;
 }
 
-/* Checks that text (may be NULL unless required) is a JSON object. */
+/* Checks that text (may be NULL unless required) is a JSON object
+ * (without building it: common/json_check.h). */
 static int
 check_json_object(const char *id, const char *what, const char *text, bool required,
                   crater_error_t *err)
@@ -52,13 +53,11 @@ check_json_object(const char *id, const char *what, const char *text, bool requi
                                "container %s: %s is required", id, what);
     return 0;
   }
-  json_error_t je;
-  json_t *j = json_loads(text, JSON_DECODE_ANY, &je);
-  bool ok = j != NULL && json_is_object(j);
-  json_decref(j);
-  if (!ok)
-    return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, EINVAL, "container %s: %s: %s", id,
-                             what, j == NULL ? je.text : "not a JSON object");
+  const char *why = NULL;
+  size_t at = 0;
+  if (!crater__json_check(text, strlen(text), true, &why, &at))
+    return crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, EINVAL,
+                             "container %s: %s: invalid JSON at byte %zu: %s", id, what, at, why);
   return 0;
 }
 
