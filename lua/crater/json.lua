@@ -1,4 +1,4 @@
---- crater.json: JSON through the C core (jansson).
+--- crater.json: JSON through the C core (src/lua/l_json.c; jansson's rules).
 ---
 --- decode is strict (duplicate keys rejected) and returns `nil, msg, kind`
 --- on bad input; `json.null` stands for JSON null; arrays carry
