@@ -581,9 +581,10 @@ function Remote:stats() end
 ---@return any|nil value, string? err, string? kind
 function core.json_decode(text) end
 
+--- Raises on a value JSON cannot hold (misuse, not an expected failure).
 ---@param value any
 ---@param opts? {pretty?: boolean}
----@return string|nil json, string? err, string? kind
+---@return string json
 function core.json_encode(value, opts) end
 
 --- JSON null (a light userdata).
