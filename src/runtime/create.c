@@ -496,6 +496,19 @@ crater_runtime_create(crater_create_opts_t *o, crater_error_t *err)
     s.created = crater__rfc3339_now();
     crater__proc_stat(pid, &s.start_time, NULL);
     int r = crater__state_save(&s, err);
+    if (r == 0 && o->want_state) {
+      crater_state_t *k = xmalloc0(sizeof *k);
+      k->id = xstrdup(o->id);
+      k->dir = xstrdup(c.dir);
+      k->bundle = xstrdup(c.bundle);
+      k->rootfs = xstrdup(c.rootfs);
+      k->created = steal_pointer(&s.created);
+      k->pid = pid;
+      k->start_time = s.start_time;
+      k->cgroup_path = c.cgroup_path ? xstrdup(c.cgroup_path) : NULL;
+      k->config = json_incref(c.config);
+      o->state = k;
+    }
     free(s.created);
     if (r < 0)
       goto done;
@@ -505,6 +518,10 @@ crater_runtime_create(crater_create_opts_t *o, crater_error_t *err)
   ret = pid;
 done:
   if (ret < 0) {
+    if (o->state) {
+      crater__state_free(o->state);
+      o->state = NULL;
+    }
     if (pid > 0) {
       kill(pid, SIGKILL);
       waitpid(pid, NULL, 0);
@@ -539,6 +556,13 @@ crater_runtime_start(const char *id, crater_error_t *err)
   cleanup_state crater_state_t *s = crater__state_load(id, err);
   if (s == NULL)
     return -1;
+  return crater_runtime_start_state(s, err);
+}
+
+int
+crater_runtime_start_state(crater_state_t *s, crater_error_t *err)
+{
+  const char *id = s->id;
   crater_status_t st = crater__state_status(s);
   if (st != ST_CREATED)
     return crater_error_make(err, CRATER_ERR_FAILED_PRECONDITION, 0,

@@ -159,9 +159,12 @@ cmd_create(int argc, char **argv, bool run, crater_error_t *err)
     .no_pivot = flag_on(&p, 3),
     .preserve_fds = preserve_count(p.vals[5]),
     .detach = flag_on(&p, 6),
+    .want_state = run,
   };
   if (!run)
     return crater_runtime_create(&o, err) < 0 ? -1 : 0;
+  /* started from the state just made, not from state.json read back */
+  cleanup_state crater_state_t *state = NULL;
   if (!o.detach)
     prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
   /* a terminal in the foreground without --console-socket: the pty is
@@ -173,6 +176,7 @@ cmd_create(int argc, char **argv, bool run, crater_error_t *err)
     o.console_fd = sv[1];
   }
   pid_t pid = crater_runtime_create(&o, err);
+  state = o.state;
   if (sv[1] >= 0)
     close(sv[1]);
   cleanup_close int master = -1;
@@ -186,7 +190,7 @@ cmd_create(int argc, char **argv, bool run, crater_error_t *err)
     close(sv[0]);
   if (pid < 0)
     return -1;
-  if (crater_runtime_start(o.id, err) < 0) {
+  if (crater_runtime_start_state(state, err) < 0) {
     crater_runtime_delete(o.id, true, &e);
     crater_error_release(&e);
     return -1;

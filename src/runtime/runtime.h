@@ -244,12 +244,17 @@ typedef struct {
   int preserve_fds;
   bool detach;   /* run only */
   bool terminal; /* out: process.terminal of the bundle */
+  /* out, when want_state: the state saved, for crater_runtime_start_state
+   * (`run` starts what it created without reading state.json back) */
+  bool want_state;
+  crater_state_t *state;
 } crater_create_opts_t;
 
 /* Creates the container; returns the init pid (the init is blocked on
  * exec.fifo until start). */
 pid_t crater_runtime_create(crater_create_opts_t *o, crater_error_t *err);
 int crater_runtime_start(const char *id, crater_error_t *err);
+int crater_runtime_start_state(crater_state_t *s, crater_error_t *err);
 int crater_runtime_delete(const char *id, bool force, crater_error_t *err);
 
 typedef struct {
