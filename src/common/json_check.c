@@ -218,6 +218,24 @@ literal(struct scan *s, const char *word)
   return true;
 }
 
+/* After a member of an object or array: 1 after a ',' (another member
+ * follows), 0 after the closing bracket, -1 (failed) on anything else. */
+static int
+next_member(struct scan *s, char close)
+{
+  skip_ws(s);
+  if (s->p < s->end && *s->p == ',') {
+    s->p++;
+    return 1;
+  }
+  if (s->p < s->end && *s->p == close) {
+    s->p++;
+    return 0;
+  }
+  fail(s, close == '}' ? "expected ',' or '}'" : "expected ',' or ']'");
+  return -1;
+}
+
 static bool
 value(struct scan *s, int depth)
 {
@@ -246,16 +264,9 @@ value(struct scan *s, int depth)
       s->p++;
       if (!value(s, depth + 1))
         return false;
-      skip_ws(s);
-      if (s->p < s->end && *s->p == ',') {
-        s->p++;
-        continue;
-      }
-      if (s->p < s->end && *s->p == '}') {
-        s->p++;
-        return true;
-      }
-      return fail(s, "expected ',' or '}'");
+      int more = next_member(s, '}');
+      if (more <= 0)
+        return more == 0;
     }
   case '[':
     s->p++;
@@ -267,16 +278,9 @@ value(struct scan *s, int depth)
     for (;;) {
       if (!value(s, depth + 1))
         return false;
-      skip_ws(s);
-      if (s->p < s->end && *s->p == ',') {
-        s->p++;
-        continue;
-      }
-      if (s->p < s->end && *s->p == ']') {
-        s->p++;
-        return true;
-      }
-      return fail(s, "expected ',' or ']'");
+      int more = next_member(s, ']');
+      if (more <= 0)
+        return more == 0;
     }
   case '"':
     return string(s);
