@@ -5,7 +5,9 @@
 #include "common/json_check.h"
 
 #include <errno.h>
+#include <locale.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -141,6 +143,15 @@ string(struct scan *s)
   return fail(s, "unterminated string");
 }
 
+static locale_t c_locale;
+static pthread_once_t c_locale_once = PTHREAD_ONCE_INIT;
+
+static void
+make_c_locale(void)
+{
+  c_locale = newlocale(LC_NUMERIC_MASK, "C", (locale_t) 0);
+}
+
 static bool
 number(struct scan *s)
 {
@@ -201,7 +212,9 @@ number(struct scan *s)
   memcpy(t, b, n);
   t[n] = '\0';
   errno = 0;
-  double d = strtod(t, NULL);
+  /* the C locale's decimal point whatever the process's locale is */
+  pthread_once(&c_locale_once, make_c_locale);
+  double d = c_locale ? strtod_l(t, NULL, c_locale) : strtod(t, NULL);
   free(heap);
   if (errno == ERANGE && isinf(d))
     return fail(s, "real number out of range");

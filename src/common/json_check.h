@@ -9,8 +9,9 @@
  * ...) accepts: RFC 8259 with any value at the top level, valid UTF-8 only,
  * no \u0000, surrogate escapes only in pairs, integers within int64 and
  * reals within double range, nesting up to 2048 (jansson's limit);
- * duplicate object keys are allowed.  tests/common/test_json_check.c
- * compares the two on many valid and broken texts.
+ * duplicate object keys are allowed.  Numbers are read in the C locale
+ * whatever the process's is.  tests/common/test_json_check.c compares the
+ * two on many valid and broken texts.
  */
 #ifndef CRATER_COMMON_JSON_CHECK_H
 #define CRATER_COMMON_JSON_CHECK_H

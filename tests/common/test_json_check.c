@@ -7,6 +7,7 @@
  */
 #include <dirent.h>
 #include <jansson.h>
+#include <locale.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -292,6 +293,25 @@ walk(const char *dir, unsigned *seed, int *files)
   closedir(d);
 }
 
+/* Sets LC_NUMERIC to a locale whose decimal point is ','. */
+static bool
+comma_locale(void)
+{
+  if (setlocale(LC_NUMERIC, "de_DE.UTF-8") || setlocale(LC_NUMERIC, "fr_FR.UTF-8"))
+    return true;
+  char dir[] = "/tmp/crater-locale.XXXXXX";
+  if (mkdtemp(dir) == NULL)
+    return false;
+  char cmd[256];
+  snprintf(cmd, sizeof cmd, "localedef -i de_DE -f UTF-8 %s/de_DE.UTF-8 >/dev/null 2>&1", dir);
+  bool ok = system(cmd) == 0 && setenv("LOCPATH", dir, 1) == 0 &&
+            setlocale(LC_NUMERIC, "de_DE.UTF-8") != NULL;
+  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+  if (system(cmd) != 0)
+    fprintf(stderr, "could not remove %s\n", dir);
+  return ok && strcmp(localeconv()->decimal_point, ",") == 0;
+}
+
 int
 main(void)
 {
@@ -303,6 +323,19 @@ main(void)
   for (int d = 2046; d <= 2050; d++) {
     nested(d, true);
     nested(d, false);
+  }
+
+  /* numbers in a locale whose decimal point is a comma (built with
+   * localedef when none is installed): the same verdicts */
+  if (comma_locale()) {
+    const char *nums[] = { "1.5",     "-0.25e3", "[1.5,2.5]", "1.7976931348623157e308",
+                           "1.8e308", "1e309" };
+    for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++)
+      same_str(nums[i]);
+    CHECK(crater__json_check("{\"a\":1.5}", 9, true, NULL, NULL));
+    setlocale(LC_NUMERIC, "C");
+  } else {
+    printf("no de_DE/fr_FR locale: the comma-decimal-point case is not run\n");
   }
 
   /* the reason and offset of a failure */
