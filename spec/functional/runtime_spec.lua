@@ -325,6 +325,35 @@ describe("crater-runtime vs runc", function()
     end
   end)
 
+  it("keeps the config beside a small state.json, and reads state written with it embedded", function()
+    local b = bundle{ args = { "sleep", "1000" }, config = { annotations = { ["org.example/k"] = "v" } } }
+    local id = newid("st")
+    b:use_cgroup(id)
+    assert.equal(0, b:rt(CRATER, { "create", "--bundle", b.dir, id }).code)
+    local dir = b.dir .. "/crater-runtime-root/" .. id
+    local state = B.json.decode(B.read(dir .. "/state.json"))
+    assert.is_nil(state.config)
+    assert.equal("v", state.annotations["org.example/k"])
+    assert.are.same({ "sleep", "1000" }, B.json.decode(B.read(dir .. "/config.json")).process.args)
+    assert.equal("v", B.json.decode(b:rt(CRATER, { "state", id }).stdout).annotations["org.example/k"])
+    -- the layout of earlier versions: the config inside state.json
+    state.config = B.json.decode(B.read(dir .. "/config.json"))
+    state.annotations, state.hooks = nil, nil
+    local f = assert(io.open(dir .. "/state.json", "w"))
+    f:write(B.json.encode(state))
+    f:close()
+    os.remove(dir .. "/config.json")
+    assert.equal(0, b:rt(CRATER, { "start", id }).code)
+    local st = B.json.decode(b:rt(CRATER, { "state", id }).stdout)
+    assert.equal("running", st.status)
+    assert.equal("v", st.annotations["org.example/k"])
+    local ex = b:rt(CRATER, { "exec", id, "sh", "-c", "echo from-exec" })
+    assert.equal(0, ex.code, ex.stderr)
+    assert.equal("from-exec\n", ex.stdout)
+    assert.equal(0, b:rt(CRATER, { "delete", "--force", id }).code)
+    assert.is_false(file_exists(dir .. "/state.json"))
+  end)
+
   it("reports cgroup stats through events --stats", function()
     local b = bundle{ args = { "sleep", "100" },
                       config = { linux = { resources = { memory = { limit = 64 * 1024 * 1024 }, pids = { limit = 50 } } } } }

@@ -507,8 +507,12 @@ crater_runtime_create(crater_create_opts_t *o, crater_error_t *err)
       k->start_time = s.start_time;
       k->cgroup_path = c.cgroup_path ? xstrdup(c.cgroup_path) : NULL;
       k->config = json_incref(c.config);
+      k->annotations = s.annotations ? json_incref(s.annotations) : NULL;
+      k->has_hooks = s.has_hooks;
       o->state = k;
     }
+    if (s.annotations)
+      json_decref(s.annotations);
     free(s.created);
     if (r < 0)
       goto done;
@@ -586,9 +590,12 @@ crater_runtime_start_state(crater_state_t *s, crater_error_t *err)
                                "container %s init exited before start", id);
   }
   unlink(fifo);
+  if (!s->has_hooks)
+    return 0;
   json_t *state = crater__state_json(s, ST_RUNNING);
   crater_error_t e = NULL;
-  if (crater__hooks_run(s->config, "poststart", state, &e) < 0)
+  json_t *config = crater__state_config(s, &e);
+  if (config == NULL || crater__hooks_run(config, "poststart", state, &e) < 0)
     crater__rt_log("warning", "poststart hook: %s", e->msg);
   crater_error_release(&e);
   json_decref(state);
@@ -647,11 +654,14 @@ crater_runtime_delete(const char *id, bool force, crater_error_t *err)
    * delete and keeps the state dir, so `delete --force` can be retried. */
   if (s->cgroup_path && crater__cgroup_destroy(s->cgroup_path, err) < 0)
     return crater_error_wrap(err, "delete %s", id);
-  json_t *state = crater__state_json(s, ST_STOPPED);
-  if (crater__hooks_run(s->config, "poststop", state, &e) < 0)
-    crater__rt_log("warning", "poststop hook: %s", e->msg);
-  crater_error_release(&e);
-  json_decref(state);
+  if (s->has_hooks) {
+    json_t *state = crater__state_json(s, ST_STOPPED);
+    json_t *config = crater__state_config(s, &e);
+    if (config == NULL || crater__hooks_run(config, "poststop", state, &e) < 0)
+      crater__rt_log("warning", "poststop hook: %s", e->msg);
+    crater_error_release(&e);
+    json_decref(state);
+  }
   return crater__remove_all(s->dir, err);
 }
 

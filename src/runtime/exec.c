@@ -84,12 +84,15 @@ crater_runtime_exec(crater_exec_opts_t *o, crater_error_t *err)
   if (st != ST_RUNNING && st != ST_CREATED)
     return crater_error_make(err, CRATER_ERR_FAILED_PRECONDITION, 0,
                              "cannot exec in a %s container", crater__status_name(st));
+  json_t *config = crater__state_config(s, err);
+  if (config == NULL)
+    return -1;
   int fds[N_ORDER];
   int ret = -1, sync[2] = { -1, -1 }, console = -1, console_peer = -1, master = -1;
   pid_t pid = -1;
   for (size_t i = 0; i < N_ORDER; i++) {
     fds[i] = -1;
-    if (!has_ns(s->config, order[i].name))
+    if (!has_ns(config, order[i].name))
       continue;
     cleanup_free char *p = xasprintf("/proc/%d/ns/%s", (int) s->pid, order[i].proc);
     if ((fds[i] = open(p, O_RDONLY | O_CLOEXEC)) < 0) {
@@ -124,7 +127,7 @@ crater_runtime_exec(crater_exec_opts_t *o, crater_error_t *err)
   }
   bool self_cgroup = s->cgroup_path && crater__cgroup_can_enter_self();
   prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
-  if (crater__seccomp_prepare(crater__jpath(s->config, "linux.seccomp"), err) < 0)
+  if (crater__seccomp_prepare(crater__jpath(config, "linux.seccomp"), err) < 0)
     goto done;
   pid_t mid = fork();
   if (mid < 0) {
@@ -154,8 +157,8 @@ crater_runtime_exec(crater_exec_opts_t *o, crater_error_t *err)
       _exit(1);
     }
     if (p == 0) {
-      stage2(o->process, crater__jpath(s->config, "linux.seccomp"), sync[1], console,
-             o->preserve_fds, &e);
+      stage2(o->process, crater__jpath(config, "linux.seccomp"), sync[1], console, o->preserve_fds,
+             &e);
       crater__sync_send_error(sync[1], e);
       _exit(127);
     }

@@ -309,7 +309,10 @@ cmd_exec(int argc, char **argv, crater_error_t *err)
     cleanup_state crater_state_t *s = crater__state_load(p.pos[0], err);
     if (s == NULL)
       return -1;
-    proc = json_deep_copy(json_object_get(s->config, "process"));
+    json_t *config = crater__state_config(s, err);
+    if (config == NULL)
+      return -1;
+    proc = json_deep_copy(json_object_get(config, "process"));
     if (proc == NULL)
       proc = json_object();
     json_t *args = json_array();

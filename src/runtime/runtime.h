@@ -104,8 +104,11 @@ typedef struct {
   char *created; /* RFC 3339 */
   pid_t pid;
   unsigned long long start_time;
-  char *cgroup_path; /* hierarchy-relative, leading '/' */
-  json_t *config;    /* the bundle's config.json (owned) */
+  char *cgroup_path;   /* hierarchy-relative, leading '/' */
+  json_t *config;      /* the bundle's config.json (owned); NULL until
+                          crater__state_config loads it */
+  json_t *annotations; /* the config's annotations (owned) or NULL */
+  bool has_hooks;      /* the config has hooks */
 } crater_state_t;
 
 void crater__state_free(crater_state_t *s);
@@ -120,6 +123,9 @@ cleanup_statep(crater_state_t **s)
 char *crater__state_dir(const char *id);
 int crater__state_save(crater_state_t *s, crater_error_t *err);
 crater_state_t *crater__state_load(const char *id, crater_error_t *err);
+/* The container's config (from <dir>/config.json, read on first use):
+ * state.json holds only what most commands need. */
+json_t *crater__state_config(crater_state_t *s, crater_error_t *err);
 crater_status_t crater__state_status(crater_state_t *s);
 const char *crater__status_name(crater_status_t st);
 /* The OCI state JSON (runc's field set) for `state` and hooks. */
