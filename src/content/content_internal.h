@@ -28,7 +28,13 @@ struct crater_content_writer_s {
 };
 
 /* Path of the ingest directory for ref: ingest/<sha256 of ref> (malloc'd);
- * NULL + UNAVAILABLE when libcrypto cannot be loaded. */
+ * NULL + UNAVAILABLE when libcrypto cannot be loaded (a ref longer than
+ * CRATER__SHA256_SMALL_MAX). */
 char *crater__content_ingest_path(crater_content_t *c, const char *ref, crater_error_t *err);
+
+/* SHA-256 without libcrypto, for short one-shot inputs (sha256_small.c):
+ * crater_digest_buf uses it up to this many bytes. */
+#define CRATER__SHA256_SMALL_MAX 4096
+void crater__sha256_small(const void *buf, size_t n, unsigned char out[32]);
 
 #endif

@@ -65,7 +65,8 @@ CRATER_PUBLIC crater_digest_alg_t crater_digester_alg(const crater_digester_t *d
 CRATER_PUBLIC void crater_digester_free(crater_digester_t *d);
 
 /* One-shot helper: "<alg>:<hex>" of n bytes at buf into out.  Fails as
- * crater_digester_new() does. */
+ * crater_digester_new() does; SHA-256 of up to 4 KiB is computed without
+ * libcrypto (never fails). */
 CRATER_PUBLIC int crater_digest_buf(crater_digest_alg_t alg, const void *buf, size_t n, char *out,
                                     crater_error_t *err);
 

@@ -9,6 +9,7 @@
  * no longer linked) and starts over.
  */
 #include "content/content_internal.h"
+#include "content/crypto_sym.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -151,6 +152,12 @@ crater_content_writer_open(crater_content_t *c, const char *ref, const char *exp
   if (total < 0) {
     crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, EINVAL, "writer %s: negative size %lld",
                       ref, (long long) total);
+    return NULL;
+  }
+  /* a writer hashes what it is given: without libcrypto, fail before
+   * anything of the ingest is made */
+  if (crater__crypto_load(err) < 0) {
+    crater_error_wrap(err, "writer %s", ref);
     return NULL;
   }
   cleanup_free char *stored_ref = NULL;

@@ -122,10 +122,15 @@ test_loaders(void)
       exit(1);
     }
 
-  /* libcrypto: loaded by the first hash (libcurl needs it too, so first) */
+  /* a short SHA-256 (a chain ID, a ref name) needs no libcrypto */
   char out[CRATER_DIGEST_MAX];
   CHECK_OK(crater_digest_buf(CRATER_DIGEST_SHA256, "abc", 3, out, &err));
   CHECK_STREQ(out, "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  CHECK(!mapped("libcrypto.so.3"));
+  /* libcrypto: loaded by the first digester (libcurl needs it too, so first) */
+  crater_digester_t *dg = crater_digester_new(CRATER_DIGEST_SHA256, &err);
+  CHECK(dg != NULL);
+  crater_digester_free(dg);
   CHECK(mapped("libcrypto.so.3"));
   CHECK_OK(crater__crypto_load(&err));
   CHECK_OK(crater__crypto_load(&err)); /* once, then cached */
@@ -241,12 +246,16 @@ run_hidden(void)
   check_unavailable(&err, crypto);
   CHECK(crater_digest_buf(CRATER_DIGEST_SHA512, "x", 1, out, &err) < 0);
   check_unavailable(&err, crypto);
+  /* short SHA-256 digests are computed without it */
+  CHECK_OK(crater_digest_buf(CRATER_DIGEST_SHA256, "abc", 3, out, &err));
+  CHECK_STREQ(out, "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
   CHECK(crater_digest_fd(CRATER_DIGEST_SHA256, 0, out, &err) < 0);
   check_unavailable(&err, crypto);
   CHECK(crater__crypto_load(&err) < 0);
   check_unavailable(&err, crypto);
 
-  /* the content store: a writer cannot even name its ingest directory */
+  /* the content store: a writer cannot hash what it is given; status
+   * and abort, which only name the ingest directory, still answer */
   cleanup_free char *dir = test_tmpdir("lazy-hidden");
   crater_content_t *c = crater_content_open(dir, &err);
   CHECK(c != NULL);
@@ -254,9 +263,8 @@ run_hidden(void)
   check_unavailable(&err, crypto);
   crater_ingest_status_t ist;
   CHECK(crater_content_status(c, "ref-1", &ist, &err) < 0);
-  check_unavailable(&err, crypto);
-  CHECK(crater_content_abort(c, "ref-1", &err) < 0);
-  check_unavailable(&err, crypto);
+  CHECK(err != NULL && err->kind == CRATER_ERR_NOT_FOUND);
+  crater_error_release(&err);
   crater_content_close(c);
 
   /* layer streams hash what they decode: libcrypto first */
