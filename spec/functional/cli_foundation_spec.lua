@@ -14,6 +14,12 @@ describe("crater CLI (foundation)", function()
     local r = env:crater { "--version" }
     assert.equal(0, r.code)
     assert.matches("^crater %d+%.%d+%.%d+", r.stdout)
+    -- LuaJIT's trace compiler is off for a one-shot command unless asked for
+    r = env:crater { "--format", "json", "version" }
+    assert.equal(0, r.code, r.stderr)
+    assert.equal("off", json.decode(r.stdout).jit)
+    r = proc.run("CRATER_JIT=on " .. env:cmdline { "--format", "json", "version" })
+    assert.equal("on", json.decode(r.stdout).jit)
     r = env:crater { "--help" }
     assert.equal(0, r.code)
     assert.matches("namespace", r.stdout)

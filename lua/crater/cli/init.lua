@@ -86,6 +86,11 @@ local function main_help(out)
     if mod then out:write(string.format("  %-12s %s\n", mod.name, mod.summary or "")) end
   end
   out:write("\nGlobal flags:\n", args.help(M.global_flags), "\n\n",
+    "Environment (besides the flags' own):\n",
+    "  CRATER_STATE DIR               task and runtime state (default /run/crater, or ROOT/run)\n",
+    "  CRATER_RUNTIME NAME            default OCI runtime: crater, runc, crun or a path\n",
+    "  CRATER_SNAPSHOTTER NAME        default snapshotter\n",
+    "  CRATER_JIT on                  LuaJIT's trace compiler (off: a command is too short for it)\n\n",
     "Run 'crater COMMAND --help' for a command's usage.\n")
 end
 
@@ -272,6 +277,12 @@ end
 ---@param argv string[]
 ---@return integer
 function M.main(argv)
+  -- A command lives a few milliseconds: LuaJIT's trace compiler spent more
+  -- compiling loops (pairs(), which it cannot compile, aborts its traces)
+  -- than they saved; the interpreter alone made `crater run --rm IMAGE`
+  -- ~0.3 ms faster (interleaved A/B).  The heavy work is in C either way.
+  -- CRATER_JIT=on turns the compiler back on (docs/cli.md).
+  if os.getenv("CRATER_JIT") ~= "on" then require("jit").off() end
   json_errors = false
   local ok, rc = xpcall(function() return dispatch(argv) end, function(e)
     if type(e) == "table" then return e end

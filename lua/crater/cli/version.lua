@@ -5,11 +5,12 @@ return {
   max_args = 0,
   run = function(ctx)
     local crater = require "crater"
-    local info = { version = crater.version, abi = crater.core.abi, lua = jit and jit.version or _VERSION }
+    local info = { version = crater.version, abi = crater.core.abi, lua = jit and jit.version or _VERSION,
+      jit = jit and (jit.status() and "on" or "off") or nil }
     if ctx.format == "json" then
       ctx:record(info)
     else
-      ctx.out:write("crater ", info.version, " (", info.lua, ")\n")
+      ctx.out:write("crater ", info.version, " (", info.lua, info.jit and (", JIT " .. info.jit) or "", ")\n")
     end
   end,
 }
