@@ -12,22 +12,13 @@
 -- so anything the guest must read from the host lives elsewhere
 -- (M.tmpdir()).  The caller's environment and working directory are
 -- carried into the guest.
+local proc = require "support.proc"
+
 local M = {}
 
-local function q(s)
-  s = tostring(s)
-  if s:match("^[%w%._/:=@%%+,-]+$") then return s end
-  return "'" .. s:gsub("'", "'\\''") .. "'"
-end
+local q = proc.quote
 M.quote = q
-
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local read = proc.read_file
 
 --- Path of scripts/v2vm in the source tree.
 function M.script()
