@@ -314,7 +314,7 @@ function M.create(client, ns, rec, opts)
   if opts.transient and pidns and not pidns.path then argv[#argv + 1] = "--delete-on-exit" end
   -- The shim starts now and waits for "go": its exec and set-up overlap
   -- the rest of the bundle (rootfs, config.json, FIFOs) being written.
-  local pending, e0, k0 = core.shim_spawn(argv, { stderr = dir .. "/shim.log", defer = true })
+  local pending, e0, k0 = core.shim_spawn(argv, { stderr = dir .. "/shim.log" })
   if not pending then remove_dir(dir); return nil, "task " .. rec.id .. ": " .. tostring(e0), k0 end
   local io_handle
   local function fail(err, kind)

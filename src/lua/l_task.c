@@ -2,18 +2,16 @@
  * Task bindings: the process plumbing lua/crater/tasks.lua needs and plain
  * LuaJIT lacks.
  *
- *   core.shim_spawn(argv, {stderr=path}) -> "ok PID" | nil, msg, kind
+ *   core.shim_spawn(argv, {stderr=path}) -> pending shim | nil, msg, kind
  *       Starts crater-shim detached: posix_spawn (no copy of this process's
  *       page tables), and the shim's --daemonize (setsid, fork, the first
- *       process exits and is reaped here), so the shim is re-parented to
- *       init or the nearest sub-reaper, has its own session and process
- *       group, and survives this process.  argv[1] is the shim path;
- *       "--daemonize --ready-fd 3" is appended.  Blocks until the shim
- *       reports the result of `create` on the ready pipe.
- *   core.shim_spawn(argv, {stderr=path, defer=true}) -> pending shim
- *       The same, but the shim (with --wait-go added) starts now and waits
- *       before running the runtime, so its start overlaps the caller's work
- *       on the bundle: pending:go() -> "ok PID" | nil, msg, kind runs it;
+ *       process exits), so the shim is re-parented to init or the nearest
+ *       sub-reaper, has its own session and process group, and survives
+ *       this process.  argv[1] is the shim path; "--daemonize --ready-fd 3
+ *       --wait-go" is appended.  The shim starts now and waits before
+ *       running the runtime, so its start overlaps the caller's work on the
+ *       bundle: pending:go() -> "ok PID" | nil, msg, kind lets it run
+ *       (`create`, or `run --detach`) and returns its report;
  *       pending:abort() (also __gc) makes it exit without running anything
  *       and waits until it has (it leaves no file behind).
  *   core.shim_request(taskdir, line [, timeout_ms]) -> reply | nil, msg, kind
@@ -84,9 +82,7 @@ free_argv(char **argv)
   free(argv);
 }
 
-static int push_reply(lua_State *L, int fd);
-
-/* A deferred shim (shim_spawn{defer = true}): the socket to it and the
+/* A shim from shim_spawn, waiting for "go": the socket to it and the
  * pid of its first process, not yet reaped (-1 once reaped). */
 struct pending {
   int fd;
@@ -106,7 +102,6 @@ l_shim_spawn(lua_State *L)
 {
   luaL_checktype(L, 1, LUA_TTABLE);
   const char *errpath = lua_istable(L, 2) ? crater__lua_opt_field_string(L, 2, "stderr") : NULL;
-  int defer = lua_istable(L, 2) ? crater__lua_opt_field_bool(L, 2, "defer", 0) : 0;
   size_t n = lua_objlen(L, 1);
   if (n == 0)
     return luaL_argerror(L, 1, "empty argv");
@@ -126,8 +121,7 @@ l_shim_spawn(lua_State *L)
   argv[n] = xstrdup("--daemonize");
   argv[n + 1] = xstrdup("--ready-fd");
   argv[n + 2] = xstrdup("3");
-  if (defer)
-    argv[n + 3] = xstrdup("--wait-go");
+  argv[n + 3] = xstrdup("--wait-go");
   int e = 0;
   int rp[2] = { -1, -1 };
   int ready_w = -1, errf = -1;
@@ -136,8 +130,8 @@ l_shim_spawn(lua_State *L)
   posix_spawnattr_t attr;
   posix_spawn_file_actions_init(&fa);
   posix_spawnattr_init(&attr);
-  /* deferred: a socket pair, the shim reads "go" from it and reports on it */
-  if ((defer ? socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, rp) : pipe2(rp, O_CLOEXEC)) < 0) {
+  /* a socket pair: the shim reads "go" from it and reports on it */
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, rp) < 0) {
     e = errno;
     goto spawned;
   }
@@ -183,19 +177,14 @@ spawned:
     return fail_errno(L, e, "spawn shim %s", what);
   }
   free_argv(argv);
-  if (defer) {
-    /* the first shim process is reaped by go() or abort(): waiting for it
-     * here would wait for its exec, the very time the caller overlaps */
-    struct pending *ud = lua_newuserdata(L, sizeof *ud);
-    ud->fd = rp[0];
-    ud->first = pid;
-    luaL_getmetatable(L, PENDING_MT);
-    lua_setmetatable(L, -2);
-    return 1;
-  }
-  /* the first shim process exits as soon as it has forked the shim */
-  reap_first(pid);
-  return push_reply(L, rp[0]);
+  /* the first shim process is reaped by go() or abort(): waiting for it
+   * here would wait for its exec, the very time the caller overlaps */
+  struct pending *ud = lua_newuserdata(L, sizeof *ud);
+  ud->fd = rp[0];
+  ud->first = pid;
+  luaL_getmetatable(L, PENDING_MT);
+  lua_setmetatable(L, -2);
+  return 1;
 }
 
 /* Reads the shim's one-line report from fd (then closed) and pushes it,

@@ -682,11 +682,11 @@ function TarReader:close() end
 -- ---------------------------------------------------------------------------
 -- tasks (src/lua/l_task.c)
 
---- Starts crater-shim detached and waits for its create result; with
---- `defer = true` returns at once a pending shim that waits for `go()`.
+--- Starts crater-shim detached; it waits for `go()` before running the
+--- runtime (the caller writes the bundle meanwhile).
 ---@param argv string[]
----@param opts? {stderr?: string, defer?: boolean}
----@return string|crater.shim_pending|nil reply "ok PID" (or the pending shim), string? err, string? kind
+---@param opts? {stderr?: string}
+---@return crater.shim_pending|nil pending, string? err, string? kind
 function core.shim_spawn(argv, opts) end
 
 ---@class crater.shim_pending
