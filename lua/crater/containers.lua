@@ -284,13 +284,6 @@ function Containers:_snapshot_shared(rec)
   return false
 end
 
--- true when the spec gives the container a pid namespace of its own: then
--- nothing of it outlives its init, and its snapshot may go while the
--- runtime still cleans up after the init
-local function own_pid_ns(spec)
-  local n = oci.namespace(spec, "pid")
-  return n ~= nil and not n.path
-end
 
 --- Deletes a container and its snapshot (a shared view only with its last
 --- container).  Refused while it has a task that is not stopped unless
@@ -327,7 +320,7 @@ function Containers:delete(id, opts)
     end
     -- the snapshot goes while the runtime deletes the task, when the init
     -- is known to be gone with everything it started
-    local ok, e2, k2 = t:delete { force = true, during = t._exited and own_pid_ns(rec.spec) and remove_snapshot or nil }
+    local ok, e2, k2 = t:delete { force = true, during = t._exited and oci.owns_namespace(rec.spec, "pid") and remove_snapshot or nil }
     if not ok then return nil, e2, k2 end
   end
   if not removed then

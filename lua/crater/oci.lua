@@ -630,6 +630,16 @@ function M.namespace(spec, typ)
   return nil
 end
 
+--- True when the spec gives the container a namespace of type typ of its
+--- own (a new one, not one joined by path).  For "pid": nothing of the
+--- container outlives its init.
+---@param spec table
+---@param typ string
+function M.owns_namespace(spec, typ)
+  local n = M.namespace(spec, typ)
+  return n ~= nil and not n.path
+end
+
 --- Joins an existing namespace by path (for CNI later): ("network", "/var/run/netns/x").
 
 function M.with_namespace_path(typ, path)

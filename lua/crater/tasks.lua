@@ -190,8 +190,10 @@ end
 -- would be made inside it) and no user name left to resolve from the
 -- rootfs's /etc/passwd.  It then goes with the namespace: no host mount,
 -- no host unmount (an RCU grace period) at delete.
+local function is_crater_runtime(rt) return rt ~= nil and rt:match("crater%-runtime$") ~= nil end
+
 local function rootfs_in_container(rt, spec, snap)
-  if not (rt and rt:match("crater%-runtime$")) or (snap and snap.kind == "view") then return false end
+  if not is_crater_runtime(rt) or (snap and snap.kind == "view") then return false end
   if spec.hooks and next(spec.hooks) then return false end
   if spec.process and spec.process.user and spec.process.user.username then return false end
   return oci.namespace(spec, "user") == nil
@@ -307,11 +309,10 @@ function M.create(client, ns, rec, opts)
   if opts.start then argv[#argv + 1] = "--start" end
   -- crater-runtime runs only from a sealed copy of itself; the shim makes
   -- it, saving the runtime's own re-exec
-  if rt:match("crater%-runtime$") then argv[#argv + 1] = "--seal-runtime" end
+  if is_crater_runtime(rt) then argv[#argv + 1] = "--seal-runtime" end
   -- a transient task whose init has its own pid namespace is deleted by
   -- the runtime as soon as the init exits, while the client hears of it
-  local pidns = oci.namespace(rec.spec, "pid")
-  if opts.transient and pidns and not pidns.path then argv[#argv + 1] = "--delete-on-exit" end
+  if opts.transient and oci.owns_namespace(rec.spec, "pid") then argv[#argv + 1] = "--delete-on-exit" end
   -- The shim starts now and waits for "go": its exec and set-up overlap
   -- the rest of the bundle (rootfs, config.json, FIFOs) being written.
   local pending, e0, k0 = core.shim_spawn(argv, { stderr = dir .. "/shim.log" })

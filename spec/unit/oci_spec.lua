@@ -185,8 +185,11 @@ describe("crater.oci", function()
     assert.are.equal("bind", mount_at(s, "/sys").type)
     assert.has_error(function() oci.with_host_namespaces { "mount" } end)
     assert.has_error(function() oci.with_host_namespaces { "bogus" } end)
+    assert.is_false(oci.owns_namespace(s, "pid")) -- the host's
     s = oci.spec { oci.with_namespace_path("net", "/var/run/netns/a") }
     assert.are.equal("/var/run/netns/a", ns_types(s).network)
+    assert.is_true(oci.owns_namespace(s, "pid"))
+    assert.is_false(oci.owns_namespace(s, "network")) -- joined by path
   end)
 
   it("with_user_namespace, with_rlimits, with_annotations", function()
