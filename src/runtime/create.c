@@ -486,34 +486,22 @@ crater_runtime_create(crater_create_opts_t *o, crater_error_t *err)
       crater__sync_recv(c.sync[0], SYNC_READY, NULL, err) < 0)
     goto done;
   {
-    crater_state_t s = { .id = (char *) o->id,
-                         .dir = c.dir,
-                         .bundle = c.bundle,
-                         .rootfs = c.rootfs,
-                         .pid = pid,
-                         .cgroup_path = c.cgroup_path,
-                         .config = c.config };
-    s.created = crater__rfc3339_now();
-    crater__proc_stat(pid, &s.start_time, NULL);
-    int r = crater__state_save(&s, err);
-    if (r == 0 && o->want_state) {
-      crater_state_t *k = xmalloc0(sizeof *k);
-      k->id = xstrdup(o->id);
-      k->dir = xstrdup(c.dir);
-      k->bundle = xstrdup(c.bundle);
-      k->rootfs = xstrdup(c.rootfs);
-      k->created = steal_pointer(&s.created);
-      k->pid = pid;
-      k->start_time = s.start_time;
-      k->cgroup_path = c.cgroup_path ? xstrdup(c.cgroup_path) : NULL;
-      k->config = json_incref(c.config);
-      k->annotations = s.annotations ? json_incref(s.annotations) : NULL;
-      k->has_hooks = s.has_hooks;
-      o->state = k;
-    }
-    if (s.annotations)
-      json_decref(s.annotations);
-    free(s.created);
+    /* owned copies: handed to `run` (want_state) or freed here */
+    crater_state_t *s = xmalloc0(sizeof *s);
+    s->id = xstrdup(o->id);
+    s->dir = xstrdup(c.dir);
+    s->bundle = xstrdup(c.bundle);
+    s->rootfs = xstrdup(c.rootfs);
+    s->created = crater__rfc3339_now();
+    s->pid = pid;
+    crater__proc_stat(pid, &s->start_time, NULL);
+    s->cgroup_path = c.cgroup_path ? xstrdup(c.cgroup_path) : NULL;
+    s->config = json_incref(c.config);
+    int r = crater__state_save(s, err);
+    if (r == 0 && o->want_state)
+      o->state = s;
+    else
+      crater__state_free(s);
     if (r < 0)
       goto done;
   }
