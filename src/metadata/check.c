@@ -58,7 +58,7 @@ count_records(crater_store_t *s, const char *digest, crater_error_t *err)
     n = sqlite3_column_int64(st, 0);
   else
     crater__db_error(s->db, SQLITE_ERROR, err, "count records of %s", digest);
-  sqlite3_finalize(st);
+  crater__db_release(s->db, st);
   return n;
 }
 
@@ -103,7 +103,7 @@ repair_one(crater_store_t *s, const char *digest, const char *ns, bool unlink_bl
   if (ns)
     crater__db_bind_text(st, 2, ns);
   int r = crater__db_step_done(s->db, st, err);
-  sqlite3_finalize(st);
+  crater__db_release(s->db, st);
   if (r == 0 && unlink_blob) {
     crater_error_t e = NULL;
     if (crater_content_delete(s->content, digest, &e) < 0 && e->kind != CRATER_ERR_NOT_FOUND) {
@@ -187,7 +187,7 @@ crater_store_check(crater_store_t *s, const crater_check_opts_t *opts, crater_ch
       crater_error_release(&e);
     }
   }
-  sqlite3_finalize(st);
+  crater__db_release(s->db, st);
   if (rc != SQLITE_DONE) {
     r = crater__db_error(s->db, rc, err, "check: list content records");
     goto done;

@@ -121,7 +121,7 @@ crater_store_container_create(crater_store_t *s, const char *ns, crater_containe
   int64_t now = crater__now_ns();
   sqlite3_bind_int64(st, 10, now);
   int r = crater__db_step_done(s->db, st, err);
-  sqlite3_finalize(st);
+  crater__db_release(s->db, st);
   if (r < 0) {
     crater_db_rollback(s->db);
     return crater_error_wrap(err, "create container %s", c->id);
@@ -336,7 +336,7 @@ fail:
   crater_db_rollback(s->db);
   crater_error_wrap(err, "update container %s", c->id);
 out:
-  sqlite3_finalize(st);
+  crater__db_release(s->db, st);
   crater_container_clear(&cur);
   crater_labels_clear(&m.label_keys);
   return r;
@@ -357,7 +357,7 @@ crater_store_container_delete(crater_store_t *s, const char *ns, const char *id,
   crater__db_bind_text(st, 1, ns);
   crater__db_bind_text(st, 2, id);
   int r = crater__db_step_done(s->db, st, err);
-  sqlite3_finalize(st);
+  crater__db_release(s->db, st);
   if (r < 0) {
     crater_db_rollback(s->db);
     return crater_error_wrap(err, "delete container %s", id);

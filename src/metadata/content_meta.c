@@ -61,7 +61,7 @@ visible(crater_store_t *s, const char *ns, const char *digest, crater_error_t *e
   crater__db_bind_text(st, 1, ns);
   crater__db_bind_text(st, 2, digest);
   int rc = sqlite3_step(st);
-  sqlite3_finalize(st);
+  crater__db_release(s->db, st);
   if (rc == SQLITE_ROW)
     return 0;
   if (rc == SQLITE_DONE)
@@ -120,7 +120,7 @@ touch(crater_store_t *s, const char *ns, const char *digest, crater_error_t *err
   crater__db_bind_text(st, 2, digest);
   sqlite3_bind_int64(st, 3, crater__now_ns());
   int r = crater__db_step_done(s->db, st, err);
-  sqlite3_finalize(st);
+  crater__db_release(s->db, st);
   return r;
 }
 
@@ -160,7 +160,7 @@ insert_record(crater_store_t *s, const char *ns, const char *digest, int64_t siz
   sqlite3_bind_int64(st, 3, size);
   sqlite3_bind_int64(st, 4, crater__now_ns());
   int r = crater__db_step_done(s->db, st, err);
-  sqlite3_finalize(st);
+  crater__db_release(s->db, st);
   if (r < 0)
     return -1;
   int inserted = sqlite3_changes(crater_db_handle(s->db)) > 0;
@@ -214,7 +214,7 @@ crater_store_content_delete(crater_store_t *s, const char *ns, const char *diges
     crater__db_bind_text(st, 1, ns);
     crater__db_bind_text(st, 2, digest);
     r = crater__db_step_done(s->db, st, err);
-    sqlite3_finalize(st);
+    crater__db_release(s->db, st);
   }
   int64_t refs = -1;
   if (r == 0 &&
@@ -224,7 +224,7 @@ crater_store_content_delete(crater_store_t *s, const char *ns, const char *diges
       refs = sqlite3_column_int64(st, 0);
     else
       r = crater__db_error(s->db, SQLITE_ERROR, err, "count references");
-    sqlite3_finalize(st);
+    crater__db_release(s->db, st);
   } else if (r == 0) {
     r = -1;
   }

@@ -22,10 +22,27 @@
 #define WAL_CKPT_COMMIT_FRAMES 1000
 #define WAL_CKPT_CLOSE_FRAMES 200
 
+/* Prepared statements are kept for the connection's life and handed out
+ * again by SQL text (crater__db_prepare / crater__db_release): preparing
+ * costs ~30,000 instructions a statement, and a `crater run` used to
+ * prepare 43, a dozen of them twice.  A statement in use is never handed
+ * out twice: a nested use of the same SQL prepares another one, which is
+ * kept too while there is room. */
+#define STMT_CACHE_MAX 128
+
+typedef struct {
+  char *sql;
+  uint32_t hash;
+  bool busy;
+  sqlite3_stmt *st;
+} cached_stmt_t;
+
 struct crater_db_s {
   sqlite3 *h;
   char *path;
   int wal_frames; /* WAL size after this connection's last commit, 0 if none */
+  size_t nstmts;
+  cached_stmt_t stmts[STMT_CACHE_MAX];
 };
 
 static crater_errkind_t
@@ -75,16 +92,72 @@ crater__db_exec(crater_db_t *db, const char *sql, crater_error_t *err)
   return 0;
 }
 
+static uint32_t
+sql_hash(const char *s)
+{
+  uint32_t h = 2166136261u; /* FNV-1a */
+  for (; *s; s++)
+    h = (h ^ (unsigned char) *s) * 16777619u;
+  return h;
+}
+
 sqlite3_stmt *
 crater__db_prepare(crater_db_t *db, const char *sql, crater_error_t *err)
 {
+  uint32_t hash = sql_hash(sql);
+  for (size_t i = 0; i < db->nstmts; i++) {
+    cached_stmt_t *c = &db->stmts[i];
+    if (!c->busy && c->hash == hash && strcmp(c->sql, sql) == 0) {
+      c->busy = true;
+      return c->st;
+    }
+  }
   sqlite3_stmt *st = NULL;
-  int rc = sqlite3_prepare_v2(db->h, sql, -1, &st, NULL);
+  int rc = sqlite3_prepare_v3(db->h, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL);
   if (rc != SQLITE_OK) {
     crater__db_error(db, rc, err, "metadata: prepare");
     return NULL;
   }
+  if (db->nstmts < STMT_CACHE_MAX)
+    db->stmts[db->nstmts++] = (cached_stmt_t){ xstrdup(sql), hash, true, st };
   return st;
+}
+
+void
+crater__db_release(crater_db_t *db, sqlite3_stmt *st)
+{
+  if (st == NULL)
+    return;
+  for (size_t i = db->nstmts; i-- > 0;) {
+    if (db->stmts[i].st == st) {
+      sqlite3_reset(st);
+      sqlite3_clear_bindings(st);
+      db->stmts[i].busy = false;
+      return;
+    }
+  }
+  sqlite3_finalize(st);
+}
+
+bool
+crater__db_stmt_cached(crater_db_t *db, sqlite3_stmt *st)
+{
+  for (size_t i = 0; i < db->nstmts; i++)
+    if (db->stmts[i].st == st)
+      return true;
+  return false;
+}
+
+/* BEGIN / COMMIT / ROLLBACK through cached statements; an SQLite code. */
+static int
+run_cached(crater_db_t *db, const char *sql)
+{
+  sqlite3_stmt *st = crater__db_prepare(db, sql, NULL);
+  if (st == NULL)
+    return sqlite3_errcode(db->h);
+  int rc = sqlite3_step(st);
+  crater__db_release(db, st);
+  return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
 int
@@ -115,7 +188,7 @@ crater__db_column_strdup(sqlite3_stmt *st, int col)
 int
 crater_db_begin(crater_db_t *db, crater_error_t *err)
 {
-  int rc = sqlite3_exec(db->h, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+  int rc = run_cached(db, "BEGIN IMMEDIATE");
   if (rc != SQLITE_OK)
     return crater__db_error(db, rc, err, "metadata: begin transaction");
   return 0;
@@ -124,7 +197,7 @@ crater_db_begin(crater_db_t *db, crater_error_t *err)
 int
 crater_db_commit(crater_db_t *db, crater_error_t *err)
 {
-  int rc = sqlite3_exec(db->h, "COMMIT", NULL, NULL, NULL);
+  int rc = run_cached(db, "COMMIT");
   if (rc != SQLITE_OK) {
     crater__db_error(db, rc, err, "metadata: commit transaction");
     crater_db_rollback(db);
@@ -138,7 +211,7 @@ crater_db_rollback(crater_db_t *db)
 {
   if (sqlite3_get_autocommit(db->h))
     return; /* nothing open (SQLite may have rolled back already) */
-  int rc = sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
+  int rc = run_cached(db, "ROLLBACK");
   if (rc != SQLITE_OK)
     crater_warn("metadata: rollback: %s", sqlite3_errmsg(db->h));
 }
@@ -154,7 +227,7 @@ crater_db_version(crater_db_t *db, crater_error_t *err)
     v = sqlite3_column_int(st, 0);
   else
     crater__db_error(db, SQLITE_ERROR, err, "metadata: read user_version");
-  sqlite3_finalize(st);
+  crater__db_release(db, st);
   return v;
 }
 
@@ -293,6 +366,10 @@ crater_db_close(crater_db_t *db)
       sqlite3_busy_timeout(db->h, 0);
       sqlite3_wal_checkpoint_v2(db->h, "main", SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
     }
+    for (size_t i = 0; i < db->nstmts; i++) {
+      sqlite3_finalize(db->stmts[i].st);
+      free(db->stmts[i].sql);
+    }
     sqlite3_close_v2(db->h);
   }
   free(db->path);
@@ -320,7 +397,7 @@ crater__db_labels_load(crater_db_t *db, const char *table, const char *idcol, co
   while ((rc = sqlite3_step(st)) == SQLITE_ROW)
     crater_labels_set(out, (const char *) sqlite3_column_text(st, 0),
                       (const char *) sqlite3_column_text(st, 1));
-  sqlite3_finalize(st);
+  crater__db_release(db, st);
   if (rc != SQLITE_DONE)
     return crater__db_error(db, rc, err, "metadata: load labels");
   return 0;
@@ -342,7 +419,7 @@ crater__db_labels_store(crater_db_t *db, const char *table, const char *idcol, c
     crater__db_bind_text(st, 1, ns);
     crater__db_bind_text(st, 2, id);
     int r = crater__db_step_done(db, st, err);
-    sqlite3_finalize(st);
+    crater__db_release(db, st);
     if (r < 0)
       return -1;
   }
@@ -368,7 +445,7 @@ crater__db_labels_store(crater_db_t *db, const char *table, const char *idcol, c
       crater__db_bind_text(st, 4, labels->items[i].value);
     r = crater__db_step_done(db, st, err);
   }
-  sqlite3_finalize(ups);
-  sqlite3_finalize(dels);
+  crater__db_release(db, ups);
+  crater__db_release(db, dels);
   return r;
 }

@@ -62,8 +62,18 @@ CRATER_PUBLIC void crater_db_rollback(crater_db_t *db);
 /* Runs SQL without results. */
 int crater__db_exec(crater_db_t *db, const char *sql, crater_error_t *err);
 
-/* Prepares a statement; NULL + error naming the SQLite message. */
+/* A prepared statement for sql, from the connection's cache when one is
+ * free (prepared once, kept until crater_db_close); NULL + error naming the
+ * SQLite message.  Give it back with crater__db_release, never
+ * sqlite3_finalize. */
 sqlite3_stmt *crater__db_prepare(crater_db_t *db, const char *sql, crater_error_t *err);
+
+/* Resets a statement from crater__db_prepare (bindings cleared) and returns
+ * it to the cache (finalizes it when it was not kept).  NULL tolerated. */
+void crater__db_release(crater_db_t *db, sqlite3_stmt *st);
+
+/* Whether st is kept in db's statement cache (tests). */
+bool crater__db_stmt_cached(crater_db_t *db, sqlite3_stmt *st);
 
 /* Makes an error from the connection's last SQLite failure: "<ctx>: <sqlite
  * message>", kind from the result code (BUSY/LOCKED -> UNAVAILABLE,

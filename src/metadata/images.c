@@ -63,7 +63,7 @@ write_image(crater_store_t *s, const char *ns, const crater_image_t *img, bool c
   sqlite3_bind_int64(st, 5, img->size);
   sqlite3_bind_int64(st, 6, crater__now_ns());
   int r = crater__db_step_done(s->db, st, err);
-  sqlite3_finalize(st);
+  crater__db_release(s->db, st);
   if (r < 0)
     return crater__store_rollback(s);
   if (sqlite3_changes(crater_db_handle(s->db)) == 0) {
@@ -175,7 +175,7 @@ crater_store_image_delete(crater_store_t *s, const char *ns, const char *name, c
   crater__db_bind_text(st, 1, ns);
   crater__db_bind_text(st, 2, name);
   int r = crater__db_step_done(s->db, st, err);
-  sqlite3_finalize(st);
+  crater__db_release(s->db, st);
   if (r < 0)
     return crater__store_rollback(s);
   if (sqlite3_changes(crater_db_handle(s->db)) == 0) {

@@ -75,7 +75,7 @@ crater_store_lease_create(crater_store_t *s, const char *ns, const char *id,
   else
     sqlite3_bind_null(st, 4);
   int r = crater__db_step_done(s->db, st, err);
-  sqlite3_finalize(st);
+  crater__db_release(s->db, st);
   if (r < 0)
     return crater__store_rollback(s);
   if (sqlite3_changes(crater_db_handle(s->db)) == 0) {
@@ -110,7 +110,7 @@ load_resources(crater_store_t *s, const char *ns, crater_lease_t *l, crater_erro
     l->resources[l->nresources].key = crater__db_column_strdup(st, 1);
     l->nresources++;
   }
-  sqlite3_finalize(st);
+  crater__db_release(s->db, st);
   if (rc != SQLITE_DONE)
     return crater__db_error(s->db, rc, err, "lease %s resources", l->id);
   return 0;
@@ -163,7 +163,7 @@ exec_lease(crater_store_t *s, const char *sql, const char *ns, const char *id, c
     crater__db_bind_text(st, 1, ns);
     crater__db_bind_text(st, 2, id);
     int rc = sqlite3_step(st);
-    sqlite3_finalize(st);
+    crater__db_release(s->db, st);
     if (rc != SQLITE_ROW) {
       crater_db_rollback(s->db);
       return crater_error_make(err, CRATER_ERR_NOT_FOUND, ENOENT,
@@ -180,7 +180,7 @@ exec_lease(crater_store_t *s, const char *sql, const char *ns, const char *id, c
     crater__db_bind_text(st, 4, key);
   }
   int r = crater__db_step_done(s->db, st, err);
-  sqlite3_finalize(st);
+  crater__db_release(s->db, st);
   if (r < 0)
     return crater__store_rollback(s);
   if (need_change && sqlite3_changes(crater_db_handle(s->db)) == 0) {

@@ -66,7 +66,7 @@ crater__store_ensure_namespace(crater_store_t *s, const char *ns, crater_error_t
   crater__db_bind_text(st, 1, ns);
   sqlite3_bind_int64(st, 2, crater__now_ns());
   int r = crater__db_step_done(s->db, st, err);
-  sqlite3_finalize(st);
+  crater__db_release(s->db, st);
   return r < 0 ? crater_error_wrap(err, "namespace %s", ns) : 0;
 }
 
@@ -80,7 +80,7 @@ crater__store_namespace_exists(crater_store_t *s, const char *ns, crater_error_t
     return -1;
   crater__db_bind_text(st, 1, ns);
   int rc = sqlite3_step(st);
-  sqlite3_finalize(st);
+  crater__db_release(s->db, st);
   if (rc == SQLITE_ROW)
     return 0;
   if (rc == SQLITE_DONE)
@@ -108,7 +108,7 @@ crater_store_namespace_create(crater_store_t *s, const char *name, const crater_
   crater__db_bind_text(st, 1, name);
   sqlite3_bind_int64(st, 2, crater__now_ns());
   int r = crater__db_step_done(s->db, st, err);
-  sqlite3_finalize(st);
+  crater__db_release(s->db, st);
   if (r < 0)
     return crater__store_rollback(s);
   if (sqlite3_changes(crater_db_handle(s->db)) == 0) {
@@ -185,7 +185,7 @@ crater_store_namespace_delete(crater_store_t *s, const char *name, crater_error_
       return crater__store_rollback(s);
     crater__db_bind_text(st, 1, name);
     int64_t cnt = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
-    sqlite3_finalize(st);
+    crater__db_release(s->db, st);
     if (cnt == 0)
       continue;
     char *w = xasprintf("%s%s%lld %s", what ? what : "", what ? ", " : "", (long long) cnt,
@@ -216,7 +216,7 @@ crater_store_namespace_delete(crater_store_t *s, const char *name, crater_error_
     return crater__store_rollback(s);
   crater__db_bind_text(st, 1, name);
   int r = crater__db_step_done(s->db, st, err);
-  sqlite3_finalize(st);
+  crater__db_release(s->db, st);
   if (r < 0 || crater_db_commit(s->db, err) < 0) {
     crater_db_rollback(s->db);
     return crater_error_wrap(err, "delete namespace %s", name);
@@ -242,7 +242,7 @@ crater_store_namespace_set_labels(crater_store_t *s, const char *name,
     crater__db_bind_text(st, 1, name);
     sqlite3_bind_int64(st, 2, crater__now_ns());
     r = crater__db_step_done(s->db, st, err);
-    sqlite3_finalize(st);
+    crater__db_release(s->db, st);
   } else if (r == 0) {
     r = -1;
   }

@@ -38,7 +38,7 @@ crater__meta_get(crater_store_t *s, const char *ns, const char *key, const char 
   } else {
     r = crater__db_error(s->db, rc, err, "%s %s", noun, k);
   }
-  sqlite3_finalize(st);
+  crater__db_release(s->db, st);
   return r;
 }
 
@@ -80,7 +80,7 @@ crater__meta_list(crater_store_t *s, const char *ns, const char *sql, const char
     else
       r = crater__db_error(s->db, rc, err, "list %s", what);
   }
-  sqlite3_finalize(st);
+  crater__db_release(s->db, st);
   crater_filter_free(f);
   free(rec);
   if (r < 0) {

@@ -91,7 +91,7 @@ row_get(crater_store_t *s, const char *ns, const char *sn, const char *key, row_
   } else if (rc != SQLITE_DONE) {
     r = crater__db_error(s->db, rc, err, "metadata: snapshot %s", key);
   }
-  sqlite3_finalize(st);
+  crater__db_release(s->db, st);
   return r;
 }
 
@@ -147,7 +147,7 @@ chain_load(crater_store_t *s, int64_t parent, chain_t *out, crater_error_t *err)
     }
     out->ids[out->n++] = xasprintf("%lld", (long long) sqlite3_column_int64(st, 0));
   }
-  sqlite3_finalize(st);
+  crater__db_release(s->db, st);
   if (rc != SQLITE_DONE) {
     chain_free(out);
     return crater__db_error(s->db, rc, err, "metadata: parent chain");
@@ -227,7 +227,7 @@ create_snapshot(crater_store_t *s, const char *ns, const char *sname, crater_sna
   crater__db_bind_text(st, 5, crater_snapshot_kind_name(kind));
   sqlite3_bind_int64(st, 6, crater__now_ns());
   r = crater__db_step_done(s->db, st, err);
-  sqlite3_finalize(st);
+  crater__db_release(s->db, st);
   if (r < 0)
     goto fail;
   int64_t id = sqlite3_last_insert_rowid(crater_db_handle(s->db));
@@ -323,7 +323,7 @@ crater_snapshot_commit(crater_store_t *s, const char *ns, const char *sname, con
   crater__db_bind_text(st, 2, name);
   sqlite3_bind_int64(st, 3, crater__now_ns());
   r = crater__db_step_done(s->db, st, err);
-  sqlite3_finalize(st);
+  crater__db_release(s->db, st);
   if (r < 0)
     goto fail;
   if (labels && labels->n &&
@@ -360,7 +360,7 @@ crater_snapshot_remove(crater_store_t *s, const char *ns, const char *sname, con
     goto fail;
   sqlite3_bind_int64(st, 1, row.id);
   int64_t children = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
-  sqlite3_finalize(st);
+  crater__db_release(s->db, st);
   if (children > 0) {
     crater_error_make(err, CRATER_ERR_FAILED_PRECONDITION, 0, "has %lld child%s",
                       (long long) children, children == 1 ? "" : "ren");
@@ -371,7 +371,7 @@ crater_snapshot_remove(crater_store_t *s, const char *ns, const char *sname, con
     goto fail;
   sqlite3_bind_int64(st, 1, row.id);
   int r = crater__db_step_done(s->db, st, err);
-  sqlite3_finalize(st);
+  crater__db_release(s->db, st);
   if (r < 0)
     goto fail;
   snprintf(idbuf, sizeof idbuf, "%lld", (long long) row.id);
@@ -449,7 +449,7 @@ load_infos(crater_store_t *s, const char *ns, const char *sname, const char *key
     i->created_at = sqlite3_column_int64(st, 4);
     i->updated_at = sqlite3_column_int64(st, 5);
   }
-  sqlite3_finalize(st);
+  crater__db_release(s->db, st);
   if (rc != SQLITE_DONE) {
     crater_snapshot_infos_free(*out, *n);
     *out = NULL;
@@ -514,7 +514,7 @@ crater_snapshot_update(crater_store_t *s, const char *ns, const char *sname, con
   sqlite3_bind_int64(st, 1, row.id);
   sqlite3_bind_int64(st, 2, crater__now_ns());
   int r = crater__db_step_done(s->db, st, err);
-  sqlite3_finalize(st);
+  crater__db_release(s->db, st);
   if (r < 0)
     goto fail;
   if (crater_db_commit(s->db, err) < 0)
@@ -626,7 +626,7 @@ crater_snapshot_cleanup(crater_store_t *s, const char *sname, size_t *removed, c
       (*removed)++;
   }
   if (st)
-    sqlite3_finalize(st);
+    crater__db_release(s->db, st);
   for (size_t i = 0; i < n; i++)
     free(ids[i]);
   free(ids);
