@@ -16,6 +16,26 @@
 #include "common/cleanup.h"
 #include "common/xalloc.h"
 
+/* Bottom-up: the common case (parents there) is one mkdir, not one per
+ * component; a missing parent is made first, then the path again. */
+static int
+mkdir_p_in(char *p, mode_t mode, crater_error_t *err)
+{
+  if (mkdir(p, mode) == 0 || errno == EEXIST)
+    return 0;
+  char *slash = strrchr(p, '/');
+  if (errno != ENOENT || slash == NULL || slash == p)
+    return crater_error_sys(err, errno, "mkdir %s", p);
+  *slash = '\0';
+  int r = mkdir_p_in(p, mode, err);
+  *slash = '/';
+  if (r < 0)
+    return -1;
+  if (mkdir(p, mode) < 0 && errno != EEXIST)
+    return crater_error_sys(err, errno, "mkdir %s", p);
+  return 0;
+}
+
 int
 crater__mkdir_p(const char *path, mode_t mode, crater_error_t *err)
 {
@@ -23,17 +43,7 @@ crater__mkdir_p(const char *path, mode_t mode, crater_error_t *err)
   size_t len = strlen(p);
   while (len > 1 && p[len - 1] == '/')
     p[--len] = '\0';
-  for (char *s = p + 1; *s; s++) {
-    if (*s != '/')
-      continue;
-    *s = '\0';
-    if (mkdir(p, mode) < 0 && errno != EEXIST)
-      return crater_error_sys(err, errno, "mkdir %s", p);
-    *s = '/';
-  }
-  if (mkdir(p, mode) < 0 && errno != EEXIST)
-    return crater_error_sys(err, errno, "mkdir %s", p);
-  return 0;
+  return mkdir_p_in(p, mode, err);
 }
 
 int
