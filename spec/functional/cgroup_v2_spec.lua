@@ -264,6 +264,44 @@ local function guest()
     end)
   end)
 
+  -- The init, and a process exec'd later, are cloned into their cgroup
+  -- (clone3 CLONE_INTO_CGROUP, as crun does): no pid is ever written to a
+  -- cgroup.procs, which on v2 waits for an RCU grace period (cgroup.c).
+  -- Seen through strace; the processes still land in the cgroup.
+  check("clone_into_cgroup", function()
+    local STRACE = "/usr/bin/strace"
+    if not exists(STRACE) then return { skip = "strace not installed" } end
+    local id, dir, rel = bundle("into", RT, { "sleep", "1000" })
+    live[RT .. " " .. id] = { RT, id }
+    local trace = T .. "/" .. id .. ".strace"
+    local function traced(...)
+      -- not -f: the runtime itself clones (and used to move) the processes;
+      -- following the init would keep strace waiting for it
+      return x { STRACE, "-qq", "-e", "trace=clone3,openat", "-o", trace,
+                 RT, "--root", T .. "/crater-root", ... }
+    end
+    local out = {}
+    local c = traced("create", "--bundle", dir, "--pid-file", dir .. "/pid", id)
+    out.create = c.code
+    out.create_err = c.stderr
+    local t = B.read(trace) or ""
+    out.create_into = t:find("CLONE_INTO_CGROUP", 1, true) ~= nil
+    out.create_moves = t:find('cgroup.procs", O_WRONLY', 1, true) ~= nil
+    rt(RT, "start", id)
+    local pid = B.read(dir .. "/pid")
+    out.init_procs = trim(cgread(rel, "cgroup.procs")) == trim(pid)
+    local e = traced("exec", id, "cat", "/proc/self/cgroup")
+    out.exec = e.code
+    out.exec_view = norm(trim(e.stdout), id)
+    t = B.read(trace) or ""
+    out.exec_into = t:find("CLONE_INTO_CGROUP", 1, true) ~= nil
+    out.exec_moves = t:find('cgroup.procs", O_WRONLY', 1, true) ~= nil
+    rt(RT, "kill", id, "KILL")
+    wait_status(RT, id, "stopped")
+    out.deleted = delete(RT, id).code
+    return out
+  end)
+
   check("cgroupns", function()
     return both_ran("cgns",
       { "sh", "-c", "cat /proc/self/cgroup; grep ' /sys/fs/cgroup ' /proc/self/mounts | cut -d' ' -f1,3; cat /sys/fs/cgroup/pids.max" },
@@ -697,6 +735,21 @@ describe("cgroup v2 (in a VM)", function()
         assert.are.same(r.crun[k], c[k], k .. ": crater vs crun: " .. show(r))
       end
     end
+  end)
+
+  it("clones the init and exec'd processes into their cgroup (no cgroup.procs write)", function()
+    local r = result("clone_into_cgroup")
+    if not r then return end
+    if r.skip then pending(r.skip) return end
+    assert.equal(0, r.create, r.create_err)
+    assert.is_true(r.create_into, show(r))
+    assert.is_false(r.create_moves, show(r))
+    assert.is_true(r.init_procs, show(r))
+    assert.equal(0, r.exec)
+    assert.equal("0::/crater-test/<id>", r.exec_view)
+    assert.is_true(r.exec_into, show(r))
+    assert.is_false(r.exec_moves, show(r))
+    assert.equal(0, r.deleted)
   end)
 
   it("mounts the container's cgroup as / of a cgroup namespace", function()

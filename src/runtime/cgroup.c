@@ -23,6 +23,7 @@
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/statvfs.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -169,10 +170,44 @@ enable_controllers(const char *dir)
 /* mkdir -p under a cgroup mount; cpuset levels inherit cpus/mems.  On v2 the
  * controllers are enabled on every level above the leaf, the root included
  * (a host without systemd has none enabled there), as runc and crun do. */
+/* A new v1 cpuset cgroup starts with no cpus or mems: it takes its
+ * parent's. */
+static int
+cpuset_inherit(const char *hier, const char *parent, const char *d, crater_error_t *err)
+{
+  if (hier == NULL || strcmp(hier, "cpuset") != 0)
+    return 0;
+  cleanup_free char *cpus = cg_read(parent, "cpuset.cpus");
+  cleanup_free char *mems = cg_read(parent, "cpuset.mems");
+  crater_error_t e = NULL;
+  if (cpus &&
+      (cg_write(d, "cpuset.cpus", cpus, &e) < 0 || cg_write(d, "cpuset.mems", mems, &e) < 0)) {
+    crater_error_move(err, &e);
+    return crater_error_wrap(err, "init cpuset %s", d);
+  }
+  return 0;
+}
+
 static int
 cg_mkdir(const char *hier, const char *path, bool v2, crater_error_t *err)
 {
   cleanup_free char *buf = xstrdup(path);
+  if (!v2) {
+    /* the usual case on v1: the parents are there (crater/<namespace>), one
+     * mkdir instead of one per level */
+    cleanup_free char *leaf = cg_dir(hier, path);
+    if (mkdir(leaf, 0755) == 0) {
+      char *slash = strrchr(buf, '/');
+      if (slash)
+        *slash = '\0';
+      cleanup_free char *up = cg_dir(hier, buf);
+      return cpuset_inherit(hier, up, leaf, err);
+    }
+    if (errno == EEXIST)
+      return 0;
+    if (errno != ENOENT)
+      return crater_error_sys(err, errno, "mkdir %s", leaf);
+  }
   cleanup_free char *parent = cg_dir(hier, "");
   if (v2)
     enable_controllers(parent);
@@ -183,16 +218,8 @@ cg_mkdir(const char *hier, const char *path, bool v2, crater_error_t *err)
     *p = '\0';
     cleanup_free char *d = cg_dir(hier, buf);
     if (mkdir(d, 0755) == 0) {
-      if (hier && strcmp(hier, "cpuset") == 0) {
-        cleanup_free char *cpus = cg_read(parent, "cpuset.cpus");
-        cleanup_free char *mems = cg_read(parent, "cpuset.mems");
-        crater_error_t e = NULL;
-        if (cpus && (cg_write(d, "cpuset.cpus", cpus, &e) < 0 ||
-                     cg_write(d, "cpuset.mems", mems, &e) < 0)) {
-          crater_error_move(err, &e);
-          return crater_error_wrap(err, "init cpuset %s", d);
-        }
-      }
+      if (cpuset_inherit(hier, parent, d, err) < 0)
+        return -1;
     } else if (errno != EEXIST) {
       return crater_error_sys(err, errno, "mkdir %s", d);
     }
@@ -466,6 +493,52 @@ crater__cgroup_frozen(const char *path)
   }
   cleanup_free char *s = cg_read(d, "freezer.state");
   return s && (strncmp(s, "FROZEN", 6) == 0 || strncmp(s, "FREEZING", 8) == 0);
+}
+
+/*
+ * On v2 there is no cheap self-move: writing to cgroup.procs, even "0",
+ * takes that same lock, and where nothing else took it within a grace
+ * period it waits for one (~10 ms in a cgroup2-only namespace of the build
+ * hosts, more than the rest of a container start).  A child cloned with
+ * CLONE_INTO_CGROUP is attached while it is created, under cgroup_mutex and
+ * the lock's read side only: crun does the same.
+ */
+int
+crater__cgroup_open_v2(const char *path)
+{
+  if (!crater__cgroup_is_v2())
+    return -1;
+  cleanup_free char *d = cg_dir(NULL, path);
+  return open(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+}
+
+/* struct clone_args of linux/sched.h, version 2 (with cgroup): its layout
+ * is fixed by the kernel ABI, declared here to keep the kernel header and
+ * glibc's <sched.h> apart. */
+struct crater_clone_args {
+  uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls;
+  uint64_t set_tid, set_tid_size, cgroup;
+};
+#ifndef CLONE_INTO_CGROUP
+#define CLONE_INTO_CGROUP 0x200000000ULL
+#endif
+
+pid_t
+crater__cgroup_fork_into(int cgfd, int flags)
+{
+#ifdef SYS_clone3
+  struct crater_clone_args a = {
+    .flags = (uint64_t) (unsigned) flags | CLONE_INTO_CGROUP,
+    .exit_signal = SIGCHLD,
+    .cgroup = (uint64_t) cgfd,
+  };
+  return (pid_t) syscall(SYS_clone3, &a, sizeof a);
+#else
+  (void) cgfd;
+  (void) flags;
+  errno = ENOSYS;
+  return -1;
+#endif
 }
 
 int

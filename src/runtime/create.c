@@ -64,6 +64,8 @@ typedef struct {
   int new_flags;
   int join_fds[N_NS];
   bool self_cgroup; /* the init moves itself into its cgroup at GO */
+  int cgroup_fd;    /* v2: the cgroup the init is cloned into, or -1 */
+  bool born_in_cgroup;
   int sync[2];
   int console_fd;
   pid_t host_pid;
@@ -264,6 +266,23 @@ clone_fork(int flags)
   return (pid_t) syscall(SYS_clone, (unsigned long) (flags | SIGCHLD), NULL, NULL, NULL, NULL);
 }
 
+/* clone(flags), into the cgroup when c->cgroup_fd is set (the first
+ * process cloned from here: the init, or the process that joins namespaces
+ * and clones it); any refusal falls back to a plain clone and a move. */
+static pid_t
+clone_first(create_ctx_t *c, int flags)
+{
+  if (c->cgroup_fd >= 0) {
+    pid_t pid = crater__cgroup_fork_into(c->cgroup_fd, flags);
+    if (pid >= 0) {
+      c->born_in_cgroup = true;
+      return pid;
+    }
+    rt_debug("clone into cgroup %s: %s; moving the init instead", c->cgroup_path, strerror(errno));
+  }
+  return clone_fork(flags);
+}
+
 /* Starts the init; returns its host pid. */
 static pid_t
 spawn_init(create_ctx_t *c, crater_error_t *err)
@@ -273,7 +292,7 @@ spawn_init(create_ctx_t *c, crater_error_t *err)
   for (size_t i = 0; i < N_NS; i++)
     joins |= c->join_fds[i] >= 0;
   if (!joins) {
-    pid_t pid = clone_fork(flags);
+    pid_t pid = clone_first(c, flags);
     if (pid < 0) {
       crater_error_sys(err, errno, "clone container init");
       return -1;
@@ -284,7 +303,7 @@ spawn_init(create_ctx_t *c, crater_error_t *err)
     }
     return pid;
   }
-  pid_t mid = fork();
+  pid_t mid = clone_first(c, 0);
   if (mid < 0) {
     crater_error_sys(err, errno, "fork");
     return -1;
@@ -354,7 +373,7 @@ write_pid_file(const char *path, pid_t pid, crater_error_t *err)
 pid_t
 crater_runtime_create(crater_create_opts_t *o, crater_error_t *err)
 {
-  create_ctx_t c = { .o = o, .sync = { -1, -1 }, .console_fd = -1 };
+  create_ctx_t c = { .o = o, .sync = { -1, -1 }, .console_fd = -1, .cgroup_fd = -1 };
   for (size_t i = 0; i < N_NS; i++)
     c.join_fds[i] = -1;
   pid_t pid = -1, ret = -1;
@@ -451,18 +470,28 @@ crater_runtime_create(crater_create_opts_t *o, crater_error_t *err)
   /* compiled here (or read from the cache) so the init only installs it */
   if (crater__seccomp_prepare(crater__jpath(c.config, "linux.seccomp"), err) < 0)
     goto done;
+  /* v2: the cgroup is made first and the init cloned into it (cgroup.c) */
+  if (crater__cgroup_is_v2()) {
+    cgroup_made = true;
+    if (crater__cgroup_apply(c.cgroup_path, c.config, err) < 0) {
+      crater_error_wrap(err, "cgroup %s", c.cgroup_path);
+      goto done;
+    }
+    c.cgroup_fd = crater__cgroup_open_v2(c.cgroup_path);
+  }
   if ((pid = spawn_init(&c, err)) < 0)
     goto done;
   close(c.sync[1]);
   c.sync[1] = -1;
   if ((c.new_flags & CLONE_NEWUSER) && write_maps(pid, c.config, err) < 0)
     goto done;
-  cgroup_made = true;
-  if (crater__cgroup_apply(c.cgroup_path, c.config, err) < 0 ||
-      (!c.self_cgroup && crater__cgroup_enter(c.cgroup_path, pid, err) < 0)) {
+  if ((!cgroup_made && crater__cgroup_apply(c.cgroup_path, c.config, err) < 0) ||
+      (!c.self_cgroup && !c.born_in_cgroup && crater__cgroup_enter(c.cgroup_path, pid, err) < 0)) {
+    cgroup_made = true;
     crater_error_wrap(err, "cgroup %s", c.cgroup_path);
     goto done;
   }
+  cgroup_made = true;
   json_t *oom = json_object_get(json_object_get(c.config, "process"), "oomScoreAdj");
   if (json_is_integer(oom)) {
     cleanup_free char *p = xasprintf("/proc/%d/oom_score_adj", (int) pid);
@@ -528,6 +557,8 @@ done:
   for (int i = 0; i < 2; i++)
     if (c.sync[i] >= 0)
       close(c.sync[i]);
+  if (c.cgroup_fd >= 0)
+    close(c.cgroup_fd);
   for (size_t i = 0; i < N_NS; i++)
     if (c.join_fds[i] >= 0)
       close(c.join_fds[i]);

@@ -129,7 +129,23 @@ crater_runtime_exec(crater_exec_opts_t *o, crater_error_t *err)
   prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
   if (crater__seccomp_prepare(crater__jpath(config, "linux.seccomp"), err) < 0)
     goto done;
-  pid_t mid = fork();
+  /* v2: the process that joins the namespaces is cloned into the cgroup
+   * (no move afterwards, see cgroup.c); the one it forks inherits it */
+  bool born_in_cgroup = false;
+  pid_t mid = -1;
+  if (s->cgroup_path && !self_cgroup) {
+    int cgfd = crater__cgroup_open_v2(s->cgroup_path);
+    if (cgfd >= 0) {
+      mid = crater__cgroup_fork_into(cgfd, 0);
+      born_in_cgroup = mid >= 0;
+      if (mid < 0)
+        rt_debug("clone into cgroup %s: %s; moving the process instead", s->cgroup_path,
+                 strerror(errno));
+      close(cgfd);
+    }
+  }
+  if (!born_in_cgroup)
+    mid = fork();
   if (mid < 0) {
     crater_error_sys(err, errno, "fork");
     goto done;
@@ -173,7 +189,8 @@ crater_runtime_exec(crater_exec_opts_t *o, crater_error_t *err)
   if (r < 0)
     goto done;
   pid = v;
-  if (s->cgroup_path && !self_cgroup && crater__cgroup_enter(s->cgroup_path, pid, err) < 0)
+  if (s->cgroup_path && !self_cgroup && !born_in_cgroup &&
+      crater__cgroup_enter(s->cgroup_path, pid, err) < 0)
     goto done;
   if (crater__sync_send(sync[0], SYNC_GO, 0, err) < 0)
     goto done;
