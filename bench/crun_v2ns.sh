@@ -10,10 +10,12 @@
 # load its eBPF device filter; the bundle then allows all devices, again
 # crun's cheaper case.  crater-runtime runs the same bundle in the same
 # namespace, so the two runtimes are compared like for like.
-# Usage: unshare -m --propagation private bench/crun_v2ns.sh N BUNDLE CRATER_RUNTIME
-# Prints "crun <median ms>" and "crater-runtime <median ms>".
+# With CRATER, ROOT and IMAGE also given, `crater run --rm IMAGE` is timed
+# there too: crater and bare crun on the same cgroup hierarchy.
+# Usage: unshare -m --propagation private bench/crun_v2ns.sh N BUNDLE CRATER_RUNTIME [CRATER ROOT IMAGE]
+# Prints "crun <median ms>", "crater-runtime <median ms>" [and "crater-run <median ms>"].
 set -uo pipefail
-N=$1 BUNDLE=$2 CRT=$3
+N=$1 BUNDLE=$2 CRT=$3 CRATER=${4:-} ROOT=${5:-} IMAGE=${6:-}
 mount -t cgroup2 none /sys/fs/cgroup || { echo "cannot mount cgroup2" >&2; exit 1; }
 W=$(mktemp -d "${BENCH_STATE:-/run}/crater-bench-crun.XXXXXX")
 trap 'rm -rf "$W"' EXIT
@@ -42,3 +44,13 @@ for rt in crun "$CRT"; do
   done | med | sed "s/^/$name /"
   echo
 done
+if [ -n "$CRATER" ]; then
+  "$CRATER" --root "$ROOT" run --rm "$IMAGE" v2warm /bin/true >/dev/null 2>&1
+  for i in $(seq "$N"); do
+    t0=$(date +%s%N)
+    "$CRATER" --root "$ROOT" run --rm "$IMAGE" "v2b$i" /bin/true >/dev/null 2>&1
+    t1=$(date +%s%N)
+    echo $(( (t1 - t0) / 1000 ))
+  done | med | sed "s/^/crater-run /"
+  echo
+fi

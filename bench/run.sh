@@ -144,11 +144,16 @@ else
   # cgroup2 hierarchy (bench/crun_v2ns.sh: its best case, see there);
   # crater-runtime runs the same bundle there too
   if command -v crun >/dev/null && command -v unshare >/dev/null; then
+    # ... and `crater run --rm IMAGE` there as well: crater and bare crun
+    # on the same cgroup hierarchy (crun's bundle still without seccomp)
     while read -r name val; do
       [ -n "$val" ] || continue
-      RES["bare $name run (v2 ns)"]=$val
-      printf "%-40s median %7s ms   (private cgroup2-only mount namespace)\n" "bare $name run (v2 ns)" "$val"
-    done < <(unshare -m --propagation private "$SRC/bench/crun_v2ns.sh" "$N" "$T/bundle" "$BUILD/bin/crater-runtime")
+      key="bare $name run (v2 ns)"
+      [ "$name" = crater-run ] && key="crater run IMAGE (v2 ns)"
+      RES["$key"]=$val
+      printf "%-40s median %7s ms   (private cgroup2-only mount namespace)\n" "$key" "$val"
+    done < <(unshare -m --propagation private "$SRC/bench/crun_v2ns.sh" "$N" "$T/bundle" "$BUILD/bin/crater-runtime" \
+               "$CRATER" "$T/root" bench/busybox:latest)
     # like for like: both runtimes on crater's own spec (seccomp default
     # profile included: what `crater run` containers get)
     while read -r name val; do
@@ -190,6 +195,8 @@ EOC
     awk -v a="${RES["crater run IMAGE (crater-runtime)"]}" -v b="${RES["bare crun run (v2 ns)"]}" 'BEGIN{printf "crater IMAGE(crater-runtime) / bare crun (v2 ns) = %.2f\n", a/b}'
     awk -v a="${RES["crater run (crater-runtime)"]}" -v b="${RES["bare crun run (v2 ns)"]}" 'BEGIN{printf "crater(crater-runtime) / bare crun (v2 ns) = %.2f\n", a/b}'
     awk -v a="${RES["bare crater-runtime run (v2 ns)"]}" -v b="${RES["bare crun run (v2 ns)"]}" 'BEGIN{printf "bare crater-runtime / bare crun (both v2 ns) = %.2f\n", a/b}'
+    [ -n "${RES["crater run IMAGE (v2 ns)"]:-}" ] &&
+      awk -v a="${RES["crater run IMAGE (v2 ns)"]}" -v b="${RES["bare crun run (v2 ns)"]}" 'BEGIN{printf "crater IMAGE(crater-runtime) / bare crun (both v2 ns) = %.2f\n", a/b}'
     if [ -n "${RES["bare crun run, crater spec (v2 ns)"]:-}" ]; then
       awk -v a="${RES["crater run IMAGE (crater-runtime)"]}" -v b="${RES["bare crun run, crater spec (v2 ns)"]}" 'BEGIN{printf "crater IMAGE(crater-runtime) / bare crun, crater spec (v2 ns) = %.2f\n", a/b}'
       awk -v a="${RES["crater run (crater-runtime)"]}" -v b="${RES["bare crun run, crater spec (v2 ns)"]}" 'BEGIN{printf "crater(crater-runtime) / bare crun, crater spec (v2 ns) = %.2f\n", a/b}'
