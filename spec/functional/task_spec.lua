@@ -302,4 +302,53 @@ c:close()
     assert.matches("kept\tdelete\t7\n", r.stdout)
     assert.are.equal("", proc.run("ls " .. q(env.root .. "/run/runtime") .. "/*/default 2>/dev/null").stdout)
   end)
+
+  -- crater-runtime lists what its delete of a stopped container removes
+  -- (cgroups, state dir) and the shim of a transient task does that itself:
+  -- no `crater-runtime delete` process.  With a poststop hook there is no
+  -- list and the runtime's delete runs (and runs the hook).
+  it("crater run --rm: the shim cleans up after crater-runtime itself, hooks still run", function()
+    if not proc.run("command -v strace").ok then return pending("strace not installed") end
+    local script = env.dir .. "/inline.lua"
+    local mark = env.dir .. "/poststop-ran"
+    proc.write_file(script, [[
+local crater = require "crater"
+local oci = require "crater.oci"
+local root, rootfs, mark = arg[1], arg[2], arg[3]
+local c = assert(crater.open { root = root })
+local cs = c:containers()
+for _, id in ipairs { "plain", "hooked" } do
+  local opts = { oci.with_process_args("true") }
+  if id == "hooked" then
+    opts[2] = function(s)
+      s.hooks = { poststop = { { path = "/bin/sh", args = { "sh", "-c", "echo ran > " .. mark } } } }
+    end
+  end
+  local ctr = assert(cs:create(id, { rootfs = rootfs, runtime = "crater", spec = opts }))
+  local task = assert(ctr:new_task { stdio = "null", start = true, transient = true })
+  print(id, "exit", (task:wait()))
+  print(id, "delete", (task:delete()))
+  assert(cs:delete(id))
+end
+c:close()
+]])
+    local trace = env.dir .. "/execs"
+    local r = proc.run("strace -f -qq -e trace=execve -o " .. q(trace) .. " luajit " .. q(script) .. " " ..
+      q(env.root) .. " " .. q(env.rootfs) .. " " .. q(mark))
+    assert.are.equal(0, r.code, r.stderr)
+    assert.matches("plain\texit\t0\n", r.stdout)
+    assert.matches("plain\tdelete\t0\n", r.stdout)
+    assert.matches("hooked\tdelete\t0\n", r.stdout)
+    local execs = proc.read_file(trace) or ""
+    local deletes = 0
+    for _ in execs:gmatch('crater%-runtime"[^\n]*"delete"') do deletes = deletes + 1 end
+    -- one delete: the hooked container's (the plain one's cleanup was the shim's)
+    assert.are.equal(1, deletes, execs)
+    assert.matches('"delete", "%-%-force", "hooked"', execs)
+    assert.are.equal("ran\n", proc.read_file(mark))
+    -- nothing left of either: runtime state, cgroups
+    local rdir = q(env.root .. "/run/runtime") .. "/*/default/"
+    assert.are.equal("", proc.run("ls -d " .. rdir .. "plain " .. rdir .. "hooked 2>/dev/null").stdout)
+    assert.are.equal("", cgroups_left("plain") .. cgroups_left("hooked"))
+  end)
 end)

@@ -729,6 +729,26 @@ kill_tree(const char *path, char **dirs, size_t nd, pid_t *pids, size_t np, bool
 #define DESTROY_KILL_US 5000000 /* processes that do not die in 5 s are stuck (D state) */
 #define DESTROY_RMDIR_US 3000000
 
+char *
+crater__cgroup_dir_list(const char *path)
+{
+  if (crater__cgroup_is_v2()) {
+    cleanup_free char *d = cg_dir(NULL, path);
+    return xasprintf("%s\n", d);
+  }
+  size_t n = 0;
+  char **h = v1_hierarchies(&n);
+  char *out = xstrdup("");
+  for (size_t i = 0; i < n; i++) {
+    cleanup_free char *d = cg_dir(h[i], path);
+    char *t = xasprintf("%s%s\n", out, d);
+    free(out);
+    out = t;
+  }
+  free_strv(h);
+  return out;
+}
+
 int
 crater__cgroup_destroy(const char *path, crater_error_t *err)
 {

@@ -153,6 +153,25 @@ creating_state(create_ctx_t *c, pid_t pid, const char *status)
                    "rootfs", c->rootfs, "annotations", json_object_get(c->config, "annotations"));
 }
 
+/* For crater-shim --delete-on-exit: what `delete` of this container, once
+ * stopped, removes when nothing else is left and no poststop hook is to
+ * run: its cgroup directories (one a line, after a header) and the state
+ * dir.  The shim does that itself and runs `delete` only when any of it is
+ * refused (shim.c, delete_inline); without the file it always runs it. */
+static void
+write_cleanup(const crater_state_t *s)
+{
+  if (s->has_hooks)
+    return;
+  cleanup_free char *dirs = s->cgroup_path ? crater__cgroup_dir_list(s->cgroup_path) : NULL;
+  cleanup_free char *text = xasprintf("crater-runtime cleanup 1\n%s", dirs ? dirs : "");
+  cleanup_free char *p = crater__path_join(s->dir, "cleanup");
+  crater_error_t e = NULL;
+  if (crater__write_file_replace(p, text, strlen(text), 0600, &e) < 0)
+    rt_debug("%s: %s", p, e->msg);
+  crater_error_release(&e);
+}
+
 /* --- the container init (child side) ------------------------------------ */
 
 static int
@@ -527,6 +546,8 @@ crater_runtime_create(crater_create_opts_t *o, crater_error_t *err)
     s->cgroup_path = c.cgroup_path ? xstrdup(c.cgroup_path) : NULL;
     s->config = json_incref(c.config);
     int r = crater__state_save(s, err);
+    if (r == 0)
+      write_cleanup(s);
     if (r == 0 && o->want_state)
       o->state = s;
     else

@@ -153,6 +153,9 @@ int crater__cgroup_open_v2(const char *path);
  * or EINVAL where the kernel lacks it (before 5.7), the caller falling
  * back to a clone and a move. */
 pid_t crater__cgroup_fork_into(int cgfd, int flags);
+/* The cgroup's directories, one a line (every v1 hierarchy's, present or
+ * not); malloc'd. */
+char *crater__cgroup_dir_list(const char *path);
 int crater__cgroup_freeze(const char *path, bool frozen, crater_error_t *err);
 bool crater__cgroup_frozen(const char *path);
 /* pids in the cgroup; *n gets the count; malloc'd. */
