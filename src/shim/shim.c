@@ -409,11 +409,14 @@ delete_inline(void)
     if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0 && e->d_type != DT_REG &&
         e->d_type != DT_FIFO)
       ok = 0;
-  for (char *line = nl + 1; ok && (nl = strchr(line, '\n')) != NULL; line = nl + 1) {
+  char *line = nl + 1;
+  for (; ok && (nl = strchr(line, '\n')) != NULL; line = nl + 1) {
     *nl = '\0';
     if (line[0] != '/' || (rmdir(line) < 0 && errno != ENOENT))
       ok = 0;
   }
+  if (ok && *line != '\0')
+    ok = 0; /* a last line without its newline: not the whole list */
   rewinddir(d);
   while (ok && (e = readdir(d)) != NULL)
     if (e->d_type != DT_DIR && strcmp(e->d_name, "state.json") != 0 &&
