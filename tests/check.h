@@ -66,4 +66,15 @@ test_tmpdir(const char *name)
   return strdup(d);
 }
 
+/* Removes a dir made by test_tmpdir (read-only parts included) and frees
+ * its name. */
+static inline void
+test_rmtree(char *dir)
+{
+  char cmd[8300];
+  snprintf(cmd, sizeof cmd, "chmod -R u+w '%s' && rm -rf '%s'", dir, dir);
+  CHECK(system(cmd) == 0);
+  free(dir);
+}
+
 #endif

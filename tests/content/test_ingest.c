@@ -306,9 +306,6 @@ main(void)
   crater_content_close(c);
   free(buf);
   free(data);
-  char cmd[4200];
-  snprintf(cmd, sizeof cmd, "chmod -R u+w '%s' && rm -rf '%s'", tmp, tmp);
-  CHECK(system(cmd) == 0);
-  free(tmp);
+  test_rmtree(tmp);
   return 0;
 }

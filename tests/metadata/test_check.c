@@ -119,9 +119,6 @@ main(void)
   crater_check_report_clear(&rep);
 
   crater_store_close(s);
-  char cmd[4300];
-  snprintf(cmd, sizeof cmd, "chmod -R u+w '%s'; rm -rf '%s'", tmp, tmp);
-  CHECK(system(cmd) == 0);
-  free(tmp);
+  test_rmtree(tmp);
   return 0;
 }

@@ -108,9 +108,6 @@ main(void)
   CHECK(n == 0);
   crater_ingest_status_free(ing, n);
   crater_store_close(s);
-  char cmd[4300];
-  snprintf(cmd, sizeof cmd, "chmod -R u+w '%s'; rm -rf '%s'", tmp, tmp);
-  CHECK(system(cmd) == 0);
-  free(tmp);
+  test_rmtree(tmp);
   return 0;
 }

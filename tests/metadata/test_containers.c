@@ -261,10 +261,6 @@ main(void)
 
   crater_labels_clear(&c.labels);
   crater_store_close(s);
-  char cmd[4200];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
-  if (system(cmd) != 0)
-    return 1;
-  free(tmp);
+  test_rmtree(tmp);
   return 0;
 }

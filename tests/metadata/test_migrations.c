@@ -106,9 +106,6 @@ main(void)
   CHECK(stat(root, &sb) == 0 && (sb.st_mode & 0777) == 0711);
   crater_store_close(s);
 
-  char cmd[4300];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
-  CHECK(system(cmd) == 0);
-  free(tmp);
+  test_rmtree(tmp);
   return 0;
 }

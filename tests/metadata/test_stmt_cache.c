@@ -96,9 +96,6 @@ main(void)
   (void) crater__db_prepare(db, sel, &err);
   crater_db_close(db);
 
-  char cmd[8500];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
-  CHECK(system(cmd) == 0);
-  free(tmp);
+  test_rmtree(tmp);
   return 0;
 }
