@@ -302,6 +302,24 @@ local function guest()
     return out
   end)
 
+  -- Joining a namespace by path: the process that joins it is the one
+  -- cloned into the cgroup, and the init it forks inherits the cgroup.
+  check("join_into_cgroup", function()
+    return both(function(bin)
+      local id1 = started("owner", bin, { "sleep", "1000" }, { hostname = "shared-uts" })
+      local pid = state(bin, id1).pid
+      local id2, dir2 = bundle("joiner", bin, { "sh", "-c", "hostname; cat /proc/self/cgroup" }, nil,
+        function(cfg)
+          cfg.hostname = nil   -- a joined UTS namespace keeps its own
+          for _, ns in ipairs(cfg.linux.namespaces) do
+            if ns.type == "uts" then ns.path = "/proc/" .. tostring(pid) .. "/ns/uts" end
+          end
+        end)
+      local r = run(bin, id2, dir2)
+      return { code = r.code, stdout = norm(r.stdout, id2), stderr = r.stderr }
+    end)
+  end)
+
   check("cgroupns", function()
     return both_ran("cgns",
       { "sh", "-c", "cat /proc/self/cgroup; grep ' /sys/fs/cgroup ' /proc/self/mounts | cut -d' ' -f1,3; cat /sys/fs/cgroup/pids.max" },
@@ -750,6 +768,14 @@ describe("cgroup v2 (in a VM)", function()
     assert.is_true(r.exec_into, show(r))
     assert.is_false(r.exec_moves, show(r))
     assert.equal(0, r.deleted)
+  end)
+
+  it("joins a namespace by path and still starts in its own cgroup", function()
+    local r = result("join_into_cgroup")
+    if not r then return end
+    assert.equal(0, r.crater.code, r.crater.stderr)
+    assert.equal("shared-uts\n0::/crater-test/<id>\n", r.crater.stdout)
+    same_as_crun(r)
   end)
 
   it("mounts the container's cgroup as / of a cgroup namespace", function()
