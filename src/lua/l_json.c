@@ -337,48 +337,27 @@ static int
 parse_string(parser_t *P, int *has_nul)
 {
   const unsigned char *tok = P->p, *start = tok + 1, *p = start, *end = P->end;
-  for (;;) {
-    p = scan(p, str_class);
-    switch (str_class[*p]) {
-    case 1:
-      lua_pushlstring(P->L, (const char *) start, (size_t) (p - start));
-      P->p = p + 1;
-      return 0;
-    case 3:
-      if (p >= end)
-        return fail(P, tok, end, "premature end of input");
-      return fail2(P, tok, p, *p == '\n' ? "unexpected newline" : "control character 0x%x", *p, 0);
-    case 4: {
-      size_t n = utf8_len(p, end);
-      if (n == 0)
-        return fail2(P, tok, p, "unable to decode byte 0x%x", *p, 0);
-      p += n;
-      continue;
-    }
-    }
-    break; /* a backslash: decode into the scratch buffer */
-  }
-  /* The decoded string is never longer than its source text. */
-  const unsigned char *q = p;
-  while (q < end && *q != '"')
-    q += *q == '\\' ? 2 : 1;
-  scratch_reserve(P, (size_t) ((q < end ? q : end) - start));
-  char *o = P->scratch;
-  memcpy(o, start, (size_t) (p - start));
-  o += p - start;
+  /* NULL until the first backslash: up to there the string is its source
+   * text, pushed as it stands; from there on it is decoded into scratch */
+  char *o = NULL;
   /* jansson checks surrogates once the string is lexed: other errors win */
   const char *bad_unicode = NULL;
   int32_t bad1 = 0, bad2 = 0;
   for (;;) {
     const unsigned char *run = p;
     p = scan(p, str_class);
-    memcpy(o, run, (size_t) (p - run));
-    o += p - run;
+    if (o) {
+      memcpy(o, run, (size_t) (p - run));
+      o += p - run;
+    }
     switch (str_class[*p]) {
     case 1:
       if (bad_unicode)
         return fail2(P, tok, p + 1, bad_unicode, bad1, bad2);
-      lua_pushlstring(P->L, P->scratch, (size_t) (o - P->scratch));
+      if (o)
+        lua_pushlstring(P->L, P->scratch, (size_t) (o - P->scratch));
+      else
+        lua_pushlstring(P->L, (const char *) start, (size_t) (p - start));
       P->p = p + 1;
       return 0;
     case 3:
@@ -389,11 +368,23 @@ parse_string(parser_t *P, int *has_nul)
       size_t n = utf8_len(p, end);
       if (n == 0)
         return fail2(P, tok, p, "unable to decode byte 0x%x", *p, 0);
-      memcpy(o, p, n);
-      o += n;
+      if (o) {
+        memcpy(o, p, n);
+        o += n;
+      }
       p += n;
       continue;
     }
+    }
+    if (o == NULL) {
+      /* The decoded string is never longer than its source text. */
+      const unsigned char *q = p;
+      while (q < end && *q != '"')
+        q += *q == '\\' ? 2 : 1;
+      scratch_reserve(P, (size_t) ((q < end ? q : end) - start));
+      o = P->scratch;
+      memcpy(o, start, (size_t) (p - start));
+      o += p - start;
     }
     /* backslash */
     if (p + 1 >= end)
