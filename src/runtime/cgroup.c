@@ -100,6 +100,27 @@ cg_dir(const char *hier, const char *path)
   return xasprintf(CG_ROOT "%s", path);
 }
 
+/* The container cgroup's directories: the one of v2, or one per v1
+ * hierarchy (present or not); NULL-terminated, *n of them; NULL when the
+ * host has no cgroup hierarchy at all.  Free with free_strv. */
+static char **
+cg_dirs(const char *path, size_t *n)
+{
+  if (crater__cgroup_is_v2()) {
+    char **dirs = xcalloc(2, sizeof *dirs);
+    dirs[0] = cg_dir(NULL, path);
+    *n = 1;
+    return dirs;
+  }
+  char **h = v1_hierarchies(n);
+  for (size_t i = 0; i < *n; i++) {
+    char *d = cg_dir(h[i], path);
+    free(h[i]);
+    h[i] = d;
+  }
+  return h;
+}
+
 static int
 cg_write(const char *dir, const char *file, const char *val, crater_error_t *err)
 {
@@ -167,9 +188,6 @@ enable_controllers(const char *dir)
   }
 }
 
-/* mkdir -p under a cgroup mount; cpuset levels inherit cpus/mems.  On v2 the
- * controllers are enabled on every level above the leaf, the root included
- * (a host without systemd has none enabled there), as runc and crun do. */
 /* A new v1 cpuset cgroup starts with no cpus or mems: it takes its
  * parent's. */
 static int
@@ -188,6 +206,9 @@ cpuset_inherit(const char *hier, const char *parent, const char *d, crater_error
   return 0;
 }
 
+/* mkdir -p under a cgroup mount; cpuset levels inherit cpus/mems.  On v2 the
+ * controllers are enabled on every level above the leaf, the root included
+ * (a host without systemd has none enabled there), as runc and crun do. */
 static int
 cg_mkdir(const char *hier, const char *path, bool v2, crater_error_t *err)
 {
@@ -503,15 +524,6 @@ crater__cgroup_frozen(const char *path)
  * CLONE_INTO_CGROUP is attached while it is created, under cgroup_mutex and
  * the lock's read side only: crun does the same.
  */
-int
-crater__cgroup_open_v2(const char *path)
-{
-  if (!crater__cgroup_is_v2())
-    return -1;
-  cleanup_free char *d = cg_dir(NULL, path);
-  return open(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-}
-
 /* struct clone_args of linux/sched.h, version 2 (with cgroup): its layout
  * is fixed by the kernel ABI, declared here to keep the kernel header and
  * glibc's <sched.h> apart. */
@@ -524,21 +536,32 @@ struct crater_clone_args {
 #endif
 
 pid_t
-crater__cgroup_fork_into(int cgfd, int flags)
+crater__cgroup_clone_into(const char *path, int flags)
 {
+  if (!crater__cgroup_is_v2())
+    return -1;
+  cleanup_free char *d = cg_dir(NULL, path);
+  int fd = open(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  pid_t pid = -1;
+  if (fd >= 0) {
 #ifdef SYS_clone3
-  struct crater_clone_args a = {
-    .flags = (uint64_t) (unsigned) flags | CLONE_INTO_CGROUP,
-    .exit_signal = SIGCHLD,
-    .cgroup = (uint64_t) cgfd,
-  };
-  return (pid_t) syscall(SYS_clone3, &a, sizeof a);
+    struct crater_clone_args a = {
+      .flags = (uint64_t) (unsigned) flags | CLONE_INTO_CGROUP,
+      .exit_signal = SIGCHLD,
+      .cgroup = (uint64_t) fd,
+    };
+    pid = (pid_t) syscall(SYS_clone3, &a, sizeof a);
 #else
-  (void) cgfd;
-  (void) flags;
-  errno = ENOSYS;
-  return -1;
+    errno = ENOSYS;
 #endif
+  }
+  int e = errno;
+  if (pid < 0)
+    rt_debug("clone into cgroup %s: %s; moving the process instead", path, strerror(e));
+  if (fd >= 0)
+    close(fd);
+  errno = e;
+  return pid;
 }
 
 int
@@ -732,35 +755,26 @@ kill_tree(const char *path, char **dirs, size_t nd, pid_t *pids, size_t np, bool
 char *
 crater__cgroup_dir_list(const char *path)
 {
-  if (crater__cgroup_is_v2()) {
-    cleanup_free char *d = cg_dir(NULL, path);
-    return xasprintf("%s\n", d);
-  }
   size_t n = 0;
-  char **h = v1_hierarchies(&n);
-  char *out = xstrdup("");
-  for (size_t i = 0; i < n; i++) {
-    cleanup_free char *d = cg_dir(h[i], path);
-    char *t = xasprintf("%s%s\n", out, d);
-    free(out);
-    out = t;
-  }
-  free_strv(h);
+  char **dirs = cg_dirs(path, &n);
+  size_t len = 1;
+  for (size_t i = 0; i < n; i++)
+    len += strlen(dirs[i]) + 1;
+  char *out = xmalloc(len), *o = out;
+  for (size_t i = 0; i < n; i++)
+    o += sprintf(o, "%s\n", dirs[i]);
+  *o = '\0';
+  free_strv(dirs);
   return out;
 }
 
 int
 crater__cgroup_destroy(const char *path, crater_error_t *err)
 {
-  bool v2 = crater__cgroup_is_v2();
-  size_t nd = 1;
-  char **h = v2 ? NULL : v1_hierarchies(&nd);
-  if (!v2 && h == NULL)
+  size_t nd = 0;
+  char **dirs = cg_dirs(path, &nd);
+  if (dirs == NULL)
     return 0; /* no cgroup hierarchies at all */
-  char **dirs = xcalloc(nd + 1, sizeof *dirs);
-  for (size_t i = 0; i < nd; i++)
-    dirs[i] = cg_dir(v2 ? NULL : h[i], path);
-  free_strv(h);
 
   int ret = 0;
   /* The usual case, a container whose processes are gone and whose
@@ -807,9 +821,7 @@ crater__cgroup_destroy(const char *path, crater_error_t *err)
     crater_error_release(&e);
   }
 done:
-  for (size_t i = 0; i < nd; i++)
-    free(dirs[i]);
-  free(dirs);
+  free_strv(dirs);
   return ret;
 }
 

@@ -63,9 +63,8 @@ typedef struct {
   char *cgroup_path;
   int new_flags;
   int join_fds[N_NS];
-  bool self_cgroup; /* the init moves itself into its cgroup at GO */
-  int cgroup_fd;    /* v2: the cgroup the init is cloned into, or -1 */
-  bool born_in_cgroup;
+  bool self_cgroup;    /* the init moves itself into its cgroup at GO */
+  bool born_in_cgroup; /* v2: cloned into it (crater__cgroup_clone_into) */
   int sync[2];
   int console_fd;
   pid_t host_pid;
@@ -285,19 +284,17 @@ clone_fork(int flags)
   return (pid_t) syscall(SYS_clone, (unsigned long) (flags | SIGCHLD), NULL, NULL, NULL, NULL);
 }
 
-/* clone(flags), into the cgroup when c->cgroup_fd is set (the first
- * process cloned from here: the init, or the process that joins namespaces
- * and clones it); any refusal falls back to a plain clone and a move. */
+/* clone(flags) of the first process cloned from here (the init, or the
+ * process that joins namespaces and clones it): into its cgroup on v2,
+ * where the cgroup is made first; else, or when refused, a plain clone
+ * that the parent moves. */
 static pid_t
 clone_first(create_ctx_t *c, int flags)
 {
-  if (c->cgroup_fd >= 0) {
-    pid_t pid = crater__cgroup_fork_into(c->cgroup_fd, flags);
-    if (pid >= 0) {
-      c->born_in_cgroup = true;
-      return pid;
-    }
-    rt_debug("clone into cgroup %s: %s; moving the init instead", c->cgroup_path, strerror(errno));
+  pid_t pid = crater__cgroup_clone_into(c->cgroup_path, flags);
+  if (pid >= 0) {
+    c->born_in_cgroup = true;
+    return pid;
   }
   return clone_fork(flags);
 }
@@ -392,7 +389,7 @@ write_pid_file(const char *path, pid_t pid, crater_error_t *err)
 pid_t
 crater_runtime_create(crater_create_opts_t *o, crater_error_t *err)
 {
-  create_ctx_t c = { .o = o, .sync = { -1, -1 }, .console_fd = -1, .cgroup_fd = -1 };
+  create_ctx_t c = { .o = o, .sync = { -1, -1 }, .console_fd = -1 };
   for (size_t i = 0; i < N_NS; i++)
     c.join_fds[i] = -1;
   pid_t pid = -1, ret = -1;
@@ -496,7 +493,6 @@ crater_runtime_create(crater_create_opts_t *o, crater_error_t *err)
       crater_error_wrap(err, "cgroup %s", c.cgroup_path);
       goto done;
     }
-    c.cgroup_fd = crater__cgroup_open_v2(c.cgroup_path);
   }
   if ((pid = spawn_init(&c, err)) < 0)
     goto done;
@@ -578,8 +574,6 @@ done:
   for (int i = 0; i < 2; i++)
     if (c.sync[i] >= 0)
       close(c.sync[i]);
-  if (c.cgroup_fd >= 0)
-    close(c.cgroup_fd);
   for (size_t i = 0; i < N_NS; i++)
     if (c.join_fds[i] >= 0)
       close(c.join_fds[i]);

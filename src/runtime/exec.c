@@ -131,19 +131,8 @@ crater_runtime_exec(crater_exec_opts_t *o, crater_error_t *err)
     goto done;
   /* v2: the process that joins the namespaces is cloned into the cgroup
    * (no move afterwards, see cgroup.c); the one it forks inherits it */
-  bool born_in_cgroup = false;
-  pid_t mid = -1;
-  if (s->cgroup_path && !self_cgroup) {
-    int cgfd = crater__cgroup_open_v2(s->cgroup_path);
-    if (cgfd >= 0) {
-      mid = crater__cgroup_fork_into(cgfd, 0);
-      born_in_cgroup = mid >= 0;
-      if (mid < 0)
-        rt_debug("clone into cgroup %s: %s; moving the process instead", s->cgroup_path,
-                 strerror(errno));
-      close(cgfd);
-    }
-  }
+  pid_t mid = s->cgroup_path && !self_cgroup ? crater__cgroup_clone_into(s->cgroup_path, 0) : -1;
+  bool born_in_cgroup = mid >= 0;
   if (!born_in_cgroup)
     mid = fork();
   if (mid < 0) {

@@ -144,15 +144,12 @@ int crater__cgroup_enter(const char *path, pid_t pid, crater_error_t *err);
  * crater__cgroup_can_enter_self() tells whether that is the fast path here. */
 bool crater__cgroup_can_enter_self(void);
 int crater__cgroup_enter_self(const char *path, crater_error_t *err);
-/* On v2, the cgroup's directory opened for crater__cgroup_fork_into; -1
- * elsewhere (v1, or an error: the caller then moves the child as before). */
-int crater__cgroup_open_v2(const char *path);
-/* clone(flags) of a child born in the cgroup of cgfd (clone3 with
+/* clone(flags) of a child born in the v2 cgroup at path (clone3 with
  * CLONE_INTO_CGROUP): no later move, so none of the kernel's threadgroup
- * lock (see cgroup.c).  Returns as fork does; -1 with errno ENOSYS, E2BIG
- * or EINVAL where the kernel lacks it (before 5.7), the caller falling
- * back to a clone and a move. */
-pid_t crater__cgroup_fork_into(int cgfd, int flags);
+ * lock (see cgroup.c).  Returns as fork does; -1 on v1, and where the
+ * kernel lacks it (before 5.7) or refuses (logged with --debug): the caller
+ * then clones as before and moves the child. */
+pid_t crater__cgroup_clone_into(const char *path, int flags);
 /* The cgroup's directories, one a line (every v1 hierarchy's, present or
  * not); malloc'd. */
 char *crater__cgroup_dir_list(const char *path);
