@@ -8,16 +8,10 @@
 -- values, mutations); this spec pins the rules.
 local json = require "crater.json"
 local core = require "crater.core"
+local proc = require "support.proc"
 
 local A = json.array
 local SRC = os.getenv("CRATER_SRC") or "."
-
-local function readfile(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("*a")
-  f:close()
-  return s
-end
 
 -- deep equality with metatables and the sign of zero
 local function same(a, b)
@@ -287,7 +281,7 @@ end)
 describe("json round trips", function()
   local oci = require "crater.oci"
   local docs = {
-    ["policies/seccomp-default.json"] = readfile(SRC .. "/policies/seccomp-default.json"),
+    ["policies/seccomp-default.json"] = assert(proc.read_file(SRC .. "/policies/seccomp-default.json")),
     ["core.default_seccomp_json()"] = core.default_seccomp_json(),
     ["an OCI runtime spec"] = json.encode(oci.spec({ oci.with_process_args("/bin/true") },
       { id = "x", namespace = "default" })),
