@@ -284,7 +284,6 @@ function Containers:_snapshot_shared(rec)
   return false
 end
 
-
 --- Deletes a container and its snapshot (a shared view only with its last
 --- container).  Refused while it has a task that is not stopped unless
 --- opts.force; opts.snapshot = false keeps the snapshot.  opts.task: the

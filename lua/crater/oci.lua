@@ -641,7 +641,6 @@ function M.owns_namespace(spec, typ)
 end
 
 --- Joins an existing namespace by path (for CNI later): ("network", "/var/run/netns/x").
-
 function M.with_namespace_path(typ, path)
   local t = ns_names[typ]
   check(t, "with_namespace_path: unknown namespace " .. tostring(typ))
