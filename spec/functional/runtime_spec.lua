@@ -242,6 +242,32 @@ describe("crater-runtime vs runc", function()
     same(r, "stdout")
   end)
 
+  -- crater's own global flag, for crater-shim: the runtime starts, then
+  -- waits for one byte on the fd before it reads the bundle; EOF instead
+  -- and it exits 125 having created nothing
+  it("waits for the go byte on --go-fd, and leaves nothing on EOF", function()
+    local b = bundle{ args = { "sh", "-c", "echo started; ls /proc/self/fd" } }
+    local id = newid("go")
+    b:use_cgroup(id)
+    local root = b.dir .. "/crater-runtime-root"
+    local r = b:rt(CRATER, string.format("--go-fd 3 run -b %s %s 3</dev/null", B.q(b.dir), id))
+    assert.equal(125, r.code)
+    assert.equal("", r.stdout)
+    assert.is_false(file_exists(root .. "/" .. id .. "/state.json"))
+    assert.equal("", B.sh("ls -d /sys/fs/cgroup/*/crater-test/" .. id .. " /sys/fs/cgroup/crater-test/" .. id ..
+      " 2>/dev/null").stdout)
+    -- the byte comes a little later: the container runs then, and only
+    -- fds 0-2 reach it (ls's own directory fd is 3), not the go fd
+    r = B.sh(string.format("(sleep 0.2; printf g) | %s --root %s --go-fd 3 run -b %s %s 3<&0 </dev/null",
+      B.q(CRATER), B.q(root), B.q(b.dir), id))
+    b.containers[#b.containers + 1] = { CRATER, root, id }
+    assert.equal(0, r.code, r.stderr)
+    assert.equal("started\n0\n1\n2\n3\n", r.stdout)
+    r = b:rt(CRATER, "--go-fd 1 state x")
+    assert.equal(2, r.code)
+    assert.matches("%-%-go%-fd", r.stderr)
+  end)
+
   it("masks and write-protects paths", function()
     local r = run_both{ args = { "sh", "-c",
       "wc -c < /proc/keys; ls /sys/firmware | wc -l; echo 1 > /proc/sys/kernel/domainname 2>/dev/null && echo sys-rw || echo sys-ro" } }

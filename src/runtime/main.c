@@ -3,11 +3,16 @@
  * tooling) can drive either binary the same way:
  *
  *   crater-runtime [--root DIR] [--log FILE] [--log-format text|json] [--debug]
- *                  COMMAND [OPTIONS] ID ...
+ *                  [--go-fd N] COMMAND [OPTIONS] ID ...
  *
  * Options accept one or two dashes and "--opt value" or "--opt=value", as
  * runc's urfave/cli does.  Errors go to stderr and, with --log, to the log
  * file (JSON lines with --log-format json, which containerd shims parse).
+ *
+ * --go-fd N (crater's own, for crater-shim): the runtime starts, then reads
+ * one byte from fd N before it looks at the bundle, so its exec and
+ * start-up overlap the client still writing the bundle.  EOF instead of
+ * the byte: it exits with status 125 having touched nothing.
  */
 #include <errno.h>
 #include <seccomp.h>
@@ -547,8 +552,8 @@ usage(FILE *f)
 {
   fprintf(
       f,
-      "usage: crater-runtime [--root DIR] [--log FILE] [--log-format text|json] [--debug] COMMAND "
-      "...\n"
+      "usage: crater-runtime [--root DIR] [--log FILE] [--log-format text|json] [--debug] "
+      "[--go-fd N] COMMAND ...\n"
       "commands:\n"
       "  create --bundle B [--pid-file F] [--console-socket S] [--no-pivot] [--preserve-fds N] ID\n"
       "  start ID | state ID | kill [--all] ID [SIGNAL] | delete [--force] ID\n"
@@ -569,14 +574,29 @@ static const opt_def_t global_defs[] = {
   { "criu", 0, true, false },
   { "help", 'h', false, false },
   { "version", 'v', false, false },
+  { "go-fd", 0, true, false },
   { NULL, 0, false, false },
 };
+
+/* --go-fd: waits for the go byte on fd; false on EOF (the starter gave
+ * up).  The fd is closed either way: nothing of it reaches a container. */
+static bool
+wait_go(int fd)
+{
+  char c;
+  ssize_t n;
+  do
+    n = read(fd, &c, 1);
+  while (n < 0 && errno == EINTR);
+  close(fd);
+  return n == 1;
+}
 
 int
 main(int argc, char **argv)
 {
   crater_error_t err = NULL;
-  int i = 1;
+  int i = 1, go_fd = -1;
   /* global options up to the command */
   for (; i < argc && argv[i][0] == '-'; i++) {
     const char *n = argv[i] + 1 + (argv[i][1] == '-');
@@ -616,6 +636,14 @@ main(int argc, char **argv)
     case 8:
       printf("crater-runtime version %s\nspec: %s\n", CRATER_VERSION, CRATER_OCI_VERSION);
       return 0;
+    case 9:
+      go_fd = v ? atoi(v) : -1;
+      if (go_fd < 3) {
+        fprintf(stderr, "crater-runtime: --go-fd: expected a descriptor above 2, got %s\n",
+                v ? v : "nothing");
+        return 2;
+      }
+      break;
     default:
       break;
     }
@@ -631,6 +659,8 @@ main(int argc, char **argv)
     if (crater__ensure_sealed(argv, &err) < 0)
       goto fail;
   }
+  if (go_fd >= 0 && !wait_go(go_fd))
+    return 125;
   int r;
   if (strcmp(cmd, "create") == 0)
     r = cmd_create(sub_argc, sub_argv, false, &err);
