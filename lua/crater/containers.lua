@@ -170,7 +170,9 @@ end
 
 -- ---- API ------------------------------------------------------------------------------
 
-local function default_runtime()
+--- The runtime a container gets when create names none: $CRATER_RUNTIME,
+--- else crater-runtime where it is installed, else runc.
+function M.default_runtime()
   local env = os.getenv("CRATER_RUNTIME")
   if env and env ~= "" then return env end
   return require("crater.tasks").runtime_path(M.DEFAULT_RUNTIME) and M.DEFAULT_RUNTIME or "runc"
@@ -191,7 +193,7 @@ function Containers:create(id, opts)
   if type(opts) ~= "table" then error("containers:create: opts must be a table", 2) end
   if opts.image and opts.rootfs then error("containers:create: image and rootfs are exclusive", 2) end
   local rec = {
-    id = id, runtime = opts.runtime or default_runtime(), runtime_options = opts.runtime_options,
+    id = id, runtime = opts.runtime or M.default_runtime(), runtime_options = opts.runtime_options,
     labels = opts.labels or {}, extensions = opts.extensions or {},
   }
   local ctx = { id = id, namespace = self.ns, rootfs = opts.rootfs }

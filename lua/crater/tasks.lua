@@ -251,37 +251,18 @@ local function pre_start(client, id, rec)
   return true
 end
 
---- Creates the task for container record rec.  With `start = true` the
---- task is created and started in one step (the runtime's `run --detach`:
---- one runtime process instead of two; the `task.pre_start` policy is
---- asked first) and `Task:start` has nothing left to do.  `transient =
---- true` says the container goes after this run (`crater run --rm`): its
---- overlay rootfs is mounted volatile (no syncs), and with a pid namespace
---- of its own the runtime deletes it as soon as the init exits (the shim's
---- --delete-on-exit; `Task:delete` then only waits for that).
----@param opts {stdio?: "inherit"|"null"|table, log?: string, log_format?: "json"|"raw", tty?: boolean, stdin?: boolean, start?: boolean, transient?: boolean}
-function M.create(client, ns, rec, opts)
-  local dir = task_dir(client, ns, rec.id)
-  if exists(dir .. "/shim.pid") or exists(dir .. "/config.json") then
-    local t = M.load(client, ns, rec)
-    if t then
-      local st = t:status()
-      return nil, "task " .. rec.id .. " already exists (" .. st.status .. ")", "already_exists"
-    end
-  end
+-- What a task's shim is started with: the task dir, the runtime and its
+-- root, the stdio mode and FIFOs, and the shim's argv.  spec_tty: the
+-- spec's process.terminal, used when opts.tty is nil.
+local function shim_plan(client, ns, id, runtime, opts, spec_tty)
   local shim = M.shim_path()
   if not shim then return nil, "crater-shim not found (set CRATER_SHIM or PATH)", "not_found" end
-  local rt = M.runtime_path(rec.runtime)
-  if not rt then return nil, "runtime " .. tostring(rec.runtime) .. " not found", "not_found" end
-  if opts.start then
-    local allowed, why, kind = pre_start(client, rec.id, rec)
-    if not allowed then return nil, why, kind end
-  end
-  local mk, merr, mkind = core.mkdir_p(dir, 457) -- 0711
-  if not mk then return nil, "task " .. rec.id .. ": " .. tostring(merr), mkind end
-  core.chmod(dir, 457)
+  local rt = M.runtime_path(runtime)
+  if not rt then return nil, "runtime " .. tostring(runtime) .. " not found", "not_found" end
+  local dir = task_dir(client, ns, id)
   local tty = opts.tty
-  if tty == nil then tty = (rec.spec.process or {}).terminal end
+  if tty == nil then tty = spec_tty end
+  tty = tty and true or false
   local stdio = opts.stdio or (opts.log and "log") or "null"
   local mode, io_paths = "null", nil
   if stdio == "inherit" or stdio == "fifo" then
@@ -299,24 +280,123 @@ function M.create(client, ns, rec, opts)
     end
   end
   local rroot = runtime_root(client, ns, rt)
-  core.mkdir_p(rroot, 448) -- 0700
-  local argv = { shim, "--dir", dir, "--id", rec.id, "--runtime", rt, "--runtime-root", rroot, "--stdio", mode }
+  local argv = { shim, "--dir", dir, "--id", id, "--runtime", rt, "--runtime-root", rroot, "--stdio", mode }
   if mode == "log" then
     argv[#argv + 1] = "--log"; argv[#argv + 1] = opts.log or (dir .. "/log.json")
     argv[#argv + 1] = "--log-format"; argv[#argv + 1] = opts.log_format or "json"
   end
   if tty then argv[#argv + 1] = "--tty" end
   if opts.start then argv[#argv + 1] = "--start" end
-  -- crater-runtime runs only from a sealed copy of itself; the shim makes
-  -- it, saving the runtime's own re-exec
-  if is_crater_runtime(rt) then argv[#argv + 1] = "--seal-runtime" end
-  -- a transient task whose init has its own pid namespace is deleted by
-  -- the runtime as soon as the init exits, while the client hears of it
-  if opts.transient and oci.owns_namespace(rec.spec, "pid") then argv[#argv + 1] = "--delete-on-exit" end
-  -- The shim starts now and waits for "go": its exec and set-up overlap
-  -- the rest of the bundle (rootfs, config.json, FIFOs) being written.
-  local pending, e0, k0 = core.shim_spawn(argv, { stderr = dir .. "/shim.log" })
-  if not pending then remove_dir(dir); return nil, "task " .. rec.id .. ": " .. tostring(e0), k0 end
+  if is_crater_runtime(rt) then
+    -- crater-runtime runs only from a sealed copy of itself; the shim
+    -- makes it, saving the runtime's own re-exec
+    argv[#argv + 1] = "--seal-runtime"
+    -- ... and, created and started in one step, it starts before "go"
+    -- too and waits for it (its exec overlaps the bundle being written)
+    if opts.start and not tty then argv[#argv + 1] = "--prestart" end
+  end
+  return { dir = dir, rt = rt, rroot = rroot, tty = tty, mode = mode, io_paths = io_paths, argv = argv }
+end
+
+-- Makes the runtime root and the task dir's FIFOs (the shim opens them
+-- as soon as it starts, with --prestart) and spawns the shim, which waits
+-- for "go".  The task dir exists.
+local function spawn_shim(plan)
+  core.mkdir_p(plan.rroot, 448) -- 0700
+  for _, p in pairs(plan.io_paths or {}) do
+    local r, e, k = core.mkfifo(p, 384)
+    if not r then return nil, e, k end
+  end
+  return core.shim_spawn(plan.argv, { stderr = plan.dir .. "/shim.log" })
+end
+
+local Early = {}
+Early.__index = Early
+
+--- Stops a shim started by `prespawn` and removes its task dir.
+function Early:abort()
+  if not self.pending then return end
+  self.pending:abort() -- returns once the shim has gone
+  self.pending = nil
+  remove_dir(self.plan.dir)
+end
+
+--- Starts the shim of a task whose container is still being created, so
+--- that its start (and crater-runtime's, with `start = true`) overlaps
+--- the container's creation: `crater run` does this first.  runtime:
+--- the container's runtime name; opts: as for `new_task`.  The task dir
+--- is made here and must not exist yet.  Returns a handle for
+--- `new_task{shim = handle, ...}`, which adopts the shim when the
+--- container and opts turn out as expected (or stops it and starts
+--- another), or nil when none was started (the task dir exists, no shim
+--- binary): `new_task` then starts one itself.  `handle:abort()` stops it
+--- and removes the task dir, for a container that could not be created.
+---@param runtime string
+---@param opts {stdio?: "inherit"|"null"|table, log?: string, log_format?: "json"|"raw", tty?: boolean, stdin?: boolean, start?: boolean, transient?: boolean}
+function M.prespawn(client, ns, id, runtime, opts)
+  local plan = shim_plan(client, ns, id, runtime, opts or {}, false)
+  if not plan then return nil end
+  local parent = plan.dir:match("^(.*)/[^/]+$")
+  if not (core.mkdir_p(parent, 457) and core.mkdir(plan.dir, 457)) then return nil end
+  core.chmod(plan.dir, 457) -- 0711 whatever the umask
+  local pending = spawn_shim(plan)
+  if not pending then core.remove_all(plan.dir); return nil end
+  return setmetatable({ plan = plan, pending = pending }, Early)
+end
+
+local function same_list(a, b)
+  if #a ~= #b then return false end
+  for i = 1, #a do if a[i] ~= b[i] then return false end end
+  return true
+end
+
+--- Creates the task for container record rec.  With `start = true` the
+--- task is created and started in one step (the runtime's `run --detach`:
+--- one runtime process instead of two; the `task.pre_start` policy is
+--- asked first) and `Task:start` has nothing left to do.  `transient =
+--- true` says the container goes after this run (`crater run --rm`): its
+--- overlay rootfs is mounted volatile (no syncs), and with a pid namespace
+--- of its own the runtime deletes it as soon as the init exits (the shim's
+--- --delete-on-exit; `Task:delete` then only waits for that).  `shim`: a
+--- handle from `prespawn`, adopted when it was started for this task.
+---@param opts {stdio?: "inherit"|"null"|table, log?: string, log_format?: "json"|"raw", tty?: boolean, stdin?: boolean, start?: boolean, transient?: boolean, shim?: table}
+function M.create(client, ns, rec, opts)
+  local early = opts.shim
+  local plan, perr, pkind = shim_plan(client, ns, rec.id, rec.runtime, opts, (rec.spec.process or {}).terminal)
+  if early and not (plan and same_list(early.plan.argv, plan.argv)) then
+    early:abort() -- started for another runtime or stdio: start anew
+    early = nil
+  end
+  if not plan then return nil, perr, pkind end
+  local dir = plan.dir
+  if not early and (exists(dir .. "/shim.pid") or exists(dir .. "/config.json")) then
+    local t = M.load(client, ns, rec)
+    if t then
+      local st = t:status()
+      return nil, "task " .. rec.id .. " already exists (" .. st.status .. ")", "already_exists"
+    end
+  end
+  if opts.start then
+    local allowed, why, kind = pre_start(client, rec.id, rec)
+    if not allowed then
+      if early then early:abort() end
+      return nil, why, kind
+    end
+  end
+  local pending
+  if early then
+    pending = early.pending
+    early.pending = nil -- ours now
+  else
+    local mk, merr, mkind = core.mkdir_p(dir, 457) -- 0711
+    if not mk then return nil, "task " .. rec.id .. ": " .. tostring(merr), mkind end
+    core.chmod(dir, 457)
+    -- The shim starts now and waits for "go": its exec and set-up overlap
+    -- the rest of the bundle (rootfs, config.json) being written.
+    local e0, k0
+    pending, e0, k0 = spawn_shim(plan)
+    if not pending then remove_dir(dir); return nil, "task " .. rec.id .. ": " .. tostring(e0), k0 end
+  end
   local io_handle
   local function fail(err, kind)
     if io_handle then io_handle:close() end
@@ -325,29 +405,29 @@ function M.create(client, ns, rec, opts)
     return nil, err, kind
   end
 
+  local rt, tty = plan.rt, plan.tty
   local spec = oci.copy(rec.spec)
   local rootfs, err, kind = setup_rootfs(client, ns, rec, dir, spec, rt, opts.transient)
   if not rootfs then return fail(err, kind) end
-  spec.process.terminal = tty and true or false
+  spec.process.terminal = tty
   local ok
   ok, err, kind = oci.finalize(spec, rootfs)
   if not ok then return fail("task " .. rec.id .. ": " .. tostring(err), kind) end
   write_file(dir .. "/config.json", json.encode(spec))
-  if io_paths then
-    for _, p in pairs(io_paths) do
-      local r, e, k = core.mkfifo(p, 384)
-      if not r then return fail(e, k) end
-    end
-    local h, e, k = core.io_open(io_paths)
+  if plan.io_paths then
+    local h, e, k = core.io_open(plan.io_paths)
     if not h then return fail(e, k) end
     io_handle = h
   end
   local meta = {
-    id = rec.id, namespace = ns, runtime = rt, runtime_root = rroot, tty = tty and true or false,
-    stdio = mode, log = opts.log, created_at = os.time(),
+    id = rec.id, namespace = ns, runtime = rt, runtime_root = plan.rroot, tty = tty,
+    stdio = plan.mode, log = opts.log, created_at = os.time(),
   }
   write_file(dir .. "/task.json", json.encode(meta))
-  local res, e, k = pending:go()
+  -- a transient task whose init has its own pid namespace is deleted as
+  -- soon as the init exits, while the client hears of it
+  local words = (opts.transient and oci.owns_namespace(rec.spec, "pid")) and "delete-on-exit" or nil
+  local res, e, k = pending:go(words)
   if not res then
     if io_handle then io_handle:close() end
     remove_dir(dir)

@@ -303,6 +303,71 @@ c:close()
     assert.are.equal("", proc.run("ls " .. q(env.root .. "/run/runtime") .. "/*/default 2>/dev/null").stdout)
   end)
 
+  -- `crater run` starts the task's shim, and with crater-runtime the
+  -- runtime too (waiting on its --go-fd), before the container is created,
+  -- so their start overlaps the client's work; a create that fails stops
+  -- them and leaves nothing.  Through the Lua API, a shim started for
+  -- another runtime than the container's is not adopted.
+  it("crater run: the shim and crater-runtime start before the container exists; a failed create leaves nothing",
+    function()
+    if not proc.run("command -v strace").ok then return pending("strace not installed") end
+    local trace = env.dir .. "/execs"
+    local r = proc.run("strace -f -qq -e trace=execve,execveat -o " .. q(trace) .. " " ..
+      env:cmd { "run", "--rm", "--rootfs", env.rootfs, "--runtime", "crater", "early", "echo", "hi" })
+    assert.are.equal(0, r.code, r.stderr)
+    assert.are.equal("hi\n", r.stdout)
+    local execs = proc.read_file(trace) or ""
+    assert.matches('"%-%-go%-fd", "3", "run", "%-%-bundle"', execs)
+    -- no such image: the container is never created
+    r = env:crater { "run", "--rm", "--runtime", "crater", "no/such:image", "early2", "true" }
+    assert.are_not.equal(0, r.code)
+    assert.matches("no/such", r.stderr)
+    assert.are.equal("", proc.run("pgrep -f -- 'crater-shi[m] .*--id early2 '").stdout)
+    assert.are.equal("", proc.run("pgrep -f -- '[-]-go-fd 3 run .* early2$'").stdout)
+    assert.is_false(proc.run("test -e " .. q(task_dir(env, "early2"))).ok)
+    assert.are.equal("", proc.run("ls -d " .. q(env.root) .. "/run/runtime/*/default/early2 2>/dev/null").stdout)
+    assert.are.equal("", env:crater({ "container", "ls", "-q" }).stdout)
+
+    local script = env.dir .. "/early.lua"
+    proc.write_file(script, [[
+local crater = require "crater"
+local oci = require "crater.oci"
+local tasks = require "crater.tasks"
+local root, rootfs = arg[1], arg[2]
+local c = assert(crater.open { root = root })
+local cs = c:containers()
+local opts = { stdio = "null", start = true, transient = true }
+-- started, then given up: nothing left
+local early = assert(tasks.prespawn(c, "default", "given-up", "crater", opts))
+print("dir while waiting", io.open(tasks.task_dir(c, "default", "given-up")) ~= nil)
+early:abort()
+print("dir after abort", io.open(tasks.task_dir(c, "default", "given-up")) ~= nil)
+-- the task dir exists already: no early shim
+assert(os.execute("mkdir -p " .. tasks.task_dir(c, "default", "taken")) == 0)
+print("taken", tostring(tasks.prespawn(c, "default", "taken", "crater", opts)))
+os.execute("rmdir " .. tasks.task_dir(c, "default", "taken"))
+-- started for crater-runtime, the container runs with runc: a new shim
+early = assert(tasks.prespawn(c, "default", "other", "crater", opts))
+local ctr = assert(cs:create("other", { rootfs = rootfs, runtime = "runc",
+  spec = { oci.with_process_args("sh", "-c", "exit 5") } }))
+opts.shim = early
+local task = assert(ctr:new_task(opts))
+print("other exit", (task:wait()), task.meta.runtime:match("[^/]+$"))
+assert(cs:delete("other", { force = true, task = task }))
+c:close()
+]])
+    r = proc.run("luajit " .. q(script) .. " " .. q(env.root) .. " " .. q(env.rootfs))
+    assert.are.equal(0, r.code, r.stderr)
+    assert.matches("dir while waiting\ttrue\n", r.stdout)
+    assert.matches("dir after abort\tfalse\n", r.stdout)
+    assert.matches("taken\tnil\n", r.stdout)
+    assert.matches("other exit\t5\trunc\n", r.stdout)
+    assert.are.equal("", proc.run("pgrep -f -- '[-]-go-fd 3 run .* (given-up|other)$'").stdout)
+    assert.are.equal("", proc.run("ls " .. q(env.root .. "/run/tasks/default") .. " 2>/dev/null").stdout)
+    local rdir = q(env.root .. "/run/runtime") .. "/*/default/"
+    assert.are.equal("", proc.run("ls -d " .. rdir .. "given-up " .. rdir .. "other 2>/dev/null").stdout)
+  end)
+
   -- crater-runtime lists what its delete of a stopped container removes
   -- (cgroups, state dir) and the shim of a transient task does that itself:
   -- no `crater-runtime delete` process.  With a poststop hook there is no

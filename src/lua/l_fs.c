@@ -7,6 +7,7 @@
  *
  *   core.listdir(path)              -> names sorted bytewise (no . and ..)
  *   core.mkdir_p(path [, mode])     -> true          (mode default 0755)
+ *   core.mkdir(path [, mode])       -> true          (one dir; "already_exists" if it exists)
  *   core.chmod(path, mode)          -> true
  *   core.remove_all(path)           -> true          (rm -rf; missing is fine)
  *   core.exists(path)               -> bool          (lstat)
@@ -61,6 +62,23 @@ l_mkdir_p(lua_State *L)
   crater_error_t err = NULL;
   if (crater__mkdir_p(path, mode, &err) < 0)
     return crater__lua_fail(L, &err);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* core.mkdir(path [, mode=0755]) -> true | nil, msg, kind: one directory,
+ * which must not exist yet (kind "already_exists" if it does), so the
+ * caller knows the directory is its own. */
+static int
+l_mkdir(lua_State *L)
+{
+  const char *path = luaL_checkstring(L, 1);
+  mode_t mode = (mode_t) luaL_optinteger(L, 2, 0755);
+  if (mkdir(path, mode) < 0) {
+    crater_error_t err = NULL;
+    crater_error_sys(&err, errno, "mkdir %s", path);
+    return crater__lua_fail(L, &err);
+  }
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -684,12 +702,19 @@ l_run(lua_State *L)
 }
 
 static const luaL_Reg fs_functions[] = {
-  { "listdir", l_listdir }, { "mkdir_p", l_mkdir_p },
-  { "chmod", l_chmod },     { "remove_all", l_remove_all },
-  { "exists", l_exists },   { "executable", l_executable },
-  { "which", l_which },     { "exe_path", l_exe_path },
-  { "fs_type", l_fs_type }, { "wait_pid_gone", l_wait_pid_gone },
-  { "run", l_run },         { NULL, NULL },
+  { "listdir", l_listdir },
+  { "mkdir_p", l_mkdir_p },
+  { "mkdir", l_mkdir },
+  { "chmod", l_chmod },
+  { "remove_all", l_remove_all },
+  { "exists", l_exists },
+  { "executable", l_executable },
+  { "which", l_which },
+  { "exe_path", l_exe_path },
+  { "fs_type", l_fs_type },
+  { "wait_pid_gone", l_wait_pid_gone },
+  { "run", l_run },
+  { NULL, NULL },
 };
 
 void

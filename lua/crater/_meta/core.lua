@@ -119,6 +119,13 @@ function core.listdir(path) end
 ---@return true|nil ok, string? err, string? kind
 function core.mkdir_p(path, mode) end
 
+--- mkdir of one directory that must not exist yet (kind "already_exists"
+--- if it does): the caller knows the directory is its own.
+---@param path string
+---@param mode? integer default 0755
+---@return true|nil ok, string? err, string? kind
+function core.mkdir(path, mode) end
+
 ---@param path string
 ---@param mode integer
 ---@return true|nil ok, string? err, string? kind
@@ -692,9 +699,12 @@ function core.shim_spawn(argv, opts) end
 ---@class crater.shim_pending
 local PendingShim = {}
 
---- Lets the shim run the runtime; its report ("ok PID").
+--- Lets the shim run the runtime; its report ("ok PID").  words: what the
+--- caller decided while the shim started, on the "go" line
+--- ("delete-on-exit").
+---@param words? string
 ---@return string|nil reply, string? err, string? kind
-function PendingShim:go() end
+function PendingShim:go(words) end
 
 --- Makes the shim exit without running anything; returns once it has.
 ---@return true

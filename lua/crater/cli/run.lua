@@ -118,6 +118,17 @@ function M.create_container(ctx, a, flags)
   return ctr, id, cs
 end
 
+--- Starts the shim of the task `run` is about to create (crater.tasks
+--- prespawn), before the container exists; nil when it cannot tell the
+--- id yet or the task dir exists (new_task then starts the shim itself).
+function M.prespawn(ctx, a, flags, topts)
+  local id = flags.rootfs and a[1] or a[2]
+  if not (id and require("crater.containers").valid_id(id)) then return nil end
+  local client = ctx:client()
+  local runtime = flags.runtime or require("crater.containers").default_runtime()
+  return require("crater.tasks").prespawn(client, client.ns or "default", id, runtime, topts)
+end
+
 M.command = {
   name = "run",
   summary = "Run a container (create, start, attach, wait)",
@@ -137,16 +148,25 @@ M.command = {
   examples = "  crater run --rm -t -i busybox sh1 sh\n  crater run --rm --rootfs /tmp/rootfs c1 echo hi\n" ..
     "  crater run -d --log /tmp/c2.log busybox c2 sleep 100",
   run = function(ctx, a, flags)
-    local ctr, id, cs = M.create_container(ctx, a, flags)
-    local function cleanup()
-      if flags.rm then cs:delete(id, { force = true }) end
-    end
     local stdio = "inherit"
     if flags.detach then stdio = flags.log and "log" or "null" end
     -- created and started in one runtime call, except with a terminal:
     -- there the client attaches (raw mode, window size) before the start
-    local task, err = ctr:new_task { stdio = stdio, log = flags.log, tty = flags.tty and true or false,
+    local topts = { stdio = stdio, log = flags.log, tty = flags.tty and true or false,
       stdin = flags.interactive and true or false, start = not flags.tty, transient = flags.rm and true or false }
+    -- the task's shim (and runtime) start first, while the container is
+    -- created: new_task adopts them
+    local early = M.prespawn(ctx, a, flags, topts)
+    local made, ctr, id, cs = pcall(M.create_container, ctx, a, flags)
+    if not made then
+      if early then early:abort() end
+      error(ctr, 0)
+    end
+    local function cleanup()
+      if flags.rm then cs:delete(id, { force = true }) end
+    end
+    topts.shim = early
+    local task, err = ctr:new_task(topts)
     if not task then cleanup(); ctx:fail("%s", err) end
     local ok, e2 = task:start()
     if not ok then task:delete { force = true }; cleanup(); ctx:fail("%s", e2) end
