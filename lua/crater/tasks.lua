@@ -519,12 +519,28 @@ end
 --- A dead shim with a recorded status still answers; without one: nil, "shim dead".
 ---@param timeout_ms? integer
 function Task:wait(timeout_ms)
-  if self.io and (timeout_ms == nil or timeout_ms < 0) then
+  local forever = timeout_ms == nil or timeout_ms < 0
+  if self.io and forever then
     -- stdio = "inherit": nobody else reads the FIFOs, so copy the
     -- container's output here until it ends (a full FIFO would stall it)
-    self:attach { stdin = false, signals = false }
+    self:attach { stdin = false, signals = false, wait = true }
   end
-  local r, err, kind = self:_req("wait", timeout_ms or -1)
+  local r, err, kind
+  local fd = self._wait_fd
+  self._wait_fd = nil
+  if fd and forever then
+    -- asked before attaching (attach{wait = true}): answered at the exit
+    r, err, kind = core.shim_recv(fd, -1)
+    if r then
+      local ok, rest, k2 = parse_reply(r)
+      if ok then r = rest else r, err, kind = nil, rest, k2 end
+    elseif kind == "unavailable" then
+      err = "task " .. self.id .. ": shim dead (" .. tostring(err) .. ")"
+    end
+  else
+    if fd then core.shim_recv(fd, 0) end -- closes it
+    r, err, kind = self:_req("wait", timeout_ms or -1)
+  end
   if r then
     local code, at = r:match("^(%-?%d+)%s+(%d+)")
     self._exited = true
@@ -608,9 +624,15 @@ end
 
 --- Copies stdio between this process and the task (fifo stdio only) until
 --- the task's output ends; forwards signals and, with a tty, resizes.
----@param opts? {stdin?: boolean, signals?: boolean}
+--- `wait = true`: the caller will `wait` next; the request is sent before
+--- attaching, so the shim answers it the moment the init exits, before
+--- its clean-up of a transient task.
+---@param opts? {stdin?: boolean, signals?: boolean, wait?: boolean}
 function Task:attach(opts)
   opts = opts or {}
+  if opts.wait and not self._wait_fd and core.shim_send then
+    self._wait_fd = core.shim_send(self.dir, "wait")
+  end
   local h = self.io
   if not h then
     if self.meta.stdio ~= "fifo" then return nil, "task " .. self.id .. " has no attachable stdio", "failed_precondition" end
@@ -678,6 +700,7 @@ end
 ---@param opts? {force?: boolean, during?: fun(): any, string?, string?}
 function Task:delete(opts)
   opts = opts or {}
+  if self._wait_fd then core.shim_recv(self._wait_fd, 0); self._wait_fd = nil end
   local req = "delete" .. (opts.force and " force" or "")
   local r, err, kind, during
   local fd = self._exited and core.shim_send and core.shim_send(self.dir, req)

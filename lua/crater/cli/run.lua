@@ -174,7 +174,7 @@ M.command = {
       ctx.out:write(id, "\n")
       return 0
     end
-    task:attach { stdin = flags.interactive and true or false }
+    task:attach { stdin = flags.interactive and true or false, wait = true }
     local code, e3 = task:wait()
     if flags.rm then cs:delete(id, { force = true, task = task }) end
     if not code then ctx:fail("%s", e3) end

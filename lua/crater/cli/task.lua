@@ -60,7 +60,7 @@ return {
         end
         ctx:check(t:start())
         if flags.detach then return 0 end
-        t:attach { stdin = flags.interactive and true or false }
+        t:attach { stdin = flags.interactive and true or false, wait = true }
         return ctx:check(t:wait())
       end,
     },
