@@ -254,12 +254,12 @@ end
 -- What a task's shim is started with: the task dir, the runtime and its
 -- root, the stdio mode and FIFOs, and the shim's argv.  spec_tty: the
 -- spec's process.terminal, used when opts.tty is nil.
-local function shim_plan(client, ns, id, runtime, opts, spec_tty)
+local function shim_plan(client, ns, id, runtime, opts, spec_tty, dir)
   local shim = M.shim_path()
   if not shim then return nil, "crater-shim not found (set CRATER_SHIM or PATH)", "not_found" end
   local rt = M.runtime_path(runtime)
   if not rt then return nil, "runtime " .. tostring(runtime) .. " not found", "not_found" end
-  local dir = task_dir(client, ns, id)
+  dir = dir or task_dir(client, ns, id)
   local tty = opts.tty
   if tty == nil then tty = spec_tty end
   tty = tty and true or false
@@ -307,41 +307,49 @@ local function spawn_shim(plan)
     local r, e, k = core.mkfifo(p, 384)
     if not r then return nil, e, k end
   end
-  return core.shim_spawn(plan.argv, { stderr = plan.dir .. "/shim.log" })
+  return core.shim_spawn(plan.argv, { stderr = plan.dir .. "/shim.log", dir = plan.dir })
 end
 
 local Early = {}
 Early.__index = Early
 
---- Stops a shim started by `prespawn` and removes its task dir.
+--- Stops a shim started by `prespawn` and removes its dir.
 function Early:abort()
   if not self.pending then return end
   self.pending:abort() -- returns once the shim has gone
   self.pending = nil
-  remove_dir(self.plan.dir)
+  core.remove_all(self.plan.dir)
 end
 
 --- Starts the shim of a task whose container is still being created, so
 --- that its start (and crater-runtime's, with `start = true`) overlaps
 --- the container's creation: `crater run` does this first.  runtime:
---- the container's runtime name; opts: as for `new_task`.  The task dir
---- is made here and must not exist yet.  Returns a handle for
---- `new_task{shim = handle, ...}`, which adopts the shim when the
---- container and opts turn out as expected (or stops it and starts
---- another), or nil when none was started (the task dir exists, no shim
---- binary): `new_task` then starts one itself.  `handle:abort()` stops it
---- and removes the task dir, for a container that could not be created.
+--- the container's runtime name; opts: as for `new_task`.  The shim
+--- starts in a private dir beside the task dirs, which `new_task{shim =
+--- handle, ...}` renames into place when it adopts the shim (the shim
+--- holds the dir open, so it does not mind): only then, with the
+--- container created, is the task dir taken, and a concurrent `run` of
+--- the same id never shares a dir with this shim.  new_task adopts it
+--- when the container and opts turn out as expected, else stops it and
+--- starts another.  Returns nil when none was started (no shim binary):
+--- new_task then starts one itself.  `handle:abort()` stops it and
+--- removes its dir, for a container that could not be created.
 ---@param runtime string
 ---@param opts {stdio?: "inherit"|"null"|table, log?: string, log_format?: "json"|"raw", tty?: boolean, stdin?: boolean, start?: boolean, transient?: boolean}
 function M.prespawn(client, ns, id, runtime, opts)
-  local plan = shim_plan(client, ns, id, runtime, opts or {}, false)
-  if not plan then return nil end
-  local parent = plan.dir:match("^(.*)/[^/]+$")
-  if not (core.mkdir_p(parent, 457) and core.mkdir(plan.dir, 457)) then return nil end
-  core.chmod(plan.dir, 457) -- 0711 whatever the umask
+  opts = opts or {}
+  -- what the shim would be started with in the task dir: new_task
+  -- compares it with what the container needs
+  local want = shim_plan(client, ns, id, runtime, opts, false)
+  if not want then return nil end
+  local parent = want.dir:match("^(.*)/[^/]+$")
+  local dir = string.format("%s/.prespawn-%s-%d", parent, id, core.getpid())
+  local plan = shim_plan(client, ns, id, runtime, opts, false, dir)
+  if not (core.mkdir_p(parent, 457) and core.mkdir(dir, 457)) then return nil end
+  core.chmod(dir, 457) -- 0711 whatever the umask
   local pending = spawn_shim(plan)
-  if not pending then core.remove_all(plan.dir); return nil end
-  return setmetatable({ plan = plan, pending = pending }, Early)
+  if not pending then core.remove_all(dir); return nil end
+  return setmetatable({ plan = plan, want = want.argv, pending = pending }, Early)
 end
 
 local function same_list(a, b)
@@ -363,9 +371,13 @@ end
 function M.create(client, ns, rec, opts)
   local early = opts.shim
   local plan, perr, pkind = shim_plan(client, ns, rec.id, rec.runtime, opts, (rec.spec.process or {}).terminal)
-  if early and not (plan and same_list(early.plan.argv, plan.argv)) then
-    early:abort() -- started for another runtime or stdio: start anew
+  -- adopted: the dir becomes the task dir, unless one is there already
+  -- (a stale empty dir is replaced); else another shim is started
+  if early and not (plan and same_list(early.want, plan.argv) and os.rename(early.plan.dir, plan.dir)) then
+    early:abort()
     early = nil
+  elseif early then
+    early.plan.dir = plan.dir
   end
   if not plan then return nil, perr, pkind end
   local dir = plan.dir

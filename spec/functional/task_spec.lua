@@ -324,7 +324,7 @@ c:close()
     assert.matches("no/such", r.stderr)
     assert.are.equal("", proc.run("pgrep -f -- 'crater-shi[m] .*--id early2 '").stdout)
     assert.are.equal("", proc.run("pgrep -f -- '[-]-go-fd 3 run .* early2$'").stdout)
-    assert.is_false(proc.run("test -e " .. q(task_dir(env, "early2"))).ok)
+    assert.are.equal("", proc.run("ls -A " .. q(env.root .. "/run/tasks/default")).stdout)
     assert.are.equal("", proc.run("ls -d " .. q(env.root) .. "/run/runtime/*/default/early2 2>/dev/null").stdout)
     assert.are.equal("", env:crater({ "container", "ls", "-q" }).stdout)
 
@@ -339,13 +339,28 @@ local cs = c:containers()
 local opts = { stdio = "null", start = true, transient = true }
 -- started, then given up: nothing left
 local early = assert(tasks.prespawn(c, "default", "given-up", "crater", opts))
-print("dir while waiting", io.open(tasks.task_dir(c, "default", "given-up")) ~= nil)
+local function ls(pat)
+  local p = io.popen("ls -d " .. tasks.task_dir(c, "default", pat) .. " 2>/dev/null")
+  local out = p:read("*a"); p:close()
+  return out ~= ""
+end
+-- the shim waits in a private dir; the task dir is taken on adoption only
+print("while waiting", ls("given-up"), ls(".prespawn-given-up-*"))
 early:abort()
-print("dir after abort", io.open(tasks.task_dir(c, "default", "given-up")) ~= nil)
--- the task dir exists already: no early shim
-assert(os.execute("mkdir -p " .. tasks.task_dir(c, "default", "taken")) == 0)
-print("taken", tostring(tasks.prespawn(c, "default", "taken", "crater", opts)))
-os.execute("rmdir " .. tasks.task_dir(c, "default", "taken"))
+print("after abort", ls("given-up"), ls(".prespawn-given-up-*"))
+-- another process creates the same id meanwhile and wins: its task is not
+-- disturbed when this early shim is given up
+early = assert(tasks.prespawn(c, "default", "raced", "crater", opts))
+local c2 = assert(crater.open { root = root })
+local won = assert(c2:containers():create("raced", { rootfs = rootfs, runtime = "crater",
+  spec = { oci.with_process_args("sleep", "30") } }))
+local t2 = assert(won:new_task { stdio = "null", start = true })
+early:abort()
+print("raced", t2:status().status, io.open(tasks.task_dir(c, "default", "raced") .. "/config.json") ~= nil)
+assert(t2:kill("KILL"))
+print("raced exit", (t2:wait()))
+assert(c2:containers():delete("raced", { force = true, task = t2 }))
+c2:close()
 -- started for crater-runtime, the container runs with runc: a new shim
 early = assert(tasks.prespawn(c, "default", "other", "crater", opts))
 local ctr = assert(cs:create("other", { rootfs = rootfs, runtime = "runc",
@@ -358,14 +373,15 @@ c:close()
 ]])
     r = proc.run("luajit " .. q(script) .. " " .. q(env.root) .. " " .. q(env.rootfs))
     assert.are.equal(0, r.code, r.stderr)
-    assert.matches("dir while waiting\ttrue\n", r.stdout)
-    assert.matches("dir after abort\tfalse\n", r.stdout)
-    assert.matches("taken\tnil\n", r.stdout)
+    assert.matches("while waiting\tfalse\ttrue\n", r.stdout)
+    assert.matches("after abort\tfalse\tfalse\n", r.stdout)
+    assert.matches("raced\trunning\ttrue\n", r.stdout)
+    assert.matches("raced exit\t137\n", r.stdout)
     assert.matches("other exit\t5\trunc\n", r.stdout)
-    assert.are.equal("", proc.run("pgrep -f -- '[-]-go-fd 3 run .* (given-up|other)$'").stdout)
-    assert.are.equal("", proc.run("ls " .. q(env.root .. "/run/tasks/default") .. " 2>/dev/null").stdout)
+    assert.are.equal("", proc.run("pgrep -f -- '[-]-go-fd 3 run .* (given-up|other|raced)$'").stdout)
+    assert.are.equal("", proc.run("ls -A " .. q(env.root .. "/run/tasks/default") .. " 2>/dev/null").stdout)
     local rdir = q(env.root .. "/run/runtime") .. "/*/default/"
-    assert.are.equal("", proc.run("ls -d " .. rdir .. "given-up " .. rdir .. "other 2>/dev/null").stdout)
+    assert.are.equal("", proc.run("ls -d " .. rdir .. "given-up " .. rdir .. "other " .. rdir .. "raced 2>/dev/null").stdout)
   end)
 
   -- `crater run` asks for the exit status before it attaches, so the shim

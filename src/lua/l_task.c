@@ -2,13 +2,14 @@
  * Task bindings: the process plumbing lua/crater/tasks.lua needs and plain
  * LuaJIT lacks.
  *
- *   core.shim_spawn(argv, {stderr=path}) -> pending shim | nil, msg, kind
+ *   core.shim_spawn(argv, {stderr=path, dir=path}) -> pending shim | nil, msg, kind
  *       Starts crater-shim detached: posix_spawn (no copy of this process's
  *       page tables), and the shim's --daemonize (setsid, fork, the first
  *       process exits), so the shim is re-parented to init or the nearest
  *       sub-reaper, has its own session and process group, and survives
  *       this process.  argv[1] is the shim path; "--daemonize --ready-fd 3
- *       --wait-go" is appended.  The shim starts now and waits before
+ *       --wait-go" is appended (and "--dir-fd 4" with opts.dir: the task
+ *       dir, opened here, which the caller may then rename).  The shim starts now and waits before
  *       running the runtime, so its start overlaps the caller's work on the
  *       bundle: pending:go([words]) -> "ok PID" | nil, msg, kind lets it
  *       run (`create`, or `run --detach`) and returns its report (words:
@@ -124,6 +125,7 @@ l_shim_spawn(lua_State *L)
 {
   luaL_checktype(L, 1, LUA_TTABLE);
   const char *errpath = lua_istable(L, 2) ? crater__lua_opt_field_string(L, 2, "stderr") : NULL;
+  const char *dirpath = lua_istable(L, 2) ? crater__lua_opt_field_string(L, 2, "dir") : NULL;
   size_t n = lua_objlen(L, 1);
   if (n == 0)
     return luaL_argerror(L, 1, "empty argv");
@@ -134,7 +136,7 @@ l_shim_spawn(lua_State *L)
     lua_pop(L, 1);
   }
   /* copy everything C keeps before creating any resource */
-  char **argv = xcalloc(n + 5, sizeof *argv);
+  char **argv = xcalloc(n + 7, sizeof *argv);
   for (size_t i = 1; i <= n; i++) {
     lua_rawgeti(L, 1, (int) i);
     argv[i - 1] = xstrdup(lua_tostring(L, -1));
@@ -144,9 +146,13 @@ l_shim_spawn(lua_State *L)
   argv[n + 1] = xstrdup("--ready-fd");
   argv[n + 2] = xstrdup("3");
   argv[n + 3] = xstrdup("--wait-go");
+  if (dirpath) {
+    argv[n + 4] = xstrdup("--dir-fd");
+    argv[n + 5] = xstrdup("4");
+  }
   int e = 0;
   int rp[2] = { -1, -1 };
-  int ready_w = -1, errf = -1;
+  int ready_w = -1, errf = -1, dirf = -1;
   pid_t pid = -1;
   posix_spawn_file_actions_t fa;
   posix_spawnattr_t attr;
@@ -170,6 +176,17 @@ l_shim_spawn(lua_State *L)
     e = errno;
     goto spawned;
   }
+  if (dirpath) {
+    dirf = open(dirpath, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    int hi = dirf >= 0 ? fcntl(dirf, F_DUPFD_CLOEXEC, 10) : -1;
+    if (dirf >= 0)
+      close(dirf);
+    dirf = hi;
+    if (dirf < 0) {
+      e = errno;
+      goto spawned;
+    }
+  }
   sigset_t none, all;
   sigemptyset(&none);
   sigfillset(&all);
@@ -180,7 +197,9 @@ l_shim_spawn(lua_State *L)
   posix_spawn_file_actions_adddup2(&fa, 0, 1);
   posix_spawn_file_actions_adddup2(&fa, errf >= 0 ? errf : 0, 2);
   posix_spawn_file_actions_adddup2(&fa, ready_w, 3);
-  posix_spawn_file_actions_addclosefrom_np(&fa, 4);
+  if (dirf >= 0)
+    posix_spawn_file_actions_adddup2(&fa, dirf, 4);
+  posix_spawn_file_actions_addclosefrom_np(&fa, dirf >= 0 ? 5 : 4);
   e = posix_spawn(&pid, argv[0], &fa, &attr, argv, environ);
 spawned:
   posix_spawn_file_actions_destroy(&fa);
@@ -189,6 +208,8 @@ spawned:
     close(ready_w);
   if (errf >= 0)
     close(errf);
+  if (dirf >= 0)
+    close(dirf);
   if (rp[1] >= 0)
     close(rp[1]);
   if (e != 0) {

@@ -27,7 +27,7 @@
  *   crater-shim --dir TASKDIR --id ID --runtime PATH [--runtime-root DIR]
  *               [--stdio fifo|log|null] [--log FILE] [--log-format json|raw]
  *               [--tty] [--start] [--ready-fd N] [--daemonize] [--seal-runtime]
- *               [--delete-on-exit] [--wait-go] [--prestart]
+ *               [--delete-on-exit] [--wait-go] [--prestart] [--dir-fd N]
  * TASKDIR is also the OCI bundle (config.json + rootfs).  The result of
  * `create` (or of `run --detach` with --start: "ok PID" or "err MSG") is written to the ready fd,
  * which is then closed; the client reads it to learn that the task exists.
@@ -46,6 +46,9 @@
  * waits for it on its --go-fd, so its exec and start-up also overlap the
  * client writing the bundle.  The FIFOs of --stdio fifo must exist when
  * the shim starts.
+ * --dir-fd N: TASKDIR is also open as fd N (the shim fchdirs there), so
+ * the client may rename it while the shim starts; --dir names it in
+ * messages only.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -1287,7 +1290,7 @@ int
 main(int argc, char **argv)
 {
   const char *dir = NULL, *mode = "null", *log_path = NULL, *log_format = "json";
-  int tty = 0, ready_fd = -1, start_now = 0, daemonize = 0, wait_go = 0, prestart = 0;
+  int tty = 0, ready_fd = -1, dir_fd = -1, start_now = 0, daemonize = 0, wait_go = 0, prestart = 0;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -1338,6 +1341,8 @@ main(int argc, char **argv)
       log_format = v;
     else if (strcmp(a, "--ready-fd") == 0)
       ready_fd = atoi(v);
+    else if (strcmp(a, "--dir-fd") == 0)
+      dir_fd = atoi(v);
     else
       usage();
   }
@@ -1361,10 +1366,14 @@ main(int argc, char **argv)
   for (int i = 0; i < MAX_CONNS; i++)
     conns[i].fd = -1;
 
-  if (chdir(dir) < 0) {
+  /* --dir-fd: the task dir as an open descriptor, so the client may
+   * rename the dir into place while the shim starts (tasks.prespawn) */
+  if ((dir_fd >= 0 ? fchdir(dir_fd) : chdir(dir)) < 0) {
     ready(ready_fd, "err not_found task dir %s: %s", dir, strerror(errno));
     return 1;
   }
+  if (dir_fd >= 0)
+    close(dir_fd);
   prctl(PR_SET_CHILD_SUBREAPER, 1);
   signal(SIGPIPE, SIG_IGN);
   signal(SIGHUP, SIG_IGN);

@@ -690,9 +690,11 @@ function TarReader:close() end
 -- tasks (src/lua/l_task.c)
 
 --- Starts crater-shim detached; it waits for `go()` before running the
---- runtime (the caller writes the bundle meanwhile).
+--- runtime (the caller writes the bundle meanwhile).  opts.dir: the task
+--- dir, opened here and handed to the shim as a descriptor, so the caller
+--- may rename it while the shim starts.
 ---@param argv string[]
----@param opts? {stderr?: string}
+---@param opts? {stderr?: string, dir?: string}
 ---@return crater.shim_pending|nil pending, string? err, string? kind
 function core.shim_spawn(argv, opts) end
 
