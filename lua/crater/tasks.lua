@@ -128,8 +128,9 @@ local function parse_reply(line)
   return nil, msg or rest, kind or "internal"
 end
 
-function Task:_req(line, timeout)
-  local r, err, kind = core.shim_request(self.dir, line, timeout)
+-- A shim's reply (or a request that failed) as task methods return it:
+-- what follows "ok", or nil, msg, kind.
+local function shim_result(self, r, err, kind)
   if not r then
     if kind == "unavailable" then return nil, "task " .. self.id .. ": shim dead (" .. tostring(err) .. ")", kind end
     return nil, "task " .. self.id .. ": " .. tostring(err), kind
@@ -138,6 +139,11 @@ function Task:_req(line, timeout)
   if not ok then return nil, rest, k2 end
   return rest
 end
+
+function Task:_req(line, timeout) return shim_result(self, core.shim_request(self.dir, line, timeout)) end
+
+-- The reply to a request sent with core.shim_send on fd (closed here).
+function Task:_recv(fd, timeout) return shim_result(self, core.shim_recv(fd, timeout)) end
 
 local function unmount_rootfs(dir)
   -- lazy (MNT_DETACH), so a straggler cannot keep the mount under the task
@@ -542,13 +548,7 @@ function Task:wait(timeout_ms)
   self._wait_fd = nil
   if fd and forever then
     -- asked before attaching (attach{wait = true}): answered at the exit
-    r, err, kind = core.shim_recv(fd, -1)
-    if r then
-      local ok, rest, k2 = parse_reply(r)
-      if ok then r = rest else r, err, kind = nil, rest, k2 end
-    elseif kind == "unavailable" then
-      err = "task " .. self.id .. ": shim dead (" .. tostring(err) .. ")"
-    end
+    r, err, kind = self:_recv(fd, -1)
   else
     if fd then core.shim_recv(fd, 0) end -- closes it
     r, err, kind = self:_req("wait", timeout_ms or -1)
@@ -723,15 +723,7 @@ function Task:delete(opts)
     -- `<runtime> delete`, instead of after (docs/design/shim.md).
     unmount_rootfs(self.dir)
     if opts.during then during = { opts.during() } end
-    r, err, kind = core.shim_recv(fd, 60000)
-    if r then
-      local ok, rest, k2 = parse_reply(r)
-      if ok then r = rest else r, err, kind = nil, rest, k2 end
-    elseif kind == "unavailable" then
-      err = "task " .. self.id .. ": shim dead (" .. tostring(err) .. ")"
-    else
-      err = "task " .. self.id .. ": " .. tostring(err)
-    end
+    r, err, kind = self:_recv(fd, 60000)
   else
     r, err, kind = self:_req(req, 60000)
   end
