@@ -200,9 +200,14 @@ for _, rt in ipairs(runtimes) do
       env:crater { "task", "kill", "-s", "KILL", "fds2" }
     end)
 
-    it("has only loopback with --net none and the host's links with --net host", function()
+    it("has only loopback (up) with --net none and the host's links with --net host", function()
       local r = env:run("net1", {}, { "sh", "-c", "ls /sys/class/net" })
       assert.are.equal("lo\n", r.stdout)
+      -- the loopback works: a TCP connection to 127.0.0.1 inside
+      r = env:run("net0", {}, { "sh", "-c",
+        "(echo pong | nc -l -p 4711 127.0.0.1 >/dev/null &); sleep 0.2; echo ping | nc 127.0.0.1 4711" })
+      assert.are.equal(0, r.code, r.stderr)
+      assert.are.equal("pong\n", r.stdout)
       local host = proc.check("ls /sys/class/net")
       r = env:run("net2", { "--net", "host" }, { "sh", "-c", "ls /sys/class/net" })
       assert.are.equal(host, r.stdout)

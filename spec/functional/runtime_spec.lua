@@ -118,6 +118,15 @@ describe("crater-runtime vs runc", function()
     same(r, "stdout")
   end)
 
+  -- runc brings the loopback of a new network namespace up (its spec
+  -- conversion adds a "loopback" network); so does crater-runtime
+  it("brings up the loopback of a new network namespace", function()
+    local r = run_both{ args = { "sh", "-c", "cat /sys/class/net/lo/flags; ip -4 addr show lo | grep -o 'inet [0-9./]*'" } }
+    assert.equal(0, r.crater.code, r.crater.stderr)
+    assert.equal("0x9\ninet 127.0.0.1/8\n", r.crater.stdout)
+    same(r, "stdout")
+  end)
+
   it("sets hostname and domainname", function()
     local r = run_both{ args = { "sh", "-c", "hostname; cat /proc/sys/kernel/domainname" },
                         config = { hostname = "crater-box", domainname = "example.org" } }

@@ -10,7 +10,7 @@
  *   parent                         init (child)
  *   maps, cgroup, oom_score_adj
  *   GO(host pid)          ->       setresuid(0) in userns, cgroupns,
- *                                  hostname, mounts, /dev
+ *                                  lo up (new netns), hostname, mounts, /dev
  *                         <-       HOOKS
  *   prestart, createRuntime
  *   HOOKS_DONE            ->       createContainer hooks, pivot_root,
@@ -31,6 +31,8 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <net/if.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -173,6 +175,28 @@ write_cleanup(const crater_state_t *s)
 
 /* --- the container init (child side) ------------------------------------ */
 
+/* A new network namespace gets its loopback up, as runc does (its spec
+ * conversion gives every new network namespace a "loopback" network):
+ * 127.0.0.1 and ::1 work in a container that has no other network. */
+static int
+loopback_up(crater_error_t *err)
+{
+  cleanup_close int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (s < 0)
+    return crater_error_sys(err, errno, "loopback: socket");
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof ifr);
+  memcpy(ifr.ifr_name, "lo", 3);
+  if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0)
+    return crater_error_sys(err, errno, "loopback: get lo flags");
+  if (ifr.ifr_flags & IFF_UP)
+    return 0;
+  ifr.ifr_flags |= IFF_UP;
+  if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0)
+    return crater_error_sys(err, errno, "loopback: bring lo up");
+  return 0;
+}
+
 static int
 init_setup(create_ctx_t *c, int sync, int *fifo_fd, char **exe, crater_error_t *err)
 {
@@ -189,6 +213,8 @@ init_setup(create_ctx_t *c, int sync, int *fifo_fd, char **exe, crater_error_t *
   }
   if ((c->new_flags & CLONE_NEWCGROUP) && unshare(CLONE_NEWCGROUP) < 0)
     return crater_error_sys(err, errno, "unshare cgroup namespace");
+  if ((c->new_flags & CLONE_NEWNET) && loopback_up(err) < 0)
+    return -1;
   const char *hn = crater__js(c->config, "hostname");
   const char *dn = crater__js(c->config, "domainname");
   if ((hn && *hn) || (dn && *dn)) {
