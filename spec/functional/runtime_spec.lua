@@ -112,6 +112,22 @@ describe("crater-runtime vs runc", function()
     same(r, "stdout")
   end)
 
+  -- the default devices get their modes whatever the runtime's umask
+  -- (crater-runtime's mknod once took 022 off them: a non-root user could
+  -- not write /dev/null)
+  it("creates the default devices with their modes; a non-root user writes /dev/null", function()
+    local r = both(function(rt)
+      local b = bundle{ args = { "sh", "-c", "ls -l /dev/null /dev/zero /dev/full /dev/random /dev/urandom /dev/tty" ..
+        " | cut -c1-10; echo x > /dev/null && echo wrote" }, config = { process = { user = { uid = 1000, gid = 1000 } } } }
+      local id = newid("dev")
+      b:use_cgroup(id)
+      return b:rt(rt, string.format("run -b %s %s", B.q(b.dir), id), { stdin = "" })
+    end)
+    assert.equal(0, r.crater.code, r.crater.stderr)
+    assert.equal(string.rep("crw-rw-rw-\n", 6) .. "wrote\n", r.crater.stdout)
+    same(r, "stdout")
+  end)
+
   it("creates a missing cwd inside the root", function()
     local r = run_both{ args = { "pwd" }, config = { root = { readonly = false }, process = { cwd = "/new/dir" } } }
     assert.equal("/new/dir\n", r.crater.stdout)

@@ -298,6 +298,11 @@ make_dev(crater_rootfs_ctx_t *ctx, int rootfd, const char *path, mode_t type, un
   if (dfd < 0)
     return -1;
   if (!ctx->new_userns && mknodat(dfd, name, type | perm, makedev(maj, min)) == 0) {
+    /* the mode exactly (0666 for /dev/null...), whatever our umask took
+     * from it: a container user other than root must be able to write
+     * /dev/null, as under runc */
+    if (fchmodat(dfd, name, perm, 0) < 0)
+      return crater_error_sys(err, errno, "chmod %s", path);
     if (fchownat(dfd, name, uid, gid, AT_SYMLINK_NOFOLLOW) < 0)
       return crater_error_sys(err, errno, "chown %s", path);
     return 0;
