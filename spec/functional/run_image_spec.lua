@@ -245,6 +245,20 @@ c:close()
       assert.are.equal("view", (snapshots())["ro2"].kind)
     end)
 
+    -- a view has no upper layer to make mount points in: with --mount, a
+    -- read-only root is an active snapshot the runtime remounts read-only
+    it("--read-only with a --mount onto a new directory", function()
+      local src = os.tmpname()
+      os.remove(src)
+      assert(os.execute("mkdir -p " .. src .. " && echo hi > " .. src .. "/f") == 0)
+      local r = run("romnt", { "--read-only", "--mount", "type=bind,src=" .. src .. ",dst=/newdir,options=ro" },
+        "busybox", { "sh", "-c", "cat /newdir/f; touch /x 2>/dev/null || echo root-ro" })
+      os.execute("rm -rf " .. src)
+      assert.are.equal(0, r.code, r.stderr)
+      assert.are.equal("hi\nroot-ro\n", r.stdout)
+      assert.are.equal("active", (snapshots())["romnt"].kind)
+    end)
+
     it("two containers from one image share the committed layers", function()
       for _, id in ipairs { "share1", "share2" } do
         ids[#ids + 1] = id

@@ -112,8 +112,10 @@ function M.create_container(ctx, a, flags)
     image = image, rootfs = flags.rootfs, args = (not flags.rootfs) and args or nil,
     spec = M.spec_opts(flags, flags.rootfs and args or nil),
     runtime = flags.runtime, snapshotter = flags.snapshotter, labels = labels,
-    -- --read-only on an image: a read-only view instead of an active snapshot
-    snapshot = (image and flags["read-only"]) and { view = id } or nil,
+    -- --read-only on an image: a read-only view instead of an active
+    -- snapshot, unless mounts need mount points made in the root (a view
+    -- has no upper layer; the runtime then remounts the root read-only)
+    snapshot = (image and flags["read-only"] and not flags.mount) and { view = id } or nil,
   }))
   return ctr, id, cs
 end
