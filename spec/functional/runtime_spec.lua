@@ -405,6 +405,22 @@ describe("crater-runtime vs runc", function()
     assert.is_false(file_exists(dir .. "/state.json"))
   end)
 
+  -- every hierarchy the host has, a hybrid host's unified one included
+  -- (where systemd tracks processes), as runc does
+  it("puts the init in the container's cgroup in every hierarchy", function()
+    local r = run_both{ args = { "cat", "/proc/self/cgroup" } }
+    assert.equal(0, r.crater.code, r.crater.stderr)
+    local host = select(2, B.sh("cat /proc/self/cgroup").stdout:gsub("\n", ""))
+    for _, res in pairs(r) do
+      local n = 0
+      for line in res.stdout:gmatch("[^\n]+") do
+        n = n + 1
+        assert.matches(":/crater%-test/crt%-run%-[%d-]+$", line)
+      end
+      assert.equal(host, n, res.stdout)
+    end
+  end)
+
   it("reports cgroup stats through events --stats", function()
     local b = bundle{ args = { "sleep", "100" },
                       config = { linux = { resources = { memory = { limit = 64 * 1024 * 1024 }, pids = { limit = 50 } } } } }

@@ -47,6 +47,11 @@ describe("tasks", function()
     r = env:crater({ "task", "exec", "-i", "ex", "sh", "-c", "cat; exit 4" }, { stdin = "fed through stdin\n" })
     assert.are.equal(4, r.code)
     assert.are.equal("fed through stdin\n", r.stdout)
+    -- in the container's cgroup in every hierarchy (a hybrid's unified too)
+    r = env:crater { "task", "exec", "ex", "cat", "/proc/self/cgroup" }
+    assert.are.equal(0, r.code, r.stderr)
+    local host = select(2, proc.check("cat /proc/self/cgroup"):gsub("\n", ""))
+    assert.are.equal(host, select(2, r.stdout:gsub(":/crater/default/ex\n", "")), r.stdout)
     r = env:crater { "task", "ps", "ex" }
     assert.are.equal(0, r.code, r.stderr)
     assert.matches("PID", r.stdout)

@@ -5,7 +5,10 @@
  * otherwise every directory under /sys/fs/cgroup except "unified" is taken
  * as a v1 hierarchy (cpu, memory, pids, freezer, name=systemd, ...) and the
  * container gets the same relative path in each.  Hybrid hosts thus run in
- * v1 mode, like runc does.
+ * v1 mode, like runc does; and, like runc, the container also gets the
+ * same path in the hybrid's cgroup2 hierarchy (/sys/fs/cgroup/unified, no
+ * controllers there), where systemd tracks processes: without it the
+ * container would count as part of whatever unit started the runtime.
  *
  * Devices: v1 writes devices.allow/deny; v2 attaches an eBPF program
  * compiled from the same rules (devices_bpf.c).
@@ -39,6 +42,20 @@ crater__cgroup_is_v2(void)
   if (cached < 0) {
     struct statfs sf;
     cached = statfs(CG_ROOT, &sf) == 0 && sf.f_type == CGROUP2_SUPER_MAGIC;
+  }
+  return cached;
+}
+
+/* A hybrid host's cgroup2 hierarchy, mounted at /sys/fs/cgroup/unified
+ * beside the v1 ones. */
+static bool
+hybrid_unified(void)
+{
+  static int cached = -1;
+  if (cached < 0) {
+    struct statfs sf;
+    cached = !crater__cgroup_is_v2() && statfs(CG_ROOT "/unified", &sf) == 0 &&
+             sf.f_type == CGROUP2_SUPER_MAGIC;
   }
   return cached;
 }
@@ -101,8 +118,9 @@ cg_dir(const char *hier, const char *path)
 }
 
 /* The container cgroup's directories: the one of v2, or one per v1
- * hierarchy (present or not); NULL-terminated, *n of them; NULL when the
- * host has no cgroup hierarchy at all.  Free with free_strv. */
+ * hierarchy (present or not) and the hybrid's unified one;
+ * NULL-terminated, *n of them; NULL when the host has no cgroup hierarchy
+ * at all.  Free with free_strv. */
 static char **
 cg_dirs(const char *path, size_t *n)
 {
@@ -117,6 +135,11 @@ cg_dirs(const char *path, size_t *n)
     char *d = cg_dir(h[i], path);
     free(h[i]);
     h[i] = d;
+  }
+  if (hybrid_unified()) {
+    h = xrealloc(h, (*n + 2) * sizeof *h);
+    h[(*n)++] = cg_dir("unified", path);
+    h[*n] = NULL;
   }
   return h;
 }
@@ -535,12 +558,23 @@ struct crater_clone_args {
 #define CLONE_INTO_CGROUP 0x200000000ULL
 #endif
 
+/* On a hybrid host: the container's cgroup in the unified hierarchy, made
+ * before its first process is cloned into it (crater__cgroup_clone_into);
+ * no controllers, no limits.  Elsewhere nothing to do. */
+int
+crater__cgroup_prepare_unified(const char *path, crater_error_t *err)
+{
+  if (!hybrid_unified())
+    return 0;
+  return cg_mkdir("unified", path, false, err);
+}
+
 pid_t
 crater__cgroup_clone_into(const char *path, int flags)
 {
-  if (!crater__cgroup_is_v2())
+  if (!crater__cgroup_is_v2() && !hybrid_unified())
     return -1;
-  cleanup_free char *d = cg_dir(NULL, path);
+  cleanup_free char *d = cg_dir(crater__cgroup_is_v2() ? NULL : "unified", path);
   int fd = open(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   pid_t pid = -1;
   if (fd >= 0) {

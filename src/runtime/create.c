@@ -319,7 +319,8 @@ clone_first(create_ctx_t *c, int flags)
 {
   pid_t pid = crater__cgroup_clone_into(c->cgroup_path, flags);
   if (pid >= 0) {
-    c->born_in_cgroup = true;
+    /* in all its cgroups on v2; a hybrid's v1 ones are still to join */
+    c->born_in_cgroup = crater__cgroup_is_v2();
     return pid;
   }
   return clone_fork(flags);
@@ -419,7 +420,7 @@ crater_runtime_create(crater_create_opts_t *o, crater_error_t *err)
   for (size_t i = 0; i < N_NS; i++)
     c.join_fds[i] = -1;
   pid_t pid = -1, ret = -1;
-  bool dir_made = false, cgroup_made = false;
+  bool dir_made = false, cgroup_made = false, unified_made = false;
   crater_error_t e2 = NULL;
 
   if (o->id == NULL || *o->id == '\0' || strchr(o->id, '/') || o->id[0] == '.') {
@@ -512,10 +513,17 @@ crater_runtime_create(crater_create_opts_t *o, crater_error_t *err)
   /* compiled here (or read from the cache) so the init only installs it */
   if (crater__seccomp_prepare(crater__jpath(c.config, "linux.seccomp"), err) < 0)
     goto done;
-  /* v2: the cgroup is made first and the init cloned into it (cgroup.c) */
+  /* v2: the cgroup is made first and the init cloned into it (cgroup.c);
+   * hybrid: the unified hierarchy's likewise, the v1 ones after */
   if (crater__cgroup_is_v2()) {
     cgroup_made = true;
     if (crater__cgroup_apply(c.cgroup_path, c.config, err) < 0) {
+      crater_error_wrap(err, "cgroup %s", c.cgroup_path);
+      goto done;
+    }
+  } else {
+    unified_made = true; /* (if hybrid) removed with the rest on failure */
+    if (crater__cgroup_prepare_unified(c.cgroup_path, err) < 0) {
       crater_error_wrap(err, "cgroup %s", c.cgroup_path);
       goto done;
     }
@@ -590,7 +598,7 @@ done:
       kill(pid, SIGKILL);
       waitpid(pid, NULL, 0);
     }
-    if (cgroup_made)
+    if (cgroup_made || unified_made)
       crater__cgroup_destroy(c.cgroup_path, &e2);
     crater_error_release(&e2);
     if (dir_made)

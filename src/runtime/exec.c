@@ -130,10 +130,13 @@ crater_runtime_exec(crater_exec_opts_t *o, crater_error_t *err)
   if (crater__seccomp_prepare(crater__jpath(config, "linux.seccomp"), err) < 0)
     goto done;
   /* v2: the process that joins the namespaces is cloned into the cgroup
-   * (no move afterwards, see cgroup.c); the one it forks inherits it */
-  pid_t mid = s->cgroup_path && !self_cgroup ? crater__cgroup_clone_into(s->cgroup_path, 0) : -1;
-  bool born_in_cgroup = mid >= 0;
-  if (!born_in_cgroup)
+   * (no move afterwards, see cgroup.c); the one it forks inherits it.  On
+   * a hybrid host into the unified hierarchy's, and it joins the v1 ones
+   * itself (self_cgroup) */
+  pid_t mid = s->cgroup_path ? crater__cgroup_clone_into(s->cgroup_path, 0) : -1;
+  bool cloned = mid >= 0;
+  bool born_in_cgroup = cloned && crater__cgroup_is_v2();
+  if (!cloned)
     mid = fork();
   if (mid < 0) {
     crater_error_sys(err, errno, "fork");

@@ -146,12 +146,17 @@ bool crater__cgroup_can_enter_self(void);
 int crater__cgroup_enter_self(const char *path, crater_error_t *err);
 /* clone(flags) of a child born in the v2 cgroup at path (clone3 with
  * CLONE_INTO_CGROUP): no later move, so none of the kernel's threadgroup
- * lock (see cgroup.c).  Returns as fork does; -1 on v1, and where the
- * kernel lacks it (before 5.7) or refuses (logged with --debug): the caller
- * then clones as before and moves the child. */
+ * lock (see cgroup.c).  On a hybrid host the child is born in the cgroup of
+ * the unified hierarchy only, and still joins the v1 ones (pure v1: -1).
+ * Returns as fork does; -1 too where the kernel lacks it (before 5.7) or
+ * refuses (logged with --debug): the caller then clones as before and
+ * moves the child. */
 pid_t crater__cgroup_clone_into(const char *path, int flags);
+/* On a hybrid host, makes the cgroup in the unified hierarchy (before
+ * crater__cgroup_clone_into); elsewhere does nothing. */
+int crater__cgroup_prepare_unified(const char *path, crater_error_t *err);
 /* The cgroup's directories, one a line (every v1 hierarchy's, present or
- * not); malloc'd. */
+ * not, and a hybrid host's unified one); malloc'd. */
 char *crater__cgroup_dir_list(const char *path);
 int crater__cgroup_freeze(const char *path, bool frozen, crater_error_t *err);
 bool crater__cgroup_frozen(const char *path);
