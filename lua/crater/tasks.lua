@@ -236,14 +236,26 @@ local function setup_rootfs(client, ns, rec, dir, spec, rt, transient)
   -- A view is read-only all the way down, so the runtime cannot make mount
   -- points the image lacks: drop default mounts (/run, /dev/mqueue...) whose
   -- destination is missing, as they are conveniences, not requirements.
+  -- One below a mount kept before it is on that mount, not the view
+  -- (/dev/pts on the /dev tmpfs, /sys/fs/cgroup on sysfs): kept.
   if st and st.kind == "view" then
     local defaults = {}
     for _, m in ipairs(oci.default_spec().mounts) do defaults[m.destination] = true end
     local keep = {}
+    local function on_kept(dest)
+      for _, k in ipairs(keep) do
+        local d = k.destination:gsub("/+$", "")
+        if dest:sub(1, #d + 1) == d .. "/" then return true end
+      end
+      return false
+    end
     for _, m in ipairs(spec.mounts or {}) do
-      local f = defaults[m.destination] and io.open(target .. m.destination, "r")
-      if f then f:close() end
-      if f or not defaults[m.destination] then keep[#keep + 1] = m end
+      local here = not defaults[m.destination] or on_kept(m.destination)
+      if not here then
+        local f = io.open(target .. m.destination, "r")
+        if f then f:close(); here = true end
+      end
+      if here then keep[#keep + 1] = m end
     end
     spec.mounts = json.array(keep)
   end

@@ -243,6 +243,13 @@ c:close()
       r = run("ro2", { "--read-only" }, "busybox", { "true" })
       assert.are.equal(0, r.code, r.stderr)
       assert.are.equal("view", (snapshots())["ro2"].kind)
+      -- the image has no /dev/pts, /dev/shm...: their mount points are
+      -- made on the /dev tmpfs (and /sys/fs/cgroup is on sysfs), so the
+      -- mounts stay (a terminal needs /dev/pts)
+      r = run("ro3", { "--rm", "--read-only" }, "busybox", { "sh", "-c",
+        "awk '{print $5}' /proc/self/mountinfo | grep -x -e /dev/pts -e /dev/shm -e /dev/mqueue -e /sys/fs/cgroup" })
+      assert.are.equal(0, r.code, r.stderr)
+      assert.are.equal("/dev/pts\n/dev/shm\n/dev/mqueue\n/sys/fs/cgroup\n", r.stdout)
     end)
 
     -- a view has no upper layer to make mount points in: with --mount, a

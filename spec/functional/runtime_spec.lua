@@ -572,7 +572,10 @@ describe("crater-runtime vs runc", function()
 
   it("runs a terminal in the foreground without --console-socket (run and exec -t)", function()
     local pty = B.q(SRC .. "/spec/support/ptyrun.py")
-    local script = "tty; stty size; read x; echo got:$x; exit 3"
+    -- /dev/console is the terminal too (the OCI runtime spec binds the
+    -- pty's slave there): same device numbers as stdin's
+    local script = "tty; stty size; [ \"$(stat -Lc %t:%T /dev/console)\" = \"$(stat -Lc %t:%T /proc/self/fd/0)\" ]" ..
+      " && echo console-is-tty; read x; echo got:$x; exit 3"
     local r = both(function(rt)
       local b = bundle{ args = { "sh", "-c", script }, config = { process = { terminal = true } } }
       local id = newid("fgtty")
@@ -585,10 +588,12 @@ describe("crater-runtime vs runc", function()
     assert.equal(3, r.crater.code, r.crater.stdout .. r.crater.stderr)
     assert.matches("^/dev/pts/0\n", r.crater.stdout)
     assert.matches("\n33 101\n", r.crater.stdout)   -- the window size was copied
+    assert.matches("\nconsole%-is%-tty\n", r.crater.stdout)
     assert.matches("got:hello\n", r.crater.stdout)   -- stdin reached the container
     if r.runc then
       assert.equal(r.runc.code, r.crater.code)
       assert.matches("^/dev/pts/0\n", r.runc.stdout)
+      assert.matches("\nconsole%-is%-tty\n", r.runc.stdout)
       assert.matches("got:hello\n", r.runc.stdout)
     end
     -- exec -t into a running container, same proxy
@@ -601,6 +606,7 @@ describe("crater-runtime vs runc", function()
     assert.equal(4, e.code, e.stdout .. e.stderr)
     assert.matches("^/dev/pts/0\n33 101\n", e.stdout)
     assert.matches("got:hello\n", e.stdout)
+    assert.not_matches("console%-is%-tty", e.stdout) -- the init's terminal only
   end)
 
   it("sends the pty master over --console-socket (terminal: true)", function()

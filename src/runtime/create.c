@@ -254,7 +254,8 @@ init_setup(create_ctx_t *c, int sync, int *fifo_fd, char **exe, crater_error_t *
     return -1;
   json_t *proc = json_object_get(c->config, "process");
   if (crater__jb(proc, "terminal", false)) {
-    if (crater__process_console(c->console_fd, proc, err) < 0)
+    if (crater__process_console(c->console_fd, proc, err) < 0 ||
+        crater__process_console_mount(err) < 0)
       return -1;
     close(c->console_fd);
   } else {

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/capability.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -190,6 +191,18 @@ crater__process_console(int sockfd, json_t *process, crater_error_t *err)
   for (int i = 0; i < 3; i++)
     if (dup2(slave, i) < 0)
       return crater_error_sys(err, errno, "dup2 console");
+  return 0;
+}
+
+int
+crater__process_console_mount(crater_error_t *err)
+{
+  char name[64];
+  int r = ttyname_r(0, name, sizeof name);
+  if (r != 0)
+    return crater_error_sys(err, r, "console: name of the terminal");
+  if (mount(name, "/dev/console", NULL, MS_BIND, NULL) < 0)
+    return crater_error_sys(err, errno, "bind %s on /dev/console", name);
   return 0;
 }
 

@@ -513,10 +513,32 @@ do_move_chroot(const char *rootfs, crater_error_t *err)
   return 0;
 }
 
+/* With process.terminal the OCI runtime spec has the pty's slave bound on
+ * /dev/console (crater__process_console_mount, once the pty exists): its
+ * mount point is made here, while the root may still be written.  An
+ * existing node is used as it is, a symlink refused. */
+static int
+console_target(crater_error_t *err)
+{
+  struct stat st;
+  if (lstat("/dev/console", &st) == 0)
+    return S_ISLNK(st.st_mode) ? crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, ELOOP,
+                                                   "/dev/console is a symlink")
+                               : 0;
+  int fd = open("/dev/console", O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0)
+    return crater_error_sys(err, errno, "create /dev/console");
+  close(fd);
+  return 0;
+}
+
 int
 crater__rootfs_finish(crater_rootfs_ctx_t *ctx, crater_error_t *err)
 {
   if ((ctx->no_pivot ? do_move_chroot(ctx->rootfs, err) : do_pivot(ctx->rootfs, err)) < 0)
+    return -1;
+  if (crater__jb(crater__jpath(ctx->config, "process"), "terminal", false) &&
+      console_target(err) < 0)
     return -1;
   json_t *lx = json_object_get(ctx->config, "linux");
   const char *k;

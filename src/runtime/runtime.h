@@ -218,6 +218,9 @@ int crater__process_exec(json_t *process, json_t *seccomp, const char *exe, int 
                          crater_error_t *err);
 /* Sets up a pty inside the container and sends its master over sockfd. */
 int crater__process_console(int sockfd, json_t *process, crater_error_t *err);
+/* The init's terminal (its stdin) bound on /dev/console, as the OCI runtime
+ * spec asks (crater__rootfs_finish made the mount point). */
+int crater__process_console_mount(crater_error_t *err);
 int crater__send_fd(int sock, int fd, const char *name, crater_error_t *err);
 
 /* --- device rules (devices_bpf.c) ---------------------------------------- */
