@@ -589,6 +589,28 @@ function M.with_privileged()
   end
 end
 
+--- Adds the host's device nodes (those under /dev, as containerd's
+--- WithHostDevices lists them: not pts, shm, mqueue, the console or
+--- /dev/ptmx, which the runtime makes the container's own) to
+--- linux.devices, with their modes and owners, so that a privileged
+--- container sees loop devices, fuse, ...  `crater run --privileged`
+--- applies it after `with_privileged`, as ctr and nerdctl do.
+function M.with_host_devices()
+  return function(s)
+    local devs = require("crater.core").host_devices("/dev") or {}
+    s.linux.devices = s.linux.devices or arr {}
+    local have = {}
+    for _, d in ipairs(s.linux.devices) do have[d.path] = true end
+    for _, d in ipairs(devs) do
+      if not have[d.path] and d.path ~= "/dev/ptmx" then
+        have[d.path] = true
+        s.linux.devices[#s.linux.devices + 1] = { path = d.path, type = d.type, major = d.major,
+          minor = d.minor, fileMode = d.mode, uid = d.uid, gid = d.gid }
+      end
+    end
+  end
+end
+
 local ns_names = { net = "network", network = "network", pid = "pid", ipc = "ipc", uts = "uts",
   mount = "mount", mnt = "mount", user = "user", cgroup = "cgroup" }
 

@@ -200,6 +200,22 @@ for _, rt in ipairs(runtimes) do
       env:crater { "task", "kill", "-s", "KILL", "fds2" }
     end)
 
+    -- --privileged gives the host's device nodes, as ctr and nerdctl do
+    it("gives a --privileged container the host's devices, and no other", function()
+      local find = "find /dev \\( -type c -o -type b \\) | sort"
+      local host = {}
+      for _, d in ipairs(require("crater.core").host_devices("/dev")) do host[#host + 1] = d.path end
+      local r = env:run("priv1", { "--privileged" }, { "sh", "-c", find })
+      assert.are.equal(0, r.code, r.stderr)
+      local inside = {}
+      for p in r.stdout:gmatch("[^\n]+") do inside[p] = true end
+      for _, p in ipairs(host) do
+        if p ~= "/dev/ptmx" then assert.is_true(inside[p], p .. " missing:\n" .. r.stdout) end
+      end
+      r = env:run("priv2", {}, { "sh", "-c", find })
+      assert.are.equal("/dev/full\n/dev/null\n/dev/random\n/dev/tty\n/dev/urandom\n/dev/zero\n", r.stdout:gsub("/dev/pts/ptmx\n", ""))
+    end)
+
     it("has only loopback (up) with --net none and the host's links with --net host", function()
       local r = env:run("net1", {}, { "sh", "-c", "ls /sys/class/net" })
       assert.are.equal("lo\n", r.stdout)

@@ -176,6 +176,32 @@ describe("crater.oci", function()
     assert.falsy(has(mount_at(s, "/sys").options, "ro"))
   end)
 
+  it("with_host_devices adds the host's device nodes once each, not /dev/ptmx", function()
+    local host = require("crater.core").host_devices("/dev")
+    local s = oci.spec { oci.with_host_devices(), oci.with_host_devices() }
+    local by = {}
+    for _, d in ipairs(s.linux.devices or {}) do
+      assert.is_nil(by[d.path], "twice: " .. d.path)
+      by[d.path] = d
+    end
+    assert.is_nil(by["/dev/ptmx"])
+    for _, h in ipairs(host) do
+      if h.path ~= "/dev/ptmx" then
+        local d = by[h.path]
+        assert.truthy(d, h.path)
+        assert.are.same({ h.type, h.major, h.minor, h.mode, h.uid, h.gid },
+          { d.type, d.major, d.minor, d.fileMode, d.uid, d.gid })
+      end
+    end
+    -- a directory without device nodes, or none at all, gives none
+    local dir = os.tmpname()
+    os.remove(dir)
+    assert(require("crater.core").mkdir(dir))
+    assert.are.same({}, require("crater.core").host_devices(dir))
+    os.remove(dir)
+    assert.are.same({}, require("crater.core").host_devices(dir))
+  end)
+
   it("with_host_namespaces and with_namespace_path", function()
     local s = oci.spec({ oci.with_host_namespaces { "net", "pid", "ipc", "uts" } }, { id = "x" })
     local t = ns_types(s)

@@ -6,6 +6,7 @@
  * a store.
  *
  *   core.listdir(path)              -> names sorted bytewise (no . and ..)
+ *   core.host_devices([dir])        -> device nodes under dir (default /dev)
  *   core.mkdir_p(path [, mode])     -> true          (mode default 0755)
  *   core.mkdir(path [, mode])       -> true          (one dir; "already_exists" if it exists)
  *   core.chmod(path, mode)          -> true
@@ -43,6 +44,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <sys/vfs.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -261,6 +263,134 @@ l_listdir(lua_State *L)
   name_list_free(&nl);
   if (r != 0)
     return lua_error(L); /* re-raise the error object at the top */
+  return 1;
+}
+
+/* ---- host devices (oci.with_host_devices) ---------------------------- */
+
+typedef struct {
+  char *path;
+  char type; /* 'c' or 'b' */
+  unsigned major, minor, mode, uid, gid;
+} hostdev_t;
+
+typedef struct {
+  hostdev_t *v;
+  size_t n, cap;
+} hostdev_list_t;
+
+static void
+hostdev_list_free(hostdev_list_t *l)
+{
+  for (size_t i = 0; i < l->n; i++)
+    free(l->v[i].path);
+  free(l->v);
+  l->v = NULL;
+  l->n = l->cap = 0;
+}
+
+static int
+cmp_hostdev(const void *a, const void *b)
+{
+  return strcmp(((const hostdev_t *) a)->path, ((const hostdev_t *) b)->path);
+}
+
+/* Collects the device nodes below dir, not through symlinks, skipping the
+ * directories and the node a container has its own of (as runc's
+ * devices.HostDevices, which containerd's WithHostDevices uses). */
+static void
+collect_devices(hostdev_list_t *l, const char *dir, int depth)
+{
+  static const char *const skip[] = {
+    "pts", "shm", "fd", "mqueue", ".lxc", ".lxd-mounts", ".udev"
+  };
+  if (depth > 8)
+    return;
+  DIR *d = opendir(dir);
+  if (d == NULL)
+    return;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    const char *n = e->d_name;
+    struct stat st;
+    if (strcmp(n, ".") == 0 || strcmp(n, "..") == 0 ||
+        fstatat(dirfd(d), n, &st, AT_SYMLINK_NOFOLLOW) < 0)
+      continue;
+    if (S_ISDIR(st.st_mode)) {
+      bool skipped = false;
+      for (size_t i = 0; i < sizeof skip / sizeof *skip; i++)
+        skipped |= strcmp(n, skip[i]) == 0;
+      if (!skipped) {
+        cleanup_free char *sub = crater__path_join(dir, n);
+        collect_devices(l, sub, depth + 1);
+      }
+      continue;
+    }
+    if ((!S_ISCHR(st.st_mode) && !S_ISBLK(st.st_mode)) || (depth == 0 && strcmp(n, "console") == 0))
+      continue;
+    if (l->n == l->cap) {
+      l->cap = l->cap ? l->cap * 2 : 64;
+      l->v = xrealloc(l->v, l->cap * sizeof *l->v);
+    }
+    l->v[l->n++] = (hostdev_t){ .path = crater__path_join(dir, n),
+                                .type = S_ISCHR(st.st_mode) ? 'c' : 'b',
+                                .major = major(st.st_rdev),
+                                .minor = minor(st.st_rdev),
+                                .mode = st.st_mode & 07777,
+                                .uid = st.st_uid,
+                                .gid = st.st_gid };
+  }
+  closedir(d);
+}
+
+/* Protected half of host_devices: pushes the hostdev_list_t passed as
+ * lightuserdata argument 1. */
+static int
+push_hostdevs(lua_State *L)
+{
+  const hostdev_list_t *l = lua_touserdata(L, 1);
+  lua_createtable(L, (int) l->n, 0);
+  for (size_t i = 0; i < l->n; i++) {
+    const hostdev_t *h = &l->v[i];
+    lua_createtable(L, 0, 7);
+    lua_pushstring(L, h->path);
+    lua_setfield(L, -2, "path");
+    lua_pushlstring(L, &h->type, 1);
+    lua_setfield(L, -2, "type");
+    const struct {
+      const char *k;
+      unsigned v;
+    } nums[] = { { "major", h->major },
+                 { "minor", h->minor },
+                 { "mode", h->mode },
+                 { "uid", h->uid },
+                 { "gid", h->gid } };
+    for (size_t k = 0; k < sizeof nums / sizeof *nums; k++) {
+      lua_pushinteger(L, (lua_Integer) nums[k].v);
+      lua_setfield(L, -2, nums[k].k);
+    }
+    lua_rawseti(L, -2, (int) i + 1);
+  }
+  return 1;
+}
+
+/* core.host_devices([dir="/dev"]) -> array of {path=, type="c"|"b",
+ * major=, minor=, mode=, uid=, gid=}, sorted by path: the device nodes
+ * under dir (see collect_devices).  A missing dir gives an empty list. */
+static int
+l_host_devices(lua_State *L)
+{
+  const char *dir = luaL_optstring(L, 1, "/dev");
+  lua_pushcfunction(L, push_hostdevs); /* allocates: before any C resource */
+  hostdev_list_t l = { NULL, 0, 0 };
+  collect_devices(&l, dir, 0);
+  if (l.n > 1)
+    qsort(l.v, l.n, sizeof *l.v, cmp_hostdev);
+  lua_pushlightuserdata(L, &l);
+  int r = lua_pcall(L, 1, 1, 0);
+  hostdev_list_free(&l);
+  if (r != 0)
+    return lua_error(L);
   return 1;
 }
 
@@ -702,19 +832,13 @@ l_run(lua_State *L)
 }
 
 static const luaL_Reg fs_functions[] = {
-  { "listdir", l_listdir },
-  { "mkdir_p", l_mkdir_p },
-  { "mkdir", l_mkdir },
-  { "chmod", l_chmod },
-  { "remove_all", l_remove_all },
-  { "exists", l_exists },
-  { "executable", l_executable },
-  { "which", l_which },
-  { "exe_path", l_exe_path },
-  { "fs_type", l_fs_type },
-  { "wait_pid_gone", l_wait_pid_gone },
-  { "run", l_run },
-  { NULL, NULL },
+  { "listdir", l_listdir }, { "mkdir_p", l_mkdir_p },
+  { "mkdir", l_mkdir },     { "host_devices", l_host_devices },
+  { "chmod", l_chmod },     { "remove_all", l_remove_all },
+  { "exists", l_exists },   { "executable", l_executable },
+  { "which", l_which },     { "exe_path", l_exe_path },
+  { "fs_type", l_fs_type }, { "wait_pid_gone", l_wait_pid_gone },
+  { "run", l_run },         { NULL, NULL },
 };
 
 void

@@ -119,6 +119,14 @@ function core.listdir(path) end
 ---@return true|nil ok, string? err, string? kind
 function core.mkdir_p(path, mode) end
 
+--- The device nodes under dir (default /dev), sorted by path, as
+--- containerd's WithHostDevices lists them: recursively, not through
+--- symlinks, not pts, shm, fd, mqueue, .lxc, .lxd-mounts, .udev or the
+--- console.  A missing dir gives an empty list.
+---@param dir? string
+---@return {path: string, type: "c"|"b", major: integer, minor: integer, mode: integer, uid: integer, gid: integer}[]
+function core.host_devices(dir) end
+
 --- mkdir of one directory that must not exist yet (kind "already_exists"
 --- if it does): the caller knows the directory is its own.
 ---@param path string

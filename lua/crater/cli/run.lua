@@ -17,7 +17,7 @@ M.spec_flags = {
   { name = "hostname", type = "string", arg = "NAME", help = "hostname (default: the id)" },
   { name = "net", type = "string", arg = "MODE", help = "network: none (loopback only, default) or host" },
   { name = "read-only", help = "read-only root filesystem" },
-  { name = "privileged", help = "all capabilities, no seccomp, all devices" },
+  { name = "privileged", help = "all capabilities, no seccomp, the host's devices" },
   { name = "cap-add", type = "list", arg = "CAP", help = "add a capability" },
   { name = "cap-drop", type = "list", arg = "CAP", help = "drop a capability" },
   { name = "seccomp", type = "string", arg = "default|unconfined", help = "seccomp profile (default: default)" },
@@ -68,7 +68,10 @@ function M.spec_opts(flags, args)
   if net == "host" then o[#o + 1] = oci.with_host_namespaces { "net" }
   elseif net ~= "none" then require("crater.cli.args").usage_error("--net must be none or host, got %q", net) end
   if flags["read-only"] then o[#o + 1] = oci.with_readonly_rootfs() end
-  if flags.privileged then o[#o + 1] = oci.with_privileged() end
+  if flags.privileged then
+    o[#o + 1] = oci.with_privileged()
+    o[#o + 1] = oci.with_host_devices()
+  end
   if flags["cap-add"] or flags["cap-drop"] then
     o[#o + 1] = oci.with_capabilities { add = flags["cap-add"], drop = flags["cap-drop"] }
   end
