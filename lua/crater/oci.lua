@@ -614,9 +614,28 @@ end
 local ns_names = { net = "network", network = "network", pid = "pid", ipc = "ipc", uts = "uts",
   mount = "mount", mnt = "mount", user = "user", cgroup = "cgroup" }
 
+-- A read-only bind of the host's file path at the same place (replacing a
+-- mount there).
+local function bind_host_file(path)
+  return function(s)
+    local keep = {}
+    for _, m in ipairs(s.mounts) do if m.destination ~= path then keep[#keep + 1] = m end end
+    keep[#keep + 1] = { destination = path, type = "bind", source = path, options = arr { "rbind", "ro" } }
+    s.mounts = arr(keep)
+  end
+end
+
+--- Binds the host's /etc/hosts read-only (containerd's WithHostHostsFile).
+function M.with_host_hosts_file() return bind_host_file("/etc/hosts") end
+
+--- Binds the host's /etc/resolv.conf read-only (containerd's
+--- WithHostResolvconf): with the host's network, its name servers.
+function M.with_host_resolvconf() return bind_host_file("/etc/resolv.conf") end
+
 --- Shares the host's namespaces: {"net", "pid", "ipc", "uts"}.  With the
---- host network, the host's /etc/hosts and /etc/resolv.conf are not
---- touched (the rootfs keeps its own).
+--- host network the rootfs keeps its own /etc/hosts and /etc/resolv.conf;
+--- `crater run --net host` adds with_host_hosts_file and
+--- with_host_resolvconf, as `ctr run --net-host` does.
 function M.with_host_namespaces(list)
   check(type(list) == "table", "with_host_namespaces: expected a list")
   local drop = {}

@@ -227,6 +227,12 @@ for _, rt in ipairs(runtimes) do
       local host = proc.check("ls /sys/class/net")
       r = env:run("net2", { "--net", "host" }, { "sh", "-c", "ls /sys/class/net" })
       assert.are.equal(host, r.stdout)
+      -- and, as ctr run --net-host, the host's /etc/hosts and resolv.conf
+      -- (read-only)
+      r = env:run("net3", { "--net", "host" }, { "sh", "-c",
+        "cat /etc/hosts /etc/resolv.conf; echo x >> /etc/resolv.conf 2>/dev/null || echo ro" })
+      assert.are.equal(0, r.code, r.stderr)
+      assert.are.equal(proc.check("cat /etc/hosts /etc/resolv.conf") .. "ro\n", r.stdout)
     end)
   end)
 end

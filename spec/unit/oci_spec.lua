@@ -202,6 +202,17 @@ describe("crater.oci", function()
     assert.are.same({}, require("crater.core").host_devices(dir))
   end)
 
+  it("with_host_hosts_file and with_host_resolvconf bind the host's files read-only, once", function()
+    local s = oci.spec { oci.with_host_resolvconf(), oci.with_host_hosts_file(), oci.with_host_resolvconf() }
+    local n = 0
+    for _, m in ipairs(s.mounts) do if m.destination == "/etc/resolv.conf" then n = n + 1 end end
+    assert.are.equal(1, n)
+    for _, p in ipairs { "/etc/hosts", "/etc/resolv.conf" } do
+      local m = mount_at(s, p)
+      assert.are.same({ "bind", p, { "rbind", "ro" } }, { m.type, m.source, { unpack(m.options) } })
+    end
+  end)
+
   it("with_host_namespaces and with_namespace_path", function()
     local s = oci.spec({ oci.with_host_namespaces { "net", "pid", "ipc", "uts" } }, { id = "x" })
     local t = ns_types(s)

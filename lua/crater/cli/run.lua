@@ -15,7 +15,7 @@ M.spec_flags = {
   { name = "user", short = "u", type = "string", arg = "USER[:GROUP]", help = "user (name or uid)" },
   { name = "cwd", type = "string", arg = "DIR", help = "working directory" },
   { name = "hostname", type = "string", arg = "NAME", help = "hostname (default: the id)" },
-  { name = "net", type = "string", arg = "MODE", help = "network: none (loopback only, default) or host" },
+  { name = "net", type = "string", arg = "MODE", help = "network: none (loopback only, default) or host (with the host's /etc/hosts and /etc/resolv.conf)" },
   { name = "read-only", help = "read-only root filesystem" },
   { name = "privileged", help = "all capabilities, no seccomp, the host's devices" },
   { name = "cap-add", type = "list", arg = "CAP", help = "add a capability" },
@@ -65,7 +65,11 @@ function M.spec_opts(flags, args)
   if flags["cpu-shares"] then o[#o + 1] = oci.with_cpu_shares(flags["cpu-shares"]) end
   if flags["pids-limit"] then o[#o + 1] = oci.with_pids_limit(flags["pids-limit"]) end
   local net = flags.net or "none"
-  if net == "host" then o[#o + 1] = oci.with_host_namespaces { "net" }
+  if net == "host" then
+    -- as ctr run --net-host: the host's names and name servers too
+    o[#o + 1] = oci.with_host_namespaces { "net" }
+    o[#o + 1] = oci.with_host_hosts_file()
+    o[#o + 1] = oci.with_host_resolvconf()
   elseif net ~= "none" then require("crater.cli.args").usage_error("--net must be none or host, got %q", net) end
   if flags["read-only"] then o[#o + 1] = oci.with_readonly_rootfs() end
   if flags.privileged then
@@ -116,9 +120,10 @@ function M.create_container(ctx, a, flags)
     spec = M.spec_opts(flags, flags.rootfs and args or nil),
     runtime = flags.runtime, snapshotter = flags.snapshotter, labels = labels,
     -- --read-only on an image: a read-only view instead of an active
-    -- snapshot, unless mounts need mount points made in the root (a view
-    -- has no upper layer; the runtime then remounts the root read-only)
-    snapshot = (image and flags["read-only"] and not flags.mount) and { view = id } or nil,
+    -- snapshot, unless mounts may need mount points made in the root (a
+    -- view has no upper layer; the runtime then remounts the root
+    -- read-only): --mount, and --net host's /etc/hosts and resolv.conf
+    snapshot = (image and flags["read-only"] and not flags.mount and flags.net ~= "host") and { view = id } or nil,
   }))
   return ctr, id, cs
 end
