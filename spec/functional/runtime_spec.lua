@@ -288,6 +288,36 @@ describe("crater-runtime vs runc", function()
     b.containers[#b.containers + 1] = { CRATER, root, id }
     assert.equal(0, r.code, r.stderr)
     assert.equal("started\n0\n1\n2\n3\n", r.stdout)
+    -- while it waits it makes the network namespace the init will need (its
+    -- loopback up); an init sharing the host's network does not use it
+    local host_net = B.sh("readlink /proc/self/ns/net").stdout
+    for _, shared in ipairs { false, true } do
+      local nb = bundle{ args = { "sh", "-c", "readlink /proc/self/ns/net; cat /sys/class/net/lo/flags; ls /sys/class/net | wc -l" },
+        edit = function(c)
+          if not shared then return end
+          local keep = {}
+          for _, n in ipairs(c.linux.namespaces) do if n.type ~= "network" then keep[#keep + 1] = n end end
+          c.linux.namespaces = keep
+          for _, m in ipairs(c.mounts) do
+            if m.destination == "/sys" then m.type, m.source, m.options = "bind", "/sys", { "rbind", "ro" } end
+          end
+        end }
+      local nid = newid("gonet")
+      nb:use_cgroup(nid)
+      local nroot = nb.dir .. "/crater-runtime-root"
+      r = B.sh(string.format("printf g | %s --root %s --go-fd 3 run -b %s %s 3<&0 </dev/null",
+        B.q(CRATER), B.q(nroot), B.q(nb.dir), nid))
+      nb.containers[#nb.containers + 1] = { CRATER, nroot, nid }
+      assert.equal(0, r.code, r.stderr)
+      local ns, flags, links = r.stdout:match("^(%S+)\n(%S+)\n(%d+)\n$")
+      assert.equal("0x9", flags, r.stdout)
+      if shared then
+        assert.equal(host_net, ns .. "\n")
+      else
+        assert.are_not.equal(host_net, ns .. "\n")
+        assert.equal("1", links) -- lo only
+      end
+    end
     r = b:rt(CRATER, "--go-fd 1 state x")
     assert.equal(2, r.code)
     assert.matches("%-%-go%-fd", r.stderr)

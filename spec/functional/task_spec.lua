@@ -317,12 +317,15 @@ c:close()
     function()
     if not proc.run("command -v strace").ok then return pending("strace not installed") end
     local trace = env.dir .. "/execs"
-    local r = proc.run("strace -f -qq -e trace=execve,execveat -o " .. q(trace) .. " " ..
+    local r = proc.run("strace -f -qq -e trace=execve,execveat,unshare,setns -o " .. q(trace) .. " " ..
       env:cmd { "run", "--rm", "--rootfs", env.rootfs, "--runtime", "crater", "early", "echo", "hi" })
     assert.are.equal(0, r.code, r.stderr)
     assert.are.equal("hi\n", r.stdout)
     local execs = proc.read_file(trace) or ""
     assert.matches('"%-%-go%-fd", "3", "run", "%-%-bundle"', execs)
+    -- the network namespace was made while waiting, and the init joined it
+    assert.matches("unshare%(CLONE_NEWNET%)", execs)
+    assert.matches("setns%(%d+, CLONE_NEWNET%)", execs)
     -- no such image: the container is never created
     r = env:crater { "run", "--rm", "--runtime", "crater", "no/such:image", "early2", "true" }
     assert.are_not.equal(0, r.code)

@@ -67,6 +67,7 @@ typedef struct {
   int join_fds[N_NS];
   bool self_cgroup;    /* the init moves itself into its cgroup at GO */
   bool born_in_cgroup; /* v2: cloned into it (crater__cgroup_clone_into) */
+  int premade_netns;   /* the init joins it instead of a new one, or -1 */
   int sync[2];
   int console_fd;
   pid_t host_pid;
@@ -175,11 +176,8 @@ write_cleanup(const crater_state_t *s)
 
 /* --- the container init (child side) ------------------------------------ */
 
-/* A new network namespace gets its loopback up, as runc does (its spec
- * conversion gives every new network namespace a "loopback" network):
- * 127.0.0.1 and ::1 work in a container that has no other network. */
-static int
-loopback_up(crater_error_t *err)
+int
+crater__loopback_up(crater_error_t *err)
 {
   cleanup_close int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   if (s < 0)
@@ -213,8 +211,13 @@ init_setup(create_ctx_t *c, int sync, int *fifo_fd, char **exe, crater_error_t *
   }
   if ((c->new_flags & CLONE_NEWCGROUP) && unshare(CLONE_NEWCGROUP) < 0)
     return crater_error_sys(err, errno, "unshare cgroup namespace");
-  if ((c->new_flags & CLONE_NEWNET) && loopback_up(err) < 0)
+  if (c->premade_netns >= 0) {
+    if (setns(c->premade_netns, CLONE_NEWNET) < 0)
+      return crater_error_sys(err, errno, "join the network namespace made for the container");
+    close(c->premade_netns);
+  } else if ((c->new_flags & CLONE_NEWNET) && crater__loopback_up(err) < 0) {
     return -1;
+  }
   const char *hn = crater__js(c->config, "hostname");
   const char *dn = crater__js(c->config, "domainname");
   if ((hn && *hn) || (dn && *dn)) {
@@ -332,6 +335,8 @@ static pid_t
 spawn_init(create_ctx_t *c, crater_error_t *err)
 {
   int flags = c->new_flags & ~CLONE_NEWCGROUP;
+  if (c->premade_netns >= 0)
+    flags &= ~CLONE_NEWNET; /* the init joins the one made already */
   bool joins = false;
   for (size_t i = 0; i < N_NS; i++)
     joins |= c->join_fds[i] >= 0;
@@ -417,7 +422,7 @@ write_pid_file(const char *path, pid_t pid, crater_error_t *err)
 pid_t
 crater_runtime_create(crater_create_opts_t *o, crater_error_t *err)
 {
-  create_ctx_t c = { .o = o, .sync = { -1, -1 }, .console_fd = -1 };
+  create_ctx_t c = { .o = o, .sync = { -1, -1 }, .console_fd = -1, .premade_netns = -1 };
   for (size_t i = 0; i < N_NS; i++)
     c.join_fds[i] = -1;
   pid_t pid = -1, ret = -1;
@@ -460,6 +465,19 @@ crater_runtime_create(crater_create_opts_t *o, crater_error_t *err)
   }
   if (open_ns_paths(&c, err) < 0)
     goto done;
+  /* a network namespace made while waiting for "go" (main.c) serves an
+   * init that wants a new one of its own: no user namespace to own it,
+   * nothing joined by path */
+  if (crater__rt_opts.premade_netns >= 0) {
+    bool joins = false;
+    for (size_t i = 0; i < N_NS; i++)
+      joins |= c.join_fds[i] >= 0;
+    if ((c.new_flags & CLONE_NEWNET) && !(c.new_flags & CLONE_NEWUSER) && !joins)
+      c.premade_netns = crater__rt_opts.premade_netns;
+    else
+      close(crater__rt_opts.premade_netns);
+    crater__rt_opts.premade_netns = -1;
+  }
   if (mkdir(crater__rt_opts.root, 0711) < 0 && errno != EEXIST) {
     crater_error_sys(err, errno, "mkdir %s", crater__rt_opts.root);
     goto done;
@@ -533,6 +551,10 @@ crater_runtime_create(crater_create_opts_t *o, crater_error_t *err)
     goto done;
   close(c.sync[1]);
   c.sync[1] = -1;
+  if (c.premade_netns >= 0) {
+    close(c.premade_netns); /* the init holds it now */
+    c.premade_netns = -1;
+  }
   if ((c.new_flags & CLONE_NEWUSER) && write_maps(pid, c.config, err) < 0)
     goto done;
   if ((!cgroup_made && crater__cgroup_apply(c.cgroup_path, c.config, err) < 0) ||
@@ -614,6 +636,8 @@ done:
       close(c.join_fds[i]);
   if (c.console_fd >= 0)
     close(c.console_fd);
+  if (c.premade_netns >= 0)
+    close(c.premade_netns);
   if (c.config)
     json_decref(c.config);
   free(c.bundle);

@@ -19,7 +19,7 @@
 #include "common/util.h"
 #include "runtime.h"
 
-crater_rt_opts_t crater__rt_opts = { .root = CRATER_RUNTIME_DEFAULT_ROOT };
+crater_rt_opts_t crater__rt_opts = { .root = CRATER_RUNTIME_DEFAULT_ROOT, .premade_netns = -1 };
 
 void
 crater__rt_log(const char *level, const char *fmt, ...)

@@ -45,6 +45,9 @@ typedef struct {
   const char *log_path;
   bool log_json;
   bool debug;
+  /* --go-fd: a network namespace made while waiting for "go", its
+   * loopback up, for an init that needs a new one (create.c); -1 */
+  int premade_netns;
 } crater_rt_opts_t;
 
 extern crater_rt_opts_t crater__rt_opts;
@@ -218,6 +221,10 @@ int crater__process_exec(json_t *process, json_t *seccomp, const char *exe, int 
                          crater_error_t *err);
 /* Sets up a pty inside the container and sends its master over sockfd. */
 int crater__process_console(int sockfd, json_t *process, crater_error_t *err);
+/* Brings up the loopback of the calling process's network namespace, as
+ * runc does in every new one (its spec conversion gives each a "loopback"
+ * network): 127.0.0.1 and ::1 work in a container with no other network. */
+int crater__loopback_up(crater_error_t *err);
 /* The init's terminal (its stdin) bound on /dev/console, as the OCI runtime
  * spec asks (crater__rootfs_finish made the mount point). */
 int crater__process_console_mount(crater_error_t *err);
