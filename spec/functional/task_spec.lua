@@ -398,16 +398,16 @@ c:close()
     if not proc.run("command -v strace").ok then return pending("strace not installed") end
     local trace = env.dir .. "/waits"
     local r = proc.run("strace -f -qq -e trace=sendto,exit_group -o " .. q(trace) .. " " ..
-      env:cmd { "run", "--rm", "--rootfs", env.rootfs, "waitfirst", "sh", "-c", "sleep 0.3; exit 4" })
-    assert.are.equal(4, r.code, r.stderr)
+      env:cmd { "run", "--rm", "--rootfs", env.rootfs, "waitfirst", "sh", "-c", "sleep 0.3; exit 42" })
+    assert.are.equal(42, r.code, r.stderr)
     local lines, sent, exited = {}, nil, nil
     for l in (proc.read_file(trace) or ""):gmatch("[^\n]+") do lines[#lines + 1] = l end
     for i, l in ipairs(lines) do
       if not sent and l:match('sendto%(%d+, "wait\\n"') then sent = i end
-      if not exited and l:match("exit_group%(4%)") then exited = i end
+      if not exited and l:match("exit_group%(42%)") then exited = i end
     end
     assert.is_not_nil(sent, "no wait request:\n" .. table.concat(lines, "\n"))
-    assert.is_not_nil(exited, "no exit_group(4):\n" .. table.concat(lines, "\n"))
+    assert.is_not_nil(exited, "no exit_group(42):\n" .. table.concat(lines, "\n"))
     assert.is_true(sent < exited, "wait sent after the exit:\n" .. table.concat(lines, "\n"))
   end)
 
