@@ -128,6 +128,22 @@ describe("crater-runtime vs runc", function()
     same(r, "stdout")
   end)
 
+  -- the init makes the mounts before the first cgroup one while the
+  -- parent makes its cgroup: a failure there is still reported as such
+  it("reports a mount that fails before the cgroup is made", function()
+    local b = bundle{ args = { "true" }, edit = function(c)
+      table.insert(c.mounts, 1, { destination = "/x", type = "bind", source = "/no/such/source", options = { "rbind" } })
+    end }
+    local id = newid("early")
+    b:use_cgroup(id)
+    local r = b:run(CRATER, id)
+    assert.are_not.equal(0, r.code)
+    assert.matches("mount /x: bind mount source /no/such/source: No such file or directory", r.stderr)
+    assert.is_false(file_exists(b.dir .. "/crater-runtime-root/" .. id))
+    assert.equal("", B.sh("ls -d /sys/fs/cgroup/*/crater-test/" .. id .. " /sys/fs/cgroup/crater-test/" .. id ..
+      " 2>/dev/null").stdout)
+  end)
+
   it("creates a missing cwd inside the root", function()
     local r = run_both{ args = { "pwd" }, config = { root = { readonly = false }, process = { cwd = "/new/dir" } } }
     assert.equal("/new/dir\n", r.crater.stdout)

@@ -6,6 +6,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -263,4 +264,19 @@ bool
 crater__str_has_prefix(const char *s, const char *prefix)
 {
   return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+void
+crater__leave_cpu(void)
+{
+  cpu_set_t orig, others;
+  int cpu = sched_getcpu();
+  if (cpu < 0 || sched_getaffinity(0, sizeof orig, &orig) < 0 || !CPU_ISSET(cpu, &orig))
+    return;
+  others = orig;
+  CPU_CLR(cpu, &others);
+  if (CPU_COUNT(&others) == 0)
+    return;
+  if (sched_setaffinity(0, sizeof others, &others) == 0)
+    sched_setaffinity(0, sizeof orig, &orig);
 }

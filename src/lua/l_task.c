@@ -100,26 +100,6 @@ reap_first(pid_t pid)
   }
 }
 
-/* Moves this process to another CPU it may run on, keeping its
- * affinity: the kernel mostly places a new process on its parent's CPU
- * (here 33 times in 40 with the other CPU idle), where the shim just
- * spawned would wait for this client's time slice (its start took 1.7
- * instead of 0.2 ms).  With one CPU allowed, nothing to do. */
-static void
-leave_cpu(void)
-{
-  cpu_set_t orig, others;
-  int cpu = sched_getcpu();
-  if (cpu < 0 || sched_getaffinity(0, sizeof orig, &orig) < 0 || !CPU_ISSET(cpu, &orig))
-    return;
-  others = orig;
-  CPU_CLR(cpu, &others);
-  if (CPU_COUNT(&others) == 0)
-    return;
-  if (sched_setaffinity(0, sizeof others, &others) == 0)
-    sched_setaffinity(0, sizeof orig, &orig);
-}
-
 static int
 l_shim_spawn(lua_State *L)
 {
@@ -220,7 +200,9 @@ spawned:
     return fail_errno(L, e, "spawn shim %s", what);
   }
   free_argv(argv);
-  leave_cpu();
+  /* the shim just spawned would otherwise wait for this client's time
+   * slice (its start took 1.7 instead of 0.2 ms) */
+  crater__leave_cpu();
   /* the first shim process is reaped by go() or abort(): waiting for it
    * here would wait for its exec, the very time the caller overlaps */
   struct pending *ud = lua_newuserdata(L, sizeof *ud);

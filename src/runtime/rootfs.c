@@ -409,8 +409,10 @@ mount_annotated_rootfs(crater_rootfs_ctx_t *ctx, crater_error_t *err)
   return r;
 }
 
-int
-crater__rootfs_prepare(crater_rootfs_ctx_t *ctx, crater_error_t *err)
+/* Makes / a slave (or what linux.rootfsPropagation says), mounts the
+ * annotated rootfs, binds it to itself and opens it as ctx->rootfd. */
+static int
+rootfs_begin(crater_rootfs_ctx_t *ctx, crater_error_t *err)
 {
   unsigned long rprop = MS_SLAVE | MS_REC;
   const char *rp = crater__js(crater__jpath(ctx->config, "linux"), "rootfsPropagation");
@@ -423,21 +425,55 @@ crater__rootfs_prepare(crater_rootfs_ctx_t *ctx, crater_error_t *err)
     return -1;
   if (mount(ctx->rootfs, ctx->rootfs, NULL, MS_BIND | MS_REC, NULL) < 0)
     return crater_error_sys(err, errno, "bind mount rootfs %s", ctx->rootfs);
-  cleanup_close int rootfd = open(ctx->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
-  if (rootfd < 0)
+  ctx->rootfd = open(ctx->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (ctx->rootfd < 0)
     return crater_error_sys(err, errno, "open rootfs %s", ctx->rootfs);
-  bool dev_bound = false;
-  size_t i;
-  json_t *m;
-  json_array_foreach(json_object_get(ctx->config, "mounts"), i, m)
-  {
-    if (do_mount(ctx, rootfd, m, &dev_bound, err) < 0)
+  ctx->begun = true;
+  ctx->next_mount = 0;
+  ctx->dev_bound = false;
+  return 0;
+}
+
+/* The spec's mounts from ctx->next_mount on, in order; with until_cgroup,
+ * up to (not including) the first "cgroup" one. */
+static int
+rootfs_mounts(crater_rootfs_ctx_t *ctx, bool until_cgroup, crater_error_t *err)
+{
+  json_t *ms = json_object_get(ctx->config, "mounts");
+  for (; ctx->next_mount < json_array_size(ms); ctx->next_mount++) {
+    json_t *m = json_array_get(ms, ctx->next_mount);
+    const char *type = crater__js(m, "type");
+    if (until_cgroup && type && strcmp(type, "cgroup") == 0)
+      break;
+    if (do_mount(ctx, ctx->rootfd, m, &ctx->dev_bound, err) < 0)
       return crater_error_wrap(err, "mount %s",
                                crater__js(m, "destination") ? crater__js(m, "destination") : "?");
   }
-  if (setup_dev(ctx, rootfd, dev_bound, err) < 0)
-    return -1;
   return 0;
+}
+
+int
+crater__rootfs_prepare_early(crater_rootfs_ctx_t *ctx, crater_error_t *err)
+{
+  if (rootfs_begin(ctx, err) < 0)
+    return -1;
+  return rootfs_mounts(ctx, true, err);
+}
+
+int
+crater__rootfs_prepare(crater_rootfs_ctx_t *ctx, crater_error_t *err)
+{
+  int r = 0;
+  if (!ctx->begun)
+    r = rootfs_begin(ctx, err);
+  if (r == 0)
+    r = rootfs_mounts(ctx, false, err);
+  if (r == 0)
+    r = setup_dev(ctx, ctx->rootfd, ctx->dev_bound, err);
+  if (ctx->rootfd >= 0)
+    close(ctx->rootfd);
+  ctx->rootfd = -1;
+  return r;
 }
 
 static int

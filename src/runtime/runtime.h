@@ -197,9 +197,19 @@ typedef struct {
   bool new_userns;
   bool new_cgroupns;
   bool new_netns;
+  /* progress of crater__rootfs_prepare_early, for crater__rootfs_prepare */
+  bool begun;
+  int rootfd;
+  size_t next_mount;
+  bool dev_bound;
 } crater_rootfs_ctx_t;
 
-/* Everything up to (not including) pivot_root. */
+/* The part of crater__rootfs_prepare that does not need the container's
+ * cgroup: the rootfs and the mounts before the first "cgroup" one.  The
+ * init does it while the parent makes the cgroup (create.c). */
+int crater__rootfs_prepare_early(crater_rootfs_ctx_t *ctx, crater_error_t *err);
+/* Everything up to (not including) pivot_root (what _early did excepted);
+ * closes ctx->rootfd. */
 int crater__rootfs_prepare(crater_rootfs_ctx_t *ctx, crater_error_t *err);
 /* pivot_root (or MS_MOVE + chroot), masked/readonly paths, ro root. */
 int crater__rootfs_finish(crater_rootfs_ctx_t *ctx, crater_error_t *err);
