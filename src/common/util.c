@@ -266,12 +266,38 @@ crater__str_has_prefix(const char *s, const char *prefix)
   return strncmp(s, prefix, strlen(prefix)) == 0;
 }
 
+/* The CPU pid last ran on (field 39 of /proc/PID/stat), -1 if unknown. */
+static int
+task_cpu(pid_t pid)
+{
+  char path[64], buf[1024];
+  snprintf(path, sizeof path, "/proc/%d/stat", (int) pid);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return -1;
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0)
+    return -1;
+  buf[n] = '\0';
+  char *p = strrchr(buf, ')'); /* after the command name, which may hold anything */
+  if (p == NULL)
+    return -1;
+  /* fields 3.. follow; processor is field 39 */
+  for (int field = 2; field < 39 && p; field++)
+    p = strchr(p + 1, ' ');
+  return p ? atoi(p + 1) : -1;
+}
+
 void
-crater__leave_cpu(void)
+crater__leave_cpu(pid_t child)
 {
   cpu_set_t orig, others;
   int cpu = sched_getcpu();
-  if (cpu < 0 || sched_getaffinity(0, sizeof orig, &orig) < 0 || !CPU_ISSET(cpu, &orig))
+  /* the kernel may have moved the child already (exec balancing) */
+  if (cpu < 0 || (child > 0 && task_cpu(child) != cpu))
+    return;
+  if (sched_getaffinity(0, sizeof orig, &orig) < 0 || !CPU_ISSET(cpu, &orig))
     return;
   others = orig;
   CPU_CLR(cpu, &others);

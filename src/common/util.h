@@ -16,11 +16,13 @@
 int crater__mkdir_p(const char *path, mode_t mode, crater_error_t *err);
 /* Moves the calling thread to another CPU it may run on, keeping its
  * affinity (it pins itself to the others, then restores its mask, which no
- * longer moves it).  The kernel here mostly places a new process on its
- * parent's CPU (33 forks in 40 with the other CPU idle, each waiting
- * ~2.3 ms for it): a parent that has just started a child and goes on
- * working leaves it the CPU this way.  Nothing to do on one CPU. */
-void crater__leave_cpu(void);
+ * longer moves it), when child (if > 0) last ran on the caller's CPU.  The
+ * kernel here mostly places a new process on its parent's CPU (33 forks in
+ * 40 with the other CPU idle, each waiting ~2.3 ms for it): a parent that
+ * has just started a child and goes on working leaves it the CPU this way.
+ * An exec may have moved the child already, and then the caller stays.
+ * Nothing to do on one CPU. */
+void crater__leave_cpu(pid_t child);
 
 /* Writes/reads exactly n bytes, retrying on EINTR and short transfers.
  * read_all returns the number read (short only at EOF). */

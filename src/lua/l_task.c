@@ -202,7 +202,7 @@ spawned:
   free_argv(argv);
   /* the shim just spawned would otherwise wait for this client's time
    * slice (its start took 1.7 instead of 0.2 ms) */
-  crater__leave_cpu();
+  crater__leave_cpu(pid);
   /* the first shim process is reaped by go() or abort(): waiting for it
    * here would wait for its exec, the very time the caller overlaps */
   struct pending *ud = lua_newuserdata(L, sizeof *ud);
