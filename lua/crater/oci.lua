@@ -615,9 +615,12 @@ local ns_names = { net = "network", network = "network", pid = "pid", ipc = "ipc
   mount = "mount", mnt = "mount", user = "user", cgroup = "cgroup" }
 
 -- A read-only bind of the host's file path at the same place (replacing a
--- mount there).
+-- mount there); nothing when the host has no such file.
 local function bind_host_file(path)
   return function(s)
+    local f = io.open(path, "r")
+    if not f then return end
+    f:close()
     local keep = {}
     for _, m in ipairs(s.mounts) do if m.destination ~= path then keep[#keep + 1] = m end end
     keep[#keep + 1] = { destination = path, type = "bind", source = path, options = arr { "rbind", "ro" } }
