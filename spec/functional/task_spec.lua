@@ -381,6 +381,23 @@ c:close()
 ]])
     r = proc.run("luajit " .. q(script) .. " " .. q(env.root) .. " " .. q(env.rootfs))
     assert.are.equal(0, r.code, r.stderr)
+    -- a client that dies while it makes the task (here: exits without a
+    -- word after the shim started) leaves nothing: the shim and the
+    -- runtime waiting in it see EOF and remove the dir
+    local crash = env.dir .. "/crash.lua"
+    proc.write_file(crash, [[
+local crater = require "crater"
+local tasks = require "crater.tasks"
+local c = assert(crater.open { root = arg[1] })
+assert(tasks.prespawn(c, "default", "crashed", "crater", { stdio = "fifo", start = true }))
+os.exit(0)
+]])
+    assert.are.equal(0, proc.run("luajit " .. q(crash) .. " " .. q(env.root)).code)
+    assert.is_true(wait_until(function()
+      return proc.run("ls -A " .. q(env.root .. "/run/tasks/default")).stdout == ""
+    end), "left: " .. proc.run("ls -AR " .. q(env.root .. "/run/tasks/default")).stdout)
+    assert.are.equal("", proc.run("pgrep -f -- 'crater-shi[m] .*--id crashed '").stdout)
+    assert.are.equal("", proc.run("pgrep -f -- '[-]-go-fd 3 run .* crashed$'").stdout)
     assert.matches("while waiting\tfalse\ttrue\n", r.stdout)
     assert.matches("after abort\tfalse\tfalse\n", r.stdout)
     assert.matches("raced\trunning\ttrue\n", r.stdout)

@@ -1274,15 +1274,25 @@ ready(int fd, const char *fmt, ...)
   }
 }
 
-/* --wait-go: the client gave up before the bundle was complete (EOF
- * instead of "go"): leave nothing of ours in the task dir. */
+/* --wait-go: the client gave up before the task existed (EOF instead of
+ * "go": it aborted, or it was killed half-way): remove what it and we put
+ * in the task dir, then the dir when that left it empty (a rootfs still
+ * mounted there, or anything else, keeps it), so that a client killed
+ * while it made the task leaves no half-made task behind. */
 static int
 gave_up(void)
 {
-  unlink("runtime.err");
-  unlink("runtime.log");
-  unlink("shim.sock");
-  unlink("shim.pid");
+  static const char *const files[] = { "runtime.err", "runtime.log", "shim.sock",    "shim.pid",
+                                       "pid",         "config.json", "task.json",    "stdin",
+                                       "stdout",      "stderr",      "console.sock", "log.json",
+                                       "shim.log" };
+  for (size_t i = 0; i < sizeof files / sizeof *files; i++)
+    unlink(files[i]);
+  char cwd[PATH_MAX];
+  if (getcwd(cwd, sizeof cwd)) {
+    rmdir("rootfs");
+    rmdir(cwd);
+  }
   return 0;
 }
 
