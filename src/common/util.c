@@ -266,27 +266,34 @@ crater__str_has_prefix(const char *s, const char *prefix)
   return strncmp(s, prefix, strlen(prefix)) == 0;
 }
 
+char *
+crater__proc_stat_fields(pid_t pid, char *buf, size_t size)
+{
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/stat", (int) pid);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return NULL;
+  ssize_t n = read(fd, buf, size - 1);
+  close(fd);
+  if (n <= 0)
+    return NULL;
+  buf[n] = '\0';
+  char *p = strrchr(buf, ')'); /* after the command name, which may hold anything */
+  return p && p[1] == ' ' && p[2] != '\0' ? p + 2 : NULL;
+}
+
 /* The CPU pid last ran on (field 39 of /proc/PID/stat), -1 if unknown. */
 static int
 task_cpu(pid_t pid)
 {
-  char path[64], buf[1024];
-  snprintf(path, sizeof path, "/proc/%d/stat", (int) pid);
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
-    return -1;
-  ssize_t n = read(fd, buf, sizeof buf - 1);
-  close(fd);
-  if (n <= 0)
-    return -1;
-  buf[n] = '\0';
-  char *p = strrchr(buf, ')'); /* after the command name, which may hold anything */
-  if (p == NULL)
-    return -1;
-  /* fields 3.. follow; processor is field 39 */
-  for (int field = 2; field < 39 && p; field++)
-    p = strchr(p + 1, ' ');
-  return p ? atoi(p + 1) : -1;
+  char buf[1024];
+  char *p = crater__proc_stat_fields(pid, buf, sizeof buf);
+  /* p is at field 3; processor is field 39 */
+  for (int field = 3; field < 39 && p; field++)
+    if ((p = strchr(p, ' ')) != NULL)
+      p++;
+  return p ? atoi(p) : -1;
 }
 
 void

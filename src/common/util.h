@@ -14,6 +14,9 @@
 
 /* Creates path and its missing parents with mode (like mkdir -p). */
 int crater__mkdir_p(const char *path, mode_t mode, crater_error_t *err);
+/* Reads /proc/PID/stat into buf and returns its fields after the command
+ * name (from field 3, the state), or NULL when there is no such process. */
+char *crater__proc_stat_fields(pid_t pid, char *buf, size_t size);
 /* Moves the calling thread to another CPU it may run on, keeping its
  * affinity (it pins itself to the others, then restores its mask, which no
  * longer moves it), when child (if > 0) last ran on the caller's CPU.  The

@@ -469,20 +469,9 @@ static int
 l_pid_alive(lua_State *L)
 {
   pid_t pid = (pid_t) luaL_checkinteger(L, 1);
-  char path[64], b[512];
-  snprintf(path, sizeof path, "/proc/%d/stat", (int) pid);
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  int alive = 0;
-  if (fd >= 0) {
-    ssize_t r = read(fd, b, sizeof b - 1);
-    close(fd);
-    if (r > 0) {
-      b[r] = 0;
-      char *rp = strrchr(b, ')');
-      alive = rp && rp[1] == ' ' && rp[2] != 'Z' && rp[2] != 'X';
-    }
-  }
-  lua_pushboolean(L, alive);
+  char b[1024];
+  const char *st = crater__proc_stat_fields(pid, b, sizeof b);
+  lua_pushboolean(L, st && *st != 'Z' && *st != 'X');
   return 1;
 }
 

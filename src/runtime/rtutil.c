@@ -153,20 +153,10 @@ crater__parse_signal(const char *s)
 int
 crater__proc_stat(pid_t pid, unsigned long long *start, char *state)
 {
-  char path[64], buf[1024];
-  snprintf(path, sizeof path, "/proc/%d/stat", (int) pid);
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
+  char buf[1024];
+  char *p = crater__proc_stat_fields(pid, buf, sizeof buf);
+  if (p == NULL)
     return -1;
-  ssize_t n = read(fd, buf, sizeof buf - 1);
-  close(fd);
-  if (n <= 0)
-    return -1;
-  buf[n] = '\0';
-  char *p = strrchr(buf, ')');
-  if (p == NULL || p[1] == '\0')
-    return -1;
-  p += 2;
   if (state)
     *state = *p;
   /* fields after ')' start at field 3 (state); starttime is field 22 */
