@@ -280,11 +280,10 @@ init_setup(create_ctx_t *c, int sync, int *fifo_fd, char **exe, crater_error_t *
   };
   if (init_prepare(c, sync, &rc, err) < 0)
     return -1;
-  int hostpid = c->host_pid;
   if (crater__sync_send(sync, SYNC_HOOKS, 0, err) < 0 ||
       crater__sync_recv(sync, SYNC_HOOKS_DONE, NULL, err) < 0)
     return -1;
-  json_t *st = creating_state(c, hostpid, "created");
+  json_t *st = creating_state(c, c->host_pid, "created");
   int r = crater__hooks_run(c->config, "createContainer", st, err);
   json_decref(st);
   if (r < 0)
@@ -386,6 +385,16 @@ send_go(int sync, pid_t pid, crater_error_t *err)
   return -1;
 }
 
+/* Whether the spec joins any namespace by path (linux.namespaces[].path). */
+static bool
+joins_by_path(const create_ctx_t *c)
+{
+  for (size_t i = 0; i < N_NS; i++)
+    if (c->join_fds[i] >= 0)
+      return true;
+  return false;
+}
+
 /* Starts the init; returns its host pid. */
 static pid_t
 spawn_init(create_ctx_t *c, crater_error_t *err)
@@ -393,10 +402,7 @@ spawn_init(create_ctx_t *c, crater_error_t *err)
   int flags = c->new_flags & ~CLONE_NEWCGROUP;
   if (c->premade_netns >= 0)
     flags &= ~CLONE_NEWNET; /* the init joins the one made already */
-  bool joins = false;
-  for (size_t i = 0; i < N_NS; i++)
-    joins |= c->join_fds[i] >= 0;
-  if (!joins) {
+  if (!joins_by_path(c)) {
     pid_t pid = clone_first(c, flags);
     if (pid < 0) {
       crater_error_sys(err, errno, "clone container init");
@@ -525,10 +531,7 @@ crater_runtime_create(crater_create_opts_t *o, crater_error_t *err)
    * init that wants a new one of its own: no user namespace to own it,
    * nothing joined by path */
   if (crater__rt_opts.premade_netns >= 0) {
-    bool joins = false;
-    for (size_t i = 0; i < N_NS; i++)
-      joins |= c.join_fds[i] >= 0;
-    if ((c.new_flags & CLONE_NEWNET) && !(c.new_flags & CLONE_NEWUSER) && !joins)
+    if ((c.new_flags & CLONE_NEWNET) && !(c.new_flags & CLONE_NEWUSER) && !joins_by_path(&c))
       c.premade_netns = crater__rt_opts.premade_netns;
     else
       close(crater__rt_opts.premade_netns);
@@ -578,9 +581,8 @@ crater_runtime_create(crater_create_opts_t *o, crater_error_t *err)
    * credentials (no user namespace) and the host's /sys/fs/cgroup (its new
    * mount namespace is a copy until the rootfs is set up; nothing joined by
    * path).  Otherwise the parent moves it. */
-  c.self_cgroup = crater__cgroup_can_enter_self() && !(c.new_flags & CLONE_NEWUSER);
-  for (size_t i = 0; i < N_NS; i++)
-    c.self_cgroup &= c.join_fds[i] < 0;
+  c.self_cgroup =
+      crater__cgroup_can_enter_self() && !(c.new_flags & CLONE_NEWUSER) && !joins_by_path(&c);
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, c.sync) < 0) {
     crater_error_sys(err, errno, "socketpair");
     goto done;
