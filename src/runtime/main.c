@@ -689,7 +689,6 @@ main(int argc, char **argv)
     if (crater__ensure_sealed(argv, &err) < 0)
       goto fail;
   }
-  crater__rt_opts.premade_netns = -1;
   if (go_fd >= 0) {
     if (strcmp(cmd, "run") == 0 || strcmp(cmd, "create") == 0)
       crater__rt_opts.premade_netns = premade_netns();

@@ -428,7 +428,6 @@ rootfs_begin(crater_rootfs_ctx_t *ctx, crater_error_t *err)
   ctx->rootfd = open(ctx->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (ctx->rootfd < 0)
     return crater_error_sys(err, errno, "open rootfs %s", ctx->rootfs);
-  ctx->begun = true;
   ctx->next_mount = 0;
   ctx->dev_bound = false;
   return 0;
@@ -464,7 +463,7 @@ int
 crater__rootfs_prepare(crater_rootfs_ctx_t *ctx, crater_error_t *err)
 {
   int r = 0;
-  if (!ctx->begun)
+  if (ctx->rootfd < 0)
     r = rootfs_begin(ctx, err);
   if (r == 0)
     r = rootfs_mounts(ctx, false, err);

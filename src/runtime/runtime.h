@@ -197,8 +197,8 @@ typedef struct {
   bool new_userns;
   bool new_cgroupns;
   bool new_netns;
-  /* progress of crater__rootfs_prepare_early, for crater__rootfs_prepare */
-  bool begun;
+  /* progress of crater__rootfs_prepare_early, for crater__rootfs_prepare:
+   * the rootfs open (-1 before), the next mount */
   int rootfd;
   size_t next_mount;
   bool dev_bound;
