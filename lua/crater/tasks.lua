@@ -76,9 +76,15 @@ end
 
 -- ---- binaries ---------------------------------------------------------------------------
 
+-- The directory of this process's executable (read once: a `crater run`
+-- looks up the shim and the runtime several times).
+local exe_dir_cached
 local function exe_dir()
-  local exe = core.exe_path()
-  return exe and exe:match("^(.*)/[^/]+$")
+  if exe_dir_cached == nil then
+    local exe = core.exe_path()
+    exe_dir_cached = exe and exe:match("^(.*)/[^/]+$") or false
+  end
+  return exe_dir_cached or nil
 end
 
 local which = core.which
