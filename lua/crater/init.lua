@@ -66,7 +66,7 @@ function M.open(opts)
     error("crater.open: policies must be a crater.policy host", 2)
   end
   return setmetatable({
-    backend = backend, ns = ns, root = root, mode = "embedded",
+    backend = backend, ns = ns, root = backend:root(), mode = "embedded",
     shared = { closed = false, policies = opts.policies },
   }, Client)
 end

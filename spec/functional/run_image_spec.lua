@@ -161,6 +161,17 @@ for _, snapshotter in ipairs { "overlayfs", "native" } do
       assert.are.equal("committed", list[1].kind)
     end)
 
+    it("runs with a relative --root (the shim and the runtime work from other directories)", function()
+      ids[#ids + 1] = "relroot"
+      local bin = BIN:sub(1, 1) == "/" and BIN or assert(os.getenv("PWD")) .. "/" .. BIN
+      local parent, base = env.root:match("^(.*)/([^/]+)$")
+      local r = proc.run("cd " .. q(parent) .. " && " .. q(bin) .. " --root " .. q(base) ..
+        " run --rm --snapshotter " .. snapshotter .. " busybox relroot sh -c 'echo in; exit 3'")
+      assert.are.equal(3, r.code, r.stderr)
+      assert.are.equal("in\n", r.stdout)
+      assert.are.equal("", crater { "container", "ls", "-q" }.stdout)
+    end)
+
     it("crater-runtime mounts the rootfs in the container's namespace only; runc gets a host mount", function()
       local function host_mounted(id)
         return proc.run("grep -c " .. q(env.root .. "/run/tasks/default/" .. id .. "/rootfs") .. " /proc/self/mounts")

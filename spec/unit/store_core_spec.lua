@@ -42,6 +42,17 @@ describe("crater.core store", function()
     assert.has_error(function() s2:namespace_list() end)
   end)
 
+  it("keeps a relative root as an absolute path", function()
+    -- the shim and the runtime use paths under the root from other working
+    -- directories (overlay options, task files)
+    local cwd = assert(os.getenv("PWD"))
+    local _, depth = cwd:gsub("/[^/]+", "")
+    local rel = ("../"):rep(depth) .. dir:sub(2) .. "/root"
+    local s2 = assert(core.open(rel))
+    assert.equal(cwd .. "/" .. rel, s2:root())
+    s2:close()
+  end)
+
   it("manages namespaces", function()
     assert.is_true(s:namespace_create("one", { team = "core" }))
     local ok, msg, kind = s:namespace_create("one")

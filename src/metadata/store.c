@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "common/cleanup.h"
 #include "common/util.h"
@@ -20,7 +21,21 @@ crater_store_open(const char *root, crater_error_t *err)
     return NULL;
   }
   crater_store_t *s = xmalloc0(sizeof *s);
-  s->root = xstrdup(root);
+  /* Absolute, always: paths under the root end up in mount options and
+   * task files that other processes (the shim, the runtime) use from
+   * other working directories. */
+  if (root[0] == '/') {
+    s->root = xstrdup(root);
+  } else {
+    cleanup_free char *cwd = getcwd(NULL, 0);
+    if (cwd == NULL) {
+      crater_error_sys(err, errno, "open store %s: current directory", root);
+      free(s);
+      return NULL;
+    }
+    s->root = crater__path_join(cwd, root);
+  }
+  root = s->root;
   cleanup_free char *cdir = crater__path_join(root, "content");
   cleanup_free char *dbp = crater__path_join(root, "metadata.db");
   struct stat st;
