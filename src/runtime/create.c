@@ -490,6 +490,7 @@ crater_runtime_create(crater_create_opts_t *o, crater_error_t *err)
   pid_t pid = -1, ret = -1;
   bool dir_made = false, cgroup_made = false, unified_made = false;
   crater_error_t e2 = NULL;
+  o->start_fd = -1;
 
   if (o->id == NULL || *o->id == '\0' || strchr(o->id, '/') || o->id[0] == '.') {
     crater_error_make(err, CRATER_ERR_INVALID_ARGUMENT, EINVAL, "invalid container id '%s'",
@@ -643,6 +644,17 @@ crater_runtime_create(crater_create_opts_t *o, crater_error_t *err)
   if (crater__sync_send(c.sync[0], SYNC_HOOKS_DONE, 0, err) < 0 ||
       crater__sync_recv(c.sync[0], SYNC_READY, NULL, err) < 0)
     goto done;
+  if (o->want_state && !o->terminal) {
+    /* `run`: opening the fifo's read end is what start does; done now, the
+     * init's exec overlaps the state written below (not with a terminal:
+     * `run` sets the pty up first, its size for one) */
+    cleanup_free char *fifo = crater__path_join(c.dir, "exec.fifo");
+    o->start_fd = open(fifo, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (o->start_fd < 0) {
+      crater_error_sys(err, errno, "open %s", fifo);
+      goto done;
+    }
+  }
   {
     /* owned copies: handed to `run` (want_state) or freed here */
     crater_state_t *s = xmalloc0(sizeof *s);
@@ -670,6 +682,10 @@ crater_runtime_create(crater_create_opts_t *o, crater_error_t *err)
   ret = pid;
 done:
   if (ret < 0) {
+    if (o->start_fd >= 0) {
+      close(o->start_fd);
+      o->start_fd = -1;
+    }
     if (o->state) {
       crater__state_free(o->state);
       o->state = NULL;
@@ -710,19 +726,21 @@ crater_runtime_start(const char *id, crater_error_t *err)
   cleanup_state crater_state_t *s = crater__state_load(id, err);
   if (s == NULL)
     return -1;
-  return crater_runtime_start_state(s, err);
+  return crater_runtime_start_state(s, -1, err);
 }
 
 int
-crater_runtime_start_state(crater_state_t *s, crater_error_t *err)
+crater_runtime_start_state(crater_state_t *s, int fifo_fd, crater_error_t *err)
 {
   const char *id = s->id;
+  cleanup_close int fd = fifo_fd;
   crater_status_t st = crater__state_status(s);
   if (st != ST_CREATED)
     return crater_error_make(err, CRATER_ERR_FAILED_PRECONDITION, 0,
                              "cannot start a container that is %s", crater__status_name(st));
   cleanup_free char *fifo = crater__path_join(s->dir, "exec.fifo");
-  cleanup_close int fd = open(fifo, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0)
+    fd = open(fifo, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0)
     return crater_error_sys(err, errno, "open %s", fifo);
   for (;;) {

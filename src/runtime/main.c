@@ -185,6 +185,7 @@ cmd_create(int argc, char **argv, bool run, crater_error_t *err)
   }
   pid_t pid = crater_runtime_create(&o, err);
   state = o.state;
+  cleanup_close int start_fd = o.start_fd; /* the init may already run */
   if (sv[1] >= 0)
     close(sv[1]);
   cleanup_close int master = -1;
@@ -198,7 +199,9 @@ cmd_create(int argc, char **argv, bool run, crater_error_t *err)
     close(sv[0]);
   if (pid < 0)
     return -1;
-  if (crater_runtime_start_state(state, err) < 0) {
+  int fifo_fd = start_fd;
+  start_fd = -1;
+  if (crater_runtime_start_state(state, fifo_fd, err) < 0) {
     crater_runtime_delete(o.id, true, &e);
     crater_error_release(&e);
     return -1;

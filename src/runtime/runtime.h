@@ -288,13 +288,19 @@ typedef struct {
    * (`run` starts what it created without reading state.json back) */
   bool want_state;
   crater_state_t *state;
+  /* out, when want_state: exec.fifo opened for reading as soon as the init
+   * is ready, which releases it, so its exec overlaps the writing of the
+   * state; for crater_runtime_start_state */
+  int start_fd;
 } crater_create_opts_t;
 
 /* Creates the container; returns the init pid (the init is blocked on
  * exec.fifo until start). */
 pid_t crater_runtime_create(crater_create_opts_t *o, crater_error_t *err);
 int crater_runtime_start(const char *id, crater_error_t *err);
-int crater_runtime_start_state(crater_state_t *s, crater_error_t *err);
+/* Starts from a state in hand; fifo_fd >= 0: exec.fifo already opened for
+ * reading (taken over, closed here). */
+int crater_runtime_start_state(crater_state_t *s, int fifo_fd, crater_error_t *err);
 int crater_runtime_delete(const char *id, bool force, crater_error_t *err);
 
 typedef struct {
