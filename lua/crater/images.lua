@@ -246,7 +246,8 @@ function Images:mount(name, dir, opts)
   local info, err, kind = containers.image_info(self.client, name)
   if not info then return nil, err, kind end
   if not info.chain_id then return nil, "image " .. name .. " has no layers to mount", "failed_precondition" end
-  local sname = require("crater.unpack").select(self.client, opts)
+  local sname, serr, skind = require("crater.unpack").select(self.client, opts)
+  if not sname then return nil, "mount " .. name .. ": " .. serr, skind end
   local ok
   ok, err, kind = containers.ensure_unpacked(self.client, info, sname)
   if not ok then return nil, err, kind end
@@ -268,7 +269,8 @@ function Images:unpack(name, opts)
   local info, err, kind = containers.image_info(self.client, name)
   if not info then return nil, err, kind end
   local unpack = require "crater.unpack"
-  local sname = unpack.select(self.client, opts)
+  local sname, serr, skind = unpack.select(self.client, opts)
+  if not sname then return nil, "unpack " .. name .. ": " .. serr, skind end
   if not info.chain_id then return { snapshotter = sname, applied = 0, skipped = 0 } end
   return unpack.unpack(self.client, info.manifest, info.config,
     { snapshotter = sname, config = opts.config, max_layer_size = opts.max_layer_size })

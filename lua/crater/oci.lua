@@ -256,12 +256,20 @@ function M.additional_gids(rootfs, name, primary)
   return gids
 end
 
+-- the largest uid or gid: (uid_t) -1 means "no change" to the kernel
+local MAX_ID = 4294967294
+
 --- Resolves "user", "uid", "user:group", "uid:gid" against rootfs into
 --- {uid, gid, additionalGids}.  nil, msg, "not_found" when a name is unknown.
 function M.resolve_user(rootfs, spec_user)
   local u, g = spec_user:match("^([^:]*):(.*)$")
   if not u then u = spec_user end
   local uid, gid, name
+  for _, id in ipairs { u, g or "" } do
+    if id:match("^%d+$") and tonumber(id) > MAX_ID then
+      return nil, "user " .. spec_user .. ": id " .. id .. " out of range", "invalid_argument"
+    end
+  end
   if u:match("^%d+$") then
     uid = tonumber(u)
     if rootfs then
@@ -318,7 +326,7 @@ function M.with_env(env)
   local list = {}
   for k, v in pairs(env) do
     if type(k) == "number" then
-      check(type(v) == "string" and v:find("=", 1, true), "with_env: entries must be K=V")
+      check(type(v) == "string" and v:find("^[^=]+="), "with_env: entries must be K=V")
       list[#list + 1] = { k, v }
     else
       list[#list + 1] = { 1e9, k .. "=" .. tostring(v) }
@@ -340,13 +348,20 @@ end
 function M.with_user(user)
   if type(user) == "number" then user = tostring(user) end
   if type(user) == "table" then
-    check(type(user.uid) == "number", "with_user: uid must be a number")
+    for _, k in ipairs { "uid", "gid" } do
+      local v = user[k]
+      check((k == "gid" and v == nil) or (type(v) == "number" and v >= 0 and v <= MAX_ID and v % 1 == 0),
+        "with_user: " .. k .. " must be an id from 0 to " .. MAX_ID)
+    end
     return function(s)
       s.process.user = { uid = user.uid, gid = user.gid or 0 }
       if user.additional_gids then s.process.user.additionalGids = arr(copy(user.additional_gids)) end
     end
   end
   check(type(user) == "string" and user ~= "", "with_user: expected a user string or table")
+  for part in (user .. ":"):gmatch("([^:]*):") do
+    check(not part:match("^%d+$") or tonumber(part) <= MAX_ID, "with_user: id " .. part .. " out of range")
+  end
   return function(s, ctx)
     local r = M.resolve_user(ctx.rootfs, user)
     if r then s.process.user = r
@@ -356,7 +371,7 @@ end
 
 --- Sets the hostname (and a new uts namespace).
 function M.with_hostname(name)
-  check(type(name) == "string", "with_hostname: expected a string")
+  check(type(name) == "string" and #name >= 1 and #name <= 64, "with_hostname: expected a name of 1 to 64 bytes")
   return function(s) s.hostname = name end
 end
 

@@ -30,13 +30,18 @@ end
 --- The snapshotter an unpack uses: crater.snapshotters.select is the only
 --- rule (opts.snapshotter overrides, then CRATER_SNAPSHOTTER, then
 --- config.snapshotter, then btrfs / overlayfs when the root supports them,
---- else native), the same as client:snapshots() without a name.  Raises on an
---- unknown name.
+--- else native), the same as client:snapshots() without a name.  An unknown
+--- name gives nil, message, "invalid_argument".
 ---@param opts? {snapshotter?: string, config?: table}
+---@return string|nil name, string? err, string? kind
 function M.select(client, opts)
   opts = opts or {}
   local registry = require "crater.snapshotters"
   if opts.snapshotter and opts.snapshotter ~= "" then
+    if not registry.exists(opts.snapshotter) then
+      return nil, "unknown snapshotter " .. opts.snapshotter .. " (have: " .. table.concat(registry.names(), ", ") .. ")",
+        "invalid_argument"
+    end
     return (registry.select { root = client.root, config = opts.config, override = opts.snapshotter })
   end
   -- select{}, honouring CRATER_SNAPSHOTTER and the snapshotter.select hook
@@ -95,9 +100,10 @@ function M.parallel(client, opts)
 end
 
 local function open_sn(client, opts)
-  local ok, sname = pcall(M.select, client, opts)
+  local ok, sname, serr, skind = pcall(M.select, client, opts)
   if not ok then return nil, "unpack: " .. tostring(sname), "invalid_argument" end
-  local sn, serr, skind
+  if not sname then return nil, "unpack: " .. tostring(serr), skind end
+  local sn
   ok, sn, serr, skind = pcall(client.snapshots, client, sname)
   if not ok then return nil, "unpack: " .. tostring(sn), "internal" end
   if not sn then return nil, "unpack: " .. tostring(serr), skind end

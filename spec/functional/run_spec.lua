@@ -237,4 +237,52 @@ for _, rt in ipairs(runtimes) do
   end)
 end
 
+describe("crater run: flag values", function()
+  local env
+  setup(function() env = M.env(nil) end)
+  teardown(function() env:cleanup() end)
+
+  it("rejects bad values with a usage error naming the flag, and leaves nothing behind", function()
+    local cases = {
+      { { "--memory", "abc" }, "--memory abc: cannot parse abc" },
+      { { "--cpus", "-1" }, "--cpus -1: expected a positive number" },
+      { { "--cpu-shares", "0" }, "--cpu-shares 0: expected a number >= 2" },
+      { { "--pids-limit", "-3" }, "--pids-limit -3: expected a positive number" },
+      { { "--cap-add", "NOTACAP" }, "unknown capability CAP_NOTACAP" },
+      { { "--mount", "type=bind,dst=/m" }, "--mount type=bind,dst=/m: bind mount 1 needs a source" },
+      { { "--mount", "type=tmpfs,dst=rel" }, "needs an absolute destination" },
+      { { "--cwd", "relative" }, "--cwd relative: expected an absolute path" },
+      { { "--env", "=x" }, "--env =x: entries must be K=V" },
+      { { "--user", "99999999999" }, "--user 99999999999: id 99999999999 out of range" },
+      { { "--user", "0:4294967295" }, "id 4294967295 out of range" },
+      { { "--hostname", ("h"):rep(65) }, "expected a name of 1 to 64 bytes" },
+    }
+    for i, c in ipairs(cases) do
+      local r = env:run("bad" .. i, c[1], { "true" })
+      assert.are.equal(2, r.code, table.concat(c[1], " ") .. ": " .. r.stderr)
+      assert.matches(c[2], r.stderr, 1, true)
+      assert.is_nil(r.stderr:find("internal error", 1, true), r.stderr)
+    end
+    assert.are.equal("", env:crater { "container", "ls", "-q" }.stdout)
+    assert.are.equal("", proc.run("ls -A " .. q(env.root .. "/run/tasks/default") .. " 2>/dev/null").stdout)
+  end)
+
+  it("passes the host's value for --env NAME, and nothing when NAME is unset", function()
+    local r = env:run("envh", { "--env", "CRATER_T_SET", "--env", "CRATER_T_UNSET", "--env", "B=2" },
+      { "sh", "-c", "echo \"$CRATER_T_SET|${CRATER_T_UNSET-unset}|$B\"" },
+      { env = { CRATER_T_SET = "from host" } })
+    assert.are.equal(0, r.code, r.stderr)
+    assert.are.equal("from host|unset|2\n", r.stdout)
+  end)
+
+  it("names an unknown snapshotter without an internal error", function()
+    local r = env:crater { "snapshot", "ls", "--snapshotter", "nosuch" }
+    assert.are.equal(2, r.code)
+    assert.matches("--snapshotter nosuch: unknown (have: overlayfs, native", r.stderr, 1, true)
+    r = env:crater { "run", "--rm", "--snapshotter", "nosuch", "some/image", "s1", "true" }
+    assert.are_not.equal(0, r.code)
+    assert.is_nil(r.stderr:find("internal error", 1, true), r.stderr)
+  end)
+end)
+
 return M

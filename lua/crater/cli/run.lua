@@ -6,7 +6,7 @@ local M = {}
 
 --- Flags shared by `run` and `container create`.
 M.spec_flags = {
-  { name = "env", short = "e", type = "list", arg = "K=V", help = "environment variable" },
+  { name = "env", short = "e", type = "list", arg = "K=V", help = "environment variable (NAME alone: the host's value, if set)" },
   { name = "mount", type = "list", arg = "SPEC", help = "mount: type=bind,src=/a,dst=/b,options=ro:rprivate (or type=tmpfs,dst=/t)" },
   { name = "memory", type = "string", arg = "SIZE", help = "memory limit (128m, 1g)" },
   { name = "cpus", type = "number", arg = "N", help = "CPU limit in CPUs (0.5)" },
@@ -47,23 +47,48 @@ local function parse_mount(s)
   return m
 end
 
+-- `-e NAME` without a value passes the host's NAME, if set (docker, nerdctl)
+local function env_list(list)
+  local out = {}
+  for _, e in ipairs(list) do
+    if e:find("=", 1, true) then
+      out[#out + 1] = e
+    elseif e ~= "" then
+      local v = os.getenv(e)
+      if v then out[#out + 1] = e .. "=" .. v end
+    end
+  end
+  return out
+end
+
 --- Builds the list of spec options from flags.
 function M.spec_opts(flags, args)
   local o = {}
+  -- the builders check their arguments and raise on bad ones (the Lua
+  -- API's way); from the command line those are the user's values, so a
+  -- usage error naming the flag, not an internal error
+  local function add(flag, value, builder, arg)
+    local ok, r = pcall(builder, arg == nil and value or arg)
+    if not ok then
+      local why = tostring(r):gsub("^[^:]*:%d+: ", ""):gsub("^[%w_]+: ", "")
+      require("crater.cli.args").usage_error("%s %s: %s", flag, tostring(value), why)
+    end
+    o[#o + 1] = r
+  end
   if args and #args > 0 then o[#o + 1] = oci.with_process_args(args) end
-  if flags.env then o[#o + 1] = oci.with_env(flags.env) end
-  if flags.cwd then o[#o + 1] = oci.with_cwd(flags.cwd) end
-  if flags.user then o[#o + 1] = oci.with_user(flags.user) end
-  if flags.hostname then o[#o + 1] = oci.with_hostname(flags.hostname) end
+  if flags.env then add("--env", table.concat(flags.env, " "), oci.with_env, env_list(flags.env)) end
+  if flags.cwd then add("--cwd", flags.cwd, oci.with_cwd) end
+  if flags.user then add("--user", flags.user, oci.with_user) end
+  if flags.hostname then add("--hostname", flags.hostname, oci.with_hostname) end
   if flags.mount then
     local ms = {}
     for _, s in ipairs(flags.mount) do ms[#ms + 1] = parse_mount(s) end
-    o[#o + 1] = oci.with_mounts(ms)
+    add("--mount", table.concat(flags.mount, " "), oci.with_mounts, ms)
   end
-  if flags.memory then o[#o + 1] = oci.with_memory_limit(flags.memory) end
-  if flags.cpus then o[#o + 1] = oci.with_cpus(flags.cpus) end
-  if flags["cpu-shares"] then o[#o + 1] = oci.with_cpu_shares(flags["cpu-shares"]) end
-  if flags["pids-limit"] then o[#o + 1] = oci.with_pids_limit(flags["pids-limit"]) end
+  if flags.memory then add("--memory", flags.memory, oci.with_memory_limit) end
+  if flags.cpus then add("--cpus", flags.cpus, oci.with_cpus) end
+  if flags["cpu-shares"] then add("--cpu-shares", flags["cpu-shares"], oci.with_cpu_shares) end
+  if flags["pids-limit"] then add("--pids-limit", flags["pids-limit"], oci.with_pids_limit) end
   local net = flags.net or "none"
   if net == "host" then
     -- as ctr run --net-host: the host's names and name servers too
@@ -77,7 +102,11 @@ function M.spec_opts(flags, args)
     o[#o + 1] = oci.with_host_devices()
   end
   if flags["cap-add"] or flags["cap-drop"] then
-    o[#o + 1] = oci.with_capabilities { add = flags["cap-add"], drop = flags["cap-drop"] }
+    local given = {}
+    for _, c in ipairs(flags["cap-add"] or {}) do given[#given + 1] = c end
+    for _, c in ipairs(flags["cap-drop"] or {}) do given[#given + 1] = c end
+    add("--cap-add/--cap-drop", table.concat(given, " "), oci.with_capabilities,
+      { add = flags["cap-add"], drop = flags["cap-drop"] })
   end
   if flags.seccomp == "unconfined" then o[#o + 1] = oci.with_seccomp_unconfined()
   elseif flags.seccomp and flags.seccomp ~= "default" then

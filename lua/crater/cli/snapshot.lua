@@ -11,7 +11,11 @@ local SNAP_FLAG = { name = "snapshotter", short = "s", type = "string", arg = "N
 local function snaps(ctx, flags)
   local c = ctx:client()
   local name = flags.snapshotter
-  if not name then name = (require("crater.snapshotters").default(c.root, nil, c:policies())) end
+  local reg = require("crater.snapshotters")
+  if not name then name = (reg.default(c.root, nil, c:policies())) end
+  if not reg.exists(name) then
+    require("crater.cli.args").usage_error("--snapshotter %s: unknown (have: %s)", name, table.concat(reg.names(), ", "))
+  end
   return c:snapshots(name)
 end
 
