@@ -57,7 +57,20 @@ describe("tasks", function()
     assert.matches("PID", r.stdout)
     r = env:crater { "--format", "json", "task", "metrics", "ex" }
     assert.are.equal(0, r.code, r.stderr)
-    assert.matches('"pids"', r.stdout)
+    local m = require("crater.json").decode(r.stdout)
+    assert.is_true(m.pids.current >= 1, r.stdout)
+    assert.is_true(m.memory.usage > 0, r.stdout)
+    assert.is_true(m.cpu.usage_ns > 0, r.stdout)
+    -- no limits set: "max" in the table, not a huge number or -1
+    r = env:crater { "task", "metrics", "ex" }
+    assert.are.equal(0, r.code, r.stderr)
+    assert.matches("memory.limit     max\n", r.stdout, 1, true)
+    assert.matches("pids.limit       max\n", r.stdout, 1, true)
+    assert.are.equal(0, env:run("lim", { "-d", "--memory", "64m", "--pids-limit", "20" }, { "sleep", "30" }).code)
+    r = env:crater { "task", "metrics", "lim" }
+    assert.are.equal(0, r.code, r.stderr)
+    assert.matches("memory.limit     64.0 MiB\n", r.stdout, 1, true)
+    assert.matches("pids.limit       20\n", r.stdout, 1, true)
   end)
 
   it("pauses and resumes (freezer), kill and delete rules", function()

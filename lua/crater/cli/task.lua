@@ -166,10 +166,16 @@ return {
         local m = ctx:check(t:metrics())
         if ctx.format == "json" then ctx:record(m); return end
         local util = require "crater.util"
+        -- no limit: -1, or the cgroup's "unlimited" (v1 memory: ~2^63)
+        local function limit(n, fmt)
+          if n == nil then return "-" end
+          if n < 0 or n >= 2 ^ 62 then return "max" end
+          return fmt and fmt(n) or tostring(n)
+        end
         ctx.out:write(string.format("memory.usage     %s\nmemory.max_usage %s\nmemory.limit     %s\ncpu.usage_ns     %s\npids.current     %s\npids.limit       %s\n",
           m.memory.usage and util.human_size(m.memory.usage) or "-", m.memory.max_usage and util.human_size(m.memory.max_usage) or "-",
-          m.memory.limit and util.human_size(m.memory.limit) or "-", tostring(m.cpu.usage_ns or "-"),
-          tostring(m.pids.current or "-"), tostring(m.pids.limit or "-")))
+          limit(m.memory.limit, util.human_size), tostring(m.cpu.usage_ns or "-"),
+          tostring(m.pids.current or "-"), limit(m.pids.limit)))
       end,
     },
     {
