@@ -734,7 +734,9 @@ crater_runtime_start_state(crater_state_t *s, int fifo_fd, crater_error_t *err)
 {
   const char *id = s->id;
   cleanup_close int fd = fifo_fd;
-  crater_status_t st = crater__state_status(s);
+  /* with the fifo already opened (`run`) the init is released and may
+   * have run and exited by now: its byte in the fifo says it started */
+  crater_status_t st = fd >= 0 ? ST_CREATED : crater__state_status(s);
   if (st != ST_CREATED)
     return crater_error_make(err, CRATER_ERR_FAILED_PRECONDITION, 0,
                              "cannot start a container that is %s", crater__status_name(st));
