@@ -289,8 +289,10 @@ local function shim_plan(client, ns, id, runtime, opts, spec_tty, dir)
   tty = tty and true or false
   local stdio = opts.stdio or (opts.log and "log") or "null"
   local mode, io_paths = "null", nil
-  if stdio == "inherit" or stdio == "fifo" then
-    mode = "fifo"
+  if stdio == "inherit" or stdio == "fifo" or stdio == "attach" then
+    -- attach: a detached task's FIFOs, written only while a client is
+    -- attached (Task:attach); its output is dropped meanwhile
+    mode = stdio == "attach" and "attach" or "fifo"
     io_paths = { stdout = dir .. "/stdout" }
     if not tty then io_paths.stderr = dir .. "/stderr" end
     if opts.stdin ~= false then io_paths.stdin = dir .. "/stdin" end
@@ -664,8 +666,12 @@ function Task:attach(opts)
     self._wait_fd = core.shim_send(self.dir, "wait")
   end
   local h = self.io
+  local lazy = self.meta.stdio == "attach"
   if not h then
-    if self.meta.stdio ~= "fifo" then return nil, "task " .. self.id .. " has no attachable stdio", "failed_precondition" end
+    if self.meta.stdio ~= "fifo" and not lazy then
+      return nil, "task " .. self.id .. " has no attachable stdio (started with " .. tostring(self.meta.stdio) .. ")",
+        "failed_precondition"
+    end
     local paths = {}
     for _, k in ipairs { "stdin", "stdout", "stderr" } do
       if exists(self.dir .. "/" .. k) then paths[k] = self.dir .. "/" .. k end
@@ -675,6 +681,12 @@ function Task:attach(opts)
     h, e, k = core.io_open(paths)
     if not h then return nil, e, k end
     self.io = h
+  end
+  if lazy then
+    -- our read ends are open: the shim now writes the output there
+    local r, e, k = self:_req("attach -")
+    if not r then h:close(); self.io = nil; return nil, e, k end
+    if r == "0" then h:close(); self.io = nil; return true end -- exited: nothing to stream
   end
   local stdin = opts.stdin
   if stdin == nil then stdin = true end

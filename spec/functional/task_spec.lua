@@ -125,6 +125,78 @@ sys.stdout.write("\nRC=%d\n" % os.waitstatus_to_exitcode(st))
     assert.matches("RC=3", r.stdout)
   end)
 
+  it("run -d: task attach streams the output from then on; unattached output never blocks the container", function()
+    local function crater(args, opts)
+      local a = { "run", "-d", "--rootfs", env.rootfs }
+      for _, x in ipairs(args) do a[#a + 1] = x end
+      return env:crater(a, opts)
+    end
+    -- 20 MB written while nobody is attached: dropped, the writer goes on
+    assert.are.equal(0, crater({ "flood", "sh", "-c", "head -c 20000000 /dev/zero; echo done > /tmp/m; sleep 30" }).code)
+    assert.is_true(wait_until(function()
+      return env:crater({ "task", "exec", "flood", "cat", "/tmp/m" }).stdout == "done\n"
+    end, 10))
+    -- attach in the middle: later lines arrive, stdout and stderr apart,
+    -- and the exit code becomes attach's
+    assert.are.equal(0, crater({ "ticks", "sh", "-c",
+      "i=0; while [ $i -lt 30 ]; do echo out $i; echo err $i >&2; i=$((i+1)); sleep 0.1; done; exit 7" }).code)
+    proc.sleep(0.5)
+    local r = env:crater { "task", "attach", "ticks" }
+    assert.are.equal(7, r.code, r.stderr)
+    assert.matches("out 29\n$", r.stdout)
+    assert.matches("err 29\n$", r.stderr)
+    assert.is_nil(r.stdout:find("out 0\n", 1, true), r.stdout) -- before the attach: dropped
+    assert.is_nil(r.stdout:find("err", 1, true))
+    -- attaching to a stopped task returns at once
+    r = env:crater { "task", "attach", "ticks" }
+    assert.are.equal(7, r.code, r.stderr)
+    -- -i: stdin through the attach, its EOF closes the container's stdin
+    assert.are.equal(0, crater({ "-i", "cat1", "sh", "-c", "while read l; do echo \"got $l\"; done; echo eof" }).code)
+    r = env:crater({ "task", "attach", "cat1" }, { stdin = "a\nb\n" })
+    assert.are.equal(0, r.code, r.stderr)
+    assert.are.equal("got a\ngot b\neof\n", r.stdout)
+    -- --null-io: nothing to attach to
+    assert.are.equal(0, crater({ "--null-io", "nul", "sleep", "30" }).code)
+    r = env:crater { "task", "attach", "nul" }
+    assert.are.equal(1, r.code)
+    assert.matches("no attachable stdio", r.stderr)
+    r = env:crater { "run", "--null-io", "--rootfs", env.rootfs, "nul2", "true" }
+    assert.are.equal(2, r.code)
+  end)
+
+  it("run -d -t -i: task attach gets the terminal", function()
+    local py = [[
+import os, pty, sys, time, select
+pid, fd = pty.fork()
+if pid == 0:
+    os.execvp(sys.argv[1], sys.argv[1:])
+time.sleep(0.3)
+os.write(fd, b"echo $((6*7)); tty; exit 3\n")
+out, end = b"", time.time() + 15
+while time.time() < end:
+    r, _, _ = select.select([fd], [], [], 0.5)
+    if r:
+        try:
+            d = os.read(fd, 4096)
+        except OSError:
+            break
+        if not d:
+            break
+        out += d
+_, st = os.waitpid(pid, 0)
+sys.stdout.write(out.decode(errors="replace"))
+sys.stdout.write("\nRC=%d\n" % os.waitstatus_to_exitcode(st))
+]]
+    local script = env.dir .. "/ptyattach.py"
+    proc.write_file(script, py)
+    local r = env:crater { "run", "-d", "-t", "-i", "--rootfs", env.rootfs, "ttyd", "sh" }
+    assert.are.equal(0, r.code, r.stderr)
+    r = proc.run("python3 " .. q(script) .. " " .. env:cmd { "task", "attach", "ttyd" })
+    assert.matches("\n42\r?\n", r.stdout)
+    assert.matches("/dev/pts/%d", r.stdout)
+    assert.matches("RC=3", r.stdout)
+  end)
+
   it("keeps the task running when crater is SIGKILLed; a new crater waits for it", function()
     local p = proc.spawn(env:cmd { "run", "--rootfs", env.rootfs, "surv", "sh", "-c", "sleep 2; exit 9" },
       { dir = env.dir, name = "crater" })

@@ -25,9 +25,14 @@
  *
  * Usage:
  *   crater-shim --dir TASKDIR --id ID --runtime PATH [--runtime-root DIR]
- *               [--stdio fifo|log|null] [--log FILE] [--log-format json|raw]
+ *               [--stdio fifo|attach|log|null] [--log FILE] [--log-format json|raw]
  *               [--tty] [--start] [--ready-fd N] [--daemonize] [--seal-runtime]
  *               [--delete-on-exit] [--wait-go] [--prestart] [--dir-fd N]
+ * --stdio fifo: the FIFOs in TASKDIR carry stdio, and a container blocks
+ * when nobody reads its output (a foreground client is attached from the
+ * start).  --stdio attach (a detached task): stdin as with fifo, but the
+ * output goes to the FIFOs only while a client is attached (it opens their
+ * read ends, then sends "attach"); otherwise it is dropped.
  * TASKDIR is also the OCI bundle (config.json + rootfs).  The result of
  * `create` (or of `run --detach` with --start: "ok PID" or "err MSG") is written to the ready fd,
  * which is then closed; the client reads it to learn that the task exists.
@@ -96,6 +101,10 @@ struct pump {
   size_t off, len;
   struct proc *p;
   int is_stdin;
+  /* --stdio attach: the output FIFO this pump writes to while a client is
+   * attached ("attach" request); without one, output is dropped, so a
+   * detached container never blocks on it */
+  char lazy[96];
 };
 
 /* The init process ("" id) or an exec'd process. */
@@ -470,6 +479,8 @@ delete_inline(void)
 
 /* ---- pumps --------------------------------------------------------------- */
 
+static void file_name(char *out, size_t n, const struct proc *p, const char *what);
+
 static struct pump *
 pump_add(int src, int dst, int own_dst, int json, const char *stream, struct proc *p)
 {
@@ -504,6 +515,37 @@ pump_close(struct pump *u)
   if (u->p && u->p->stdin_pump == u)
     u->p->stdin_pump = NULL;
   memset(u, 0, sizeof *u);
+}
+
+/* Makes u write to the FIFO `path` only while a client is attached. */
+static void
+pump_lazy(struct pump *u, const char *path)
+{
+  if (u) {
+    snprintf(u->lazy, sizeof u->lazy, "%s", path);
+    u->own_dst = 1;
+  }
+}
+
+/* "attach": opens the output FIFOs of p that a client now reads (it opened
+ * its ends first).  Returns how many are connected. */
+static int
+pump_attach(const struct proc *p)
+{
+  char out_path[96], err_path[96];
+  file_name(out_path, sizeof out_path, p, "stdout");
+  file_name(err_path, sizeof err_path, p, "stderr");
+  int n = 0;
+  for (int i = 0; i < MAX_PUMPS; i++) {
+    struct pump *u = &pumps[i];
+    if (!u->used || !u->lazy[0] ||
+        (strcmp(u->lazy, out_path) != 0 && strcmp(u->lazy, err_path) != 0))
+      continue;
+    if (u->dst < 0)
+      u->dst = open(u->lazy, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+    n += u->dst >= 0;
+  }
+  return n;
 }
 
 /* Appends one json-lines record {"time","stream","log"} for data[0..n). */
@@ -589,7 +631,11 @@ pump_run(struct pump *u, int revents_src, int revents_dst)
   if (u->len > 0 && (revents_dst & (POLLOUT | POLLERR | POLLHUP))) {
     ssize_t w = write(u->dst, u->buf + u->off, u->len);
     if (w < 0 && errno != EAGAIN && errno != EINTR) {
-      u->len = 0; /* reader gone for good: drop */
+      u->len = 0;       /* reader gone for good: drop */
+      if (u->lazy[0]) { /* ... until a client attaches again */
+        close(u->dst);
+        u->dst = -1;
+      }
     } else if (w > 0) {
       u->off += (size_t) w;
       u->len -= (size_t) w;
@@ -839,7 +885,8 @@ create_proc(struct proc *p, const char *const *args_notty, const char *const *ar
   file_name(err_path, sizeof err_path, p, "stderr");
   file_name(pid_path, sizeof pid_path, p, "pid");
   int fifo = strcmp(mode, "fifo") == 0, logm = strcmp(mode, "log") == 0;
-  int in_fifo = fifo ? open_fifo(in_path, O_RDWR) : -1;
+  int att = strcmp(mode, "attach") == 0; /* output FIFOs only while attached */
+  int in_fifo = fifo || att ? open_fifo(in_path, O_RDWR) : -1;
   int out_dst = fifo ? open_fifo(out_path, O_RDWR) : -1;
   int err_dst = fifo ? open_fifo(err_path, O_RDWR) : -1;
   int out_owned = 1, err_owned = 1;
@@ -872,6 +919,8 @@ create_proc(struct proc *p, const char *const *args_notty, const char *const *ar
     set_nonblock(p->master);
     if (out_dst >= 0 || logm)
       pump_add(m2, out_dst, out_owned, log_json && logm, "stdout", NULL);
+    else if (att)
+      pump_lazy(pump_add(m2, -1, 0, 0, "stdout", NULL), out_path);
     else
       pump_add(m2, -1, 0, 0, "stdout", NULL);
     if (in_fifo >= 0)
@@ -882,9 +931,9 @@ create_proc(struct proc *p, const char *const *args_notty, const char *const *ar
     int inp[2] = { -1, -1 }, outp[2] = { -1, -1 }, errp[2] = { -1, -1 };
     if (in_fifo >= 0 && pipe2(inp, O_CLOEXEC) < 0)
       goto pipefail;
-    if ((out_dst >= 0 || logm) && pipe2(outp, O_CLOEXEC) < 0)
+    if ((out_dst >= 0 || logm || att) && pipe2(outp, O_CLOEXEC) < 0)
       goto pipefail;
-    if ((err_dst >= 0 || logm) && pipe2(errp, O_CLOEXEC) < 0)
+    if ((err_dst >= 0 || logm || att) && pipe2(errp, O_CLOEXEC) < 0)
       goto pipefail;
     int ef = errp[1] >= 0 ? errp[1] : -1;
     rc = gate >= 0 ? run_runtime_gated(args_notty, inp[0], outp[1], ef, gate)
@@ -913,11 +962,15 @@ create_proc(struct proc *p, const char *const *args_notty, const char *const *ar
       in_fifo = -1;
     }
     if (outp[0] >= 0) {
-      pump_add(outp[0], out_dst, out_owned, log_json && logm, "stdout", NULL);
+      struct pump *u = pump_add(outp[0], out_dst, out_owned, log_json && logm, "stdout", NULL);
+      if (att)
+        pump_lazy(u, out_path);
       out_dst = -1;
     }
     if (errp[0] >= 0) {
-      pump_add(errp[0], err_dst, err_owned, log_json && logm, "stderr", NULL);
+      struct pump *u = pump_add(errp[0], err_dst, err_owned, log_json && logm, "stderr", NULL);
+      if (att)
+        pump_lazy(u, err_path);
       err_dst = -1;
     }
     goto after;
@@ -1072,6 +1125,16 @@ handle_line(struct conn *c, char *line)
       reply(c->fd, "ok %d %lld", p->status, (long long) p->exited_at);
     else
       c->waiting = p;
+  } else if (strcmp(cmd, "attach") == 0) {
+    /* attach [EXECID|-]: a client has opened the FIFOs' read ends; the
+     * output goes there until it leaves.  "ok N": N outputs connected (0:
+     * the process has exited and its output is closed) */
+    struct proc *p = argc >= 2 && strcmp(argv[1], "-") != 0 ? proc_find(argv[1]) : init;
+    if (!p) {
+      reply(c->fd, "err not_found process %s", argv[1]);
+      return;
+    }
+    reply(c->fd, "ok %d", pump_attach(p));
   } else if ((strcmp(cmd, "pause") == 0 || strcmp(cmd, "resume") == 0)) {
     const char *a[] = { cmd, task_id, NULL };
     if (init->exited) {
@@ -1250,8 +1313,9 @@ conn_read(struct conn *c)
 static void
 usage(void)
 {
-  logmsg("usage: crater-shim --dir TASKDIR --id ID --runtime PATH [--runtime-root DIR] "
-         "[--stdio fifo|log|null] [--log FILE] [--log-format json|raw] [--tty] [--ready-fd N]");
+  logmsg(
+      "usage: crater-shim --dir TASKDIR --id ID --runtime PATH [--runtime-root DIR] "
+      "[--stdio fifo|attach|log|null] [--log FILE] [--log-format json|raw] [--tty] [--ready-fd N]");
   exit(2);
 }
 

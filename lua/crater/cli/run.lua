@@ -177,18 +177,22 @@ M.command = {
   flags = (function()
     local f = {
       { name = "rm", help = "remove the container and task when done" },
-      { name = "detach", short = "d", help = "start and return (stdio discarded, or --log)" },
+      { name = "detach", short = "d", help = "start and return; 'task attach' connects to its stdio later (output is dropped while nobody is attached), or see --log, --null-io" },
       { name = "interactive", short = "i", help = "keep stdin open" },
       { name = "log", type = "string", arg = "FILE", help = "with -d: json-lines log of stdout/stderr" },
+      { name = "null-io", help = "with -d: no stdio at all (/dev/null)" },
     }
     for _, x in ipairs(M.spec_flags) do f[#f + 1] = x end
     return f
   end)(),
   examples = "  crater run --rm -t -i busybox sh1 sh\n  crater run --rm --rootfs /tmp/rootfs c1 echo hi\n" ..
-    "  crater run -d --log /tmp/c2.log busybox c2 sleep 100",
+    "  crater run -d --log /tmp/c2.log busybox c2 sleep 100\n  crater run -d -t -i busybox c3 sh; crater task attach c3",
   run = function(ctx, a, flags)
     local stdio = "inherit"
-    if flags.detach then stdio = flags.log and "log" or "null" end
+    if flags.detach then stdio = (flags.log and "log") or (flags["null-io"] and "null") or "attach" end
+    if (flags.log or flags["null-io"]) and not flags.detach then
+      require("crater.cli.args").usage_error("--log and --null-io go with -d")
+    end
     -- created and started in one runtime call, except with a terminal:
     -- there the client attaches (raw mode, window size) before the start
     local topts = { stdio = stdio, log = flags.log, tty = flags.tty and true or false,
