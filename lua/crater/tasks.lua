@@ -361,7 +361,7 @@ end
 --- new_task then starts one itself.  `handle:abort()` stops it and
 --- removes its dir, for a container that could not be created.
 ---@param runtime string
----@param opts {stdio?: "inherit"|"null"|table, log?: string, log_format?: "json"|"raw", tty?: boolean, stdin?: boolean, start?: boolean, transient?: boolean}
+---@param opts {stdio?: "inherit"|"attach"|"null"|table, log?: string, log_format?: "json"|"raw", tty?: boolean, stdin?: boolean, start?: boolean, transient?: boolean}
 function M.prespawn(client, ns, id, runtime, opts)
   opts = opts or {}
   -- what the shim would be started with in the task dir: new_task
@@ -393,7 +393,9 @@ end
 --- of its own the runtime deletes it as soon as the init exits (the shim's
 --- --delete-on-exit; `Task:delete` then only waits for that).  `shim`: a
 --- handle from `prespawn`, adopted when it was started for this task.
----@param opts {stdio?: "inherit"|"null"|table, log?: string, log_format?: "json"|"raw", tty?: boolean, stdin?: boolean, start?: boolean, transient?: boolean, shim?: table}
+--- `stdio = "attach"`: a detached task that `Task:attach` connects to
+--- later; its output is dropped while nobody is attached (`crater run -d`).
+---@param opts {stdio?: "inherit"|"attach"|"null"|table, log?: string, log_format?: "json"|"raw", tty?: boolean, stdin?: boolean, start?: boolean, transient?: boolean, shim?: table}
 function M.create(client, ns, rec, opts)
   local early = opts.shim
   local plan, perr, pkind = shim_plan(client, ns, rec.id, rec.runtime, opts, (rec.spec.process or {}).terminal)
