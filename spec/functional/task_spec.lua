@@ -162,6 +162,13 @@ sys.stdout.write("\nRC=%d\n" % os.waitstatus_to_exitcode(st))
     assert.matches("no attachable stdio", r.stderr)
     r = env:crater { "run", "--null-io", "--rootfs", env.rootfs, "nul2", "true" }
     assert.are.equal(2, r.code)
+    -- task start -d leaves the same kind of task
+    assert.are.equal(0, env:crater({ "container", "create", "--rootfs", env.rootfs, "st1", "sh", "-c",
+      "sleep 1; echo late; exit 4" }).code)
+    assert.are.equal(0, env:crater({ "task", "start", "-d", "st1" }).code)
+    r = env:crater { "task", "attach", "st1" }
+    assert.are.equal(4, r.code, r.stderr)
+    assert.are.equal("late\n", r.stdout)
   end)
 
   it("run -d -t -i: task attach gets the terminal", function()

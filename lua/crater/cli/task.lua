@@ -45,9 +45,10 @@ return {
       name = "start", summary = "Start a container's task (creating it), attach and wait",
       usage = "ID", min_args = 1, max_args = 1,
       flags = {
-        { name = "detach", short = "d", help = "do not attach" },
+        { name = "detach", short = "d", help = "do not attach ('task attach' can, later)" },
         { name = "interactive", short = "i", help = "attach stdin" },
         { name = "log", type = "string", arg = "FILE", help = "with -d: log stdout/stderr to FILE" },
+        { name = "null-io", help = "with -d: no stdio at all (/dev/null)" },
       },
       run = function(ctx, a, flags)
         local cs = run.containers(ctx)
@@ -55,7 +56,7 @@ return {
         local t = ctr:task()
         if not t or t:status().status == "stopped" then
           if t then t:delete() end
-          local stdio = flags.detach and (flags.log and "log" or "null") or "inherit"
+          local stdio = flags.detach and ((flags.log and "log") or (flags["null-io"] and "null") or "attach") or "inherit"
           t = ctx:check(ctr:new_task { stdio = stdio, log = flags.log, stdin = flags.interactive and true or false })
         end
         ctx:check(t:start())
