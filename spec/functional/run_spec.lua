@@ -44,9 +44,12 @@ function Env:crater(args, opts)
   return proc.run(self:cmd(args), opts)
 end
 
---- `crater run --rm --rootfs R [flags] ID CMD...`
+--- `crater run --rm --rootfs R [flags] ID CMD...` (no --rm with -d)
 function Env:run(id, flags, cmd, opts)
-  local a = { "run", "--rm", "--rootfs", self.rootfs }
+  local detach = false
+  for _, f in ipairs(flags or {}) do detach = detach or f == "-d" end
+  local a = { "run", "--rootfs", self.rootfs }
+  if not detach then a[#a + 1] = "--rm" end
   if self.runtime then a[#a + 1] = "--runtime"; a[#a + 1] = self.runtime end
   for _, f in ipairs(flags or {}) do a[#a + 1] = f end
   a[#a + 1] = id
@@ -265,6 +268,13 @@ describe("crater run: flag values", function()
     end
     assert.are.equal("", env:crater { "container", "ls", "-q" }.stdout)
     assert.are.equal("", proc.run("ls -A " .. q(env.root .. "/run/tasks/default") .. " 2>/dev/null").stdout)
+  end)
+
+  it("refuses --rm with -d (nobody would remove it), as ctr", function()
+    local r = env:crater { "run", "--rm", "-d", "--rootfs", env.rootfs, "rmd", "true" }
+    assert.are.equal(2, r.code)
+    assert.matches("--rm and -d cannot be used together", r.stderr, 1, true)
+    assert.are.equal("", env:crater { "container", "ls", "-q" }.stdout)
   end)
 
   it("passes the host's value for --env NAME, and nothing when NAME is unset", function()

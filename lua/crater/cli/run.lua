@@ -193,6 +193,8 @@ M.command = {
     if (flags.log or flags["null-io"]) and not flags.detach then
       require("crater.cli.args").usage_error("--log and --null-io go with -d")
     end
+    -- as ctr: nobody would be there to remove it when it exits
+    if flags.rm and flags.detach then require("crater.cli.args").usage_error("--rm and -d cannot be used together") end
     -- created and started in one runtime call, except with a terminal:
     -- there the client attaches (raw mode, window size) before the start
     local topts = { stdio = stdio, log = flags.log, tty = flags.tty and true or false,
