@@ -116,6 +116,15 @@ for _, rt in ipairs(runtimes) do
       assert.matches("nosuch", r.stderr)
     end)
 
+    it("starts the container with no signal ignored or blocked (the shim ignores HUP, INT, PIPE)", function()
+      -- from a background job too, where the shell ignores INT and QUIT
+      local r = proc.run("( " .. env:cmd { "run", "--rm", "--rootfs", env.rootfs, "--runtime", rt, "sigs", "sh", "-c",
+        "grep -E '^Sig(Ign|Blk)' /proc/self/status; trap 'echo trapped; exit 4' INT; kill -INT $$; sleep 1" } ..
+        " & wait $! )")
+      assert.are.equal(4, r.code, r.stderr)
+      assert.are.equal("SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\ntrapped\n", r.stdout)
+    end)
+
     it("uses the id as the default hostname", function()
       local r = env:run("myhost", {}, { "hostname" })
       assert.are.equal("myhost\n", r.stdout)

@@ -52,6 +52,9 @@ describe("tasks", function()
     assert.are.equal(0, r.code, r.stderr)
     local host = select(2, proc.check("cat /proc/self/cgroup"):gsub("\n", ""))
     assert.are.equal(host, select(2, r.stdout:gsub(":/crater/default/ex\n", "")), r.stdout)
+    -- nothing of the shim's ignored signals (HUP, INT, PIPE)
+    r = env:crater { "task", "exec", "ex", "grep", "^SigIgn", "/proc/self/status" }
+    assert.are.equal("SigIgn:\t0000000000000000\n", r.stdout)
     r = env:crater { "task", "ps", "ex" }
     assert.are.equal(0, r.code, r.stderr)
     assert.matches("PID", r.stdout)

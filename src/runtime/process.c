@@ -29,6 +29,7 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include "common/signals_default.h"
 #include "common/util.h"
 #include "runtime.h"
 
@@ -314,6 +315,7 @@ crater__process_exec(json_t *process, json_t *seccomp, const char *exe, int pres
   bool nnp = crater__jb(process, "noNewPrivileges", false);
 
   umask((mode_t) crater__ji(user, "umask", 022));
+  crater__signals_default();
   if (json_is_object(caps) && drop_bounding(caps, err) < 0)
     return -1;
   if (!nnp && seccomp && crater__seccomp_apply(seccomp, err) < 0)

@@ -80,6 +80,7 @@
 #include <unistd.h>
 
 #include "common/sealed_copy.h"
+#include "common/signals_default.h"
 
 #define MAX_PROCS 64
 #define MAX_CONNS 64
@@ -371,10 +372,9 @@ spawn_runtime(const char *const *args, int in, int out, int errfd, int go_fd)
       if (hi[i] >= 0)
         dup2(hi[i], i);
     syscall(SYS_close_range, go_fd >= 0 ? 4 : 3, ~0U, 0);
-    sigset_t all;
-    sigemptyset(&all);
-    sigprocmask(SIG_SETMASK, &all, NULL);
-    signal(SIGPIPE, SIG_DFL);
+    /* the runtime, and through it the container, gets none of the shim's
+     * ignored signals (PIPE, HUP, INT) */
+    crater__signals_default();
     if (seal_runtime && (strcmp(args[0], "create") == 0 || strcmp(args[0], "run") == 0 ||
                          strcmp(args[0], "exec") == 0))
       exec_sealed(argv);
