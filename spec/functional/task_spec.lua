@@ -52,6 +52,20 @@ describe("tasks", function()
     assert.are.equal(0, r.code, r.stderr)
     local host = select(2, proc.check("cat /proc/self/cgroup"):gsub("\n", ""))
     assert.are.equal(host, select(2, r.stdout:gsub(":/crater/default/ex\n", "")), r.stdout)
+    -- -e replaces the container's value; -u takes names from the
+    -- container's own /etc/passwd and /etc/group
+    r = env:crater { "task", "exec", "-e", "HOME=/x", "-e", "NEW=1", "ex", "sh", "-c", "env | grep -cE '^HOME='; echo $HOME $NEW" }
+    assert.are.equal("1\n/x 1\n", r.stdout)
+    r = env:crater { "task", "exec", "-u", "app", "ex", "sh", "-c", "id -u; id -g; id -G" }
+    assert.are.equal(0, r.code, r.stderr)
+    assert.are.equal("1000\n1000\n1000 2000\n", r.stdout)
+    r = env:crater { "task", "exec", "-u", "nobody:extra", "ex", "sh", "-c", "id -u; id -g" }
+    assert.are.equal("65534\n2000\n", r.stdout)
+    for _, bad in ipairs { { "-u", "ghost" }, { "-u", "99999999999" }, { "-e", "=x" }, { "--cwd", "rel" } } do
+      r = env:crater { "task", "exec", bad[1], bad[2], "ex", "true" }
+      assert.are.equal(2, r.code, bad[2] .. ": " .. r.stderr)
+      assert.matches(bad[2], r.stderr, 1, true)
+    end
     -- nothing of the shim's ignored signals (HUP, INT, PIPE)
     r = env:crater { "task", "exec", "ex", "grep", "^SigIgn", "/proc/self/status" }
     assert.are.equal("SigIgn:\t0000000000000000\n", r.stdout)
@@ -74,6 +88,15 @@ describe("tasks", function()
     assert.are.equal(0, r.code, r.stderr)
     assert.matches("memory.limit     64.0 MiB\n", r.stdout, 1, true)
     assert.matches("pids.limit       20\n", r.stdout, 1, true)
+  end)
+
+  it("execs as the container's user by default (a name in the spec resolved in the container)", function()
+    assert.are.equal(0, env:run("usr", { "-d", "--user", "app" }, { "sleep", "30" }).code)
+    local r = env:crater { "task", "exec", "usr", "sh", "-c", "id -u; id -G" }
+    assert.are.equal(0, r.code, r.stderr)
+    assert.are.equal("1000\n1000 2000\n", r.stdout)
+    r = env:crater { "task", "exec", "-u", "0", "usr", "id", "-u" }
+    assert.are.equal("0\n", r.stdout)
   end)
 
   it("pauses and resumes (freezer), kill and delete rules", function()

@@ -48,7 +48,7 @@ local function parse_mount(s)
 end
 
 -- `-e NAME` without a value passes the host's NAME, if set (docker, nerdctl)
-local function env_list(list)
+function M.env_list(list)
   local out = {}
   for _, e in ipairs(list) do
     if e:find("=", 1, true) then
@@ -76,7 +76,7 @@ function M.spec_opts(flags, args)
     o[#o + 1] = r
   end
   if args and #args > 0 then o[#o + 1] = oci.with_process_args(args) end
-  if flags.env then add("--env", table.concat(flags.env, " "), oci.with_env, env_list(flags.env)) end
+  if flags.env then add("--env", table.concat(flags.env, " "), oci.with_env, M.env_list(flags.env)) end
   if flags.cwd then add("--cwd", flags.cwd, oci.with_cwd) end
   if flags.user then add("--user", flags.user, oci.with_user) end
   if flags.hostname then add("--hostname", flags.hostname, oci.with_hostname) end

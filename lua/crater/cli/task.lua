@@ -108,25 +108,42 @@ return {
         { name = "tty", short = "t", help = "allocate a terminal" },
         { name = "interactive", short = "i", help = "attach stdin" },
         { name = "detach", short = "d", help = "do not wait" },
-        { name = "env", short = "e", type = "list", arg = "K=V", help = "environment" },
+        { name = "env", short = "e", type = "list", arg = "K=V", help = "environment (NAME alone: the host's value, if set)" },
         { name = "cwd", type = "string", arg = "DIR", help = "working directory" },
-        { name = "user", short = "u", type = "string", arg = "UID[:GID]", help = "user (numeric)" },
+        { name = "user", short = "u", type = "string", arg = "USER[:GROUP]", help = "user (name or uid; default: the container's)" },
       },
       run = function(ctx, a, flags)
+        local oci = require "crater.oci"
+        local args = require "crater.cli.args"
         local id = table.remove(a, 1)
         local t, ctr = get_task(ctx, id)
         local spec = ctr:info().spec
-        local proc = require("crater.oci").copy(spec.process)
+        local proc = oci.copy(spec.process)
         proc.args = a
         proc.terminal = flags.tty and true or false
-        if flags.env then for _, e in ipairs(flags.env) do proc.env[#proc.env + 1] = e end end
-        if flags.cwd then proc.cwd = flags.cwd end
-        if flags.user then
-          local u, g = flags.user:match("^(%d+):?(%d*)$")
-          if not u then require("crater.cli.args").usage_error("--user must be UID[:GID]") end
-          proc.user = { uid = tonumber(u), gid = tonumber(g) or 0 }
-        elseif proc.user and proc.user.username then
-          proc.user = { uid = 0, gid = 0 }
+        proc.env = proc.env or {}
+        if flags.env then
+          -- as run's: K=V replaces the container's K
+          local ok, apply = pcall(oci.with_env, run.env_list(flags.env))
+          if not ok then args.usage_error("--env %s: entries must be K=V", table.concat(flags.env, " ")) end
+          apply { process = proc }
+        end
+        if flags.cwd then
+          if flags.cwd:sub(1, 1) ~= "/" then args.usage_error("--cwd %s: expected an absolute path", flags.cwd) end
+          proc.cwd = flags.cwd
+        end
+        -- names through the running container's own /etc/passwd and
+        -- /etc/group; without -u, the container's user (a name in the spec
+        -- is resolved the same way)
+        local user = flags.user or (proc.user and proc.user.username)
+        if user then
+          local pid = t:pid()
+          local r, err = oci.resolve_user(pid and ("/proc/" .. pid .. "/root") or nil, user)
+          if not r then
+            if flags.user then args.usage_error("--user %s: %s", user, err) end
+            ctx:fail("exec in %s: %s", id, err)
+          end
+          proc.user = r
         end
         local eid = flags["exec-id"]
         if not eid then
