@@ -698,7 +698,9 @@ function Task:attach(opts)
   return true
 end
 
---- Runs another process in the task.
+--- Runs another process in the task.  A `process.user.username` (as
+--- `crater.oci.with_user("name")` leaves it without a rootfs) is resolved
+--- in the running container's /etc/passwd and /etc/group.
 ---@param exec_id string
 ---@param process table OCI process (args, env, cwd, user, terminal...)
 ---@param opts? {tty?: boolean, stdio?: "inherit"|"null"}
@@ -713,6 +715,14 @@ function Task:exec(exec_id, process, opts)
   p.cwd = p.cwd or "/"
   p.env = p.env or json.array { oci.DEFAULT_PATH }
   p.user = p.user or { uid = 0, gid = 0 }
+  if p.user.username then
+    -- a name (crater.oci.with_user without a rootfs): resolved in the
+    -- running container's own /etc/passwd and /etc/group
+    local pid = self:pid()
+    local r, err, kind = oci.resolve_user(pid and ("/proc/" .. pid .. "/root") or nil, p.user.username)
+    if not r then return nil, "exec " .. exec_id .. " in " .. self.id .. ": " .. tostring(err), kind end
+    p.user = r
+  end
   setmetatable(p.args, json.array_mt)
   local prefix = self.dir .. "/exec-" .. exec_id
   write_file(prefix .. ".json", json.encode(p))

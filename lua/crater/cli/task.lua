@@ -132,17 +132,13 @@ return {
           if flags.cwd:sub(1, 1) ~= "/" then args.usage_error("--cwd %s: expected an absolute path", flags.cwd) end
           proc.cwd = flags.cwd
         end
-        -- names through the running container's own /etc/passwd and
+        -- a name through the running container's own /etc/passwd and
         -- /etc/group; without -u, the container's user (a name in the spec
-        -- is resolved the same way)
-        local user = flags.user or (proc.user and proc.user.username)
-        if user then
+        -- is resolved the same way, by Task:exec)
+        if flags.user then
           local pid = t:pid()
-          local r, err = oci.resolve_user(pid and ("/proc/" .. pid .. "/root") or nil, user)
-          if not r then
-            if flags.user then args.usage_error("--user %s: %s", user, err) end
-            ctx:fail("exec in %s: %s", id, err)
-          end
+          local r, err = oci.resolve_user(pid and ("/proc/" .. pid .. "/root") or nil, flags.user)
+          if not r then args.usage_error("--user %s: %s", flags.user, err) end
           proc.user = r
         end
         local eid = flags["exec-id"]
