@@ -177,7 +177,8 @@ M.command = {
   flags = (function()
     local f = {
       { name = "rm", help = "remove the container and task when done" },
-      { name = "detach", short = "d", help = "start and return; 'task attach' connects to its stdio later (output is dropped while nobody is attached), or see --log, --null-io" },
+      { name = "detach", short = "d",
+        help = "start and return; 'task attach' connects to its stdio later (output is dropped while nobody is attached), or see --log, --null-io" },
       { name = "interactive", short = "i", help = "keep stdin open" },
       { name = "log", type = "string", arg = "FILE", help = "with -d: json-lines log of stdout/stderr" },
       { name = "null-io", help = "with -d: no stdio at all (/dev/null)" },
