@@ -230,6 +230,43 @@ sys.stdout.write("\nRC=%d\n" % os.waitstatus_to_exitcode(st))
     assert.matches("RC=3", r.stdout)
   end)
 
+  it("passes the terminal's size, and its changes (SIGWINCH), to the container's pty", function()
+    local script = env.dir .. "/winch.py"
+    proc.write_file(script, [[
+import os, pty, sys, time, select, fcntl, termios, struct
+pid, fd = pty.fork()
+if pid == 0:
+    os.execvp(sys.argv[1], sys.argv[1:])
+fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 101, 0, 0))
+out = b""
+def pump(until, secs=10):
+    global out
+    end = time.time() + secs
+    while time.time() < end and until not in out:
+        r, _, _ = select.select([fd], [], [], 0.2)
+        if r:
+            try: d = os.read(fd, 4096)
+            except OSError: return
+            if not d: return
+            out += d
+time.sleep(0.5)
+os.write(fd, b"stty size\n")
+pump(b"33 101")
+fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+time.sleep(0.5)
+os.write(fd, b"stty size; exit 0\n")
+pump(b"40 120")
+pump(b"\x00", 3)
+_, st = os.waitpid(pid, 0)
+sys.stdout.write(out.decode(errors="replace").replace("\r", ""))
+sys.stdout.write("\nRC=%d\n" % os.waitstatus_to_exitcode(st))
+]])
+    local r = proc.run("python3 " .. q(script) .. " " .. env:cmd { "run", "--rm", "-t", "-i", "--rootfs", env.rootfs, "winch", "sh" })
+    assert.matches("\n33 101\n", r.stdout)
+    assert.matches("\n40 120\n", r.stdout)
+    assert.matches("RC=0", r.stdout)
+  end)
+
   it("keeps the task running when crater is SIGKILLed; a new crater waits for it", function()
     local p = proc.spawn(env:cmd { "run", "--rootfs", env.rootfs, "surv", "sh", "-c", "sleep 2; exit 9" },
       { dir = env.dir, name = "crater" })
