@@ -38,6 +38,20 @@ describe("crater container metadata (CLI)", function()
     assert.are.equal(0, r.code, r.stderr)
     info = require("crater.json").decode(env:crater { "container", "info", "c1" }.stdout)
     assert.are.same({ tier = "1" }, info.labels)
+    -- ls FILTER... as ctr's: clauses AND, filters OR
+    assert.are.equal(0, env:crater { "container", "create", "--rootfs", env.rootfs, "-l", "tier=2", "c2", "true" }.code)
+    local function ls(...) return env:crater { "container", "ls", "-q", ... }.stdout end
+    assert.are.equal("c1\nc2\n", ls())
+    assert.are.equal("c1\n", ls("labels.tier==1"))
+    assert.are.equal("c2\n", ls("labels.tier!=1"))
+    assert.are.equal("c1\nc2\n", ls("labels.tier"))
+    assert.are.equal("c1\nc2\n", ls("id==c1", "id==c2"))
+    assert.are.equal("", ls("runtime==runc,labels.tier==2"))
+    assert.are.equal("c1\n", ls("runtime==runc,labels.tier==1"))
+    r = env:crater { "container", "ls", "bad filter==" }
+    assert.are_not.equal(0, r.code)
+    assert.matches("filter", r.stderr)
+    assert.are.equal(0, env:crater { "container", "rm", "c2" }.code)
     -- no JSON files: the record is in metadata.db
     assert.is_false(proc.run("test -e " .. proc.quote(env.root .. "/containers")).ok)
     local db = proc.run("sqlite3 " .. proc.quote(env.root .. "/metadata.db") .. " 'select id, runtime from containers'")

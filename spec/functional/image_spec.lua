@@ -33,6 +33,10 @@ describe("examples/pull-and-inspect.lua and image commands", function()
     assert.equal(0, env:crater { "image", "tag", reg.host .. "/test/multilayer:1", "local/ml:2" }.code)
     local r = env:crater { "image", "ls", "-q" }
     assert.truthy(r.stdout:find("docker.io/local/ml:2", 1, true), r.stdout)
+    r = env:crater { "image", "ls", "-q", "name==docker.io/local/ml:2" }
+    assert.are.equal("docker.io/local/ml:2\n", r.stdout)
+    r = env:crater { "image", "ls", "-q", "name!=docker.io/local/ml:2" }
+    assert.are.equal(reg.host .. "/test/multilayer:1\n", r.stdout)
     r = env:crater { "image", "usage" }
     assert.equal(0, r.code, r.stderr)
     assert.equal(0, env:crater { "image", "rm", "local/ml:2" }.code)

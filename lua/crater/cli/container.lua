@@ -22,11 +22,13 @@ return {
       end,
     },
     {
-      name = "ls", aliases = { "list" }, summary = "List containers", max_args = 0,
+      name = "ls", aliases = { "list" }, summary = "List containers", usage = "[FILTER...]",
+      description = "Filters (as ctr's): id==ID, image==NAME, runtime==R, snapshotter==S, labels.\"KEY\"==VALUE,\n" ..
+        "labels.\"KEY\" (exists), != too; comma-separated clauses AND, several filters OR.",
       flags = { { name = "quiet", short = "q", help = "print only ids" } },
-      run = function(ctx)
+      run = function(ctx, filters)
         local cs = run.containers(ctx)
-        local list = ctx:check(cs:list())
+        local list = ctx:check(cs:list(#filters > 0 and filters or nil))
         ctx:list(list, {
           { title = "CONTAINER", key = "id" },
           { title = "IMAGE", get = function(r) return r.image or (r.rootfs and ("rootfs:" .. r.rootfs)) or "-" end },

@@ -75,9 +75,9 @@ function M.run_push(ctx, a, flags)
   end
 end
 
-local function image_rows(ctx)
+local function image_rows(ctx, filters)
   local imgs = ctx:client():images()
-  local list = ctx:check(imgs:list())
+  local list = ctx:check(imgs:list(filters and #filters > 0 and filters or nil))
   local rows = {}
   for _, img in ipairs(list) do
     local row = { name = img.name, digest = img.target.digest, media_type = img.target.media_type,
@@ -101,10 +101,12 @@ M.group = {
   summary = "Manage images (pull, push, list, inspect, import, export)",
   commands = {
     {
-      name = "ls", aliases = { "list" }, summary = "List images", max_args = 0,
+      name = "ls", aliases = { "list" }, summary = "List images", usage = "[FILTER...]",
+      description = "Filters (as ctr's): name==NAME, target.digest==D, target.media_type==T, labels.\"KEY\"==VALUE,\n" ..
+        "labels.\"KEY\" (exists), != too; comma-separated clauses AND, several filters OR.",
       flags = { { name = "quiet", short = "q", help = "print only names" } },
-      run = function(ctx)
-        ctx:list(image_rows(ctx), {
+      run = function(ctx, filters)
+        ctx:list(image_rows(ctx, filters), {
           { title = "NAME", get = function(r) return reference.familiar(r.name) end },
           { title = "TYPE", get = function(r)
             local k = require("crater.images").kind_of(r.media_type)
