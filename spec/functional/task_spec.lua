@@ -33,6 +33,37 @@ local function wait_until(fn, secs)
   return false
 end
 
+-- Runs cmd on a fresh pty, types a line into its shell, prints what came
+-- back and "RC=<exit code>".
+local PTY_SCRIPT = [[
+import os, pty, sys, time, select
+pid, fd = pty.fork()
+if pid == 0:
+    os.execvp(sys.argv[1], sys.argv[1:])
+time.sleep(0.3)
+os.write(fd, b"echo $((6*7)); tty; exit 3\n")
+out, end = b"", time.time() + 15
+while time.time() < end:
+    r, _, _ = select.select([fd], [], [], 0.5)
+    if r:
+        try:
+            d = os.read(fd, 4096)
+        except OSError:
+            break
+        if not d:
+            break
+        out += d
+_, st = os.waitpid(pid, 0)
+sys.stdout.write(out.decode(errors="replace"))
+sys.stdout.write("\nRC=%d\n" % os.waitstatus_to_exitcode(st))
+]]
+
+local function pty_run(env, cmd)
+  local script = env.dir .. "/ptyrun.py"
+  proc.write_file(script, PTY_SCRIPT)
+  return proc.run("python3 " .. q(script) .. " " .. cmd)
+end
+
 describe("tasks", function()
   local env
   before_each(function() env = R.env(os.getenv("CRATER_TEST_RUNTIME")) end)
@@ -120,32 +151,7 @@ describe("tasks", function()
   end)
 
   it("runs interactively with a tty (pty, raw mode, exit code)", function()
-    local py = [[
-import os, pty, sys, time, select
-pid, fd = pty.fork()
-if pid == 0:
-    os.execvp(sys.argv[1], sys.argv[1:])
-out = b""
-os.write(fd, b"echo $((6*7)); tty; exit 3\n")
-end = time.time() + 15
-while time.time() < end:
-    r, _, _ = select.select([fd], [], [], 0.5)
-    if r:
-        try:
-            d = os.read(fd, 4096)
-        except OSError:
-            break
-        if not d:
-            break
-        out += d
-_, st = os.waitpid(pid, 0)
-sys.stdout.write(out.decode(errors="replace"))
-sys.stdout.write("\nRC=%d\n" % os.waitstatus_to_exitcode(st))
-]]
-    local script = env.dir .. "/ptyrun.py"
-    proc.write_file(script, py)
-    local cmd = env:cmd { "run", "--rm", "-t", "-i", "--rootfs", env.rootfs, "ttyc", "sh" }
-    local r = proc.run("python3 " .. q(script) .. " " .. cmd)
+    local r = pty_run(env, env:cmd { "run", "--rm", "-t", "-i", "--rootfs", env.rootfs, "ttyc", "sh" })
     assert.matches("42", r.stdout)
     assert.matches("/dev/pts/%d", r.stdout)
     assert.matches("RC=3", r.stdout)
@@ -198,33 +204,9 @@ sys.stdout.write("\nRC=%d\n" % os.waitstatus_to_exitcode(st))
   end)
 
   it("run -d -t -i: task attach gets the terminal", function()
-    local py = [[
-import os, pty, sys, time, select
-pid, fd = pty.fork()
-if pid == 0:
-    os.execvp(sys.argv[1], sys.argv[1:])
-time.sleep(0.3)
-os.write(fd, b"echo $((6*7)); tty; exit 3\n")
-out, end = b"", time.time() + 15
-while time.time() < end:
-    r, _, _ = select.select([fd], [], [], 0.5)
-    if r:
-        try:
-            d = os.read(fd, 4096)
-        except OSError:
-            break
-        if not d:
-            break
-        out += d
-_, st = os.waitpid(pid, 0)
-sys.stdout.write(out.decode(errors="replace"))
-sys.stdout.write("\nRC=%d\n" % os.waitstatus_to_exitcode(st))
-]]
-    local script = env.dir .. "/ptyattach.py"
-    proc.write_file(script, py)
     local r = env:crater { "run", "-d", "-t", "-i", "--rootfs", env.rootfs, "ttyd", "sh" }
     assert.are.equal(0, r.code, r.stderr)
-    r = proc.run("python3 " .. q(script) .. " " .. env:cmd { "task", "attach", "ttyd" })
+    r = pty_run(env, env:cmd { "task", "attach", "ttyd" })
     assert.matches("\n42\r?\n", r.stdout)
     assert.matches("/dev/pts/%d", r.stdout)
     assert.matches("RC=3", r.stdout)
