@@ -279,6 +279,32 @@ describe("crater run: flag values", function()
     assert.are.equal("", proc.run("ls -A " .. q(env.root .. "/run/tasks/default") .. " 2>/dev/null").stdout)
   end)
 
+  it("takes -v SRC:DST[:OPTS], -w and --env-file as docker, nerdctl and podman users write them", function()
+    local host = env.dir .. "/vol"
+    proc.check("mkdir -p " .. q(host) .. " && echo hostfile > " .. q(host .. "/f"))
+    proc.write_file(env.dir .. "/envf", "# comment\nA=1\n\nB=two words\nCRATER_T_FROM_HOST\n")
+    local r = env:run("vols", { "-v", host .. ":/data:ro", "-v", host .. ":/rw", "-w", "/data",
+      "--env-file", env.dir .. "/envf", "-e", "A=override" },
+      { "sh", "-c", "pwd; cat f; echo \"$A|$B|$CRATER_T_FROM_HOST\"; touch x 2>/dev/null || echo ro; touch /rw/y && echo rw" },
+      { env = { CRATER_T_FROM_HOST = "h" } })
+    assert.are.equal(0, r.code, r.stderr)
+    assert.are.equal("/data\nhostfile\noverride|two words|h\nro\nrw\n", r.stdout)
+    assert.is_true(proc.run("test -e " .. q(host .. "/y")).ok)
+    for _, c in ipairs {
+      { { "-v", "named:/data" }, "no named volumes" },
+      { { "-v", host }, "expected SRC:DST[:OPTS]" },
+      { { "-v", host .. ":/d:bogus" }, "unknown option \"bogus\"" },
+      { { "--env-file", env.dir .. "/nonexistent" }, "No such file" },
+      { { "--cwd", "/a", "-w", "/b" }, "give one" },
+    } do
+      r = env:run("badv", c[1], { "true" })
+      assert.are.equal(2, r.code, r.stderr)
+      assert.matches(c[2], r.stderr, 1, true)
+    end
+    -- `crater -v` before a command is still the version
+    assert.matches("^crater %d", proc.run(q(BIN) .. " -v").stdout)
+  end)
+
   it("refuses --rm with -d (nobody would remove it), as ctr", function()
     local r = env:crater { "run", "--rm", "-d", "--rootfs", env.rootfs, "rmd", "true" }
     assert.are.equal(2, r.code)

@@ -67,14 +67,34 @@ local function find_sub(group, name)
   return nil
 end
 
+-- The global flags as a command takes them: a command's own short flag
+-- wins over a global one (`run -v` is a volume; `crater -v` before the
+-- command is still the version).
+local function globals_for(cmd)
+  local seen, short = {}, {}
+  for _, f in ipairs(cmd.flags or {}) do
+    seen[f.name] = true
+    if f.short then short[f.short] = true end
+  end
+  local out = {}
+  for _, f in ipairs(M.global_flags) do
+    if not seen[f.name] then
+      if f.short and short[f.short] then
+        local g = {}
+        for k, v in pairs(f) do g[k] = v end
+        g.short = nil
+        f = g
+      end
+      out[#out + 1] = f
+    end
+  end
+  return out
+end
+
 local function all_flags(cmd)
   local specs = {}
   for _, f in ipairs(cmd.flags or {}) do specs[#specs + 1] = f end
-  local seen = {}
-  for _, f in ipairs(specs) do seen[f.name] = true end
-  for _, f in ipairs(M.global_flags) do
-    if not seen[f.name] then specs[#specs + 1] = f end
-  end
+  for _, f in ipairs(globals_for(cmd)) do specs[#specs + 1] = f end
   return specs
 end
 
@@ -110,7 +130,7 @@ local function command_help(out, path, cmd)
     path, (cmd.flags and #cmd.flags > 0) and " [FLAGS]" or "", cmd.usage and (" " .. cmd.usage) or ""))
   if cmd.description then out:write("\n", cmd.description, "\n") end
   if cmd.flags and #cmd.flags > 0 then out:write("\nFlags:\n", args.help(cmd.flags), "\n") end
-  out:write("\nGlobal flags:\n", args.help(M.global_flags), "\n")
+  out:write("\nGlobal flags:\n", args.help(globals_for(cmd)), "\n")
   if cmd.examples then out:write("\nExamples:\n", cmd.examples, "\n") end
 end
 

@@ -7,13 +7,16 @@ local M = {}
 --- Flags shared by `run` and `container create`.
 M.spec_flags = {
   { name = "env", short = "e", type = "list", arg = "K=V", help = "environment variable (NAME alone: the host's value, if set)" },
+  { name = "env-file", type = "list", arg = "FILE", help = "environment variables from FILE: K=V lines (# comments)" },
   { name = "mount", type = "list", arg = "SPEC", help = "mount: type=bind,src=/a,dst=/b,options=ro:rprivate (or type=tmpfs,dst=/t)" },
+  { name = "volume", short = "v", type = "list", arg = "SRC:DST[:OPTS]", help = "bind mount a host path (OPTS: ro, rw, [r]private, [r]shared, [r]slave)" },
   { name = "memory", type = "string", arg = "SIZE", help = "memory limit (128m, 1g)" },
   { name = "cpus", type = "number", arg = "N", help = "CPU limit in CPUs (0.5)" },
   { name = "cpu-shares", type = "number", arg = "N", help = "CPU shares" },
   { name = "pids-limit", type = "number", arg = "N", help = "maximum number of processes" },
   { name = "user", short = "u", type = "string", arg = "USER[:GROUP]", help = "user (name or uid)" },
   { name = "cwd", type = "string", arg = "DIR", help = "working directory" },
+  { name = "workdir", short = "w", type = "string", arg = "DIR", help = "working directory (as --cwd)" },
   { name = "hostname", type = "string", arg = "NAME", help = "hostname (default: the id)" },
   { name = "net", type = "string", arg = "MODE", help = "network: none (loopback only, default) or host (with the host's /etc/hosts and /etc/resolv.conf)" },
   { name = "read-only", help = "read-only root filesystem" },
@@ -47,6 +50,37 @@ local function parse_mount(s)
   return m
 end
 
+-- -v SRC:DST[:OPTS] (docker, nerdctl, podman) as a --mount table: a host
+-- path bound recursively; named volumes do not exist here
+local function parse_volume(v)
+  local usage = require("crater.cli.args").usage_error
+  local src, dst, opts = v:match("^([^:]+):([^:]+):?(.*)$")
+  if not src then usage("--volume %s: expected SRC:DST[:OPTS]", v) end
+  if src:sub(1, 1) ~= "/" then usage("--volume %s: the source must be an absolute host path (no named volumes)", v) end
+  local m = { type = "bind", source = src, destination = dst, options = { "rbind" } }
+  local props = { private = 1, rprivate = 1, shared = 1, rshared = 1, slave = 1, rslave = 1 }
+  for o in opts:gmatch("[^,]+") do
+    if o == "ro" or o == "rw" then m.options[#m.options + 1] = o
+    elseif props[o] then m.propagation = o
+    elseif o ~= "z" and o ~= "Z" then usage("--volume %s: unknown option %q", v, o) end -- z, Z: SELinux labels, none here
+  end
+  return m
+end
+
+-- K=V lines of --env-file (blank lines and # comments skipped; a NAME alone
+-- takes the host's value, as -e NAME)
+local function env_file_lines(path)
+  local f, err = io.open(path, "rb")
+  if not f then require("crater.cli.args").usage_error("--env-file %s: %s", path, tostring(err)) end
+  local out = {}
+  for line in f:lines() do
+    line = line:gsub("\r$", "")
+    if line:match("%S") and not line:match("^%s*#") then out[#out + 1] = line end
+  end
+  f:close()
+  return out
+end
+
 -- `-e NAME` without a value passes the host's NAME, if set (docker, nerdctl)
 function M.env_list(list)
   local out = {}
@@ -76,14 +110,21 @@ function M.spec_opts(flags, args)
     o[#o + 1] = r
   end
   if args and #args > 0 then o[#o + 1] = oci.with_process_args(args) end
-  if flags.env then add("--env", table.concat(flags.env, " "), oci.with_env, M.env_list(flags.env)) end
-  if flags.cwd then add("--cwd", flags.cwd, oci.with_cwd) end
+  local env = {}
+  for _, path in ipairs(flags["env-file"] or {}) do
+    for _, e in ipairs(env_file_lines(path)) do env[#env + 1] = e end
+  end
+  for _, e in ipairs(flags.env or {}) do env[#env + 1] = e end -- -e wins over --env-file
+  if #env > 0 then add("--env", table.concat(env, " "), oci.with_env, M.env_list(env)) end
+  if flags.cwd and flags.workdir then require("crater.cli.args").usage_error("--cwd and --workdir are the same flag: give one") end
+  if flags.cwd or flags.workdir then add(flags.cwd and "--cwd" or "--workdir", flags.cwd or flags.workdir, oci.with_cwd) end
   if flags.user then add("--user", flags.user, oci.with_user) end
   if flags.hostname then add("--hostname", flags.hostname, oci.with_hostname) end
-  if flags.mount then
-    local ms = {}
-    for _, s in ipairs(flags.mount) do ms[#ms + 1] = parse_mount(s) end
-    add("--mount", table.concat(flags.mount, " "), oci.with_mounts, ms)
+  if flags.mount or flags.volume then
+    local ms, given = {}, {}
+    for _, s in ipairs(flags.mount or {}) do ms[#ms + 1] = parse_mount(s); given[#given + 1] = s end
+    for _, v in ipairs(flags.volume or {}) do ms[#ms + 1] = parse_volume(v); given[#given + 1] = v end
+    add(flags.mount and "--mount" or "--volume", table.concat(given, " "), oci.with_mounts, ms)
   end
   if flags.memory then add("--memory", flags.memory, oci.with_memory_limit) end
   if flags.cpus then add("--cpus", flags.cpus, oci.with_cpus) end
@@ -151,8 +192,8 @@ function M.create_container(ctx, a, flags)
     -- --read-only on an image: a read-only view instead of an active
     -- snapshot, unless mounts may need mount points made in the root (a
     -- view has no upper layer; the runtime then remounts the root
-    -- read-only): --mount, and --net host's /etc/hosts and resolv.conf
-    snapshot = (image and flags["read-only"] and not flags.mount and flags.net ~= "host") and { view = id } or nil,
+    -- read-only): --mount or --volume, and --net host's /etc/hosts and resolv.conf
+    snapshot = (image and flags["read-only"] and not flags.mount and not flags.volume and flags.net ~= "host") and { view = id } or nil,
   }))
   return ctr, id, cs
 end
