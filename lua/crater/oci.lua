@@ -513,12 +513,32 @@ end
 
 --- CPU quota and period in microseconds.
 function M.with_cpu_quota(quota, period)
-  check(type(quota) == "number", "with_cpu_quota: expected a number")
+  check(type(quota) == "number" and (quota > 0 or quota == -1), "with_cpu_quota: expected a positive number (or -1: none)")
+  check(period == nil or (type(period) == "number" and period >= 1000 and period <= 1000000),
+    "with_cpu_quota: period must be 1000 to 1000000 microseconds")
   return function(s)
     local r = resources(s)
     r.cpu = r.cpu or {}
     r.cpu.quota = math.floor(quota)
     r.cpu.period = math.floor(period or 100000)
+  end
+end
+
+--- CPUs and memory nodes the container may use: cpuset lists such as
+--- "0-2,4" (either may be nil).
+function M.with_cpuset(cpus, mems)
+  local function list(v, what)
+    check(v == nil or (type(v) == "string" and v:match("^%d+[%d,-]*$") and not v:match("[,-][,-]") and
+      not v:match("[,-]$")), "with_cpuset: " .. what .. " must be a list like 0-2,4")
+    return v
+  end
+  list(cpus, "cpus"); list(mems, "mems")
+  check(cpus ~= nil or mems ~= nil, "with_cpuset: expected cpus or mems")
+  return function(s)
+    local r = resources(s)
+    r.cpu = r.cpu or {}
+    r.cpu.cpus = cpus or r.cpu.cpus
+    r.cpu.mems = mems or r.cpu.mems
   end
 end
 

@@ -305,6 +305,23 @@ describe("crater run: flag values", function()
     assert.matches("^crater %d", proc.run(q(BIN) .. " -v").stdout)
   end)
 
+  it("pins to --cpuset-cpus and sets --cpu-quota/--cpu-period (cgroup v1 or v2)", function()
+    local r = env:run("cpuset", { "--cpuset-cpus", "0", "--cpu-quota", "20000", "--cpu-period", "50000" }, { "sh", "-c",
+      "grep Cpus_allowed_list /proc/self/status; " ..
+      "cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.cfs_period_us 2>/dev/null || tr ' ' '\\n' < /sys/fs/cgroup/cpu.max" })
+    assert.are.equal(0, r.code, r.stderr)
+    assert.are.equal("Cpus_allowed_list:\t0\n20000\n50000\n", r.stdout)
+    for _, c in ipairs {
+      { { "--cpuset-cpus", "x" }, "list like 0-2,4" },
+      { { "--cpu-period", "50000" }, "goes with --cpu-quota" },
+      { { "--cpus", "1", "--cpu-quota", "1000" }, "give one" },
+    } do
+      r = env:run("badcpu", c[1], { "true" })
+      assert.are.equal(2, r.code, r.stderr)
+      assert.matches(c[2], r.stderr, 1, true)
+    end
+  end)
+
   it("refuses --rm with -d (nobody would remove it), as ctr", function()
     local r = env:crater { "run", "--rm", "-d", "--rootfs", env.rootfs, "rmd", "true" }
     assert.are.equal(2, r.code)

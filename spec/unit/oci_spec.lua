@@ -169,6 +169,18 @@ describe("crater.oci", function()
     assert.are.equal(3 * 1024 ^ 3, oci.parse_size("3G"))
     assert.has_error(function() oci.with_memory_limit("lots") end)
     assert.has_error(function() oci.with_pids_limit(0) end)
+    assert.has_error(function() oci.with_cpu_quota(0) end)
+    assert.has_error(function() oci.with_cpu_quota(1000, 10) end)
+    s = oci.spec { oci.with_cpus(1), oci.with_cpuset("0-2,4", "0") }
+    assert.are.equal("0-2,4", s.linux.resources.cpu.cpus)
+    assert.are.equal("0", s.linux.resources.cpu.mems)
+    assert.are.equal(100000, s.linux.resources.cpu.quota) -- kept
+    s = oci.spec { oci.with_cpuset(nil, "1") }
+    assert.is_nil(s.linux.resources.cpu.cpus)
+    for _, bad in ipairs { "x", "0-", "1,,2", "" } do
+      assert.has_error(function() oci.with_cpuset(bad) end)
+    end
+    assert.has_error(function() oci.with_cpuset() end)
   end)
 
   it("with_capabilities adds and drops, with_privileged grants everything", function()

@@ -13,6 +13,10 @@ M.spec_flags = {
   { name = "memory", type = "string", arg = "SIZE", help = "memory limit (128m, 1g)" },
   { name = "cpus", type = "number", arg = "N", help = "CPU limit in CPUs (0.5)" },
   { name = "cpu-shares", type = "number", arg = "N", help = "CPU shares" },
+  { name = "cpu-quota", type = "number", arg = "US", help = "CPU time per period in microseconds (with --cpu-period)" },
+  { name = "cpu-period", type = "number", arg = "US", help = "CPU period in microseconds (default 100000)" },
+  { name = "cpuset-cpus", type = "string", arg = "LIST", help = "CPUs the container may use (0-2,4)" },
+  { name = "cpuset-mems", type = "string", arg = "LIST", help = "memory nodes the container may use" },
   { name = "pids-limit", type = "number", arg = "N", help = "maximum number of processes" },
   { name = "user", short = "u", type = "string", arg = "USER[:GROUP]", help = "user (name or uid)" },
   { name = "cwd", type = "string", arg = "DIR", help = "working directory" },
@@ -130,6 +134,17 @@ function M.spec_opts(flags, args)
   if flags.cpus then add("--cpus", flags.cpus, oci.with_cpus) end
   if flags["cpu-shares"] then add("--cpu-shares", flags["cpu-shares"], oci.with_cpu_shares) end
   if flags["pids-limit"] then add("--pids-limit", flags["pids-limit"], oci.with_pids_limit) end
+  if flags["cpu-period"] and not flags["cpu-quota"] then
+    require("crater.cli.args").usage_error("--cpu-period goes with --cpu-quota")
+  end
+  if flags["cpu-quota"] then
+    if flags.cpus then require("crater.cli.args").usage_error("--cpus and --cpu-quota set the same limit: give one") end
+    add("--cpu-quota", flags["cpu-quota"], function(q) return oci.with_cpu_quota(q, flags["cpu-period"]) end)
+  end
+  if flags["cpuset-cpus"] or flags["cpuset-mems"] then
+    add("--cpuset-cpus/--cpuset-mems", (flags["cpuset-cpus"] or "") .. " " .. (flags["cpuset-mems"] or ""),
+      function() return oci.with_cpuset(flags["cpuset-cpus"], flags["cpuset-mems"]) end)
+  end
   local net = flags.net or "none"
   if net == "host" then
     -- as ctr run --net-host: the host's names and name servers too
