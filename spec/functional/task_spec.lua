@@ -92,7 +92,8 @@ describe("tasks", function()
     assert.are.equal("1000\n1000\n1000 2000\n", r.stdout)
     r = env:crater { "task", "exec", "-u", "nobody:extra", "ex", "sh", "-c", "id -u; id -g" }
     assert.are.equal("65534\n2000\n", r.stdout)
-    for _, bad in ipairs { { "-u", "ghost" }, { "-u", "99999999999" }, { "-e", "=x" }, { "--cwd", "rel" } } do
+    for _, bad in ipairs { { "-u", "ghost" }, { "-u", "99999999999" }, { "-e", "=x" }, { "--cwd", "rel" },
+                           { "--exec-id", "../x" } } do
       r = env:crater { "task", "exec", bad[1], bad[2], "ex", "true" }
       assert.are.equal(2, r.code, bad[2] .. ": " .. r.stderr)
       assert.matches(bad[2], r.stderr, 1, true)
@@ -100,6 +101,9 @@ describe("tasks", function()
     -- nothing of the shim's ignored signals (HUP, INT, PIPE)
     r = env:crater { "task", "exec", "ex", "grep", "^SigIgn", "/proc/self/status" }
     assert.are.equal("SigIgn:\t0000000000000000\n", r.stdout)
+    r = env:crater { "task", "kill", "-s", "FOO", "ex" }
+    assert.are.equal(2, r.code, r.stderr)
+    assert.matches("--signal FOO: unknown signal", r.stderr, 1, true)
     r = env:crater { "task", "ps", "ex" }
     assert.are.equal(0, r.code, r.stderr)
     assert.matches("PID", r.stdout)

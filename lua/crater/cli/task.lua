@@ -73,6 +73,9 @@ return {
         { name = "exec-id", type = "string", arg = "EXEC", help = "signal an exec'd process" },
       },
       run = function(ctx, a, flags)
+        if flags.signal and not pcall(tasks.signal, flags.signal) then
+          require("crater.cli.args").usage_error("--signal %s: unknown signal", flags.signal)
+        end
         local t = get_task(ctx, a[1])
         if flags["exec-id"] then
           local p = setmetatable({ task = t, id = flags["exec-id"] }, tasks.Process)
@@ -142,6 +145,9 @@ return {
           proc.user = r
         end
         local eid = flags["exec-id"]
+        if eid and not eid:match("^[%w][%w_.-]*$") then
+          args.usage_error("--exec-id %s: letters, digits, _ . - (not first)", eid)
+        end
         if not eid then
           local f = io.open("/proc/sys/kernel/random/uuid", "rb")
           eid = "exec-" .. (f and f:read("*l"):sub(1, 8) or tostring(os.time()))
