@@ -216,6 +216,21 @@ describe("tasks", function()
     assert.matches("RC=3", r.stdout)
   end)
 
+  it("delivers all of stdin before closing it (run -i, exec -i), also to a process slow to read", function()
+    -- 150 kB: all of it fits in the container's stdin pipe, the shim's
+    -- buffer and the FIFO while the process sleeps, so the client is done
+    -- and asks to close stdin with data still in the FIFO
+    local data = env.dir .. "/stdin.bin"
+    proc.check("head -c 150000 /dev/urandom > " .. q(data))
+    local want = proc.check("sha256sum < " .. q(data))
+    local r = proc.run(env:cmd { "run", "--rm", "-i", "--rootfs", env.rootfs, "in1", "sh", "-c", "sleep 1; cat" } ..
+      " < " .. q(data) .. " | sha256sum")
+    assert.are.equal(want, r.stdout, r.stderr)
+    assert.are.equal(0, env:run("in2", { "-d" }, { "sleep", "30" }).code)
+    r = proc.run(env:cmd { "task", "exec", "-i", "in2", "sh", "-c", "sleep 1; cat" } .. " < " .. q(data) .. " | sha256sum")
+    assert.are.equal(want, r.stdout, r.stderr)
+  end)
+
   it("passes the terminal's size, and its changes (SIGWINCH), to the container's pty", function()
     local script = env.dir .. "/winch.py"
     proc.write_file(script, [[

@@ -101,7 +101,7 @@ struct pump {
   char *buf;
   size_t off, len;
   struct proc *p;
-  int is_stdin;
+  int closing; /* stdin after close_stdin: drain the FIFO, then close */
   /* --stdio attach: the output FIFO this pump writes to while a client is
    * attached ("attach" request); without one, output is dropped, so a
    * detached container never blocks on it */
@@ -546,6 +546,57 @@ pump_attach(const struct proc *p)
     n += u->dst >= 0;
   }
   return n;
+}
+
+/* Closes p's stdin: EOF for the process (^D on a pty, which has no
+ * half-close). */
+static void
+stdin_finish(struct proc *p)
+{
+  if (p->stdin_pump)
+    pump_close(p->stdin_pump);
+  if (p->master >= 0) {
+    char eot = 4;
+    if (write(p->master, &eot, 1) < 0) {
+      /* ignored: the process may be gone */
+    }
+  } else if (p->in_w >= 0) {
+    close(p->in_w);
+    p->in_w = -1;
+  }
+}
+
+/* A stdin pump after close_stdin: what the client wrote before it asked is
+ * still in the FIFO (and maybe the buffer), and is delivered first; once
+ * the FIFO is empty the process's stdin is closed.  Never blocks: a
+ * process not reading its stdin leaves the rest to the poll loop.  Returns
+ * 1 once stdin is closed. */
+static int
+stdin_drain(struct pump *u)
+{
+  for (;;) {
+    if (u->len > 0) {
+      ssize_t w = write(u->dst, u->buf + u->off, u->len);
+      if (w < 0 && (errno == EAGAIN || errno == EINTR))
+        return 0;
+      if (w <= 0)
+        break; /* the process closed its stdin */
+      u->off += (size_t) w;
+      u->len -= (size_t) w;
+      continue;
+    }
+    if (!u->buf && !(u->buf = malloc(BUF_SIZE)))
+      break;
+    ssize_t r = read(u->src, u->buf, BUF_SIZE);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r <= 0)
+      break; /* empty: the shim holds a write end, so no EOF, EAGAIN */
+    u->off = 0;
+    u->len = (size_t) r;
+  }
+  stdin_finish(u->p);
+  return 1;
 }
 
 /* Appends one json-lines record {"time","stream","log"} for data[0..n). */
@@ -1208,25 +1259,11 @@ handle_line(struct conn *c, char *line)
       return;
     }
     if (p->stdin_pump) {
-      struct pump *u = p->stdin_pump;
-      /* flush what is buffered, then stop reading the fifo */
-      if (u->len > 0) {
-        int fl = fcntl(u->dst, F_GETFL);
-        fcntl(u->dst, F_SETFL, fl & ~O_NONBLOCK);
-        write_all(u->dst, u->buf + u->off, u->len);
-        fcntl(u->dst, F_SETFL, fl);
-      }
-      pump_close(u);
-    }
-    if (p->master >= 0) {
-      /* a pty has no half-close: send EOF (^D) as a terminal would */
-      char eot = 4;
-      if (write(p->master, &eot, 1) < 0) {
-        /* ignored: the process may be gone */
-      }
-    } else if (p->in_w >= 0) {
-      close(p->in_w);
-      p->in_w = -1;
+      /* the client wrote all it had before asking: deliver it, then close */
+      p->stdin_pump->closing = 1;
+      stdin_drain(p->stdin_pump);
+    } else {
+      stdin_finish(p);
     }
     reply(c->fd, "ok");
   } else if (strcmp(cmd, "pid") == 0) {
@@ -1621,7 +1658,9 @@ main(int argc, char **argv)
           break;
         int rs = map[k].kind == 3 ? pfd[k].revents : 0;
         int rd = map[k].kind == 4 ? pfd[k].revents : 0;
-        if (pump_run(u, rs, rd) < 0)
+        if (u->closing)
+          stdin_drain(u);
+        else if (pump_run(u, rs, rd) < 0)
           pump_close(u);
         break;
       }
