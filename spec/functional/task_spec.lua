@@ -231,6 +231,16 @@ describe("tasks", function()
     assert.are.equal(want, r.stdout, r.stderr)
   end)
 
+  it("delivers all output to a reader slower than the container, stdout and stderr", function()
+    local want = proc.check("seq 1 500000 | sha256sum")
+    local r = proc.run(env:cmd { "run", "--rm", "--rootfs", env.rootfs, "out1", "seq", "1", "500000" } ..
+      " | (sleep 0.5; cat) | sha256sum")
+    assert.are.equal(want, r.stdout, r.stderr)
+    r = proc.run(env:cmd { "run", "--rm", "--rootfs", env.rootfs, "out2", "sh", "-c", "seq 1 500000 >&2" } ..
+      " 2>&1 >/dev/null | (sleep 0.5; cat) | sha256sum")
+    assert.are.equal(want, r.stdout, r.stderr)
+  end)
+
   it("passes the terminal's size, and its changes (SIGWINCH), to the container's pty", function()
     local script = env.dir .. "/winch.py"
     proc.write_file(script, [[
