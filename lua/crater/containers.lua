@@ -182,10 +182,12 @@ end
 --- image's top layer: `snapshot = {new = key}` (default `{new = id}`,
 --- read-write) or `{view = key}` (read-only, shareable); the image config
 --- (Entrypoint, Cmd, Env, WorkingDir, User) is applied first, then `spec`
---- options (`args` replace Cmd).  With `rootfs`, that directory is the
---- root.  `spec` may also be a finished spec table (has ociVersion).
+--- options (`args` replace Cmd; `entrypoint`, a list, replaces Entrypoint
+--- and, without `args`, drops Cmd, as `docker run --entrypoint`).  With
+--- `rootfs`, that directory is the root.  `spec` may also be a finished
+--- spec table (has ociVersion).
 ---@param id string
----@param opts {image?: string, rootfs?: string, snapshotter?: string, snapshot?: {new?: string, view?: string, labels?: table}, spec?: table|function[], runtime?: string, runtime_options?: table, labels?: table<string,string>, extensions?: table, args?: string[]}
+---@param opts {image?: string, rootfs?: string, snapshotter?: string, snapshot?: {new?: string, view?: string, labels?: table}, spec?: table|function[], runtime?: string, runtime_options?: table, labels?: table<string,string>, extensions?: table, args?: string[], entrypoint?: string[]}
 ---@return table|nil container, string? err, string? kind
 function Containers:create(id, opts)
   if not valid_id(id) then error("containers:create: invalid container id " .. tostring(id), 2) end
@@ -227,9 +229,15 @@ function Containers:create(id, opts)
   local spec = opts.spec
   if spec == nil or (type(spec) == "table" and spec.ociVersion == nil) then
     local list = {}
-    if image_config then list[#list + 1] = oci.with_image_config(image_config, opts.args) end
+    if image_config then list[#list + 1] = oci.with_image_config(image_config, opts.args, opts.entrypoint) end
     for _, o in ipairs(spec or {}) do list[#list + 1] = o end
-    spec = oci.spec(list, ctx)
+    -- an option that raises (misuse) must not leave the snapshot behind
+    local ok, built = pcall(oci.spec, list, ctx)
+    if not ok then
+      if made then self.client:snapshots(rec.snapshotter):remove(rec.snapshot_key) end
+      error(built, 0)
+    end
+    spec = built
   end
   if opts.rootfs then spec.root.path = opts.rootfs end
   if snap and snap.view then spec.root.readonly = true end

@@ -377,20 +377,24 @@ end
 
 --- Applies an image config (the "config" object of an OCI image config,
 --- or the whole image config with a `config` field): Entrypoint + Cmd, Env,
---- WorkingDir, User.  Extra args replace Cmd (like `ctr run IMAGE ID ARGS`).
+--- WorkingDir, User.  Extra args replace Cmd (like `ctr run IMAGE ID ARGS`);
+--- an entrypoint list replaces Entrypoint and, without args, drops Cmd
+--- (like `docker run --entrypoint`).
 ---@param image_config table
 ---@param args? string[]
-function M.with_image_config(image_config, args)
+---@param entrypoint? string[]
+function M.with_image_config(image_config, args, entrypoint)
   check(type(image_config) == "table", "with_image_config: expected the image config table")
+  check(entrypoint == nil or type(entrypoint) == "table", "with_image_config: entrypoint must be a list")
   local c = image_config.config or image_config.Config or image_config
   return function(s, ctx)
     s.process.env = arr { M.DEFAULT_PATH }
     for _, e in ipairs(c.Env or {}) do set_env(s.process.env, e) end
     local argv = {}
-    for _, a in ipairs(c.Entrypoint or {}) do argv[#argv + 1] = a end
+    for _, a in ipairs(entrypoint or c.Entrypoint or {}) do argv[#argv + 1] = a end
     if args and #args > 0 then
       for _, a in ipairs(args) do argv[#argv + 1] = a end
-    else
+    elseif entrypoint == nil then -- a new entrypoint drops the image's Cmd (docker)
       for _, a in ipairs(c.Cmd or {}) do argv[#argv + 1] = a end
     end
     if #argv > 0 then s.process.args = arr(argv) end

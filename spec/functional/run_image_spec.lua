@@ -147,6 +147,37 @@ for _, snapshotter in ipairs { "overlayfs", "native" } do
       assert.are.equal("flag\n/tmp\n0\n", r.stdout)
     end)
 
+    it("--entrypoint replaces the image's Entrypoint (and, without args, its Cmd), as docker's", function()
+      local r = run("ep1", { "--rm", "--entrypoint", "/bin/echo" }, "test/app:1", { "from", "echo" })
+      assert.are.equal(0, r.code, r.stderr)
+      assert.are.equal("from echo\n", r.stdout)
+      r = run("ep2", { "--rm", "--entrypoint", "/bin/pwd" }, "test/app:1")
+      assert.are.equal("/home\n", r.stdout) -- Cmd dropped: pwd got no "echo default-cmd"
+      r = run("ep3", { "--rm", "--entrypoint", "" }, "test/app:1", { "sh", "-c", "echo cleared" })
+      assert.are.equal("cleared\n", r.stdout)
+    end)
+
+    it("Lua API: a spec option that raises leaves no snapshot behind", function()
+      local _, before = snapshots()
+      local c = assert(require("crater").open { root = env.root })
+      local ok, err = pcall(function()
+        return c:containers():create("raises", { image = "busybox", snapshotter = snapshotter,
+          spec = { function() error("option failed") end } })
+      end)
+      c:close()
+      assert.is_false(ok)
+      assert.matches("option failed", tostring(err))
+      local by, after = snapshots()
+      assert.is_nil(by["raises"])
+      -- (the image's layer may have been unpacked on the way: committed)
+      local function active(list)
+        local n = 0
+        for _, x in ipairs(list) do if x.kind ~= "committed" then n = n + 1 end end
+        return n
+      end
+      assert.are.equal(active(before), active(after))
+    end)
+
     it("--rm leaves no container, snapshot, task dir or mount", function()
       local before = mounts_under_root()
       local r = run("gone", { "--rm" }, "busybox", { "sh", "-c", "echo x > /written" })

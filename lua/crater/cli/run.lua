@@ -19,6 +19,7 @@ M.spec_flags = {
   { name = "cpuset-mems", type = "string", arg = "LIST", help = "memory nodes the container may use" },
   { name = "pids-limit", type = "number", arg = "N", help = "maximum number of processes" },
   { name = "user", short = "u", type = "string", arg = "USER[:GROUP]", help = "user (name or uid)" },
+  { name = "entrypoint", type = "string", arg = "CMD", help = "replaces the image's Entrypoint (\"\" clears it; without CMD args the image's Cmd is dropped too)" },
   { name = "cwd", type = "string", arg = "DIR", help = "working directory" },
   { name = "workdir", short = "w", type = "string", arg = "DIR", help = "working directory (as --cwd)" },
   { name = "hostname", type = "string", arg = "NAME", help = "hostname (default: the id)" },
@@ -198,10 +199,19 @@ function M.create_container(ctx, a, flags)
   end
   local cs = M.containers(ctx)
   local args = a
+  local entrypoint
+  if flags.entrypoint then entrypoint = flags.entrypoint == "" and {} or { flags.entrypoint } end
+  if flags.rootfs and entrypoint then
+    local all = {}
+    for _, x in ipairs(entrypoint) do all[#all + 1] = x end
+    for _, x in ipairs(args) do all[#all + 1] = x end
+    args = all
+  end
   if flags.rootfs and #args == 0 then args = { "sh" } end
   local labels = flags.label and require("crater.util").parse_labels(flags.label) or nil
   local ctr = ctx:check(cs:create(id, {
     image = image, rootfs = flags.rootfs, args = (not flags.rootfs) and args or nil,
+    entrypoint = (not flags.rootfs) and entrypoint or nil,
     spec = M.spec_opts(flags, flags.rootfs and args or nil),
     runtime = flags.runtime, snapshotter = flags.snapshotter, labels = labels,
     -- --read-only on an image: a read-only view instead of an active
