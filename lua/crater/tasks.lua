@@ -656,8 +656,10 @@ function Task:metrics()
   }
 end
 
---- Copies stdio between this process and the task (fifo stdio only) until
---- the task's output ends; forwards signals and, with a tty, resizes.
+--- Copies stdio between this process and the task (stdio "inherit"/"fifo",
+--- or "attach": a detached task, whose output then comes here until this
+--- returns) until the task's output ends; forwards signals and, with a
+--- tty, resizes.
 --- `wait = true`: the caller will `wait` next; the request is sent before
 --- attaching, so the shim answers it the moment the init exits, before
 --- its clean-up of a transient task.
