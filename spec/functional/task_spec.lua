@@ -210,10 +210,24 @@ describe("tasks", function()
   it("run -d -t -i: task attach gets the terminal", function()
     local r = env:crater { "run", "-d", "-t", "-i", "--rootfs", env.rootfs, "ttyd", "sh" }
     assert.are.equal(0, r.code, r.stderr)
+    -- stdin not a terminal: refused (as docker), unless only watching
+    r = env:crater({ "task", "attach", "ttyd" }, { stdin = "exit 0\n" })
+    assert.are.equal(2, r.code)
+    assert.matches("stdin is not a terminal", r.stderr, 1, true)
     r = pty_run(env, env:cmd { "task", "attach", "ttyd" })
     assert.matches("\n42\r?\n", r.stdout)
     assert.matches("/dev/pts/%d", r.stdout)
     assert.matches("RC=3", r.stdout)
+    -- run -t -i and exec -t -i from a pipe: refused, not a client waiting
+    -- forever on a shell that never sees the end of its input
+    r = env:crater({ "run", "--rm", "-t", "-i", "--rootfs", env.rootfs, "ttyp", "sh" }, { stdin = "echo x\n" })
+    assert.are.equal(2, r.code)
+    assert.matches("-t -i: stdin is not a terminal", r.stderr, 1, true)
+    assert.are.equal("", env:crater({ "container", "ls", "-q" }).stdout:gsub("ttyd\n", ""))
+    -- -t alone, output to a file or pipe: fine, as docker's
+    r = env:crater { "run", "--rm", "-t", "--rootfs", env.rootfs, "ttyo", "sh", "-c", "tty; echo out" }
+    assert.are.equal(0, r.code, r.stderr)
+    assert.matches("^/dev/pts/%d+\r\nout\r\n$", r.stdout)
   end)
 
   it("delivers all of stdin before closing it (run -i, exec -i), also to a process slow to read", function()

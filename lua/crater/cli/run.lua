@@ -100,6 +100,16 @@ function M.env_list(list)
   return out
 end
 
+--- A terminal forwarded from our stdin needs a terminal there (docker:
+--- "the input device is not a TTY"): piped input would reach a pty whose
+--- line discipline turns the final ^D into nothing once the program
+--- switches to raw mode, and the client would wait forever.
+function M.need_terminal(what, instead)
+  if not require("crater.core").isatty(0) then
+    require("crater.cli.args").usage_error("%s: stdin is not a terminal (%s)", what, instead)
+  end
+end
+
 --- Builds the list of spec options from flags.
 function M.spec_opts(flags, args)
   local o = {}
@@ -262,6 +272,7 @@ M.command = {
     end
     -- as ctr: nobody would be there to remove it when it exits
     if flags.rm and flags.detach then require("crater.cli.args").usage_error("--rm and -d cannot be used together") end
+    if flags.tty and flags.interactive and not flags.detach then M.need_terminal("-t -i", "drop -t to pipe input") end
     -- created and started in one runtime call, except with a terminal:
     -- there the client attaches (raw mode, window size) before the start
     local topts = { stdio = stdio, log = flags.log, tty = flags.tty and true or false,

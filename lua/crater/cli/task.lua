@@ -118,6 +118,7 @@ return {
       run = function(ctx, a, flags)
         local oci = require "crater.oci"
         local args = require "crater.cli.args"
+        if flags.tty and flags.interactive and not flags.detach then run.need_terminal("-t -i", "drop -t to pipe input") end
         local id = table.remove(a, 1)
         local t, ctr = get_task(ctx, id)
         local spec = ctr:info().spec
@@ -165,6 +166,7 @@ return {
       flags = { { name = "no-stdin", help = "do not forward stdin" } },
       run = function(ctx, a, flags)
         local t = get_task(ctx, a[1])
+        if t.meta.tty and not flags["no-stdin"] then run.need_terminal("attach to a terminal", "use --no-stdin to watch it") end
         ctx:check(t:attach { stdin = not flags["no-stdin"] })
         local code = t:wait(1000)
         return code or 0
