@@ -223,7 +223,11 @@ describe("tasks", function()
     r = env:crater({ "run", "--rm", "-t", "-i", "--rootfs", env.rootfs, "ttyp", "sh" }, { stdin = "echo x\n" })
     assert.are.equal(2, r.code)
     assert.matches("-t -i: stdin is not a terminal", r.stderr, 1, true)
-    assert.are.equal("", env:crater({ "container", "ls", "-q" }).stdout:gsub("ttyd\n", ""))
+    assert.are.equal("ttyd\n", env:crater({ "container", "ls", "-q" }).stdout)
+    assert.are.equal(0, env:crater({ "container", "create", "-t", "--rootfs", env.rootfs, "ttys", "sh" }).code)
+    r = env:crater({ "task", "start", "-i", "ttys" }, { stdin = "echo x\n" })
+    assert.are.equal(2, r.code)
+    assert.matches("stdin is not a terminal", r.stderr, 1, true)
     -- -t alone, output to a file or pipe: fine, as docker's
     r = env:crater { "run", "--rm", "-t", "--rootfs", env.rootfs, "ttyo", "sh", "-c", "tty; echo out" }
     assert.are.equal(0, r.code, r.stderr)

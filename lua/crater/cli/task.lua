@@ -53,6 +53,8 @@ return {
       run = function(ctx, a, flags)
         local cs = run.containers(ctx)
         local ctr = ctx:check(cs:get(a[1]))
+        local terminal = (ctr:info().spec.process or {}).terminal
+        if terminal and flags.interactive and not flags.detach then run.need_terminal("-i with a terminal", "drop -i") end
         local t = ctr:task()
         if not t or t:status().status == "stopped" then
           if t then t:delete() end
