@@ -104,10 +104,16 @@ end
 --- Path of crater-shim ($CRATER_SHIM, $CRATER_BUILD/bin, next to crater, PATH).
 function M.shim_path() return find_bin("crater-shim", "CRATER_SHIM") end
 
---- Resolves a runtime name: "crater" → crater-runtime, "runc", "crun", or a path.
+--- Resolves a runtime name: "crater" → crater-runtime, "runc", "crun" (in
+--- PATH), or a path (made absolute); nil when there is no such executable.
 function M.runtime_path(name)
   name = name or "runc"
-  if name:sub(1, 1) == "/" then return name end
+  if name:find("/", 1, true) then
+    -- a path: it must be there (the shim execs it from the task dir, so a
+    -- relative one is made absolute here)
+    if name:sub(1, 1) ~= "/" then name = (os.getenv("PWD") or ".") .. "/" .. name end
+    return core.executable(name) and name or nil
+  end
   if name == "crater" or name == "crater-runtime" then
     return find_bin("crater-runtime", "CRATER_RUNTIME_BIN")
   end

@@ -320,6 +320,16 @@ describe("crater run: flag values", function()
     }
   end)
 
+  it("names a runtime path that is not there; takes a relative one", function()
+    local r = env:run("rtp", { "--runtime", "/nonexistent/runtime" }, { "true" })
+    assert.are.equal(1, r.code)
+    assert.matches("runtime /nonexistent/runtime not found", r.stderr, 1, true)
+    local rel = proc.run("cd /usr && " .. env:cmd { "run", "--rm", "--rootfs", env.rootfs, "--runtime", "sbin/runc", "rtr",
+      "echo", "relative" })
+    assert.are.equal(0, rel.code, rel.stderr)
+    assert.are.equal("relative\n", rel.stdout)
+  end)
+
   it("refuses --rm with -d (nobody would remove it), as ctr", function()
     local r = env:crater { "run", "--rm", "-d", "--rootfs", env.rootfs, "rmd", "true" }
     assert.are.equal(2, r.code)

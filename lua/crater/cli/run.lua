@@ -219,11 +219,15 @@ function M.create_container(ctx, a, flags)
   end
   if flags.rootfs and #args == 0 then args = { "sh" } end
   local labels = flags.label and require("crater.util").parse_labels(flags.label) or nil
+  local runtime = flags.runtime
+  if runtime and runtime:find("/", 1, true) and runtime:sub(1, 1) ~= "/" then
+    runtime = (os.getenv("PWD") or ".") .. "/" .. runtime -- recorded: later commands run elsewhere
+  end
   local ctr = ctx:check(cs:create(id, {
     image = image, rootfs = flags.rootfs, args = (not flags.rootfs) and args or nil,
     entrypoint = (not flags.rootfs) and entrypoint or nil,
     spec = M.spec_opts(flags, flags.rootfs and args or nil),
-    runtime = flags.runtime, snapshotter = flags.snapshotter, labels = labels,
+    runtime = runtime, snapshotter = flags.snapshotter, labels = labels,
     -- --read-only on an image: a read-only view instead of an active
     -- snapshot, unless mounts may need mount points made in the root (a
     -- view has no upper layer; the runtime then remounts the root
