@@ -320,6 +320,15 @@ describe("crater run: flag values", function()
     }
   end)
 
+  it("exits 126 when the program is there but cannot be run, as a shell does", function()
+    -- executable bits but no format the kernel knows (no ELF, no #!)
+    proc.write_file(env.rootfs .. "/bin/notelf", "just text\n")
+    proc.check("chmod 0755 " .. q(env.rootfs .. "/bin/notelf"))
+    local r = env:run("e126", {}, { "/bin/notelf" })
+    assert.are.equal(126, r.code, r.stderr)
+    assert.matches("Exec format error", r.stderr)
+  end)
+
   it("names a runtime path that is not there; takes a relative one", function()
     local r = env:run("rtp", { "--runtime", "/nonexistent/runtime" }, { "true" })
     assert.are.equal(1, r.code)

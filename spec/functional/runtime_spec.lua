@@ -98,6 +98,19 @@ describe("crater-runtime vs runc", function()
     local r = run_both{ args = { "/no/such/binary" } }
     assert.is_not.equal(0, r.crater.code)
     if r.runc then assert.is_not.equal(0, r.runc.code) end
+    -- and, as runc, a path that is no executable file (before: refused by
+    -- execve only, after start, with 127)
+    for _, path in ipairs { "/etc/passwd", "/etc" } do
+      r = both(function(rt)
+        local b = bundle{ args = { path } }
+        local id = newid("noexec")
+        b:use_cgroup(id)
+        return b:rt(rt, { "create", "--bundle", b.dir, id })
+      end)
+      assert.is_not.equal(0, r.crater.code)
+      assert.matches("exec: " .. path .. ".*Permission denied", r.crater.stderr)
+      if r.runc then assert.is_not.equal(0, r.runc.code) end
+    end
   end)
 
   it("turns a kill from outside into 128+signal", function()

@@ -344,7 +344,8 @@ static void __attribute__((noreturn)) init_main(create_ctx_t *c)
   crater__process_exec(json_object_get(c->config, "process"),
                        crater__jpath(c->config, "linux.seccomp"), exe, c->o->preserve_fds, &err);
   crater__rt_log("error", "container %s: %s", c->o->id, err ? err->msg : "exec failed");
-  _exit(127);
+  /* the shell's codes: 127 not found, 126 found but not executable */
+  _exit(err && err->status == ENOENT ? 127 : 126);
 }
 
 static pid_t

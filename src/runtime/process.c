@@ -124,8 +124,14 @@ crater__process_lookup(json_t *process, crater_error_t *err)
   }
   struct stat st;
   if (strchr(a0, '/')) {
+    /* refused at create, as runc does, rather than by execve after start:
+     * missing, not a regular file, or not executable */
     if (stat(a0, &st) < 0) {
       crater_error_sys(err, errno, "exec: %s", a0);
+      return NULL;
+    }
+    if (!S_ISREG(st.st_mode) || access(a0, X_OK) < 0) {
+      crater_error_sys(err, EACCES, "exec: %s%s", a0, S_ISDIR(st.st_mode) ? " (a directory)" : "");
       return NULL;
     }
     return xstrdup(a0);
