@@ -153,11 +153,17 @@ function Client:policy(name, ev)
 end
 
 --- Checks the store (fsck): re-hashes blobs and reports corrupt, orphan and
---- missing blobs and stale ingests.  Deletes only with `repair = true`.
+--- missing blobs and stale ingests, and `orphan_snapshots`: snapshots made
+--- for a container whose creator died before recording it
+--- (crater.containers.orphan_snapshots).  Deletes only with `repair = true`.
 ---@param opts? {quick?: boolean, repair?: boolean}
 function Client:check(opts)
   check_client(self)
-  return self.backend:check(opts or {})
+  opts = opts or {}
+  local report, err, kind = self.backend:check(opts)
+  if not report then return nil, err, kind end
+  report.orphan_snapshots = require("crater.containers").orphan_snapshots(self, opts.repair)
+  return report
 end
 
 --- Closes the client (and every view sharing its backend).  Idempotent.

@@ -1,12 +1,12 @@
 --- crater check: verify the store (fsck).
 return {
   name = "check",
-  summary = "Verify the store: re-hash blobs, find orphans and missing blobs",
+  summary = "Verify the store: re-hash blobs, find orphans and missing blobs, orphan container snapshots",
   description = "Never deletes anything unless --repair is given.  Exit status 1 when problems are found.",
   max_args = 0,
   flags = {
     { name = "quick", help = "hash a sample of blobs instead of all" },
-    { name = "repair", help = "remove corrupt and orphan blobs, drop records of missing ones, clean stale ingests" },
+    { name = "repair", help = "remove corrupt and orphan blobs, drop records of missing ones, clean stale ingests, remove orphan container snapshots" },
   },
   run = function(ctx, _, flags)
     local report = ctx:check(ctx:client():check { quick = flags.quick, repair = flags.repair })
@@ -20,9 +20,14 @@ return {
           ctx.out:write(what:gsub("_", " "), ": ", line, "\n")
         end
       end
+      for _, o in ipairs(report.orphan_snapshots or {}) do
+        ctx.out:write(string.format("orphan snapshot: %s/%s/%s (container %s never recorded)%s\n", o.namespace,
+          o.snapshotter, o.key, tostring(o.container), o.removed and ": removed" or (o.error and (": " .. o.error) or "")))
+      end
       if report.repaired then ctx.out:write("repaired\n") end
     end
-    local problems = #(report.corrupt or {}) + #(report.missing or {}) + #(report.orphans or {})
+    local problems = #(report.corrupt or {}) + #(report.missing or {}) + #(report.orphans or {}) +
+      #(report.orphan_snapshots or {})
     if problems > 0 and not flags.repair then return 1 end
   end,
 }
