@@ -155,7 +155,9 @@ end
 --- Checks the store (fsck): re-hashes blobs and reports corrupt, orphan and
 --- missing blobs and stale ingests, and `orphan_snapshots`: snapshots made
 --- for a container whose creator died before recording it
---- (crater.containers.orphan_snapshots).  Deletes only with `repair = true`.
+--- (crater.containers.orphan_snapshots), and `stale_task_dirs`: a task's
+--- early shim dir left by a client that died (crater.tasks.stale_prespawn).
+--- Deletes only with `repair = true`.
 ---@param opts? {quick?: boolean, repair?: boolean}
 function Client:check(opts)
   check_client(self)
@@ -163,6 +165,7 @@ function Client:check(opts)
   local report, err, kind = self.backend:check(opts)
   if not report then return nil, err, kind end
   report.orphan_snapshots = require("crater.containers").orphan_snapshots(self, opts.repair)
+  report.stale_task_dirs = require("crater.tasks").stale_prespawn(self, opts.repair)
   return report
 end
 

@@ -384,6 +384,30 @@ function M.prespawn(client, ns, id, runtime, opts)
   return setmetatable({ plan = plan, want = want.argv, pending = pending }, Early)
 end
 
+--- Private dirs of `prespawn` left by a client that died before its shim
+--- could clean up (killed between making the dir and spawning the shim):
+--- `.prespawn-<id>-<pid>` whose client pid and shim (if any) are gone.
+--- With `remove`, they are removed.  Returns {namespace, dir} records.
+---@return table[]
+function M.stale_prespawn(client, remove)
+  local out = {}
+  local base = require("crater.containers").state_dir(client) .. "/tasks/"
+  for _, ns in ipairs(core.listdir(base) or {}) do
+    for _, name in ipairs(core.listdir(base .. ns) or {}) do
+      local pid = name:match("^%.prespawn%-.+%-(%d+)$")
+      if pid and not core.pid_alive(tonumber(pid)) then
+        local dir = base .. ns .. "/" .. name
+        local spid = tonumber(read_file(dir .. "/shim.pid") or "")
+        if not (spid and core.pid_alive(spid)) then
+          if remove then core.remove_all(dir) end
+          out[#out + 1] = { namespace = ns, dir = dir }
+        end
+      end
+    end
+  end
+  return out
+end
+
 local function same_list(a, b)
   if #a ~= #b then return false end
   for i = 1, #a do if a[i] ~= b[i] then return false end end

@@ -178,7 +178,7 @@ for _, snapshotter in ipairs { "overlayfs", "native" } do
       assert.are.equal(active(before), active(after))
     end)
 
-    it("check finds a snapshot whose creator died before the container was recorded; --repair removes it", function()
+    it("check finds a snapshot whose creator died before the container was recorded, and a dead client's early shim dir; --repair removes them", function()
       -- what a client SIGKILLed between the snapshot and the container row
       -- leaves (seen with 2 of 30 clients killed at random moments)
       local containers = require "crater.containers"
@@ -214,6 +214,22 @@ for _, snapshotter in ipairs { "overlayfs", "native" } do
       assert.is_not_nil(by["inflight"])
       assert.is_not_nil(by["kept1"])
       assert.are.equal(0, crater { "snapshot", "rm", "--snapshotter", snapshotter, "inflight" }.code)
+      -- the early shim's private dir of a client killed before the shim
+      -- started (its pid gone); one of a live client stays
+      local tdir = env.root .. "/run/tasks/default"
+      local live = proc.spawn("sleep 30", { name = "live-client" })
+      finally(function() proc.run("kill " .. live.pid) end)
+      local dead = proc.check("sh -c 'echo $$'"):match("%d+") -- exited already
+      proc.check("mkdir -p " .. q(tdir .. "/.prespawn-gone-" .. dead) .. " " .. q(tdir .. "/.prespawn-busy-" .. live.pid) ..
+        " && mkfifo " .. q(tdir .. "/.prespawn-gone-" .. dead .. "/stdout"))
+      r = crater { "check", "--quick" }
+      assert.are.equal(1, r.code)
+      assert.matches("stale task dir: " .. tdir .. "/.prespawn-gone-" .. dead, r.stdout, 1, true)
+      assert.is_nil(r.stdout:find("prespawn-busy", 1, true))
+      assert.are.equal(0, crater({ "check", "--quick", "--repair" }).code)
+      assert.is_false(proc.run("test -e " .. q(tdir .. "/.prespawn-gone-" .. dead)).ok)
+      assert.is_true(proc.run("test -d " .. q(tdir .. "/.prespawn-busy-" .. live.pid)).ok)
+      proc.run("rm -rf " .. q(tdir .. "/.prespawn-busy-" .. live.pid))
     end)
 
     it("--rm leaves no container, snapshot, task dir or mount", function()

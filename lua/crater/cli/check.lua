@@ -6,7 +6,7 @@ return {
   max_args = 0,
   flags = {
     { name = "quick", help = "hash a sample of blobs instead of all" },
-    { name = "repair", help = "remove corrupt and orphan blobs, drop records of missing ones, clean stale ingests, remove orphan container snapshots" },
+    { name = "repair", help = "remove corrupt and orphan blobs, drop records of missing ones, clean stale ingests, remove orphan container snapshots and stale task dirs" },
   },
   run = function(ctx, _, flags)
     local report = ctx:check(ctx:client():check { quick = flags.quick, repair = flags.repair })
@@ -24,10 +24,13 @@ return {
         ctx.out:write(string.format("orphan snapshot: %s/%s/%s (container %s never recorded)%s\n", o.namespace,
           o.snapshotter, o.key, tostring(o.container), o.removed and ": removed" or (o.error and (": " .. o.error) or "")))
       end
+      for _, d in ipairs(report.stale_task_dirs or {}) do
+        ctx.out:write("stale task dir: ", d.dir, flags.repair and ": removed" or "", "\n")
+      end
       if report.repaired then ctx.out:write("repaired\n") end
     end
     local problems = #(report.corrupt or {}) + #(report.missing or {}) + #(report.orphans or {}) +
-      #(report.orphan_snapshots or {})
+      #(report.orphan_snapshots or {}) + #(report.stale_task_dirs or {})
     if problems > 0 and not flags.repair then return 1 end
   end,
 }
