@@ -6,7 +6,8 @@ return {
   max_args = 0,
   flags = {
     { name = "quick", help = "hash a sample of blobs instead of all" },
-    { name = "repair", help = "remove corrupt and orphan blobs, drop records of missing ones, clean stale ingests, remove orphan container snapshots and stale task dirs" },
+    { name = "repair",
+      help = "remove corrupt and orphan blobs, drop records of missing ones, clean stale ingests, remove orphan container snapshots and stale task dirs" },
   },
   run = function(ctx, _, flags)
     local report = ctx:check(ctx:client():check { quick = flags.quick, repair = flags.repair })
