@@ -158,6 +158,58 @@ function M.policy_dirs()
   return dirs
 end
 
+-- Syscalls the default profile allows only with a capability, as
+-- containerd's and docker's default profiles do (their lists, by
+-- capability): the shipped file is the profile for the default set.
+local CAP_SYSCALLS = {
+  CAP_DAC_READ_SEARCH = { "open_by_handle_at" },
+  CAP_SYS_ADMIN = { "bpf", "clone", "clone3", "fanotify_init", "fsconfig", "fsmount", "fsopen", "fspick",
+    "lookup_dcookie", "mount", "mount_setattr", "move_mount", "name_to_handle_at", "open_tree",
+    "perf_event_open", "quotactl", "quotactl_fd", "setdomainname", "sethostname", "setns", "syslog",
+    "umount", "umount2", "unshare" },
+  CAP_SYS_BOOT = { "reboot" },
+  CAP_SYS_MODULE = { "delete_module", "init_module", "finit_module" },
+  CAP_SYS_PACCT = { "acct" },
+  CAP_SYS_PTRACE = { "kcmp", "process_madvise", "process_vm_readv", "process_vm_writev" },
+  CAP_SYS_RAWIO = { "iopl", "ioperm" },
+  CAP_SYS_TIME = { "settimeofday", "stime", "clock_settime", "clock_settime64" },
+  CAP_SYS_TTY_CONFIG = { "vhangup" },
+  CAP_SYS_NICE = { "get_mempolicy", "mbind", "set_mempolicy", "set_mempolicy_home_node" },
+  CAP_SYSLOG = { "syslog" },
+  CAP_BPF = { "bpf" },
+  CAP_PERFMON = { "perf_event_open" },
+}
+M.SECCOMP_CAP_SYSCALLS = CAP_SYSCALLS
+
+-- profiles handed out by default_seccomp, so that spec() can tell the
+-- default profile from one a user installed
+local default_profiles = setmetatable({}, { __mode = "k" })
+
+-- The default profile widened for the capabilities the spec grants
+-- (bounding set), as containerd builds its default profile from the
+-- spec's capabilities: with CAP_SYS_ADMIN, mount, unshare, setns, and
+-- clone/clone3 with any flags.
+local function seccomp_for_caps(spec)
+  local sc = spec.linux and spec.linux.seccomp
+  local caps = spec.process and spec.process.capabilities and spec.process.capabilities.bounding
+  if not (sc and default_profiles[sc] and caps) then return end
+  local extra, seen = {}, {}
+  for _, c in ipairs(caps) do
+    for _, name in ipairs(CAP_SYSCALLS[c] or {}) do
+      if not seen[name] then seen[name] = true; extra[#extra + 1] = name end
+    end
+  end
+  if #extra == 0 then return end
+  if seen.clone then
+    -- the flag-masked clone rule and clone3's ENOSYS go: any flags now
+    for i = #sc.syscalls, 1, -1 do
+      local names = sc.syscalls[i].names or {}
+      if #names == 1 and (names[1] == "clone" or names[1] == "clone3") then table.remove(sc.syscalls, i) end
+    end
+  end
+  sc.syscalls[#sc.syscalls + 1] = { names = arr(extra), action = "SCMP_ACT_ALLOW" }
+end
+
 local seccomp_cache
 --- The default seccomp profile (a fresh copy): policies/seccomp-default.json
 --- from the first policy dir that has one (an administrator's copy in
@@ -178,7 +230,9 @@ function M.default_seccomp()
       seccomp_cache = assert(json.decode(require("crater.core").default_seccomp_json()))
     end
   end
-  return copy(seccomp_cache)
+  local sc = copy(seccomp_cache)
+  default_profiles[sc] = true
+  return sc
 end
 
 --- Builds a spec: default_spec(ctx) then every option in order.
@@ -189,6 +243,7 @@ function M.spec(opts, ctx)
   ctx = ctx or {}
   local spec = M.default_spec(ctx)
   M.apply(spec, opts or {}, ctx)
+  seccomp_for_caps(spec)
   return spec
 end
 

@@ -200,6 +200,13 @@ for _, rt in ipairs(runtimes) do
       r = env:run("sc3", {}, { "unshare", "-m", "true" })
       assert.are_not.equal(0, r.code)
       assert.matches("not permitted", r.stderr)
+      -- as containerd's and docker's default profiles: a capability added
+      -- brings its syscalls (CAP_SYS_ADMIN: mount, unshare), still filtered
+      r = run("sc4", { "--cap-add", "SYS_ADMIN" })
+      assert.are.equal("Seccomp:\t2\nunshare=0\n", r.stdout)
+      r = env:run("sc5", { "--cap-add", "SYS_ADMIN" }, { "sh", "-c", "mkdir -p /m && mount -t tmpfs t /m && echo mounted" })
+      assert.are.equal(0, r.code, r.stderr)
+      assert.are.equal("mounted\n", r.stdout)
     end)
 
     it("leaks no file descriptors into the container", function()

@@ -63,6 +63,34 @@ describe("crater.oci", function()
     assert.are.same(sc, oci.spec({}).linux.seccomp)
     assert.is_nil(oci.spec({ oci.with_seccomp_unconfined() }).linux.seccomp)
     assert.are.same(sc, oci.spec({ oci.with_seccomp_unconfined(), oci.with_seccomp_default() }).linux.seccomp)
+    -- a capability added brings its syscalls; the flag-masked clone rule
+    -- goes with CAP_SYS_ADMIN (any flags then)
+    local function allowed(profile)
+      local set = {}
+      for _, r in ipairs(profile.syscalls) do
+        if r.action == "SCMP_ACT_ALLOW" and not r.args then for _, n in ipairs(r.names) do set[n] = true end end
+      end
+      return set
+    end
+    local function rules_for(profile, name)
+      local n = 0
+      for _, r in ipairs(profile.syscalls) do for _, x in ipairs(r.names) do if x == name then n = n + 1 end end end
+      return n
+    end
+    local base = allowed(sc)
+    assert.is_nil(base.mount)
+    local admin = oci.spec({ oci.with_capabilities { add = { "SYS_ADMIN", "SYS_TIME" } } }).linux.seccomp
+    local a = allowed(admin)
+    for _, n in ipairs { "mount", "umount2", "unshare", "setns", "clone", "clone3", "settimeofday" } do
+      assert.is_true(a[n], n)
+    end
+    assert.are.equal(1, rules_for(admin, "clone"))
+    assert.are.equal(1, rules_for(admin, "clone3"))
+    assert.is_nil(a.reboot)
+    -- a profile of the user's own is left as it is
+    local own = { defaultAction = "SCMP_ACT_ERRNO", syscalls = { { names = { "read" }, action = "SCMP_ACT_ALLOW" } } }
+    local s2 = oci.spec { function(sp) sp.linux.seccomp = own end, oci.with_capabilities { add = { "SYS_ADMIN" } } }
+    assert.are.equal(1, #s2.linux.seccomp.syscalls)
   end)
 
   it("with_process_args, with_env, with_cwd, with_hostname", function()
