@@ -270,6 +270,13 @@ function Containers:create(id, opts)
   opts = opts or {}
   if type(opts) ~= "table" then error("containers:create: opts must be a table", 2) end
   if opts.image and opts.rootfs then error("containers:create: image and rootfs are exclusive", 2) end
+  if opts.rootfs and opts.rootfs:sub(1, 1) ~= "/" then
+    -- recorded, and used by the runtime from the bundle: absolute
+    local o = {}
+    for k, v in pairs(opts) do o[k] = v end
+    o.rootfs = (os.getenv("PWD") or ".") .. "/" .. opts.rootfs
+    opts = o
+  end
   local rec = {
     id = id, runtime = opts.runtime or M.default_runtime(), runtime_options = opts.runtime_options,
     labels = opts.labels or {}, extensions = opts.extensions or {},

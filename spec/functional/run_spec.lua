@@ -336,6 +336,13 @@ describe("crater run: flag values", function()
     assert.matches("Exec format error", r.stderr)
   end)
 
+  it("takes a relative --rootfs", function()
+    local parent, base = env.rootfs:match("^(.*)/([^/]+)$")
+    local r = proc.run("cd " .. q(parent) .. " && " .. env:cmd { "run", "--rm", "--rootfs", base, "relfs", "echo", "rel" })
+    assert.are.equal(0, r.code, r.stderr)
+    assert.are.equal("rel\n", r.stdout)
+  end)
+
   it("names a runtime path that is not there; takes a relative one", function()
     local r = env:run("rtp", { "--runtime", "/nonexistent/runtime" }, { "true" })
     assert.are.equal(1, r.code)
