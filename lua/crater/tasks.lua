@@ -314,7 +314,10 @@ local function shim_plan(client, ns, id, runtime, opts, spec_tty, dir)
   local rroot = runtime_root(client, ns, rt)
   local argv = { shim, "--dir", dir, "--id", id, "--runtime", rt, "--runtime-root", rroot, "--stdio", mode }
   if mode == "log" then
-    argv[#argv + 1] = "--log"; argv[#argv + 1] = opts.log or (dir .. "/log.json")
+    -- relative to the caller, not to the task dir the shim works in
+    local log = opts.log
+    if log and log:sub(1, 1) ~= "/" then log = (os.getenv("PWD") or ".") .. "/" .. log end
+    argv[#argv + 1] = "--log"; argv[#argv + 1] = log or (dir .. "/log.json")
     argv[#argv + 1] = "--log-format"; argv[#argv + 1] = opts.log_format or "json"
   end
   if tty then argv[#argv + 1] = "--tty" end

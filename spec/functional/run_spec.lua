@@ -336,11 +336,21 @@ describe("crater run: flag values", function()
     assert.matches("Exec format error", r.stderr)
   end)
 
-  it("takes a relative --rootfs", function()
+  it("takes relative paths as relative to where it runs: --rootfs, --mount src=, --log", function()
     local parent, base = env.rootfs:match("^(.*)/([^/]+)$")
     local r = proc.run("cd " .. q(parent) .. " && " .. env:cmd { "run", "--rm", "--rootfs", base, "relfs", "echo", "rel" })
     assert.are.equal(0, r.code, r.stderr)
     assert.are.equal("rel\n", r.stdout)
+    proc.check("mkdir -p " .. q(env.dir .. "/src") .. " && echo m > " .. q(env.dir .. "/src/f"))
+    r = proc.run("cd " .. q(env.dir) .. " && " .. env:cmd { "run", "--rm", "--rootfs", env.rootfs,
+      "--mount", "type=bind,src=src,dst=/m,options=ro", "relm", "cat", "/m/f" })
+    assert.are.equal(0, r.code, r.stderr)
+    assert.are.equal("m\n", r.stdout)
+    r = proc.run("cd " .. q(env.dir) .. " && " .. env:cmd { "run", "-d", "--log", "rel.log", "--rootfs", env.rootfs,
+      "rell", "echo", "logged" })
+    assert.are.equal(0, r.code, r.stderr)
+    assert.are.equal(0, env:crater({ "task", "wait", "rell" }).code)
+    assert.matches('"log":"logged\\n"', proc.read_file(env.dir .. "/rel.log") or "")
   end)
 
   it("names a runtime path that is not there; takes a relative one", function()

@@ -37,6 +37,13 @@ M.spec_flags = {
   { name = "label", short = "l", type = "list", arg = "K=V", help = "container label" },
 }
 
+-- A path from the command line, absolute (the shim and the runtime work
+-- in the task dir, so a relative one would land there).
+function M.abs_path(path)
+  if path == nil or path:sub(1, 1) == "/" then return path end
+  return (os.getenv("PWD") or ".") .. "/" .. path
+end
+
 local function parse_mount(s)
   local m = {}
   for kv in s:gmatch("[^,]+") do
@@ -52,6 +59,7 @@ local function parse_mount(s)
     elseif k == "size" then m.size = v
     else require("crater.cli.args").usage_error("--mount: unknown key %q", k) end
   end
+  if (m.type or "bind") == "bind" or m.type == "rbind" then m.source = M.abs_path(m.source) end
   return m
 end
 
@@ -279,7 +287,7 @@ M.command = {
     if flags.tty and flags.interactive and not flags.detach then M.need_terminal("-t -i", "drop -t to pipe input") end
     -- created and started in one runtime call, except with a terminal:
     -- there the client attaches (raw mode, window size) before the start
-    local topts = { stdio = stdio, log = flags.log, tty = flags.tty and true or false,
+    local topts = { stdio = stdio, log = M.abs_path(flags.log), tty = flags.tty and true or false,
       stdin = flags.interactive and true or false, start = not flags.tty, transient = flags.rm and true or false }
     -- the task's shim (and runtime) start first, while the container is
     -- created: new_task adopts them
