@@ -292,7 +292,7 @@ describe("crater run: flag values", function()
     assert.are.equal("", proc.run("ls -A " .. q(env.root .. "/run/tasks/default") .. " 2>/dev/null").stdout)
   end)
 
-  it("takes -v SRC:DST[:OPTS], -w and --env-file as docker, nerdctl and podman users write them", function()
+  it("takes -v SRC:DST[:OPTS], --tmpfs, -w and --env-file as docker, nerdctl and podman users write them", function()
     local host = env.dir .. "/vol"
     proc.check("mkdir -p " .. q(host) .. " && echo hostfile > " .. q(host .. "/f"))
     proc.write_file(env.dir .. "/envf", "# comment\nA=1\n\nB=two words\nCRATER_T_FROM_HOST\n")
@@ -310,6 +310,12 @@ describe("crater run: flag values", function()
       { { "--env-file", env.dir .. "/nonexistent" }, "No such file" },
       { { "--cwd", "/a", "-w", "/b" }, "give one" },
     }
+    -- --tmpfs DST[:OPTS], also on a read-only root
+    r = env:run("tmpf", { "--read-only", "--tmpfs", "/scratch:size=1m" }, { "sh", "-c",
+      "grep ' /scratch ' /proc/mounts | cut -d' ' -f3,4; touch /scratch/x && echo wrote; touch /y 2>/dev/null || echo ro" })
+    assert.are.equal(0, r.code, r.stderr)
+    assert.are.equal("tmpfs rw,nosuid,nodev,relatime,size=1024k\nwrote\nro\n", r.stdout)
+    usage_errors { { { "--tmpfs", "rel" }, "expected an absolute DST[:OPTS]" } }
     -- `crater -v` before a command is still the version
     assert.matches("^crater %d", proc.run(q(BIN) .. " -v").stdout)
   end)

@@ -10,6 +10,7 @@ M.spec_flags = {
   { name = "env-file", type = "list", arg = "FILE", help = "environment variables from FILE: K=V lines (# comments)" },
   { name = "mount", type = "list", arg = "SPEC", help = "mount: type=bind,src=/a,dst=/b,options=ro:rprivate (or type=tmpfs,dst=/t)" },
   { name = "volume", short = "v", type = "list", arg = "SRC:DST[:OPTS]", help = "bind mount a host path (OPTS: ro, rw, [r]private, [r]shared, [r]slave)" },
+  { name = "tmpfs", type = "list", arg = "DST[:OPTS]", help = "mount a tmpfs (OPTS as mount(8): size=64m,mode=1777,...)" },
   { name = "memory", type = "string", arg = "SIZE", help = "memory limit (128m, 1g)" },
   { name = "cpus", type = "number", arg = "N", help = "CPU limit in CPUs (0.5)" },
   { name = "cpu-shares", type = "number", arg = "N", help = "CPU shares" },
@@ -80,6 +81,17 @@ local function parse_volume(v)
   return m
 end
 
+-- --tmpfs DST[:OPTS] (docker, podman): a tmpfs with mount(8) options
+local function parse_tmpfs(v)
+  local dst, opts = v:match("^([^:]+):?(.*)$")
+  if not dst or dst:sub(1, 1) ~= "/" then
+    require("crater.cli.args").usage_error("--tmpfs %s: expected an absolute DST[:OPTS]", v)
+  end
+  local m = { type = "tmpfs", source = "tmpfs", destination = dst, options = { "nosuid", "nodev" } }
+  for o in opts:gmatch("[^,]+") do m.options[#m.options + 1] = o end
+  return m
+end
+
 -- K=V lines of --env-file (blank lines and # comments skipped; a NAME alone
 -- takes the host's value, as -e NAME)
 local function env_file_lines(path)
@@ -143,11 +155,12 @@ function M.spec_opts(flags, args)
   if flags.cwd or flags.workdir then add(flags.cwd and "--cwd" or "--workdir", flags.cwd or flags.workdir, oci.with_cwd) end
   if flags.user then add("--user", flags.user, oci.with_user) end
   if flags.hostname then add("--hostname", flags.hostname, oci.with_hostname) end
-  if flags.mount or flags.volume then
+  if flags.mount or flags.volume or flags.tmpfs then
     local ms, given = {}, {}
     for _, s in ipairs(flags.mount or {}) do ms[#ms + 1] = parse_mount(s); given[#given + 1] = s end
     for _, v in ipairs(flags.volume or {}) do ms[#ms + 1] = parse_volume(v); given[#given + 1] = v end
-    add(flags.mount and "--mount" or "--volume", table.concat(given, " "), oci.with_mounts, ms)
+    for _, v in ipairs(flags.tmpfs or {}) do ms[#ms + 1] = parse_tmpfs(v); given[#given + 1] = v end
+    add((flags.mount and "--mount") or (flags.volume and "--volume") or "--tmpfs", table.concat(given, " "), oci.with_mounts, ms)
   end
   if flags.memory then add("--memory", flags.memory, oci.with_memory_limit) end
   if flags.cpus then add("--cpus", flags.cpus, oci.with_cpus) end
@@ -239,8 +252,9 @@ function M.create_container(ctx, a, flags)
     -- --read-only on an image: a read-only view instead of an active
     -- snapshot, unless mounts may need mount points made in the root (a
     -- view has no upper layer; the runtime then remounts the root
-    -- read-only): --mount or --volume, and --net host's /etc/hosts and resolv.conf
-    snapshot = (image and flags["read-only"] and not flags.mount and not flags.volume and flags.net ~= "host") and { view = id } or nil,
+    -- read-only): --mount, --volume or --tmpfs, and --net host's /etc/hosts and resolv.conf
+    snapshot = (image and flags["read-only"] and not flags.mount and not flags.volume and not flags.tmpfs and flags.net ~= "host")
+      and { view = id } or nil,
   }))
   return ctr, id, cs
 end
