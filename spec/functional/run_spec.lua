@@ -357,6 +357,7 @@ describe("crater run: flag values", function()
     assert.are.equal(0, r.code, r.stderr)
     assert.are.equal(0, env:crater({ "task", "wait", "rell" }).code)
     assert.matches('"log":"logged\\n"', proc.read_file(env.dir .. "/rel.log") or "")
+    assert.are.equal(0, env:crater({ "container", "rm", "-f", "rell" }).code) -- the describe shares one root
   end)
 
   it("names a runtime path that is not there; takes a relative one", function()
