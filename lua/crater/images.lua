@@ -228,8 +228,20 @@ M.normalize_name = normalize_name
 function Images:list(filters) return self.b:image_list(self.ns, filters) end
 
 --- Gets an image record by name (normalised: "busybox" finds
---- "docker.io/library/busybox:latest").
-function Images:get(name) return self.b:image_get(self.ns, normalize_name(name)) end
+--- "docker.io/library/busybox:latest").  `repo@digest` with no record of
+--- that name finds the image of that repository whose manifest (or index)
+--- has that digest, as docker does locally.
+function Images:get(name)
+  local img, err, kind = self.b:image_get(self.ns, normalize_name(name))
+  if img or kind ~= "not_found" then return img, err, kind end
+  local r = reference.parse(name)
+  if not (r and r.digest) then return img, err, kind end
+  for _, cand in ipairs(self.b:image_list(self.ns, { 'target.digest=="' .. r.digest .. '"' }) or {}) do
+    local cr = reference.parse(cand.name)
+    if cr and cr.domain == r.domain and cr.path == r.path then return cand end
+  end
+  return img, err, kind
+end
 
 --- Mounts a read-only view of the image's unpacked root filesystem at dir
 --- (like `ctr image mount`), unpacking it first when needed.  An index is

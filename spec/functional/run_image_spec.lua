@@ -147,6 +147,21 @@ for _, snapshotter in ipairs { "overlayfs", "native" } do
       assert.are.equal("flag\n/tmp\n0\n", r.stdout)
     end)
 
+    it("runs repo@digest from the local image of that repository with that digest, as docker", function()
+      local list = require("crater.json").decode(crater { "--format", "json", "image", "ls" }.stdout)
+      local digest
+      for _, i in ipairs(list) do if i.name == "docker.io/library/busybox:latest" then digest = i.digest end end
+      assert.is_string(digest)
+      local r = run("dig1", { "--rm" }, "busybox@" .. digest, { "echo", "by digest" })
+      assert.are.equal(0, r.code, r.stderr)
+      assert.are.equal("by digest\n", r.stdout)
+      r = run("dig2", { "--rm" }, "library/other@" .. digest, { "true" })
+      assert.are.equal(1, r.code)
+      assert.matches("not found", r.stderr)
+      r = run("dig3", { "--rm" }, "busybox@sha256:" .. ("0"):rep(64), { "true" })
+      assert.are.equal(1, r.code)
+    end)
+
     it("--entrypoint replaces the image's Entrypoint (and, without args, its Cmd), as docker's", function()
       local r = run("ep1", { "--rm", "--entrypoint", "/bin/echo" }, "test/app:1", { "from", "echo" })
       assert.are.equal(0, r.code, r.stderr)
