@@ -113,7 +113,8 @@ function M.default_spec(ctx)
       rlimits = arr { { type = "RLIMIT_NOFILE", hard = 1024, soft = 1024 } },
       noNewPrivileges = false,
     },
-    hostname = ctx.id,
+    -- the id, cut to the 64 bytes a host name may have (ids go to 76)
+    hostname = ctx.id and ctx.id:sub(1, 64),
     mounts = arr {
       { destination = "/proc", type = "proc", source = "proc", options = arr { "nosuid", "noexec", "nodev" } },
       { destination = "/dev", type = "tmpfs", source = "tmpfs", options = arr { "nosuid", "strictatime", "mode=755", "size=65536k" } },

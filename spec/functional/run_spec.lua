@@ -128,6 +128,11 @@ for _, rt in ipairs(runtimes) do
     it("uses the id as the default hostname", function()
       local r = env:run("myhost", {}, { "hostname" })
       assert.are.equal("myhost\n", r.stdout)
+      -- ids go to 76 bytes, host names to 64: cut (it failed at sethostname)
+      local long = ("h"):rep(76)
+      r = env:run(long, {}, { "hostname" })
+      assert.are.equal(0, r.code, r.stderr)
+      assert.are.equal(("h"):rep(64) .. "\n", r.stdout)
     end)
 
     it("makes the rootfs read-only with --read-only", function()
