@@ -661,14 +661,18 @@ local function runtime_cmd(self, args)
   return sh_quote(m.runtime) .. " --root " .. sh_quote(m.runtime_root) .. " " .. args
 end
 
---- Pids of the task's processes.
+--- The task's processes (host pids): {{pid=, command=}, ...}.
 function Task:pids()
   local out, code = capture(runtime_cmd(self, "ps --format json " .. sh_quote(self.id)))
   if code ~= 0 then return nil, "task " .. self.id .. ": ps: " .. out:gsub("%s+$", ""), "failed_precondition" end
   local list = json.decode(out)
   if type(list) ~= "table" then return nil, "task " .. self.id .. ": ps: bad output", "internal" end
   local r = {}
-  for _, p in ipairs(list) do r[#r + 1] = { pid = p } end
+  for _, p in ipairs(list) do
+    -- the command line as the host sees it (empty once the process is gone)
+    local cmd = (read_file("/proc/" .. tostring(p) .. "/cmdline") or ""):gsub("%z$", ""):gsub("%z", " ")
+    r[#r + 1] = { pid = p, command = cmd }
+  end
   return r
 end
 

@@ -106,7 +106,7 @@ describe("tasks", function()
     assert.matches("--signal FOO: unknown signal", r.stderr, 1, true)
     r = env:crater { "task", "ps", "ex" }
     assert.are.equal(0, r.code, r.stderr)
-    assert.matches("PID", r.stdout)
+    assert.matches("^PID%s+COMMAND\n%d+%s+sleep 30\n", r.stdout)
     r = env:crater { "--format", "json", "task", "metrics", "ex" }
     assert.are.equal(0, r.code, r.stderr)
     local m = require("crater.json").decode(r.stdout)

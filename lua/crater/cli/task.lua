@@ -181,7 +181,7 @@ return {
       name = "ps", summary = "List the processes of a task", usage = "ID", min_args = 1, max_args = 1,
       run = function(ctx, a)
         local t = get_task(ctx, a[1])
-        ctx:list(ctx:check(t:pids()), { { title = "PID", key = "pid" } }, "pid")
+        ctx:list(ctx:check(t:pids()), { { title = "PID", key = "pid" }, { title = "COMMAND", key = "command" } }, "pid")
       end,
     },
     {
