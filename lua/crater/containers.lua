@@ -290,11 +290,8 @@ function Containers:create(id, opts)
     image_config = info.config
     rec.snapshotter = opts.snapshotter or os.getenv("CRATER_SNAPSHOTTER") or
       require("crater.snapshotters").default(self.client.root, nil, self.client:policies())
-    local reg = require("crater.snapshotters")
-    if not reg.exists(rec.snapshotter) then
-      return nil, "container " .. id .. ": unknown snapshotter " .. tostring(rec.snapshotter) ..
-        " (have: " .. table.concat(reg.names(), ", ") .. ")", "invalid_argument"
-    end
+    local unknown = require("crater.snapshotters").unknown(rec.snapshotter)
+    if unknown then return nil, "container " .. id .. ": " .. unknown, "invalid_argument" end
     snap = opts.snapshot or { new = id }
     rec.snapshot_key = snap.new or snap.view
     -- fail before making the snapshot when the id is taken

@@ -141,7 +141,7 @@ function M.new(client, name)
   elseif registry.get(name) then
     inst, err, kind = lua_instance(registry.get(name), client.root)
   else
-    error("snapshots: unknown snapshotter " .. name .. " (have: " .. table.concat(registry.names(), ", ") .. ")", 3)
+    error("snapshots: " .. registry.unknown(name), 3)
   end
   return setmetatable({ client = client, ns = client.ns, name = name, inst = inst,
     open_err = err, open_kind = kind, builtin = registry.is_builtin(name) }, Snapshots)

@@ -80,6 +80,13 @@ end
 --- True when name is registered (built-in or Lua).
 function M.exists(name) return builtin[name] == true or registry[name] ~= nil end
 
+--- nil for a known snapshotter name, else "unknown snapshotter NAME (have:
+--- ...)": the one message every caller gives.
+function M.unknown(name)
+  if M.exists(name) then return nil end
+  return "unknown snapshotter " .. tostring(name) .. " (have: " .. table.concat(M.names(), ", ") .. ")"
+end
+
 --- Whether overlayfs works under root (probe once per root, cached).
 ---@return boolean ok, string? why
 function M.overlay_supported(root)
@@ -102,9 +109,8 @@ end
 function M.select(opts)
   opts = opts or {}
   if opts.override and opts.override ~= "" then
-    if not M.exists(opts.override) then
-      error("unknown snapshotter " .. opts.override .. " (have: " .. table.concat(M.names(), ", ") .. ")", 2)
-    end
+    local unknown = M.unknown(opts.override)
+    if unknown then error(unknown, 2) end
     return opts.override, "override"
   end
   local cfg = opts.config or {}

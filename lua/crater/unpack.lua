@@ -38,10 +38,8 @@ function M.select(client, opts)
   opts = opts or {}
   local registry = require "crater.snapshotters"
   if opts.snapshotter and opts.snapshotter ~= "" then
-    if not registry.exists(opts.snapshotter) then
-      return nil, "unknown snapshotter " .. opts.snapshotter .. " (have: " .. table.concat(registry.names(), ", ") .. ")",
-        "invalid_argument"
-    end
+    local unknown = registry.unknown(opts.snapshotter)
+    if unknown then return nil, unknown, "invalid_argument" end
     return (registry.select { root = client.root, config = opts.config, override = opts.snapshotter })
   end
   -- select{}, honouring CRATER_SNAPSHOTTER and the snapshotter.select hook
