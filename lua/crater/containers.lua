@@ -270,18 +270,13 @@ function Containers:create(id, opts)
   opts = opts or {}
   if type(opts) ~= "table" then error("containers:create: opts must be a table", 2) end
   if opts.image and opts.rootfs then error("containers:create: image and rootfs are exclusive", 2) end
-  if opts.rootfs and opts.rootfs:sub(1, 1) ~= "/" then
-    -- recorded, and used by the runtime from the bundle: absolute
-    local o = {}
-    for k, v in pairs(opts) do o[k] = v end
-    o.rootfs = (os.getenv("PWD") or ".") .. "/" .. opts.rootfs
-    opts = o
-  end
+  -- recorded, and used by the runtime from the bundle: absolute
+  local rootfs = require("crater.util").abs_path(opts.rootfs)
   local rec = {
     id = id, runtime = opts.runtime or M.default_runtime(), runtime_options = opts.runtime_options,
     labels = opts.labels or {}, extensions = opts.extensions or {},
   }
-  local ctx = { id = id, namespace = self.ns, rootfs = opts.rootfs }
+  local ctx = { id = id, namespace = self.ns, rootfs = rootfs }
   local image_config, snap, made
   if opts.image then
     local info, err, kind = M.image_info(self.client, opts.image)
@@ -303,7 +298,7 @@ function Containers:create(id, opts)
     ok, e2, k2 = make_snapshot(self.client, rec.snapshotter, snap, info.chain_id, id)
     if not ok then return nil, "container " .. id .. ": snapshot: " .. tostring(e2), k2 end
     made = e2
-  elseif not opts.rootfs then
+  elseif not rootfs then
     return nil, "container " .. id .. ": needs an image or a rootfs", "invalid_argument"
   end
   local spec = opts.spec
@@ -319,7 +314,7 @@ function Containers:create(id, opts)
     end
     spec = built
   end
-  if opts.rootfs then spec.root.path = opts.rootfs end
+  if rootfs then spec.root.path = rootfs end
   if snap and snap.view then spec.root.readonly = true end
   rec.spec = spec
   -- admission: policies may deny, or amend the spec, labels and runtime

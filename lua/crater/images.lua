@@ -296,7 +296,7 @@ function Images:unmount(dir, opts)
   opts = opts or {}
   local registry = require "crater.snapshotters"
   local names = opts.snapshotter and { opts.snapshotter } or registry.names()
-  local abs = dir:sub(1, 1) == "/" and dir or ((os.getenv("PWD") or ".") .. "/" .. dir)
+  local abs = require("crater.util").abs_path(dir)
   local filter = 'labels."crater.io/mount-target"=="' .. abs:gsub('[\\"]', '\\%0') .. '"'
   for _, n in ipairs(names) do
     local sn = self.client:snapshots(n)

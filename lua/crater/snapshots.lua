@@ -315,11 +315,7 @@ end
 
 local VIEW_LABEL = "crater.io/mount-target"
 
-local function abspath(p)
-  if p:sub(1, 1) == "/" then return p end
-  local pwd = os.getenv("PWD") or "."
-  return pwd .. "/" .. p
-end
+local abspath = require("crater.util").abs_path
 
 --- Mounts a read-only view of committed snapshot `parent` (an image's
 --- chain id, or any committed key) at dir: creates view "mount:<dir>"

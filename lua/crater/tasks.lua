@@ -111,7 +111,7 @@ function M.runtime_path(name)
   if name:find("/", 1, true) then
     -- a path: it must be there (the shim execs it from the task dir, so a
     -- relative one is made absolute here)
-    if name:sub(1, 1) ~= "/" then name = (os.getenv("PWD") or ".") .. "/" .. name end
+    name = require("crater.util").abs_path(name)
     return core.executable(name) and name or nil
   end
   if name == "crater" or name == "crater-runtime" then
@@ -315,8 +315,7 @@ local function shim_plan(client, ns, id, runtime, opts, spec_tty, dir)
   local argv = { shim, "--dir", dir, "--id", id, "--runtime", rt, "--runtime-root", rroot, "--stdio", mode }
   if mode == "log" then
     -- relative to the caller, not to the task dir the shim works in
-    local log = opts.log
-    if log and log:sub(1, 1) ~= "/" then log = (os.getenv("PWD") or ".") .. "/" .. log end
+    local log = require("crater.util").abs_path(opts.log)
     argv[#argv + 1] = "--log"; argv[#argv + 1] = log or (dir .. "/log.json")
     argv[#argv + 1] = "--log-format"; argv[#argv + 1] = opts.log_format or "json"
   end

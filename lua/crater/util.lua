@@ -1,6 +1,16 @@
 --- crater.util: small helpers shared by the Lua half (no policy here).
 local M = {}
 
+--- path made absolute against the working directory ($PWD): paths given by
+--- a user end up with the shim and the runtime, which work in the task
+--- dir.  nil and absolute paths come back as they are.
+---@param path string|nil
+---@return string|nil
+function M.abs_path(path)
+  if path == nil or path:sub(1, 1) == "/" then return path end
+  return (os.getenv("PWD") or ".") .. "/" .. path
+end
+
 --- Returns the keys of t, sorted.
 ---@param t table
 ---@return string[]

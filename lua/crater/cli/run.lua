@@ -38,12 +38,7 @@ M.spec_flags = {
   { name = "label", short = "l", type = "list", arg = "K=V", help = "container label" },
 }
 
--- A path from the command line, absolute (the shim and the runtime work
--- in the task dir, so a relative one would land there).
-function M.abs_path(path)
-  if path == nil or path:sub(1, 1) == "/" then return path end
-  return (os.getenv("PWD") or ".") .. "/" .. path
-end
+local abs_path = require("crater.util").abs_path
 
 local function parse_mount(s)
   local m = {}
@@ -60,7 +55,7 @@ local function parse_mount(s)
     elseif k == "size" then m.size = v
     else require("crater.cli.args").usage_error("--mount: unknown key %q", k) end
   end
-  if (m.type or "bind") == "bind" or m.type == "rbind" then m.source = M.abs_path(m.source) end
+  if (m.type or "bind") == "bind" or m.type == "rbind" then m.source = abs_path(m.source) end
   return m
 end
 
@@ -241,8 +236,8 @@ function M.create_container(ctx, a, flags)
   if flags.rootfs and #args == 0 then args = { "sh" } end
   local labels = flags.label and require("crater.util").parse_labels(flags.label) or nil
   local runtime = flags.runtime
-  if runtime and runtime:find("/", 1, true) and runtime:sub(1, 1) ~= "/" then
-    runtime = (os.getenv("PWD") or ".") .. "/" .. runtime -- recorded: later commands run elsewhere
+  if runtime and runtime:find("/", 1, true) then
+    runtime = abs_path(runtime) -- recorded: later commands run elsewhere
   end
   local ctr = ctx:check(cs:create(id, {
     image = image, rootfs = flags.rootfs, args = (not flags.rootfs) and args or nil,
@@ -301,7 +296,7 @@ M.command = {
     if flags.tty and flags.interactive and not flags.detach then M.need_terminal("-t -i", "drop -t to pipe input") end
     -- created and started in one runtime call, except with a terminal:
     -- there the client attaches (raw mode, window size) before the start
-    local topts = { stdio = stdio, log = M.abs_path(flags.log), tty = flags.tty and true or false,
+    local topts = { stdio = stdio, log = abs_path(flags.log), tty = flags.tty and true or false,
       stdin = flags.interactive and true or false, start = not flags.tty, transient = flags.rm and true or false }
     -- the task's shim (and runtime) start first, while the container is
     -- created: new_task adopts them
