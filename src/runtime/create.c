@@ -338,9 +338,6 @@ static void __attribute__((noreturn)) init_main(create_ctx_t *c)
     _exit(127);
   }
   json_decref(st);
-  sigset_t none;
-  sigemptyset(&none);
-  sigprocmask(SIG_SETMASK, &none, NULL);
   crater__process_exec(json_object_get(c->config, "process"),
                        crater__jpath(c->config, "linux.seccomp"), exe, c->o->preserve_fds, &err);
   crater__rt_log("error", "container %s: %s", c->o->id, err ? err->msg : "exec failed");

@@ -68,9 +68,6 @@ stage2(json_t *process, json_t *seccomp, int sync, int console_fd, int preserve,
   cleanup_free char *exe = crater__process_lookup(process, err);
   if (exe == NULL)
     return -1;
-  sigset_t none;
-  sigemptyset(&none);
-  sigprocmask(SIG_SETMASK, &none, NULL);
   return crater__process_exec(process, seccomp, exe, preserve, err);
 }
 
