@@ -266,6 +266,16 @@ crater__str_has_prefix(const char *s, const char *prefix)
   return strncmp(s, prefix, strlen(prefix)) == 0;
 }
 
+bool
+crater__is_executable(const char *path, struct stat *st)
+{
+  if (stat(path, st) < 0) {
+    st->st_mode = 0;
+    return false;
+  }
+  return S_ISREG(st->st_mode) && access(path, X_OK) == 0;
+}
+
 char *
 crater__proc_stat_fields(pid_t pid, char *buf, size_t size)
 {

@@ -8,12 +8,16 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include "common/error.h"
 
 /* Creates path and its missing parents with mode (like mkdir -p). */
 int crater__mkdir_p(const char *path, mode_t mode, crater_error_t *err);
+/* Whether path is a regular file this process may execute.  st gets its
+ * stat (st_mode 0, errno set, when there is nothing there). */
+bool crater__is_executable(const char *path, struct stat *st);
 /* Reads /proc/PID/stat into buf and returns its fields after the command
  * name (from field 3, the state), or NULL when there is no such process. */
 char *crater__proc_stat_fields(pid_t pid, char *buf, size_t size);

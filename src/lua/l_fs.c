@@ -125,7 +125,7 @@ static bool
 is_executable(const char *path)
 {
   struct stat st;
-  return stat(path, &st) == 0 && S_ISREG(st.st_mode) && access(path, X_OK) == 0;
+  return crater__is_executable(path, &st);
 }
 
 /* core.executable(path) -> bool (a regular file we may execute) */

@@ -126,12 +126,10 @@ crater__process_lookup(json_t *process, crater_error_t *err)
   if (strchr(a0, '/')) {
     /* refused at create, as runc does, rather than by execve after start:
      * missing, not a regular file, or not executable */
-    if (stat(a0, &st) < 0) {
-      crater_error_sys(err, errno, "exec: %s", a0);
-      return NULL;
-    }
-    if (!S_ISREG(st.st_mode) || access(a0, X_OK) < 0) {
-      crater_error_sys(err, EACCES, "exec: %s%s", a0, S_ISDIR(st.st_mode) ? " (a directory)" : "");
+    if (!crater__is_executable(a0, &st)) {
+      /* st_mode 0: nothing there (errno says why) */
+      crater_error_sys(err, st.st_mode == 0 ? errno : EACCES, "exec: %s%s", a0,
+                       S_ISDIR(st.st_mode) ? " (a directory)" : "");
       return NULL;
     }
     return xstrdup(a0);
@@ -141,7 +139,7 @@ crater__process_lookup(json_t *process, crater_error_t *err)
   char *save = NULL;
   for (char *d = strtok_r(dup, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
     char *c = xasprintf("%s/%s", *d ? d : ".", a0);
-    if (stat(c, &st) == 0 && S_ISREG(st.st_mode) && access(c, X_OK) == 0)
+    if (crater__is_executable(c, &st))
       return c;
     free(c);
   }
