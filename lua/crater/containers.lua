@@ -150,34 +150,31 @@ end
 -- making a container's snapshot, so that `crater check` can tell a
 -- snapshot whose creator died before the container row existed from one
 -- still being made.
-local function creator_id()
-  local f = io.open("/proc/self/stat", "rb")
-  local stat = f and f:read("*a") or ""
-  if f then f:close() end
-  local fields = stat:match("%) (.*)$") or ""
-  local n, start = 2, nil
-  for v in fields:gmatch("%S+") do
+-- Start time of process pid ("self" too): field 22 of /proc/PID/stat,
+-- counted after the command name, which may hold anything.  nil when the
+-- process is gone.
+local function start_time(pid)
+  local f = io.open("/proc/" .. pid .. "/stat", "rb")
+  if not f then return nil end
+  local stat = f:read("*a") or ""
+  f:close()
+  local n = 2
+  for v in (stat:match("%) (.*)$") or ""):gmatch("%S+") do
     n = n + 1
-    if n == 22 then start = v; break end
+    if n == 22 then return v end
   end
-  return tostring(require("crater.core").getpid()) .. ":" .. tostring(start or "?")
+  return nil
+end
+
+local function creator_id()
+  return tostring(require("crater.core").getpid()) .. ":" .. tostring(start_time("self") or "?")
 end
 M.creator_id = creator_id
 
 -- Whether the process a creator label names ("pid:starttime") still runs.
 local function creator_alive(label)
   local pid, start = tostring(label):match("^(%d+):(%d+)$")
-  if not pid then return false end
-  local f = io.open("/proc/" .. pid .. "/stat", "rb")
-  if not f then return false end
-  local stat = f:read("*a") or ""
-  f:close()
-  local n = 2
-  for v in (stat:match("%) (.*)$") or ""):gmatch("%S+") do
-    n = n + 1
-    if n == 22 then return v == start end
-  end
-  return false
+  return pid ~= nil and start_time(pid) == start
 end
 
 --- Snapshots made for a container that was never recorded: the process
