@@ -115,6 +115,12 @@ function M.env_list(list)
   return out
 end
 
+--- The stdio of a task started with -d: --log's file, --null-io's nothing,
+--- else FIFOs a later `task attach` connects to.
+function M.detached_stdio(flags)
+  return (flags.log and "log") or (flags["null-io"] and "null") or "attach"
+end
+
 --- A terminal forwarded from our stdin needs a terminal there (docker:
 --- "the input device is not a TTY"): piped input would reach a pty whose
 --- line discipline turns the final ^D into nothing once the program
@@ -287,7 +293,7 @@ M.command = {
     "  crater run -d --log /tmp/c2.log busybox c2 sleep 100\n  crater run -d -t -i busybox c3 sh; crater task attach c3",
   run = function(ctx, a, flags)
     local stdio = "inherit"
-    if flags.detach then stdio = (flags.log and "log") or (flags["null-io"] and "null") or "attach" end
+    if flags.detach then stdio = M.detached_stdio(flags) end
     if (flags.log or flags["null-io"]) and not flags.detach then
       require("crater.cli.args").usage_error("--log and --null-io go with -d")
     end

@@ -58,7 +58,7 @@ return {
         local t = ctr:task()
         if not t or t:status().status == "stopped" then
           if t then t:delete() end
-          local stdio = flags.detach and ((flags.log and "log") or (flags["null-io"] and "null") or "attach") or "inherit"
+          local stdio = flags.detach and run.detached_stdio(flags) or "inherit"
           t = ctx:check(ctr:new_task { stdio = stdio, log = require("crater.util").abs_path(flags.log),
             stdin = flags.interactive and true or false })
         end
