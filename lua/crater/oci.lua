@@ -315,6 +315,11 @@ end
 -- the largest uid or gid: (uid_t) -1 means "no change" to the kernel
 local MAX_ID = 4294967294
 
+-- A numeric user or group id beyond MAX_ID (a name is never).
+local function id_out_of_range(s)
+  return s:match("^%d+$") ~= nil and tonumber(s) > MAX_ID
+end
+
 --- Resolves "user", "uid", "user:group", "uid:gid" against rootfs into
 --- {uid, gid, additionalGids}.  nil, msg, "not_found" when a name is unknown.
 function M.resolve_user(rootfs, spec_user)
@@ -322,7 +327,7 @@ function M.resolve_user(rootfs, spec_user)
   if not u then u = spec_user end
   local uid, gid, name
   for _, id in ipairs { u, g or "" } do
-    if id:match("^%d+$") and tonumber(id) > MAX_ID then
+    if id_out_of_range(id) then
       return nil, "user " .. spec_user .. ": id " .. id .. " out of range", "invalid_argument"
     end
   end
@@ -416,7 +421,7 @@ function M.with_user(user)
   end
   check(type(user) == "string" and user ~= "", "with_user: expected a user string or table")
   for part in (user .. ":"):gmatch("([^:]*):") do
-    check(not part:match("^%d+$") or tonumber(part) <= MAX_ID, "with_user: id " .. part .. " out of range")
+    check(not id_out_of_range(part), "with_user: id " .. part .. " out of range")
   end
   return function(s, ctx)
     local r = M.resolve_user(ctx.rootfs, user)
