@@ -131,20 +131,23 @@ function M.need_terminal(what, instead)
   end
 end
 
+--- The spec option builder(arg, or value) makes for flag.  The builders
+--- check their arguments and raise on bad ones (the Lua API's way); from
+--- the command line those are the user's values, so a usage error naming
+--- the flag, not an internal error.
+function M.option(flag, value, builder, arg)
+  local ok, r = pcall(builder, arg == nil and value or arg)
+  if not ok then
+    local why = tostring(r):gsub("^[^:]*:%d+: ", ""):gsub("^[%w_]+: ", "")
+    require("crater.cli.args").usage_error("%s %s: %s", flag, tostring(value), why)
+  end
+  return r
+end
+
 --- Builds the list of spec options from flags.
 function M.spec_opts(flags, args)
   local o = {}
-  -- the builders check their arguments and raise on bad ones (the Lua
-  -- API's way); from the command line those are the user's values, so a
-  -- usage error naming the flag, not an internal error
-  local function add(flag, value, builder, arg)
-    local ok, r = pcall(builder, arg == nil and value or arg)
-    if not ok then
-      local why = tostring(r):gsub("^[^:]*:%d+: ", ""):gsub("^[%w_]+: ", "")
-      require("crater.cli.args").usage_error("%s %s: %s", flag, tostring(value), why)
-    end
-    o[#o + 1] = r
-  end
+  local function add(flag, value, builder, arg) o[#o + 1] = M.option(flag, value, builder, arg) end
   if args and #args > 0 then o[#o + 1] = oci.with_process_args(args) end
   local env = {}
   for _, path in ipairs(flags["env-file"] or {}) do

@@ -129,16 +129,11 @@ return {
         proc.args = a
         proc.terminal = flags.tty and true or false
         proc.env = proc.env or {}
+        -- checked and applied as run's (K=V replaces the container's K)
         if flags.env then
-          -- as run's: K=V replaces the container's K
-          local ok, apply = pcall(oci.with_env, run.env_list(flags.env))
-          if not ok then args.usage_error("--env %s: entries must be K=V", table.concat(flags.env, " ")) end
-          apply { process = proc }
+          run.option("--env", table.concat(flags.env, " "), oci.with_env, run.env_list(flags.env)) { process = proc }
         end
-        if flags.cwd then
-          if flags.cwd:sub(1, 1) ~= "/" then args.usage_error("--cwd %s: expected an absolute path", flags.cwd) end
-          proc.cwd = flags.cwd
-        end
+        if flags.cwd then run.option("--cwd", flags.cwd, oci.with_cwd) { process = proc } end
         -- a name through the running container's own /etc/passwd and
         -- /etc/group; without -u, the container's user (a name in the spec
         -- is resolved the same way, by Task:exec)
