@@ -60,7 +60,16 @@ function M.open(opts)
   if type(opts) ~= "table" then error("crater.open: expected a table of options", 2) end
   local root = opts.root or os.getenv("CRATER_ROOT") or M.DEFAULT_ROOT
   local ns = opts.namespace or os.getenv("CRATER_NAMESPACE") or M.DEFAULT_NAMESPACE
-  local backend, err, kind = core.open(root)
+  local backend, err, kind
+  -- a `crater daemon` worker opened its root before the command came
+  -- (lua/crater/cli/daemon.lua): the first open of that root takes it
+  local warm = M._warm
+  if warm and warm.root == require("crater.util").abs_path(root) then
+    M._warm = nil
+    backend = warm.backend
+  else
+    backend, err, kind = core.open(root)
+  end
   if not backend then return nil, err, kind end
   if opts.policies ~= nil and getmetatable(opts.policies) ~= require("crater.policy").Host then
     error("crater.open: policies must be a crater.policy host", 2)

@@ -24,6 +24,7 @@ static const struct {
   { "digest", crater__lua_open_digest },     { "task", crater__lua_open_task },
   { "archive", crater__lua_open_archive },   { "snapshot", crater__lua_open_snapshot },
   { "transfer", crater__lua_open_transfer }, { "fetch", crater__lua_open_fetch },
+  { "daemon", crater__lua_open_daemon },
 };
 
 int

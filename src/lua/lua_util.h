@@ -71,6 +71,7 @@ void crater__lua_open_archive(lua_State *L);
 void crater__lua_open_snapshot(lua_State *L);
 void crater__lua_open_transfer(lua_State *L);
 void crater__lua_open_fetch(lua_State *L);
+void crater__lua_open_daemon(lua_State *L);
 /* Store behind a crater.store userdata at idx; raises when idx is not one
  * or the store is closed (l_store.c).  The userdata keeps ownership. */
 struct crater_store_s;

@@ -780,4 +780,28 @@ function TaskIO:run(opts) end
 --- Idempotent; also run by __gc.
 function TaskIO:close() end
 
+--- Binds and listens on the daemon socket at path (mode 0600); a socket
+--- file nobody answers on is replaced, one a daemon serves is refused
+--- ("already_exists").  src/daemon/server.h.
+---@param path string
+---@return integer|nil fd, string? err, string? kind
+function core.daemon_listen(path) end
+
+--- The daemon's loop: keeps `workers` warm workers forked, replaces each one
+--- that takes a command.  Returns "worker" in each worker, "stopped" in the
+--- daemon after SIGTERM or SIGINT (SIGHUP replaces the idle workers).
+---@param fd integer
+---@param path string
+---@param workers? integer
+---@return "worker"|"stopped"|nil role, string? err, string? kind
+function core.daemon_serve(fd, path, workers) end
+
+--- In a worker: waits for one command from the `crater` front end and
+--- becomes its process (stdio, working directory, environment, umask).
+--- Returns its arguments (without argv[0]), or nil when the client must run
+--- it itself (another build, not root) or the request is broken.
+---@param fd integer
+---@return string[]|nil argv, string? err, string? kind
+function core.daemon_accept(fd) end
+
 return core

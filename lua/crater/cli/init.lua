@@ -19,7 +19,7 @@ M.EXIT_OK, M.EXIT_ERROR, M.EXIT_USAGE = 0, 1, 2
 --- build is left out of help.
 M.groups = {
   "namespace", "content", "image", "pull", "push", "snapshot", "container",
-  "task", "run", "lease", "gc", "check", "policy", "repl", "version",
+  "task", "run", "lease", "gc", "check", "policy", "repl", "daemon", "version",
 }
 
 M.global_flags = {

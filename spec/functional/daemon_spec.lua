@@ -1,0 +1,234 @@
+-- crater daemon: commands handed by the `crater` front end to warm workers
+-- behave as the embedded ones (stdio, exit codes, working directory,
+-- environment, signals, terminal), a killed client takes its command with
+-- it, and crater runs commands itself when no daemon answers.  Real
+-- containers, as root.
+local proc = require "support.proc"
+local R = require "functional.run_spec"
+
+local q = proc.quote
+local BUILD = os.getenv("CRATER_BUILD") or "build"
+local PTYRUN = (os.getenv("CRATER_SRC") or ".") .. "/spec/support/ptyrun.py"
+local is_root = proc.run("id -u").stdout:match("^0") ~= nil
+if not is_root then
+  describe("crater daemon", function() pending("needs root (real containers, a root-only socket)") end)
+  return
+end
+
+local function wait_until(fn, secs)
+  for _ = 1, (secs or 5) * 20 do
+    if fn() then return true end
+    proc.sleep(0.05)
+  end
+  return false
+end
+
+local function children(pid)
+  local out = {}
+  for c in proc.run("pgrep -P " .. pid).stdout:gmatch("%d+") do out[#out + 1] = tonumber(c) end
+  table.sort(out)
+  return out
+end
+
+describe("crater daemon", function()
+  local env, daemon, sock
+
+  local function start_daemon(extra)
+    local log = env.dir .. "/daemon.log"
+    local pid = tonumber(proc.check(env:cmd { "daemon" } .. " " .. (extra or "") ..
+      " </dev/null >>" .. q(log) .. " 2>&1 & echo $!"):match("%d+"))
+    assert.is_true(wait_until(function() return proc.run("test -S " .. q(sock)).ok end), proc.read_file(log))
+    -- its workers are up once it has forked them
+    wait_until(function() return #children(pid) >= 2 end)
+    return pid
+  end
+
+  local function stop_daemon(pid, sig)
+    if pid and proc.alive(pid) then
+      proc.run("kill -" .. (sig or "TERM") .. " " .. pid)
+      wait_until(function() return not proc.alive(pid) end)
+    end
+  end
+
+  -- the daemon that served `crater version` (its pid), or nil when crater
+  -- ran it itself
+  local function served_by(opts)
+    return tonumber(env:crater({ "version" }, opts).stdout:match("served by crater daemon (%d+)"))
+  end
+
+  -- the worker serving a command whose client runs in env.dir (a worker
+  -- takes its client's working directory)
+  local function busy_worker()
+    for _, c in ipairs(children(daemon)) do
+      if proc.run("readlink /proc/" .. c .. "/cwd").stdout == env.dir .. "\n" then return c end
+    end
+    return nil
+  end
+
+  -- starts `crater ARGS` in the background in env.dir, its exit status to
+  -- NAME.rc and stderr to NAME.err; returns the worker serving it
+  local function background(name, args)
+    local out = env.dir .. "/" .. name
+    proc.run("cd " .. q(env.dir) .. " && ( " .. env:cmd(args) .. " >/dev/null 2>" .. q(out .. ".err") ..
+      "; echo $? >" .. q(out .. ".rc") .. " ) &")
+    local worker
+    assert.is_true(wait_until(function() worker = busy_worker(); return worker ~= nil end))
+    return worker, out
+  end
+
+  before_each(function()
+    env = R.env("crater")
+    sock = env.root .. "/run/crater.sock"
+    daemon = start_daemon()
+  end)
+  after_each(function()
+    stop_daemon(daemon)
+    env:cleanup()
+  end)
+
+  it("serves commands from its workers through a root-only socket", function()
+    local st = proc.check("stat -c '%a %U %F' " .. q(sock))
+    assert.are.equal("600 root socket\n", st)
+    assert.are.equal(daemon, served_by())
+    assert.is_nil(served_by { env = { CRATER_NO_DAEMON = "1" } })
+    local r = env:crater { "run", "-d", "--rootfs", env.rootfs, "c1", "sleep", "30" }
+    assert.are.equal(0, r.code, r.stderr)
+    assert.are.equal("c1\n", r.stdout)
+    assert.matches("c1%s+%d+%s+RUNNING", env:crater({ "task", "ls" }).stdout)
+    env:crater { "task", "kill", "-s", "KILL", "c1" }
+    assert.are.equal(137, env:crater({ "task", "wait", "c1" }).code)
+    assert.are.equal(0, env:crater({ "container", "rm", "c1" }).code)
+  end)
+
+  it("gives the command the client's stdio, exit code, directory and environment", function()
+    local r = env:run("io", {}, { "sh", "-c", "echo out; echo err >&2; exit 42" })
+    assert.are.equal(42, r.code)
+    assert.are.equal("out\n", r.stdout)
+    assert.are.equal("err\n", r.stderr)
+    r = env:run("in", { "-i" }, { "sh", "-c", "wc -c; cat" }, { stdin = ("x"):rep(100000) .. "tail" })
+    assert.are.equal(0, r.code, r.stderr)
+    assert.matches("^%s*100004\n$", r.stdout)
+    -- a relative --env-file and -e NAME are the client's
+    proc.write_file(env.dir .. "/vars.env", "FROM_FILE=1\n")
+    r = proc.run("cd " .. q(env.dir) .. " && " .. env:cmd { "run", "--rm", "--rootfs", env.rootfs, "--env-file",
+      "vars.env", "-e", "FROM_HOST", "envs", "sh", "-c", "echo $FROM_FILE $FROM_HOST" }, { env = { FROM_HOST = "h" } })
+    assert.are.equal(0, r.code, r.stderr)
+    assert.are.equal("1 h\n", r.stdout)
+    -- usage errors and their exit code
+    r = env:crater { "run", "--memory", "abc", "--rootfs", env.rootfs, "bad", "true" }
+    assert.are.equal(2, r.code)
+    assert.matches("%-%-memory", r.stderr)
+  end)
+
+  it("forwards the client's signals to the command", function()
+    local r = proc.run("( " .. env:cmd { "run", "--rm", "--rootfs", env.rootfs, "sig", "sh", "-c",
+      "trap 'echo got TERM; exit 3' TERM; echo ready; sleep 20 & wait" } .. " & p=$!; sleep 1; kill -TERM $p; wait $p )")
+    assert.are.equal(3, r.code, r.stderr)
+    assert.are.equal("ready\ngot TERM\n", r.stdout)
+  end)
+
+  it("runs a terminal session through a worker", function()
+    local r = proc.run("python3 " .. q(PTYRUN) .. " " .. env:cmd { "run", "--rm", "-t", "-i", "--rootfs", env.rootfs,
+      "tty1", "sh", "-c", "tty; read x; echo \"got $x\"; stty size; exit 5" })
+    assert.are.equal(5, r.code, r.stderr)
+    assert.matches("/dev/pts/%d+\n.*got hello\n33 101\n", r.stdout)
+  end)
+
+  it("ends the command of a killed client; its task survives", function()
+    local worker, out = background("k1", { "run", "--rootfs", env.rootfs, "k1", "sleep", "60" })
+    assert.is_true(wait_until(function() return env:crater({ "task", "ls", "-q" }).stdout:match("k1") ~= nil end))
+    -- the front end (its shell's command line says the same)
+    local client = tonumber(proc.check("for p in $(pgrep -f " .. q("rootfs " .. env.rootfs .. " k1 sleep") ..
+      "); do [ \"$(cat /proc/$p/comm)\" = crater ] && echo $p; done; true"):match("%d+"))
+    assert.are_not.equal(worker, client)
+    proc.run("kill -9 " .. client)
+    -- an embedded crater would have died with the client: so does the worker
+    assert.is_true(wait_until(function() return not proc.alive(worker) end))
+    assert.is_true(wait_until(function() return proc.read_file(out .. ".rc") ~= nil end))
+    assert.are.equal("137\n", proc.read_file(out .. ".rc"))
+    assert.matches("k1%s+%d+%s+RUNNING", env:crater({ "task", "ls" }).stdout)
+    env:crater { "task", "kill", "-s", "KILL", "k1" }
+    assert.are.equal(137, env:crater({ "task", "wait", "k1" }).code)
+  end)
+
+  it("passes on the death of a worker by a signal, or its loss", function()
+    -- the client's exit status, as its shell sees it, and its stderr
+    local function served(sig)
+      local id = "w" .. sig
+      local worker, out = background(id, { "run", "--rootfs", env.rootfs, id, "sleep", "60" })
+      proc.run("kill -" .. sig .. " " .. worker)
+      assert.is_true(wait_until(function() return proc.read_file(out .. ".rc") ~= nil end))
+      env:crater { "task", "kill", "-s", "KILL", id }
+      env:crater { "task", "rm", "-f", id }
+      env:crater { "container", "rm", id }
+      return proc.read_file(out .. ".rc"), proc.read_file(out .. ".err")
+    end
+    -- dying of a signal, the worker tells its client, which dies of it too
+    local rc = served("QUIT")
+    assert.are.equal("131\n", rc)
+    -- gone without a word (SIGKILL): the client says so
+    local err
+    rc, err = served("KILL")
+    assert.are.equal("1\n", rc)
+    assert.matches("without an exit status", err)
+  end)
+
+  it("lets crater run commands itself when no daemon answers", function()
+    -- stopped: the socket goes, commands run embedded
+    stop_daemon(daemon)
+    assert.is_false(proc.run("test -e " .. q(sock)).ok)
+    assert.is_nil(served_by())
+    local r = env:run("e1", {}, { "echo", "alone" })
+    assert.are.equal(0, r.code, r.stderr)
+    assert.are.equal("alone\n", r.stdout)
+    -- killed: the socket stays and nobody answers: crater runs embedded;
+    -- the idle workers went with the daemon
+    daemon = start_daemon()
+    local workers = children(daemon)
+    stop_daemon(daemon, "KILL")
+    assert.is_true(wait_until(function()
+      for _, w in ipairs(workers) do if proc.alive(w) then return false end end
+      return true
+    end))
+    assert.is_true(proc.run("test -S " .. q(sock)).ok)
+    assert.is_nil(served_by())
+    r = env:run("e2", {}, { "echo", "still" })
+    assert.are.equal("still\n", r.stdout)
+    -- a new daemon takes the socket over
+    daemon = start_daemon()
+    assert.are.equal(daemon, served_by())
+  end)
+
+  it("refuses a second daemon, and clients that are not root or of another build", function()
+    local r = env:crater { "daemon" }
+    assert.are.equal(1, r.code)
+    assert.matches("already serves", r.stderr)
+    -- the socket is root's: another user cannot even connect
+    r = proc.run("setpriv --reuid 65534 --regid 65534 --clear-groups python3 -c " ..
+      q("import socket; s = socket.socket(socket.AF_UNIX); s.connect('" .. sock .. "')"))
+    assert.are_not.equal(0, r.code)
+    assert.matches("Permission denied", r.stderr)
+    -- a front end whose crater-embedded is another file runs that one itself
+    local copy = env.dir .. "/crater-embedded"
+    proc.check("cp " .. q(BUILD .. "/bin/crater-embedded") .. " " .. q(copy))
+    assert.is_nil(served_by { env = { CRATER_EMBEDDED = copy } })
+    r = env:crater({ "version" }, { env = { CRATER_EMBEDDED = copy } })
+    assert.are.equal(0, r.code, r.stderr)
+  end)
+
+  it("replaces its idle workers on SIGHUP and lets a served command finish when stopped", function()
+    local before = children(daemon)
+    assert.are.equal(2, #before)
+    proc.run("kill -HUP " .. daemon)
+    assert.is_true(wait_until(function()
+      local now = children(daemon)
+      return #now == 2 and now[1] ~= before[1] and now[2] ~= before[2] and now[1] ~= before[2]
+    end))
+    local worker, out = background("late", { "run", "--rm", "--rootfs", env.rootfs, "late", "sleep", "1" })
+    stop_daemon(daemon)
+    assert.is_false(proc.alive(daemon))
+    assert.is_true(proc.alive(worker))
+    assert.is_true(wait_until(function() return proc.read_file(out .. ".rc") ~= nil end))
+    assert.are.equal("0\n", proc.read_file(out .. ".rc"))
+  end)
+end)

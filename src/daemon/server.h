@@ -1,0 +1,41 @@
+/*
+ * craterd's process model (docs/design/daemon.md): `crater daemon` binds
+ * the root-only socket, then keeps a few warm workers forked from itself,
+ * each already past the expensive part of a crater start (LuaJIT and the
+ * modules loaded, the store opened) and blocked in accept().  A worker takes
+ * one command from the `crater` front end (src/daemon/protocol.h), becomes
+ * that command's process (its stdio, working directory, environment and
+ * umask), runs it through the same CLI code as the embedded mode, reports
+ * the exit code and exits; the daemon forks a replacement as soon as a
+ * worker takes a connection.  So a command through the daemon behaves as
+ * the embedded one does, one process per command, and only its start-up
+ * is gone.
+ */
+#ifndef CRATER_DAEMON_SERVER_H
+#define CRATER_DAEMON_SERVER_H
+
+#include "common/error.h"
+
+/* Binds and listens on path, mode 0600.  A socket file nobody answers on is
+ * replaced; one a daemon answers on is "already_exists".  Returns the fd. */
+int crater__daemon_listen(const char *path, crater_error_t *err);
+
+/* The daemon's loop: keeps `workers` idle workers, forks a replacement for
+ * each that takes a connection, reaps children.  SIGTERM or SIGINT stop it
+ * (the socket is removed, idle workers are stopped, busy ones finish their
+ * command); SIGHUP replaces the idle workers (they reload the config).
+ * Returns 0 when stopped and 1 in a new worker (which goes on to
+ * crater__daemon_accept), or -1. */
+int crater__daemon_serve(int lfd, const char *path, int workers, crater_error_t *err);
+
+/* In a worker: waits for one command and takes over its stdio, working
+ * directory, environment and umask.  Returns its argv (NULL-terminated,
+ * argv[0] the front end's), or NULL: *err says why (a client of another
+ * build, which then runs the command itself, or a broken request). */
+char **crater__daemon_accept(int lfd, crater_error_t *err);
+
+/* In a worker that took a command: flushes stdio, lets go of the client's
+ * stdin, stdout and stderr and sends the exit code.  No-op elsewhere. */
+void crater__daemon_finish(int code);
+
+#endif

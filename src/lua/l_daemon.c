@@ -1,0 +1,77 @@
+/*
+ * crater.core daemon functions: what `crater daemon` (lua/crater/cli/
+ * daemon.lua) is made of (src/daemon/server.h, docs/design/daemon.md).
+ *
+ *   core.daemon_listen(path)              -> fd       (mode 0600; "already_exists" when served)
+ *   core.daemon_serve(fd, path, workers)  -> "stopped" | "worker"
+ *       The daemon's loop.  It returns "worker" in each warm worker it
+ *       forks (which warms up, then calls daemon_accept) and "stopped"
+ *       in the daemon after SIGTERM or SIGINT.
+ *   core.daemon_accept(fd)                -> argv     (the command's arguments, without argv[0])
+ *       In a worker: waits for one command and becomes its process
+ *       (stdio, working directory, environment, umask).  nil, msg, kind
+ *       when there is nothing to run (the client runs it embedded).
+ *
+ * The worker's exit code goes to its client from src/cli/main.c, after
+ * the Lua state is closed (crater__daemon_finish).
+ */
+#include <stdlib.h>
+
+#include "daemon/server.h"
+#include "lua/lua_util.h"
+
+static int
+l_daemon_listen(lua_State *L)
+{
+  const char *path = luaL_checkstring(L, 1);
+  crater_error_t err = NULL;
+  int fd = crater__daemon_listen(path, &err);
+  if (fd < 0)
+    return crater__lua_fail(L, &err);
+  lua_pushinteger(L, fd);
+  return 1;
+}
+
+static int
+l_daemon_serve(lua_State *L)
+{
+  int fd = (int) luaL_checkinteger(L, 1);
+  const char *path = luaL_checkstring(L, 2);
+  int workers = (int) luaL_optinteger(L, 3, 2);
+  crater_error_t err = NULL;
+  int r = crater__daemon_serve(fd, path, workers, &err);
+  if (r < 0)
+    return crater__lua_fail(L, &err);
+  lua_pushstring(L, r == 1 ? "worker" : "stopped");
+  return 1;
+}
+
+static int
+l_daemon_accept(lua_State *L)
+{
+  int fd = (int) luaL_checkinteger(L, 1);
+  crater_error_t err = NULL;
+  char **argv = crater__daemon_accept(fd, &err);
+  if (argv == NULL)
+    return crater__lua_fail(L, &err);
+  lua_newtable(L);
+  for (int i = 1; argv[i] != NULL; i++) {
+    lua_pushstring(L, argv[i]);
+    lua_rawseti(L, -2, i);
+  }
+  free(argv); /* the strings live in the request, kept for the process */
+  return 1;
+}
+
+static const luaL_Reg daemon_functions[] = {
+  { "daemon_listen", l_daemon_listen },
+  { "daemon_serve", l_daemon_serve },
+  { "daemon_accept", l_daemon_accept },
+  { NULL, NULL },
+};
+
+void
+crater__lua_open_daemon(lua_State *L)
+{
+  luaL_register(L, NULL, daemon_functions);
+}
