@@ -15,40 +15,13 @@ if not is_root then
   return
 end
 
-local function wait_until(fn, secs)
-  for _ = 1, (secs or 5) * 20 do
-    if fn() then return true end
-    proc.sleep(0.05)
-  end
-  return false
-end
-
-local function children(pid)
-  local out = {}
-  for c in proc.run("pgrep -P " .. pid).stdout:gmatch("%d+") do out[#out + 1] = tonumber(c) end
-  table.sort(out)
-  return out
-end
+local wait_until, children = R.wait_until, R.children
 
 describe("crater daemon", function()
   local env, daemon, sock
 
-  local function start_daemon(extra)
-    local log = env.dir .. "/daemon.log"
-    local pid = tonumber(proc.check(env:cmd { "daemon" } .. " " .. (extra or "") ..
-      " </dev/null >>" .. q(log) .. " 2>&1 & echo $!"):match("%d+"))
-    assert.is_true(wait_until(function() return proc.run("test -S " .. q(sock)).ok end), proc.read_file(log))
-    -- its workers are up once it has forked them
-    wait_until(function() return #children(pid) >= 2 end)
-    return pid
-  end
-
-  local function stop_daemon(pid, sig)
-    if pid and proc.alive(pid) then
-      proc.run("kill -" .. (sig or "TERM") .. " " .. pid)
-      wait_until(function() return not proc.alive(pid) end)
-    end
-  end
+  local function start_daemon() return env:start_daemon() end
+  local function stop_daemon(_, sig) env:stop_daemon(sig) end
 
   -- the daemon that served `crater version` (its pid), or nil when crater
   -- ran it itself

@@ -27,11 +27,58 @@ end
 local Env = {}
 Env.__index = Env
 
+--- A fresh root with a busybox rootfs.  With CRATER_SPEC_DAEMON=1 (the
+--- "@daemon" ctest runs) a `crater daemon` serves the root, so every
+--- command of the spec goes through a warm worker.
 function M.env(runtime)
   local dir = proc.check("mktemp -d /tmp/crt.XXXXXX"):gsub("%s+$", "")
   local e = setmetatable({ dir = dir, root = dir .. "/root", runtime = runtime }, Env)
   e.rootfs = M.make_rootfs(dir .. "/rootfs")
+  if os.getenv("CRATER_SPEC_DAEMON") == "1" then e:start_daemon() end
   return e
+end
+
+local function wait_until(fn, secs)
+  for _ = 1, (secs or 5) * 20 do
+    if fn() then return true end
+    proc.sleep(0.05)
+  end
+  return false
+end
+M.wait_until = wait_until
+
+--- Pids of pid's children, sorted.
+function M.children(pid)
+  local out = {}
+  for c in proc.run("pgrep -P " .. pid).stdout:gmatch("%d+") do out[#out + 1] = tonumber(c) end
+  table.sort(out)
+  return out
+end
+
+--- Starts `crater daemon` on this env's root (log: DIR/daemon.log) and
+--- waits for its socket and workers; returns its pid (also self.daemon).
+function Env:start_daemon(extra)
+  local log = self.dir .. "/daemon.log"
+  local pid = tonumber(proc.check(self:cmd { "daemon" } .. " " .. (extra or "") .. " </dev/null >>" .. q(log) ..
+    " 2>&1 & echo $!"):match("%d+"))
+  assert(wait_until(function() return proc.run("test -S " .. q(self.root .. "/run/crater.sock")).ok end),
+    "crater daemon did not start: " .. (proc.read_file(log) or ""))
+  wait_until(function() return #M.children(pid) >= 2 end)
+  -- and it serves this env's commands (`crater version` says who did)
+  local v = self:crater { "version" }
+  assert(v.stdout:match("served by crater daemon " .. pid .. " "), "not served by the daemon: " .. v.stdout .. v.stderr)
+  self.daemon = pid
+  return pid
+end
+
+--- Stops the env's daemon (SIGTERM, or sig) and waits for it to go.
+function Env:stop_daemon(sig)
+  local pid = self.daemon
+  if pid and proc.alive(pid) then
+    proc.run("kill -" .. (sig or "TERM") .. " " .. pid)
+    wait_until(function() return not proc.alive(pid) end)
+  end
+  self.daemon = nil
 end
 
 function Env:cmd(args)
@@ -59,6 +106,7 @@ end
 
 --- Kills every shim and container under this env, removes cgroups and dirs.
 function Env:cleanup()
+  self:stop_daemon()
   local state = self.root .. "/run"
   local list = proc.run("ls -1 " .. q(state .. "/tasks/default") .. " 2>/dev/null").stdout
   for id in list:gmatch("%S+") do
