@@ -172,6 +172,21 @@ describe("crater daemon", function()
     assert.are.equal(daemon, served_by())
   end)
 
+  it("runs a command itself when the daemon goes before a worker took it", function()
+    -- no worker accepts (stopped), so the request waits in the backlog
+    -- until the daemon stops: nothing of it ran, and crater runs it
+    local workers = children(daemon)
+    for _, w in ipairs(workers) do proc.run("kill -STOP " .. w) end
+    local out = env.dir .. "/backlog"
+    proc.run("( " .. env:cmd { "run", "--rm", "--rootfs", env.rootfs, "bl", "echo", "ran once" } .. " >" .. q(out) ..
+      " 2>&1; echo $? >>" .. q(out) .. " ) &")
+    proc.sleep(0.5)
+    assert.are.equal("", proc.read_file(out) or "")
+    stop_daemon(daemon) -- also kills the stopped workers
+    assert.is_true(wait_until(function() return (proc.read_file(out) or ""):match("\n%d+\n$") ~= nil end))
+    assert.are.equal("ran once\n0\n", proc.read_file(out))
+  end)
+
   it("refuses a second daemon, and clients that are not root or of another build", function()
     local r = env:crater { "daemon" }
     assert.are.equal(1, r.code)

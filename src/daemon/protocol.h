@@ -15,8 +15,11 @@
  *   "sig N\n"
  * Replies, worker -> front end, lines:
  *   "embedded\n"  this daemon runs another build: run the command yourself
+ *   "run\n"       the worker took the command over and runs it now
  *   "signal N\n"  the worker is dying of signal N (the front end re-raises)
  *   "exit N\n"    the command's exit code; the last line
+ * EOF before "run" means nothing of the command ran (a daemon stopping
+ * with the request in its backlog, say): the front end runs it itself.
  * EOF from the front end before "exit" means it died: the worker kills
  * itself, as an embedded crater would have died with it.
  */

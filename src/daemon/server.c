@@ -186,7 +186,7 @@ crater__daemon_serve(int lfd, const char *path, int workers, crater_error_t *err
       }
     } else if (si.ssi_signo == SIGHUP) {
       for (int i = 0; i < nidle; i++)
-        kill(idle[i], SIGTERM);
+        kill(idle[i], SIGKILL);
       nidle = 0; /* reaped above when they go; replaced now */
     } else {
       break; /* SIGTERM, SIGINT */
@@ -196,8 +196,10 @@ crater__daemon_serve(int lfd, const char *path, int workers, crater_error_t *err
   struct stat now;
   if (stat(path, &now) == 0 && now.st_ino == bound.st_ino && now.st_dev == bound.st_dev)
     unlink(path);
+  /* an idle worker holds nothing but a read-only store connection: KILL
+   * also ends one that was stopped, which TERM would leave us waiting on */
   for (int i = 0; i < nidle; i++)
-    kill(idle[i], SIGTERM);
+    kill(idle[i], SIGKILL);
   for (int i = 0; i < nidle; i++)
     waitpid(idle[i], NULL, 0);
   close(sfd);
@@ -480,6 +482,8 @@ crater__daemon_accept(int lfd, crater_error_t *err)
   sigemptyset(&sa.sa_mask);
   for (size_t i = 0; i < sizeof fatal_signals / sizeof fatal_signals[0]; i++)
     sigaction(fatal_signals[i], &sa, NULL);
+
+  say("run\n"); /* from here on, the command is ours */
 
   sigset_t all, old;
   sigfillset(&all);

@@ -245,7 +245,7 @@ forward(int fd, const char *embedded, int argc, char **argv)
 
   char line[64];
   size_t have = 0;
-  int died_of = 0;
+  int died_of = 0, taken = 0;
   for (;;) {
     ssize_t r = read(fd, line + have, sizeof line - 1 - have);
     if (r < 0 && errno == EINTR)
@@ -262,6 +262,8 @@ forward(int fd, const char *embedded, int argc, char **argv)
         return v;
       if (strcmp(line, "embedded") == 0)
         return -1;
+      if (strcmp(line, "run") == 0)
+        taken = 1;
       if (sscanf(line, "signal %d", &v) == 1)
         died_of = v;
       size_t rest = have - (size_t) (nl + 1 - line);
@@ -271,6 +273,8 @@ forward(int fd, const char *embedded, int argc, char **argv)
     if (have == sizeof line - 1)
       have = 0; /* not a line of ours: drop it */
   }
+  if (!taken)
+    return -1; /* gone before it took the command: nothing of it ran */
   if (died_of > 0) {
     signal(died_of, SIG_DFL);
     sigset_t one;
