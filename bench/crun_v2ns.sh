@@ -32,25 +32,26 @@ PY
   fi
   crun --root "$W/probe" run --bundle "$W/bundle" probe2 >/dev/null 2>&1 || { echo "crun still refuses: $(tail -1 "$W/err")" >&2; exit 1; }
 fi
+# times: bash's $EPOCHREALTIME, no fork (run.sh, measure)
 med() { sort -n | awk '{a[NR]=$1} END{m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf "%.1f", m/1000}'; }
 for rt in crun "$CRT"; do
   name=crun; [ "$rt" = crun ] || name=crater-runtime
   "$rt" --root "$W/$name" run --bundle "$W/bundle" warm >/dev/null 2>&1
   for i in $(seq "$N"); do
-    t0=$(date +%s%N)
+    t0=${EPOCHREALTIME/./}
     "$rt" --root "$W/$name" run --bundle "$W/bundle" "b$i" >/dev/null 2>&1
-    t1=$(date +%s%N)
-    echo $(( (t1 - t0) / 1000 ))
+    t1=${EPOCHREALTIME/./}
+    echo $(( t1 - t0 ))
   done | med | sed "s/^/$name /"
   echo
 done
 if [ -n "$CRATER" ]; then
   "$CRATER" --root "$ROOT" run --rm "$IMAGE" v2warm /bin/true >/dev/null 2>&1
   for i in $(seq "$N"); do
-    t0=$(date +%s%N)
+    t0=${EPOCHREALTIME/./}
     "$CRATER" --root "$ROOT" run --rm "$IMAGE" "v2b$i" /bin/true >/dev/null 2>&1
-    t1=$(date +%s%N)
-    echo $(( (t1 - t0) / 1000 ))
+    t1=${EPOCHREALTIME/./}
+    echo $(( t1 - t0 ))
   done | med | sed "s/^/crater-run /"
   echo
 fi
