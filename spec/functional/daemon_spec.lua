@@ -81,6 +81,11 @@ describe("crater daemon", function()
     r = env:run("in", { "-i" }, { "sh", "-c", "wc -c; cat" }, { stdin = ("x"):rep(100000) .. "tail" })
     assert.are.equal(0, r.code, r.stderr)
     assert.matches("^%s*100004\n$", r.stdout)
+    -- a closed stdin is an empty one (not the daemon's socket, which took
+    -- the free descriptor 0 and hung `cat` in the container)
+    r = proc.run("timeout -k 5 20 " .. env:cmd { "run", "--rm", "-i", "--rootfs", env.rootfs, "closed", "cat" } .. " <&-")
+    assert.are.equal(0, r.code, r.stderr)
+    assert.are.equal("", r.stdout)
     -- a relative --env-file and -e NAME are the client's
     proc.write_file(env.dir .. "/vars.env", "FROM_FILE=1\n")
     r = proc.run("cd " .. q(env.dir) .. " && " .. env:cmd { "run", "--rm", "--rootfs", env.rootfs, "--env-file",

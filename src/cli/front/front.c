@@ -217,15 +217,12 @@ forward(int fd, const char *embedded, int argc, char **argv)
     free(b.p);
     return -1;
   }
-  /* a closed stdio descriptor travels as /dev/null */
-  for (int i = 0; i < 3; i++) {
-    fds[i] = fcntl(i, F_GETFD) >= 0 ? i : open("/dev/null", O_RDWR | O_CLOEXEC);
-  }
+  for (int i = 0; i < 3; i++)
+    fds[i] = i;
   fds[3] = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (fds[3] < 0)
     fds[3] = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
-  int sent =
-      fds[0] >= 0 && fds[1] >= 0 && fds[2] >= 0 && fds[3] >= 0 ? send_request(fd, &b, fds) : -1;
+  int sent = fds[3] >= 0 ? send_request(fd, &b, fds) : -1;
   free(b.p);
   for (int i = 0; i < CRATER_CLI_NFDS; i++)
     if (fds[i] > 2)
@@ -291,6 +288,13 @@ forward(int fd, const char *embedded, int argc, char **argv)
 int
 main(int argc, char **argv)
 {
+  /* A closed stdin, stdout or stderr becomes /dev/null first: else the
+   * next descriptor opened takes its number (the daemon's socket would
+   * travel as the command's stdin, or crater-embedded's database be
+   * written to as its stdout). */
+  for (int i = 0; i < 3; i++)
+    if (fcntl(i, F_GETFD) < 0 && open("/dev/null", O_RDWR) != i)
+      return 125;
   char embedded[PATH_MAX];
   const char *env_bin = getenv("CRATER_EMBEDDED");
   if (env_bin != NULL && *env_bin != '\0') {
