@@ -25,13 +25,7 @@ local function cgroups_left(pattern)
     pattern .. " 2>/dev/null").stdout
 end
 
-local function wait_until(fn, secs)
-  for _ = 1, (secs or 5) * 20 do
-    if fn() then return true end
-    proc.sleep(0.05)
-  end
-  return false
-end
+local wait_until = R.wait_until
 
 -- Runs cmd on a fresh pty, types a line into its shell, prints what came
 -- back and "RC=<exit code>".

@@ -295,52 +295,43 @@ watch_client(void *arg)
 }
 
 /* Splits the payload's fields; NULL when it is not what protocol.h says. */
+/* Points out[0..n-1] at the next n fields from p; returns what follows
+ * them, or NULL when they run past end. */
+static char *
+take_fields(char *p, const char *end, long n, char **out)
+{
+  for (long i = 0; i < n; i++) {
+    if (p >= end)
+      return NULL;
+    out[i] = p;
+    p += strlen(p) + 1;
+  }
+  return p;
+}
+
 static char **
 parse_fields(char *p, size_t len, const char **ident, mode_t *mask, char ***envp)
 {
-  char *end = p + len, *f[3];
-  if (len == 0 || end[-1] != '\0')
+  char *end = p + len, *f[3], *c[1];
+  if (len == 0 || end[-1] != '\0' || (p = take_fields(p, end, 3, f)) == NULL)
     return NULL;
-  for (int i = 0; i < 3; i++) {
-    if (p >= end)
-      return NULL;
-    f[i] = p;
-    p += strlen(p) + 1;
-  }
   *ident = f[0];
   *mask = (mode_t) strtoul(f[1], NULL, 8) & 0777;
   long argc = strtol(f[2], NULL, 10);
   if (argc < 1 || argc > (long) len)
     return NULL;
-  char **argv = calloc((size_t) argc + 1, sizeof *argv);
-  if (argv == NULL)
-    return NULL;
-  for (long i = 0; i < argc; i++) {
-    if (p >= end)
-      goto bad;
-    argv[i] = p;
-    p += strlen(p) + 1;
-  }
-  if (p >= end)
+  char **argv = calloc((size_t) argc + 1, sizeof *argv), **env = NULL;
+  if (argv == NULL || (p = take_fields(p, end, argc, argv)) == NULL ||
+      (p = take_fields(p, end, 1, c)) == NULL)
     goto bad;
-  long envc = strtol(p, NULL, 10);
-  p += strlen(p) + 1;
-  if (envc < 0 || envc > (long) len)
+  long envc = strtol(c[0], NULL, 10);
+  if (envc < 0 || envc > (long) len || (env = calloc((size_t) envc + 1, sizeof *env)) == NULL ||
+      take_fields(p, end, envc, env) == NULL)
     goto bad;
-  char **env = calloc((size_t) envc + 1, sizeof *env);
-  if (env == NULL)
-    goto bad;
-  for (long i = 0; i < envc; i++) {
-    if (p >= end) {
-      free(env);
-      goto bad;
-    }
-    env[i] = p;
-    p += strlen(p) + 1;
-  }
   *envp = env;
   return argv;
 bad:
+  free(env);
   free(argv);
   return NULL;
 }
