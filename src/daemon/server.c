@@ -93,6 +93,19 @@ is_idle(const pid_t *idle, int n, pid_t pid)
   return 0;
 }
 
+/* Reads every "took a command" pid the workers wrote (a burst of clients
+ * can queue many) and drops them from the idle ones. */
+static void
+drain_taken(int fd, pid_t *idle, int *nidle)
+{
+  pid_t took[64];
+  ssize_t n;
+  while ((n = read(fd, took, sizeof took)) > 0) {
+    for (ssize_t i = 0; i < n / (ssize_t) sizeof(pid_t); i++)
+      remove_idle(idle, nidle, took[i]);
+  }
+}
+
 /* In a new worker, right after fork: a session of its own (no controlling
  * terminal: a command's terminal is its client's), default signals, and
  * death with the daemon while idle. */
@@ -119,7 +132,7 @@ crater__daemon_serve(int lfd, const char *path, int workers, crater_error_t *err
   if (stat(path, &bound) != 0)
     return crater_error_sys(err, errno, "stat %s", path);
   int np[2];
-  if (pipe2(np, O_CLOEXEC) != 0)
+  if (pipe2(np, O_CLOEXEC | O_NONBLOCK) != 0)
     return crater_error_sys(err, errno, "pipe");
   sigset_t set, old;
   sigemptyset(&set);
@@ -158,18 +171,17 @@ crater__daemon_serve(int lfd, const char *path, int workers, crater_error_t *err
     struct pollfd pf[2] = { { .fd = np[0], .events = POLLIN }, { .fd = sfd, .events = POLLIN } };
     if (poll(pf, 2, nidle < workers ? 1000 : -1) < 0 && errno != EINTR)
       break;
-    if (pf[0].revents & POLLIN) {
-      pid_t took[32];
-      ssize_t n = read(np[0], took, sizeof took);
-      for (ssize_t i = 0; i < n / (ssize_t) sizeof(pid_t); i++)
-        remove_idle(idle, &nidle, took[i]);
+    if (pf[0].revents & POLLIN)
       early = 0;
-    }
-    if (!(pf[1].revents & POLLIN))
+    if (!(pf[1].revents & POLLIN)) {
+      drain_taken(np[0], idle, &nidle);
       continue;
+    }
     struct signalfd_siginfo si;
     if (read(sfd, &si, sizeof si) != (ssize_t) sizeof si)
       continue;
+    /* every worker that took a command said so before it could exit */
+    drain_taken(np[0], idle, &nidle);
     if (si.ssi_signo == SIGCHLD) {
       int st;
       pid_t p;
