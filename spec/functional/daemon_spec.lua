@@ -151,7 +151,7 @@ describe("crater daemon", function()
     assert.matches("without an exit status", err)
   end)
 
-  it("lets crater run commands itself when no daemon answers", function()
+  it("lets crater run commands itself when no daemon answers; tasks outlive a killed daemon", function()
     -- stopped: the socket goes, commands run embedded
     stop_daemon(daemon)
     assert.is_false(proc.run("test -e " .. q(sock)).ok)
@@ -160,8 +160,11 @@ describe("crater daemon", function()
     assert.are.equal(0, r.code, r.stderr)
     assert.are.equal("alone\n", r.stdout)
     -- killed: the socket stays and nobody answers: crater runs embedded;
-    -- the idle workers went with the daemon
+    -- the idle workers went with the daemon, a task started through it
+    -- keeps running and is found and waited for without it
     daemon = start_daemon()
+    r = env:crater { "run", "-d", "--rootfs", env.rootfs, "kept", "sh", "-c", "sleep 1; exit 7" }
+    assert.are.equal(0, r.code, r.stderr)
     local workers = children(daemon)
     stop_daemon(daemon, "KILL")
     assert.is_true(wait_until(function()
@@ -172,6 +175,10 @@ describe("crater daemon", function()
     assert.is_nil(served_by())
     r = env:run("e2", {}, { "echo", "still" })
     assert.are.equal("still\n", r.stdout)
+    assert.matches("kept%s+%d+%s+RUNNING", env:crater({ "task", "ls" }).stdout)
+    assert.are.equal(7, env:crater({ "task", "wait", "kept" }).code)
+    assert.are.equal(0, env:crater({ "task", "rm", "kept" }).code)
+    assert.are.equal(0, env:crater({ "container", "rm", "kept" }).code)
     -- a new daemon takes the socket over
     daemon = start_daemon()
     assert.are.equal(daemon, served_by())
