@@ -3,6 +3,7 @@
 -- Every test cleans up (tasks, shims, runtime state, cgroups, dirs) in
 -- after_each, also when it fails half-way.
 local proc = require "support.proc"
+local daemon = require "support.daemon"
 
 local BIN = (os.getenv("CRATER_BUILD") or "build") .. "/bin/crater"
 local is_root = proc.run("id -u").stdout:match("^0") ~= nil
@@ -34,58 +35,19 @@ function M.env(runtime)
   local dir = proc.check("mktemp -d /tmp/crt.XXXXXX"):gsub("%s+$", "")
   local e = setmetatable({ dir = dir, root = dir .. "/root", runtime = runtime }, Env)
   e.rootfs = M.make_rootfs(dir .. "/rootfs")
-  if os.getenv("CRATER_SPEC_DAEMON") == "1" then e:start_daemon() end
+  if daemon.enabled then e:start_daemon() end
   return e
 end
 
-local function wait_until(fn, secs)
-  for _ = 1, (secs or 5) * 20 do
-    if fn() then return true end
-    proc.sleep(0.05)
-  end
-  return false
-end
-M.wait_until = wait_until
-
---- Pids of pid's children, sorted.
-function M.children(pid)
-  local out = {}
-  for c in proc.run("pgrep -P " .. pid).stdout:gmatch("%d+") do out[#out + 1] = tonumber(c) end
-  table.sort(out)
-  return out
-end
-
---- Starts `crater daemon` on this env's root (log: DIR/daemon.log) and
---- waits for its socket and workers; returns its pid (also self.daemon).
-function Env:start_daemon(extra)
-  local log = self.dir .. "/daemon.log"
-  local pid = tonumber(proc.check(self:cmd { "daemon" } .. " " .. (extra or "") .. " </dev/null >>" .. q(log) ..
-    " 2>&1 & echo $!"):match("%d+"))
-  assert(wait_until(function() return proc.run("test -S " .. q(self.root .. "/run/crater.sock")).ok end),
-    "crater daemon did not start: " .. (proc.read_file(log) or ""))
-  wait_until(function() return #M.children(pid) >= 2 end)
-  -- and it serves this env's commands (`crater version` says who did)
-  local v = self:crater { "version" }
-  assert(v.stdout:match("served by crater daemon " .. pid .. " "), "not served by the daemon: " .. v.stdout .. v.stderr)
-  self.daemon = pid
-  return pid
-end
-
---- Stops the env's daemon (SIGTERM, or sig) and waits for it to go.
-function Env:stop_daemon(sig)
-  local pid = self.daemon
-  if pid and proc.alive(pid) then
-    proc.run("kill -" .. (sig or "TERM") .. " " .. pid)
-    wait_until(function() return not proc.alive(pid) end)
-  end
-  self.daemon = nil
-end
+M.wait_until, M.children = daemon.wait_until, daemon.children
+daemon.mixin(Env)
 
 function Env:cmd(args)
   local parts = { q(BIN), "--root", q(self.root) }
   for _, a in ipairs(args) do parts[#parts + 1] = q(a) end
   return table.concat(parts, " ")
 end
+Env.cmdline = Env.cmd -- as support.cli's envs (support.daemon uses it)
 
 function Env:crater(args, opts)
   return proc.run(self:cmd(args), opts)

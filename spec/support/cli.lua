@@ -3,6 +3,7 @@
 --   local env = cli.env()              -- fresh root (removed by env:cleanup())
 --   local r = env:crater{"content", "ls"}   -- {code=, stdout=, stderr=}
 local proc = require "support.proc"
+local daemon = require "support.daemon"
 
 local M = {}
 
@@ -15,7 +16,9 @@ Env.__index = Env
 function M.env(opts)
   opts = opts or {}
   local dir = proc.check("mktemp -d /tmp/crater-spec.XXXXXX"):gsub("%s+$", "")
-  return setmetatable({ dir = dir, root = dir .. "/root", namespace = opts.namespace }, Env)
+  local e = setmetatable({ dir = dir, root = dir .. "/root", namespace = opts.namespace }, Env)
+  if daemon.enabled then e:start_daemon() end -- the @daemon runs
+  return e
 end
 
 --- Runs crater with args (a table of strings) and the env's --root.
@@ -35,6 +38,8 @@ function Env:cmdline(args)
   return table.concat(parts, " ")
 end
 
+daemon.mixin(Env)
+
 --- Writes data to a file in the env's dir and returns its path.
 function Env:file(name, data)
   local p = self.dir .. "/" .. name
@@ -43,6 +48,7 @@ function Env:file(name, data)
 end
 
 function Env:cleanup()
+  self:stop_daemon()
   os.execute("rm -rf " .. proc.quote(self.dir))
 end
 

@@ -302,7 +302,8 @@ function M.main(argv)
   -- than they saved; the interpreter alone made `crater run --rm IMAGE`
   -- ~0.3 ms faster (interleaved A/B).  The heavy work is in C either way.
   -- CRATER_JIT=on turns the compiler back on (docs/cli.md).
-  if os.getenv("CRATER_JIT") ~= "on" then require("jit").off() end
+  -- (on, too: a `crater daemon` worker inherits the daemon's setting)
+  if os.getenv("CRATER_JIT") == "on" then require("jit").on() else require("jit").off() end
   json_errors = false
   local ok, rc = xpcall(function() return dispatch(argv) end, function(e)
     if type(e) == "table" then return e end
