@@ -212,6 +212,9 @@ describe("crater daemon", function()
     local copy = env.dir .. "/crater-embedded"
     proc.check("cp " .. q(BUILD .. "/bin/crater-embedded") .. " " .. q(copy))
     assert.is_nil(served_by { env = { CRATER_EMBEDDED = copy } })
+    -- and so does one that brings Lua sources of its own (a worker has the
+    -- daemon's loaded)
+    assert.is_nil(served_by { env = { CRATER_LUA_DIR = (os.getenv("CRATER_SRC") or ".") .. "/lua" } })
     r = env:crater({ "version" }, { env = { CRATER_EMBEDDED = copy } })
     assert.are.equal(0, r.code, r.stderr)
   end)

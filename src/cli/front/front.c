@@ -15,7 +15,8 @@
  * $CRATER_STATE, /run/crater for the default root, or ROOT/run for a root
  * given by a --root flag before the command or $CRATER_ROOT: the daemon
  * binds the same path (lua/crater/cli/daemon.lua).  CRATER_NO_DAEMON=1
- * always runs embedded; `crater daemon` and `crater repl` always do.
+ * always runs embedded, and so does CRATER_LUA_DIR (Lua sources of the
+ * client's own), `crater daemon` and `crater repl`.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -314,8 +315,11 @@ main(int argc, char **argv)
   const char *root = NULL;
   const char *cmd = command_word(argc, argv, &root);
   const char *no = getenv("CRATER_NO_DAEMON");
+  const char *lua_dir =
+      getenv("CRATER_LUA_DIR"); /* sources of its own: a worker has the daemon's */
   if (cmd != NULL && strcmp(cmd, "daemon") != 0 && strcmp(cmd, "repl") != 0 &&
-      !(no != NULL && *no != '\0' && strcmp(no, "0") != 0)) {
+      !(no != NULL && *no != '\0' && strcmp(no, "0") != 0) &&
+      (lua_dir == NULL || *lua_dir == '\0')) {
     struct sockaddr_un sa;
     memset(&sa, 0, sizeof sa);
     if (socket_path(root, &sa) == 0) {
