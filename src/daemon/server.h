@@ -23,7 +23,7 @@ int crater__daemon_listen(const char *path, crater_error_t *err);
 /* The daemon's loop: keeps `workers` idle workers, forks a replacement for
  * each that takes a connection, reaps children.  SIGTERM or SIGINT stop it
  * (the socket is removed, idle workers are killed, busy ones finish their
- * command); SIGHUP replaces the idle workers (they reload the config).
+ * command); SIGHUP replaces the idle workers (fresh store connections).
  * Returns 0 when stopped and 1 in a new worker (which goes on to
  * crater__daemon_accept), or -1. */
 int crater__daemon_serve(int lfd, const char *path, int workers, crater_error_t *err);

@@ -34,8 +34,9 @@ end
 return {
   name = "daemon",
   summary = "Serve this root's crater commands from warm workers (craterd)",
-  description = "Runs in the foreground until SIGTERM or SIGINT; SIGHUP replaces the idle workers (a changed\n" ..
-    "config then applies).  While it runs, `crater` hands every command for this root (--root before the\n" ..
+  description = "Runs in the foreground until SIGTERM or SIGINT; SIGHUP replaces the idle workers (fresh store\n" ..
+    "connections; the config and policies are read by every command anyway).  While it runs, `crater`\n" ..
+    "hands every command for this root (--root before the\n" ..
     "command, or CRATER_ROOT / CRATER_STATE / CRATER_SOCKET as the daemon had them) to a worker; with\n" ..
     "CRATER_NO_DAEMON=1, or when the daemon is gone, crater runs commands itself.  Tasks do not depend\n" ..
     "on the daemon: stopping it stops no container and no command being served.",
