@@ -199,6 +199,60 @@ describe("crater daemon", function()
     assert.are.equal("ran once\n0\n", proc.read_file(out))
   end)
 
+  it("survives requests that are not crater's and says what was wrong", function()
+    -- raw connections: wrong magic, no descriptors, a cut-short payload, an
+    -- absurd length, a malformed payload, nothing at all
+    local script = [[
+import array, os, socket, struct, sys
+path = sys.argv[1]
+def conn():
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(path)
+    return s
+def fds():
+    return [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [0, 1, 2, os.open("/", os.O_RDONLY)]))]
+def send(data, with_fds=True, close=True):
+    s = conn()
+    if with_fds:
+        s.sendmsg([data], fds())
+    else:
+        s.sendall(data)
+    if close:
+        s.shutdown(socket.SHUT_WR)
+    out = b""
+    while True:
+        try:
+            d = s.recv(100)
+        except ConnectionResetError:  # closed with our bytes unread
+            break
+        if not d:
+            break
+        out += d
+    s.close()
+    return out
+head = lambda n: b"CRATRCL1" + struct.pack("=I", n)
+print(send(b"GET / HTTP/1.1\r\n\r\n"))
+print(send(head(5) + b"a\0b\0c", with_fds=False))
+print(send(head(100) + b"1:2\0"))
+print(send(head(1 << 30)))
+print(send(head(6) + b"x\0y\0z\0"))
+print(send(b""))
+]]
+    proc.write_file(env.dir .. "/raw.py", script)
+    local r = proc.run("python3 " .. q(env.dir .. "/raw.py") .. " " .. q(sock))
+    assert.are.equal(0, r.code, r.stderr)
+    -- nothing ran: no "run" and no "exit" came back to any of them
+    assert.is_nil(r.stdout:find("run", 1, true))
+    assert.is_nil(r.stdout:find("exit", 1, true))
+    -- the daemon still serves, and its log says what each was
+    assert.are.equal(daemon, served_by())
+    local log = proc.read_file(env.dir .. "/daemon.log") or ""
+    assert.matches("not a crater request", log)
+    assert.matches("a request without its 4 descriptors", log)
+    assert.matches("a request cut short", log)
+    assert.matches("a malformed request", log)
+  end)
+
   it("refuses a second daemon, and clients that are not root or of another build", function()
     local r = env:crater { "daemon" }
     assert.are.equal(1, r.code)
