@@ -257,6 +257,29 @@ print(send(b""))
     local r = env:crater { "daemon" }
     assert.are.equal(1, r.code)
     assert.matches("already serves", r.stderr)
+    -- three started at once: one serves, the others say so and exit (each
+    -- could find nobody answering; the lock beside the socket decides)
+    stop_daemon(daemon)
+    local log = env.dir .. "/race.log"
+    local pids = {}
+    for p in proc.check("for i in 1 2 3; do " .. env:cmdline { "daemon" } .. " </dev/null >>" .. q(log) ..
+      " 2>&1 & echo $!; done"):gmatch("%d+") do pids[#pids + 1] = tonumber(p) end
+    finally(function() -- the losers, should any be left
+      for _, p in ipairs(pids) do if p ~= env.daemon and proc.alive(p) then proc.run("kill -9 " .. p) end end
+    end)
+    assert.is_true(wait_until(function()
+      local alive = 0
+      for _, p in ipairs(pids) do if proc.alive(p) then alive = alive + 1 end end
+      return alive == 1
+    end))
+    proc.sleep(0.3)
+    local alive = {}
+    for _, p in ipairs(pids) do if proc.alive(p) then alive[#alive + 1] = p end end
+    assert.are.equal(1, #alive, proc.read_file(log))
+    assert.are.equal(alive[1], served_by())
+    local _, refused = (proc.read_file(log) or ""):gsub("already serves", "")
+    assert.are.equal(2, refused, proc.read_file(log))
+    env.daemon, daemon = alive[1], alive[1]
     -- the socket is root's: another user cannot even connect
     r = proc.run("setpriv --reuid 65534 --regid 65534 --clear-groups python3 -c " ..
       q("import socket; s = socket.socket(socket.AF_UNIX); s.connect('" .. sock .. "')"))

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -46,11 +47,36 @@ fill_sockaddr(const char *path, struct sockaddr_un *sa, crater_error_t *err)
   return 0;
 }
 
+/* PATH.lock, flock'd by the daemon for its life: two daemons started at
+ * once could otherwise both find no one answering, and the second unlink
+ * the first one's fresh socket.  Workers close their copy. */
+static int lock_fd = -1;
+
+static int
+take_lock(const char *path, crater_error_t *err)
+{
+  char lp[sizeof((struct sockaddr_un *) 0)->sun_path + 8];
+  snprintf(lp, sizeof lp, "%s.lock", path);
+  int fd = open(lp, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0)
+    return crater_error_sys(err, errno, "open %s", lp);
+  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    int e = errno;
+    close(fd);
+    if (e == EWOULDBLOCK)
+      return crater_error_make(err, CRATER_ERR_ALREADY_EXISTS, 0, "a daemon already serves %s",
+                               path);
+    return crater_error_sys(err, e, "lock %s", lp);
+  }
+  lock_fd = fd;
+  return 0;
+}
+
 int
 crater__daemon_listen(const char *path, crater_error_t *err)
 {
   struct sockaddr_un sa;
-  if (fill_sockaddr(path, &sa, err) < 0)
+  if (fill_sockaddr(path, &sa, err) < 0 || (lock_fd < 0 && take_lock(path, err) < 0))
     return -1;
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0)
@@ -158,6 +184,9 @@ crater__daemon_serve(int lfd, const char *path, int workers, crater_error_t *err
       if (p == 0) {
         close(np[0]);
         close(sfd);
+        if (lock_fd >= 0)
+          close(lock_fd); /* the daemon's alone: it goes with the daemon */
+        lock_fd = -1;
         notify_fd = np[1];
         become_worker(self, &old);
         return 1;
