@@ -15,7 +15,8 @@ Env.__index = Env
 --- A fresh temp root.  opts.namespace sets CRATER_NAMESPACE.
 function M.env(opts)
   opts = opts or {}
-  local dir = proc.check("mktemp -d /tmp/crater-spec.XXXXXX"):gsub("%s+$", "")
+  -- tracked: removed when busted exits, should a spec not clean it up
+  local dir = proc.tmpdir("crater-spec")
   local e = setmetatable({ dir = dir, root = dir .. "/root", namespace = opts.namespace }, Env)
   if daemon.enabled then e:start_daemon() end -- the @daemon runs
   return e

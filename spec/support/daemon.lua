@@ -26,12 +26,15 @@ function M.children(pid)
 end
 
 --- Starts `crater daemon` on env's root (env: :cmdline(args), :crater(args),
---- .dir, .root; log: DIR/daemon.log), waits for its socket and workers and
---- checks that it serves the env's commands.  Returns its pid (env.daemon).
+--- .dir, .root; its stderr: DIR/daemon.log), waits for its socket and
+--- workers and checks that it serves the env's commands.  Returns its pid
+--- (env.daemon).  Started with proc.spawn: tracked, so a spec that never
+--- cleans its env up still leaves no daemon behind (proc.cleanup, and the
+--- watchdog when busted itself dies).
 function M.start(env, extra)
   local log = env.dir .. "/daemon.log"
-  local pid = tonumber(proc.check(env:cmdline { "daemon" } .. " " .. (extra or "") .. " </dev/null >>" .. q(log) ..
-    " 2>&1 & echo $!"):match("%d+"))
+  local pid = proc.spawn(env:cmdline { "daemon" } .. " " .. (extra or ""),
+    { dir = env.dir, name = "daemon", stderr = log }).pid
   assert(M.wait_until(function() return proc.run("test -S " .. q(env.root .. "/run/crater.sock")).ok end),
     "crater daemon did not start: " .. (proc.read_file(log) or ""))
   M.wait_until(function() return #M.children(pid) >= 2 end)
@@ -43,11 +46,7 @@ end
 
 --- Stops env's daemon (SIGTERM, or sig) and waits for it to go.
 function M.stop(env, sig)
-  local pid = env.daemon
-  if pid and proc.alive(pid) then
-    proc.run("kill -" .. (sig or "TERM") .. " " .. pid)
-    M.wait_until(function() return not proc.alive(pid) end)
-  end
+  if env.daemon then proc.kill(env.daemon, { signal = sig or "TERM" }) end
   env.daemon = nil
 end
 
