@@ -2,7 +2,8 @@
  * The CLI channel of craterd's socket (docs/design/daemon.md): how the
  * `crater` front end hands one command to a warm worker of `crater daemon`.
  * libc only: the front end (src/cli/front/front.c, static musl) and the
- * daemon (src/daemon/server.c) both include it.
+ * daemon (src/daemon/server.c) both include it, for the constants and the
+ * two helpers at the end (sending, and reading lines).
  *
  * Request, front end -> worker, one sendmsg carrying SCM_RIGHTS
  * [stdin, stdout, stderr, cwd (O_PATH directory)]:
@@ -34,5 +35,62 @@
 #define CRATER_SOCKET_NAME "crater.sock"
 #define CRATER_DEFAULT_ROOT "/var/lib/crater"
 #define CRATER_DEFAULT_STATE "/run/crater"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+/* Sends all n bytes (no SIGPIPE); 0, or -1 once the peer is gone. */
+static inline int
+crater_cli_send_all(int fd, const char *p, size_t n)
+{
+  while (n > 0) {
+    ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+    if (w < 0 && errno == EINTR)
+      continue;
+    if (w <= 0)
+      return -1;
+    p += w;
+    n -= (size_t) w;
+  }
+  return 0;
+}
+
+/* The lines either side reads from the other. */
+struct crater_cli_lines {
+  char buf[256];
+  size_t have, used;
+};
+
+/* The next line from fd (NUL-terminated, without its newline; valid until
+ * the next call), or NULL at EOF or on an error.  A line longer than the
+ * buffer is not one of ours: it is dropped. */
+static inline char *
+crater_cli_next_line(int fd, struct crater_cli_lines *l)
+{
+  for (;;) {
+    if (l->used > 0) {
+      memmove(l->buf, l->buf + l->used, l->have - l->used);
+      l->have -= l->used;
+      l->used = 0;
+    }
+    char *nl = memchr(l->buf, '\n', l->have);
+    if (nl != NULL) {
+      *nl = '\0';
+      l->used = (size_t) (nl - l->buf) + 1;
+      return l->buf;
+    }
+    if (l->have == sizeof l->buf)
+      l->have = 0;
+    ssize_t r = read(fd, l->buf + l->have, sizeof l->buf - l->have);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r <= 0)
+      return NULL;
+    l->have += (size_t) r;
+  }
+}
 
 #endif

@@ -268,16 +268,7 @@ read_full(int fd, char *p, size_t n)
 static void
 say(const char *line)
 {
-  size_t n = strlen(line);
-  while (n > 0) {
-    ssize_t w = send(conn_fd, line, n, MSG_NOSIGNAL);
-    if (w < 0 && errno == EINTR)
-      continue;
-    if (w <= 0)
-      return;
-    line += w;
-    n -= (size_t) w;
-  }
+  (void) crater_cli_send_all(conn_fd, line, strlen(line));
 }
 
 /* "signal N\n" to the client before dying of N, so that it dies of N too */
@@ -307,35 +298,18 @@ static void *
 watch_client(void *arg)
 {
   (void) arg;
-  char buf[256];
-  size_t have = 0;
-  for (;;) {
-    ssize_t r = read(conn_fd, buf + have, sizeof buf - 1 - have);
-    if (r < 0 && errno == EINTR)
-      continue;
-    if (r <= 0) {
-      if (!finished)
-        kill(getpid(), SIGKILL);
-      return NULL;
-    }
-    have += (size_t) r;
-    buf[have] = '\0';
-    char *nl;
-    while ((nl = strchr(buf, '\n')) != NULL) {
-      *nl = '\0';
-      int sig;
-      if (sscanf(buf, "sig %d", &sig) == 1 && sig > 0 && sig < NSIG)
-        kill(getpid(), sig);
-      size_t rest = have - (size_t) (nl + 1 - buf);
-      memmove(buf, nl + 1, rest + 1);
-      have = rest;
-    }
-    if (have == sizeof buf - 1)
-      have = 0;
+  struct crater_cli_lines lines = { .have = 0 };
+  char *line;
+  int sig;
+  while ((line = crater_cli_next_line(conn_fd, &lines)) != NULL) {
+    if (sscanf(line, "sig %d", &sig) == 1 && sig > 0 && sig < NSIG)
+      kill(getpid(), sig);
   }
+  if (!finished)
+    kill(getpid(), SIGKILL);
+  return NULL;
 }
 
-/* Splits the payload's fields; NULL when it is not what protocol.h says. */
 /* Points out[0..n-1] at the next n fields from p; returns what follows
  * them, or NULL when they run past end. */
 static char *
@@ -350,6 +324,7 @@ take_fields(char *p, const char *end, long n, char **out)
   return p;
 }
 
+/* Splits the payload's fields; NULL when it is not what protocol.h says. */
 static char **
 parse_fields(char *p, size_t len, const char **ident, mode_t *mask, char ***envp)
 {

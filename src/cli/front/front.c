@@ -89,21 +89,6 @@ socket_path(const char *root, struct sockaddr_un *sa)
   return n > 0 && (size_t) n < sizeof sa->sun_path ? 0 : -1;
 }
 
-static int
-write_all(int fd, const char *p, size_t n)
-{
-  while (n > 0) {
-    ssize_t w = write(fd, p, n);
-    if (w < 0 && errno == EINTR)
-      continue;
-    if (w <= 0)
-      return -1;
-    p += w;
-    n -= (size_t) w;
-  }
-  return 0;
-}
-
 /* A growing payload of NUL-terminated fields. */
 struct buf {
   char *p;
@@ -182,12 +167,12 @@ send_request(int fd, const struct buf *b, const int fds[CRATER_CLI_NFDS])
   /* what sendmsg did not take, header included, goes as plain bytes */
   size_t done = (size_t) w;
   if (done < sizeof head) {
-    if (write_all(fd, head + done, sizeof head - done) != 0)
+    if (crater_cli_send_all(fd, head + done, sizeof head - done) != 0)
       return -1;
     done = sizeof head;
   }
   size_t off = done - sizeof head;
-  return write_all(fd, b->p + off, b->len - off);
+  return crater_cli_send_all(fd, b->p + off, b->len - off);
 }
 
 /* Runs the command through the daemon on fd.  Returns its exit code, or
@@ -241,35 +226,18 @@ forward(int fd, const char *embedded, int argc, char **argv)
     sigaction(forwarded[i], &sa, NULL);
   signal(SIGPIPE, SIG_IGN);
 
-  char line[64];
-  size_t have = 0;
-  int died_of = 0, taken = 0;
-  for (;;) {
-    ssize_t r = read(fd, line + have, sizeof line - 1 - have);
-    if (r < 0 && errno == EINTR)
-      continue;
-    if (r <= 0)
-      break;
-    have += (size_t) r;
-    line[have] = '\0';
-    char *nl;
-    while ((nl = strchr(line, '\n')) != NULL) {
-      *nl = '\0';
-      int v;
-      if (sscanf(line, "exit %d", &v) == 1)
-        return v;
-      if (strcmp(line, "embedded") == 0)
-        return -1;
-      if (strcmp(line, "run") == 0)
-        taken = 1;
-      if (sscanf(line, "signal %d", &v) == 1)
-        died_of = v;
-      size_t rest = have - (size_t) (nl + 1 - line);
-      memmove(line, nl + 1, rest + 1);
-      have = rest;
-    }
-    if (have == sizeof line - 1)
-      have = 0; /* not a line of ours: drop it */
+  struct crater_cli_lines lines = { .have = 0 };
+  char *line;
+  int died_of = 0, taken = 0, v;
+  while ((line = crater_cli_next_line(fd, &lines)) != NULL) {
+    if (sscanf(line, "exit %d", &v) == 1)
+      return v;
+    if (strcmp(line, "embedded") == 0)
+      return -1;
+    if (strcmp(line, "run") == 0)
+      taken = 1;
+    if (sscanf(line, "signal %d", &v) == 1)
+      died_of = v;
   }
   if (!taken)
     return -1; /* gone before it took the command: nothing of it ran */
