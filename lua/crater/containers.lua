@@ -146,10 +146,6 @@ end
 --- Prepares the container's snapshot: {new=key} (RW) or {view=key} (RO),
 --- parent = the image's top chain id.  A view that exists already is
 --- shared (many containers may use one view).  Returns true, created.
--- This process as "pid:starttime" (field 22 of /proc/self/stat): who is
--- making a container's snapshot, so that `crater check` can tell a
--- snapshot whose creator died before the container row existed from one
--- still being made.
 -- Start time of process pid ("self" too): field 22 of /proc/PID/stat,
 -- counted after the command name, which may hold anything.  nil when the
 -- process is gone.
@@ -166,6 +162,10 @@ local function start_time(pid)
   return nil
 end
 
+-- This process as "pid:starttime" (field 22 of /proc/self/stat): who is
+-- making a container's snapshot, so that `crater check` can tell a
+-- snapshot whose creator died before the container row existed from one
+-- still being made.
 local function creator_id()
   return tostring(require("crater.core").getpid()) .. ":" .. tostring(start_time("self") or "?")
 end

@@ -20,9 +20,6 @@ local wait_until, children = R.wait_until, R.children
 describe("crater daemon", function()
   local env, daemon, sock
 
-  local function start_daemon() return env:start_daemon() end
-  local function stop_daemon(_, sig) env:stop_daemon(sig) end
-
   -- the daemon that served `crater version` (its pid), or nil when crater
   -- ran it itself
   local function served_by(opts)
@@ -52,12 +49,9 @@ describe("crater daemon", function()
   before_each(function()
     env = R.env("crater")
     sock = env.root .. "/run/crater.sock"
-    daemon = start_daemon()
+    daemon = env:start_daemon()
   end)
-  after_each(function()
-    stop_daemon(daemon)
-    env:cleanup()
-  end)
+  after_each(function() env:cleanup() end) -- stops the daemon too
 
   it("serves commands from its workers through a root-only socket", function()
     local st = proc.check("stat -c '%a %U %F' " .. q(sock))
@@ -153,7 +147,7 @@ describe("crater daemon", function()
 
   it("lets crater run commands itself when no daemon answers; tasks outlive a killed daemon", function()
     -- stopped: the socket goes, commands run embedded
-    stop_daemon(daemon)
+    env:stop_daemon()
     assert.is_false(proc.run("test -e " .. q(sock)).ok)
     assert.is_nil(served_by())
     local r = env:run("e1", {}, { "echo", "alone" })
@@ -162,11 +156,11 @@ describe("crater daemon", function()
     -- killed: the socket stays and nobody answers: crater runs embedded;
     -- the idle workers went with the daemon, a task started through it
     -- keeps running and is found and waited for without it
-    daemon = start_daemon()
+    daemon = env:start_daemon()
     r = env:crater { "run", "-d", "--rootfs", env.rootfs, "kept", "sh", "-c", "sleep 1; exit 7" }
     assert.are.equal(0, r.code, r.stderr)
     local workers = children(daemon)
-    stop_daemon(daemon, "KILL")
+    env:stop_daemon("KILL")
     assert.is_true(wait_until(function()
       for _, w in ipairs(workers) do if proc.alive(w) then return false end end
       return true
@@ -180,7 +174,7 @@ describe("crater daemon", function()
     assert.are.equal(0, env:crater({ "task", "rm", "kept" }).code)
     assert.are.equal(0, env:crater({ "container", "rm", "kept" }).code)
     -- a new daemon takes the socket over
-    daemon = start_daemon()
+    daemon = env:start_daemon()
     assert.are.equal(daemon, served_by())
   end)
 
@@ -194,7 +188,7 @@ describe("crater daemon", function()
       " 2>&1; echo $? >>" .. q(out) .. " ) &")
     proc.sleep(0.5)
     assert.are.equal("", proc.read_file(out) or "")
-    stop_daemon(daemon) -- also kills the stopped workers
+    env:stop_daemon() -- also kills the stopped workers
     assert.is_true(wait_until(function() return (proc.read_file(out) or ""):match("\n%d+\n$") ~= nil end))
     assert.are.equal("ran once\n0\n", proc.read_file(out))
   end)
@@ -259,7 +253,7 @@ print(send(b""))
     assert.matches("already serves", r.stderr)
     -- three started at once: one serves, the others say so and exit (each
     -- could find nobody answering; the lock beside the socket decides)
-    stop_daemon(daemon)
+    env:stop_daemon()
     local log = env.dir .. "/race.log"
     local pids = {}
     for p in proc.check("for i in 1 2 3; do " .. env:cmdline { "daemon" } .. " </dev/null >>" .. q(log) ..
@@ -305,7 +299,7 @@ print(send(b""))
       return #now == 2 and now[1] ~= before[1] and now[2] ~= before[2] and now[1] ~= before[2]
     end))
     local worker, out = background("late", { "run", "--rm", "--rootfs", env.rootfs, "late", "sleep", "1" })
-    stop_daemon(daemon)
+    env:stop_daemon()
     assert.is_false(proc.alive(daemon))
     assert.is_true(proc.alive(worker))
     assert.is_true(wait_until(function() return proc.read_file(out .. ".rc") ~= nil end))

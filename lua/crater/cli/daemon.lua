@@ -63,9 +63,9 @@ return {
     ctx:check(core.mkdir_p(path:match("^(.*)/[^/]*$") or ".", 457))
     local fd = ctx:check(core.daemon_listen(path))
     preload()
-    io.stderr:write(string.format("crater daemon: serving %s on %s (%d workers, pid %d)\n", root, path, workers,
-      core.getpid()))
     local daemon_pid = core.getpid()
+    io.stderr:write(string.format("crater daemon: serving %s on %s (%d workers, pid %d)\n", root, path, workers,
+      daemon_pid))
     local role = ctx:check(core.daemon_serve(fd, path, workers))
     if role == "stopped" then
       io.stderr:write("crater daemon: stopped\n")
