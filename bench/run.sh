@@ -247,6 +247,13 @@ pss_of() {
 }
 
 echo "== $C containers started concurrently (sleep 300)"
+# crater's $C containers: started all at once (errors to cc.err), removed
+start_cc() {
+  seq "$C" | xargs -P "$C" -I{} "$CRATER" --root "$T/root" run -d --runtime crater --rootfs "$R" cc{} sleep 300 >/dev/null 2>"$T/cc.err"
+}
+remove_cc() {
+  for i in $(seq "$C"); do "$CRATER" --root "$T/root" task rm -f cc$i >/dev/null 2>&1; "$CRATER" --root "$T/root" container rm cc$i >/dev/null 2>&1; done
+}
 # every process of ours, by pid: crater's are the shims (one per task; the
 # crater CLIs have exited once run -d returns); containerd's are the daemon
 # and its shims.  containerd 1.6 names the shim process
@@ -254,7 +261,7 @@ echo "== $C containers started concurrently (sleep 300)"
 # (the `start` re-exec has exited by then), so it is found by its
 # -address, which is our private socket.
 t0=$(now)
-seq "$C" | xargs -P "$C" -I{} "$CRATER" --root "$T/root" run -d --runtime crater --rootfs "$R" cc{} sleep 300 >/dev/null 2>"$T/cc.err"
+start_cc
 t1=$(now)
 shims=$(for f in "$CRATER_STATE"/tasks/default/*/shim.pid; do [ -f "$f" ] && cat "$f"; done)
 n=$(echo $shims | wc -w)
@@ -262,18 +269,18 @@ nerr=$(grep -c . "$T/cc.err")
 crss=$(rss_of $shims); cpss=$(pss_of $shims)
 printf "crater:     %3d shims running (%d errors), wall %.2f s, total RSS %6d kB, PSS %6d kB (per shim RSS %d kB, PSS %d kB)\n" \
   "$n" "$nerr" "$(awk -v a=$t0 -v b=$t1 'BEGIN{print (b-a)/1e9}')" "$crss" "$cpss" "$(( crss / (n>0?n:1) ))" "$(( cpss / (n>0?n:1) ))"
-for i in $(seq "$C"); do "$CRATER" --root "$T/root" task rm -f cc$i >/dev/null 2>&1; "$CRATER" --root "$T/root" container rm cc$i >/dev/null 2>&1; done
+remove_cc
 # the same through `crater daemon`: the front ends queue on its socket and
 # each command gets a worker forked for it
 daemon_start
 t0=$(now)
-seq "$C" | xargs -P "$C" -I{} "$CRATER" --root "$T/root" run -d --runtime crater --rootfs "$R" cc{} sleep 300 >/dev/null 2>"$T/cc.err"
+start_cc
 t1=$(now)
 n=$(ls "$CRATER_STATE"/tasks/default/*/shim.pid 2>/dev/null | wc -l)
 printf "crater via daemon: %3d shims running (%d errors), wall %.2f s, daemon and idle workers RSS %d kB\n" "$n" "$(grep -c . "$T/cc.err")" \
   "$(awk -v a=$t0 -v b=$t1 'BEGIN{print (b-a)/1e9}')" "$(rss_of $DAEMON_PID $(pgrep -P "$DAEMON_PID"))"
 daemon_stop
-for i in $(seq "$C"); do "$CRATER" --root "$T/root" task rm -f cc$i >/dev/null 2>&1; "$CRATER" --root "$T/root" container rm cc$i >/dev/null 2>&1; done
+remove_cc
 
 if [ -n "$CTRD_PID" ]; then
   t0=$(now)
