@@ -50,7 +50,7 @@ end
 
 function Env:cleanup()
   self:stop_daemon()
-  os.execute("rm -rf " .. proc.quote(self.dir))
+  proc.rmdir(self.dir)
 end
 
 --- The reason to skip (loudly, with pending) a spec that needs these
