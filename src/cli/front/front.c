@@ -39,7 +39,8 @@ static int conn = -1;
 
 /* Finds the command word after the global flags; *root gets a --root
  * given before it.  Flags taking a value: --root, --namespace/-n,
- * --format, --config (also as --flag=value). */
+ * --format, --config (also as --flag=value): M.global_flags of
+ * lua/crater/cli/init.lua, which this must follow. */
 static const char *
 command_word(int argc, char **argv, const char **root)
 {
@@ -66,8 +67,10 @@ command_word(int argc, char **argv, const char **root)
   return NULL;
 }
 
-/* The daemon's socket for this invocation (see the top of the file);
- * 0, or -1 when the path does not fit a sockaddr_un. */
+/* The daemon's socket for this invocation (see the top of the file): the
+ * state dir of crater.containers.state_dir and lua/crater/cli/daemon.lua's
+ * socket_path, which this must follow.  0, or -1 when the path does not
+ * fit a sockaddr_un. */
 static int
 socket_path(const char *root, struct sockaddr_un *sa)
 {
