@@ -588,15 +588,15 @@ static const opt_def_t global_defs[] = {
  * that creating it (~0.26 ms on the build hosts, most of the init's clone)
  * and bringing its loopback up are not on the container's start path.  A
  * child sharing our descriptor table unshares it, opens it and exits with
- * the descriptor's number.  Returns the fd, or -1 (then the init's clone
- * makes one as usual). */
-static int
-premade_netns(void)
+ * the descriptor's number.  It runs while we wait for "go" (a go that
+ * comes first waits only for what is left of it: the runtime is not always
+ * ready before its client).  Returns the child's pid, or -1 (then the
+ * init's clone makes one as usual). */
+static pid_t
+premade_netns_start(void)
 {
   pid_t pid =
       (pid_t) syscall(SYS_clone, (unsigned long) (CLONE_FILES | SIGCHLD), NULL, NULL, NULL, NULL);
-  if (pid < 0)
-    return -1;
   if (pid == 0) {
     crater_error_t e = NULL;
     if (unshare(CLONE_NEWNET) < 0 || crater__loopback_up(&e) < 0)
@@ -604,7 +604,16 @@ premade_netns(void)
     int fd = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
     _exit(fd >= 0 && fd < 255 ? fd : 255);
   }
+  return pid;
+}
+
+/* The namespace's descriptor from premade_netns_start's child, or -1. */
+static int
+premade_netns_finish(pid_t pid)
+{
   int st;
+  if (pid < 0)
+    return -1;
   while (waitpid(pid, &st, 0) < 0)
     if (errno != EINTR)
       return -1;
@@ -693,9 +702,12 @@ main(int argc, char **argv)
       goto fail;
   }
   if (go_fd >= 0) {
+    pid_t netns = -1;
     if (strcmp(cmd, "run") == 0 || strcmp(cmd, "create") == 0)
-      crater__rt_opts.premade_netns = premade_netns();
-    if (!wait_go(go_fd))
+      netns = premade_netns_start();
+    bool go = wait_go(go_fd);
+    crater__rt_opts.premade_netns = premade_netns_finish(netns);
+    if (!go)
       return 125;
   }
   int r;
