@@ -367,6 +367,30 @@ describe("crater-runtime vs runc", function()
     assert.matches("%-%-go%-fd", r.stderr)
   end)
 
+  -- a spare shim's runtime starts before its container has an id: "-"
+  -- stands for it, and the go byte brings it
+  it("takes the container id from the go byte when its ID is -", function()
+    local b = bundle{ args = { "cat", "/proc/self/cgroup" } }
+    local id = newid("goid")
+    b:use_cgroup(id)
+    local root = b.dir .. "/crater-runtime-root"
+    local run = "printf %s | " .. B.q(CRATER) .. " --root " .. B.q(root) .. " --go-fd 3 run -b " .. B.q(b.dir) ..
+      " %s 3<&0 </dev/null"
+    local r = B.sh(string.format(run, "g" .. id, "-"))
+    b.containers[#b.containers + 1] = { CRATER, root, id }
+    assert.equal(0, r.code, r.stderr)
+    assert.matches("/" .. id:gsub("%p", "%%%0") .. "\n", r.stdout) -- its cgroup is named by the id
+    assert.is_false(file_exists(root .. "/-"))
+    -- "-" with a plain go byte, or an id with an ID of its own: refused, nothing made
+    r = B.sh(string.format(run, "g", "-"))
+    assert.equal(2, r.code)
+    assert.matches("did not bring one", r.stderr)
+    r = B.sh(string.format(run, "gother", id .. "x"))
+    assert.equal(2, r.code)
+    assert.matches("has its own", r.stderr)
+    assert.is_false(file_exists(root .. "/-") or file_exists(root .. "/other") or file_exists(root .. "/" .. id .. "x"))
+  end)
+
   it("masks and write-protects paths", function()
     local r = run_both{ args = { "sh", "-c",
       "wc -c < /proc/keys; ls /sys/firmware | wc -l; echo 1 > /proc/sys/kernel/domainname 2>/dev/null && echo sys-rw || echo sys-ro" } }

@@ -16,6 +16,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <sched.h>
 #include <seccomp.h>
 #include <signal.h>
@@ -620,18 +621,51 @@ premade_netns_finish(pid_t pid)
   return WIFEXITED(st) && WEXITSTATUS(st) < 255 ? WEXITSTATUS(st) : -1;
 }
 
-/* --go-fd: waits for the go byte on fd; false on EOF (the starter gave
- * up).  The fd is closed either way: nothing of it reaches a container. */
+/* --go-fd: waits for the go byte on fd, reaping the network namespace's
+ * child (netns, its pid, or -1) meanwhile when it exits first: a spare's
+ * runtime may wait long, and that child would stay a zombie.  Sets
+ * *netns_fd from it (premade_netns_finish).  False on EOF (the starter
+ * gave up).  The byte may be followed by the container id, for a runtime
+ * started before its container had one (its ID operand is "-"): copied
+ * into id (idsz bytes), else id is left empty.  The fd is closed either
+ * way: nothing of it reaches a container. */
 static bool
-wait_go(int fd)
+wait_go(int fd, pid_t netns, int *netns_fd, char *id, size_t idsz)
 {
-  char c;
-  ssize_t n;
-  do
-    n = read(fd, &c, 1);
-  while (n < 0 && errno == EINTR);
+  int pfd = netns > 0 ? (int) syscall(SYS_pidfd_open, netns, 0) : -1;
+  for (;;) {
+    struct pollfd pf[2] = { { .fd = fd, .events = POLLIN }, { .fd = pfd, .events = POLLIN } };
+    if (poll(pf, pfd >= 0 ? 2 : 1, -1) < 0 && errno != EINTR)
+      break;
+    if (pfd >= 0 && pf[1].revents) {
+      close(pfd);
+      pfd = -1;
+      *netns_fd = premade_netns_finish(netns);
+      netns = -1;
+    }
+    if (pf[0].revents)
+      break;
+  }
+  if (pfd >= 0)
+    close(pfd);
+  if (netns > 0)
+    *netns_fd = premade_netns_finish(netns);
+  char b[128];
+  size_t n = 0;
+  ssize_t k;
+  /* the starter closes its end right after writing: read to EOF */
+  while (n < sizeof b - 1 &&
+         ((k = read(fd, b + n, sizeof b - 1 - n)) > 0 || (k < 0 && errno == EINTR)))
+    n += k > 0 ? (size_t) k : 0;
   close(fd);
-  return n == 1;
+  b[n] = '\0';
+  id[0] = '\0';
+  if (n == 0 || b[0] != 'g')
+    return false;
+  if (n - 1 >= idsz)
+    return false;       /* no id is that long */
+  memcpy(id, b + 1, n); /* with its NUL */
+  return true;
 }
 
 int
@@ -639,6 +673,7 @@ main(int argc, char **argv)
 {
   crater_error_t err = NULL;
   int i = 1, go_fd = -1;
+  static char go_id[80];
   /* global options up to the command */
   for (; i < argc && argv[i][0] == '-'; i++) {
     const char *n = argv[i] + 1 + (argv[i][1] == '-');
@@ -705,10 +740,19 @@ main(int argc, char **argv)
     pid_t netns = -1;
     if (strcmp(cmd, "run") == 0 || strcmp(cmd, "create") == 0)
       netns = premade_netns_start();
-    bool go = wait_go(go_fd);
-    crater__rt_opts.premade_netns = premade_netns_finish(netns);
+    bool go = wait_go(go_fd, netns, &crater__rt_opts.premade_netns, go_id, sizeof go_id);
     if (!go)
       return 125;
+    /* a spare's runtime: "-" stands for the id its go brought */
+    bool spare = sub_argc > 0 && strcmp(sub_argv[sub_argc - 1], "-") == 0;
+    if (spare != (go_id[0] != '\0')) {
+      fprintf(stderr, "crater-runtime: --go-fd: %s\n",
+              spare ? "the container id is \"-\" and go did not bring one"
+                    : "go brought a container id, and the command has its own");
+      return 2;
+    }
+    if (spare)
+      sub_argv[sub_argc - 1] = go_id;
   }
   int r;
   if (strcmp(cmd, "create") == 0)

@@ -54,7 +54,12 @@
  * --dir-fd N: TASKDIR is also open as fd N (the shim fchdirs there), so
  * the client may rename it while the shim starts; --dir names it in
  * messages only.
+ * --id - (with --wait-go): the id comes on the go line ("go id=ID ..."):
+ * a spare shim, started before anyone asked for a task (a `crater daemon`
+ * worker keeps one ready).  With --prestart its runtime is started with
+ * "-" for the id too and gets the real one with its go byte.
  */
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -134,6 +139,7 @@ static struct pump pumps[MAX_PUMPS];
 static struct conn conns[MAX_CONNS];
 static int listen_fd = -1, sig_fd = -1;
 static const char *task_id, *runtime, *runtime_root;
+static char go_id[80]; /* --id -: the id the go line gave */
 static int seal_runtime;
 static int started, paused, deleting;
 
@@ -863,14 +869,28 @@ open_fifo(const char *path, int flags)
   return open(path, flags | O_NONBLOCK | O_CLOEXEC);
 }
 
+/* A container id as crater takes one: [A-Za-z0-9][A-Za-z0-9_.-]*, at most
+ * 76 characters (containers.valid_id). */
+static int
+valid_id(const char *id)
+{
+  size_t n = strlen(id);
+  if (n == 0 || n > 76 || !isalnum((unsigned char) id[0]))
+    return 0;
+  for (size_t i = 0; i < n; i++)
+    if (!isalnum((unsigned char) id[i]) && !strchr("_.-", id[i]))
+      return 0;
+  return 1;
+}
+
 /* --wait-go: reads the client's line from the ready socket: "go", then
- * words for what the client decided while the shim was starting (only
- * "delete-on-exit" so far).  True for go, false on anything else or EOF
- * (the client gave up). */
+ * words for what the client decided while the shim was starting:
+ * "delete-on-exit", and "id=ID" for a spare shim (--id -), which needs
+ * one.  True for go, false on anything else or EOF (the client gave up). */
 static int
 go_received(int fd)
 {
-  char b[64];
+  char b[160];
   size_t n = 0;
   for (;;) {
     if (n == sizeof b - 1)
@@ -889,11 +909,16 @@ go_received(int fd)
     return 0;
   char *save = NULL;
   for (char *w = strtok_r(b + 2, " ", &save); w; w = strtok_r(NULL, " ", &save)) {
-    if (strcmp(w, "delete-on-exit") != 0)
+    if (strcmp(w, "delete-on-exit") == 0) {
+      delete_on_exit = 1;
+    } else if (strncmp(w, "id=", 3) == 0 && strcmp(task_id, "-") == 0 && valid_id(w + 3)) {
+      snprintf(go_id, sizeof go_id, "%s", w + 3);
+      task_id = go_id;
+    } else {
       return 0; /* a word we do not know: refuse rather than guess */
-    delete_on_exit = 1;
+    }
   }
-  return 1;
+  return strcmp(task_id, "-") != 0; /* a spare shim must be told its id */
 }
 
 /* run_runtime for crater-runtime started before the client's "go"
@@ -914,8 +939,13 @@ run_runtime_gated(const char *const *args, int in, int out, int errfd, int gate)
     close(gp[1]);
     return -1;
   }
+  /* the go byte, followed by the id for a runtime started as a spare's
+   * (its command line has "-" for it) */
   int go = go_received(gate);
-  if (go && write(gp[1], "g", 1) != 1)
+  char msg[sizeof go_id + 1] = "g";
+  if (go_id[0])
+    snprintf(msg, sizeof msg, "g%s", go_id);
+  if (go && write(gp[1], msg, strlen(msg)) != (ssize_t) strlen(msg))
     go = 0;
   close(gp[1]);
   int rc = wait_runtime(pid);
@@ -1457,7 +1487,7 @@ main(int argc, char **argv)
     else
       usage();
   }
-  if (!dir || !task_id || !runtime)
+  if (!dir || !task_id || !runtime || (strcmp(task_id, "-") == 0 && !wait_go))
     usage();
   if (daemonize) {
     /* a session of our own, led by a process that exits now: the shim
