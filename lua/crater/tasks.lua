@@ -355,6 +355,55 @@ function Early:abort()
   core.remove_all(self.plan.dir)
 end
 
+-- Starts a shim for task id (or "-": a spare, told its id at go) in a
+-- private dir beside the task dirs, .prespawn-<name>-<pid>.
+local function early_shim(client, ns, id, runtime, opts, name)
+  local want = shim_plan(client, ns, id, runtime, opts, false)
+  if not want then return nil end
+  local parent = want.dir:match("^(.*)/[^/]+$")
+  local dir = string.format("%s/.prespawn-%s-%d", parent, name, core.getpid())
+  local plan = shim_plan(client, ns, id, runtime, opts, false, dir)
+  if not (core.mkdir_p(parent, 457) and core.mkdir(dir, 457)) then return nil end
+  core.chmod(dir, 457) -- 0711 whatever the umask
+  local pending = spawn_shim(plan)
+  if not pending then core.remove_all(dir); return nil end
+  return setmetatable({ plan = plan, want = want.argv, pending = pending }, Early)
+end
+
+-- Whether a spare's plan is the one a task would get: the same argv but
+-- for the values of --dir and --id (a spare's own), and the same FIFOs
+-- (the shim uses those it finds).
+local function spare_fits(spare, want)
+  local a, b = spare.argv, want.argv
+  if #a ~= #b then return false end
+  for i = 1, #a do
+    if a[i] ~= b[i] and a[i - 1] ~= "--dir" and a[i - 1] ~= "--id" then return false end
+  end
+  local fa, fb = spare.io_paths or {}, want.io_paths or {}
+  for k in pairs(fa) do if not fb[k] then return false end end
+  for k in pairs(fb) do if not fa[k] then return false end end
+  return true
+end
+
+--- Starts a spare shim: one for a task nobody has asked for yet, with the
+--- options `crater run` in the foreground gives (opts as for `new_task`).
+--- A `crater daemon` worker keeps one while it waits for a command, so
+--- the shim's start (and crater-runtime's, which with `start = true` waits
+--- for "go" too) is off that command's path.  The next `prespawn` of this
+--- process takes it when its task would get the same shim, and the
+--- container's id goes to the shim (and the runtime) with "go"; otherwise
+--- it is stopped.  The process's end stops an unused one (EOF: it removes
+--- its dir and exits, and so does its runtime).  Returns the handle, or
+--- nil when none could be started.
+---@param runtime string
+---@param opts {stdio?: "inherit"|"attach"|"null"|table, log?: string, tty?: boolean, stdin?: boolean, start?: boolean}
+function M.spare(client, ns, runtime, opts)
+  if M._spare then M._spare:abort() end
+  M._spare = early_shim(client, ns, "-", runtime, opts or {}, "spare")
+  if M._spare then M._spare.pending:reap() end -- it may wait long: no zombie meanwhile
+  return M._spare
+end
+
 --- Starts the shim of a task whose container is still being created, so
 --- that its start (and crater-runtime's, with `start = true`) overlaps
 --- the container's creation: `crater run` does this first.  runtime:
@@ -365,25 +414,26 @@ end
 --- container created, is the task dir taken, and a concurrent `run` of
 --- the same id never shares a dir with this shim.  new_task adopts it
 --- when the container and opts turn out as expected, else stops it and
---- starts another.  Returns nil when none was started (no shim binary):
---- new_task then starts one itself.  `handle:abort()` stops it and
---- removes its dir, for a container that could not be created.
+--- starts another.  A spare shim of this process (`spare`) is taken
+--- instead when it fits.  Returns nil when none was started (no shim
+--- binary): new_task then starts one itself.  `handle:abort()` stops it
+--- and removes its dir, for a container that could not be created.
 ---@param runtime string
 ---@param opts {stdio?: "inherit"|"attach"|"null"|table, log?: string, log_format?: "json"|"raw", tty?: boolean, stdin?: boolean, start?: boolean, transient?: boolean}
 function M.prespawn(client, ns, id, runtime, opts)
   opts = opts or {}
-  -- what the shim would be started with in the task dir: new_task
-  -- compares it with what the container needs
-  local want = shim_plan(client, ns, id, runtime, opts, false)
-  if not want then return nil end
-  local parent = want.dir:match("^(.*)/[^/]+$")
-  local dir = string.format("%s/.prespawn-%s-%d", parent, id, core.getpid())
-  local plan = shim_plan(client, ns, id, runtime, opts, false, dir)
-  if not (core.mkdir_p(parent, 457) and core.mkdir(dir, 457)) then return nil end
-  core.chmod(dir, 457) -- 0711 whatever the umask
-  local pending = spawn_shim(plan)
-  if not pending then core.remove_all(dir); return nil end
-  return setmetatable({ plan = plan, want = want.argv, pending = pending }, Early)
+  local spare = M._spare
+  M._spare = nil
+  if spare then
+    -- what the shim would be started with in the task dir
+    local want = shim_plan(client, ns, id, runtime, opts, false)
+    if want and spare_fits(spare.plan, want) then
+      spare.want, spare.go_id = want.argv, id
+      return spare
+    end
+    spare:abort()
+  end
+  return early_shim(client, ns, id, runtime, opts, id)
 end
 
 --- Private dirs of `prespawn` left by a client that died before its shim
@@ -499,6 +549,8 @@ function M.create(client, ns, rec, opts)
   -- a transient task whose init has its own pid namespace is deleted as
   -- soon as the init exits, while the client hears of it
   local words = (opts.transient and oci.owns_namespace(rec.spec, "pid")) and "delete-on-exit" or nil
+  -- a spare shim (and its runtime) learns the id now
+  if early and early.go_id then words = "id=" .. early.go_id .. (words and " " .. words or "") end
   local res, e, k = pending:go(words)
   if not res then
     if io_handle then io_handle:close() end

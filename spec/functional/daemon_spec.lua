@@ -290,6 +290,68 @@ print(send(b""))
     assert.are.equal(0, r.code, r.stderr)
   end)
 
+  -- each idle worker keeps a spare shim (and crater-runtime, waiting for
+  -- "go") for the next foreground `crater run`, which takes it and gives
+  -- it the container's id; another command stops it, and so does the end
+  -- of the worker
+  it("keeps a spare shim for the next `crater run`, which takes it", function()
+    local tasks = env.root .. "/run/tasks/default"
+    -- the spares' shim pids, by the worker keeping them
+    local function spares()
+      local out, n = {}, 0
+      for _, w in ipairs(children(daemon)) do
+        local pid = tonumber(proc.read_file(tasks .. "/.prespawn-spare-" .. w .. "/shim.pid") or "")
+        if pid and proc.alive(pid) then out[w] = pid; n = n + 1 end
+      end
+      return out, n
+    end
+    local before
+    assert.is_true(wait_until(function() local n; before, n = spares(); return n == 2 end))
+    local shims = {}
+    for _, pid in pairs(before) do shims[pid] = true end
+    -- a foreground run (not -d: stdio through FIFOs, no terminal) takes one
+    local worker, out = background("fg", { "run", "--rootfs", env.rootfs, "fg", "sh", "-c", "sleep 30; exit 3" })
+    local shim
+    assert.is_true(wait_until(function()
+      shim = tonumber(proc.read_file(tasks .. "/fg/shim.pid") or "")
+      return shim ~= nil
+    end))
+    assert.is_true(shims[shim] ~= nil, "the task's shim " .. shim .. " is not a spare")
+    assert.are.equal(shim, before[worker])
+    assert.is_nil(proc.read_file(tasks .. "/.prespawn-spare-" .. worker .. "/shim.pid"))
+    -- it got the id: the task and its runtime state are the container's
+    assert.matches("fg%s+%d+%s+RUNNING", env:crater({ "task", "ls" }).stdout)
+    assert.are.equal("", proc.run("ls -d " .. q(env.root .. "/run/runtime/crater-runtime/default/-") .. " 2>/dev/null").stdout)
+    env:crater { "task", "kill", "-s", "KILL", "fg" }
+    assert.is_true(wait_until(function() return proc.read_file(out .. ".rc") ~= nil end))
+    assert.are.equal("137\n", proc.read_file(out .. ".rc"))
+    assert.are.equal(0, env:crater({ "container", "rm", "fg" }).code)
+    -- a command of another shape (-d: stdio for a later attach) stops the
+    -- spare it finds and starts its own shim
+    local now = spares()
+    local r = env:crater { "run", "-d", "--rootfs", env.rootfs, "bg", "sleep", "30" }
+    assert.are.equal(0, r.code, r.stderr)
+    local bgshim = tonumber(proc.read_file(tasks .. "/bg/shim.pid") or "")
+    for w, pid in pairs(now) do
+      assert.are_not.equal(pid, bgshim)
+      if not proc.alive(w) then -- the worker that served it: its spare is gone, dir and all
+        assert.is_true(wait_until(function() return not proc.alive(pid) end))
+        assert.is_nil(proc.read_file(tasks .. "/.prespawn-spare-" .. w .. "/shim.pid"))
+      end
+    end
+    env:crater { "task", "rm", "-f", "bg" }
+    env:crater { "container", "rm", "bg" }
+    -- stopping the daemon stops the spares of its idle workers: no process
+    -- or dir left
+    local last = spares()
+    env:stop_daemon()
+    for _, pid in pairs(last) do assert.is_true(wait_until(function() return not proc.alive(pid) end)) end
+    assert.is_true(wait_until(function()
+      return proc.run("ls -a " .. q(tasks) .. " | grep -c prespawn").stdout == "0\n"
+    end))
+    assert.are.equal("", proc.run("pgrep -f -- " .. q(env.root .. "/run/.*--go-fd 3 run .* -$")).stdout)
+  end)
+
   it("replaces its idle workers on SIGHUP and lets a served command finish when stopped", function()
     local before = children(daemon)
     assert.are.equal(2, #before)

@@ -15,7 +15,8 @@
  *       run (`create`, or `run --detach`) and returns its report (words:
  *       what the caller decided meanwhile, e.g. "delete-on-exit");
  *       pending:abort() (also __gc) makes it exit without running anything
- *       and waits until it has (it leaves no file behind).
+ *       and waits until it has (it leaves no file behind); pending:reap()
+ *       waits for the first process only (a spare shim, left waiting).
  *   core.shim_request(taskdir, line [, timeout_ms]) -> reply | nil, msg, kind
  *       One request/reply on <taskdir>/shim.sock (timeout -1 = forever).
  *       A missing or refusing socket is kind "unavailable" (shim dead).
@@ -280,6 +281,19 @@ l_pending_go(lua_State *L)
   /* a shim that died before reading finds no reader here: its report (or
    * its absence) still says what happened */
   return push_reply(L, f);
+}
+
+/* pending:reap() -> true: waits for the shim's first process (it forks the
+ * shim and exits at once), which go() and abort() otherwise reap: a spare
+ * shim may wait long, and that process would stay a zombie meanwhile. */
+static int
+l_pending_reap(lua_State *L)
+{
+  struct pending *p = check_pending(L);
+  reap_first(p->first);
+  p->first = -1;
+  lua_pushboolean(L, 1);
+  return 1;
 }
 
 /* pending:abort() -> true: the shim exits without running the runtime;
@@ -746,6 +760,7 @@ crater__lua_open_task(lua_State *L)
   static const luaL_Reg pending_methods[] = {
     { "go", l_pending_go },
     { "abort", l_pending_abort },
+    { "reap", l_pending_reap },
     { "__gc", l_pending_abort },
     { NULL, NULL },
   };

@@ -720,6 +720,12 @@ function PendingShim:go(words) end
 ---@return true
 function PendingShim:abort() end
 
+--- Waits for the shim's first process (it forks the shim and exits at
+--- once), which `go` and `abort` otherwise reap: for a shim left waiting
+--- (a spare), so that no zombie stays meanwhile.
+---@return true
+function PendingShim:reap() end
+
 --- One request/reply on <taskdir>/shim.sock (timeout -1: forever).
 ---@param taskdir string
 ---@param line string

@@ -74,6 +74,10 @@ return {
     -- a worker: warm up, then serve one command and exit with it
     local ok, backend = pcall(core.open, root)
     if ok and backend then crater._warm = { root = root, backend = backend } end
+    -- ... and start a spare shim (and runtime) for the likeliest next
+    -- command, `crater run` in the foreground; its `prespawn` takes it
+    pcall(require("crater.tasks").spare, { root = root }, os.getenv("CRATER_NAMESPACE") or crater.DEFAULT_NAMESPACE,
+      require("crater.containers").default_runtime(), { stdio = "inherit", tty = false, stdin = false, start = true })
     local argv, err = core.daemon_accept(fd)
     if not argv then
       if crater._warm then crater._warm.backend:close() end
