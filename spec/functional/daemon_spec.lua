@@ -352,6 +352,31 @@ print(send(b""))
     assert.are.equal("", proc.run("pgrep -f -- " .. q(env.root .. "/run/.*--go-fd 3 run .* -$")).stdout)
   end)
 
+  -- a worker prepares, while it waits, the SQL statements the last
+  -- commands used (SOCKET.sql, learned after each command's exit code went)
+  it("remembers the statements its commands used, for the next workers", function()
+    local sqlf = sock .. ".sql"
+    local r = env:crater { "container", "create", "--rootfs", env.rootfs, "kept", "true" }
+    assert.are.equal(0, r.code, r.stderr)
+    assert.is_true(wait_until(function() return proc.read_file(sqlf) ~= nil end))
+    assert.are.equal("600\n", proc.check("stat -c %a " .. q(sqlf)))
+    local list = require("crater.json").decode(proc.read_file(sqlf))
+    assert.is_true(#list > 0)
+    local inserts = false
+    for _, sql in ipairs(list) do inserts = inserts or sql:match("^INSERT INTO containers") ~= nil end
+    assert.is_true(inserts, table.concat(list, "\n"))
+    -- what is in the file is prepared, never run; a file that is not a
+    -- list is ignored
+    for _, text in ipairs { '["DELETE FROM containers"]', "not json", '{"a": 1}' } do
+      proc.check("printf %s " .. q(text) .. " > " .. q(sqlf))
+      proc.run("kill -HUP " .. daemon) -- fresh workers read it
+      proc.sleep(0.3)
+      assert.are.equal(daemon, served_by())
+      assert.are.equal("kept\n", env:crater({ "container", "ls", "-q" }).stdout)
+    end
+    assert.are.equal(0, env:crater({ "container", "rm", "kept" }).code)
+  end)
+
   it("replaces its idle workers on SIGHUP and lets a served command finish when stopped", function()
     local before = children(daemon)
     assert.are.equal(2, #before)

@@ -237,6 +237,37 @@ describe("crater.core store", function()
     assert.equal(0, #s:check{}.corrupt)
   end)
 
+  -- what `crater daemon` workers prepare while they wait (cli/daemon.lua)
+  it("lists its cached statements and prepares given ones without running them", function()
+    local d = sha256("y")
+    assert(s:image_create("default", { name = "keep:1",
+      target = { media_type = "application/vnd.oci.image.manifest.v1+json", digest = d, size = 1 } }))
+    local used = s:statements()
+    assert.is_true(#used > 0)
+    local seen = {}
+    for _, sql in ipairs(used) do
+      assert.is_nil(seen[sql], "listed twice: " .. sql)
+      seen[sql] = true
+    end
+    -- a fresh connection: the same texts are prepared (counted once each,
+    -- cached already or not), nonsense is refused, and a statement that
+    -- would delete every image is prepared and never run
+    local s2 = assert(core.open(dir .. "/root"))
+    local list = { "DELETE FROM images", "this is not SQL" }
+    for _, sql in ipairs(used) do list[#list + 1] = sql end
+    assert.equal(#used + 1, s2:warm_statements(list))
+    local now = {}
+    for _, sql in ipairs(s2:statements()) do now[sql] = true end
+    assert.is_true(now["DELETE FROM images"])
+    assert.is_nil(now["this is not SQL"])
+    for _, sql in ipairs(used) do assert.is_true(now[sql], sql) end
+    assert.equal(1, #s2:image_list("default", {}))
+    -- and they serve the connection's own queries
+    assert.equal(d, assert(s2:image_get("default", "keep:1")).target.digest)
+    s2:close()
+    assert.has_error(function() s:warm_statements("x") end)
+  end)
+
   it("lets writers outlive a closed store", function()
     local w = s:content_writer("default", "late")
     s:close()

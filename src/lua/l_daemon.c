@@ -12,8 +12,11 @@
  *       (stdio, working directory, environment, umask).  nil, msg, kind
  *       when there is nothing to run (the client runs it embedded).
  *
- * The worker's exit code goes to its client from src/cli/main.c, after
- * the Lua state is closed (crater__daemon_finish).
+ *   core.daemon_finish(code)
+ *       In a worker: sends the command's exit code to its client now (and
+ *       gives up the client's stdio), so that what the worker still does
+ *       is off the client's path.  Otherwise src/cli/main.c sends it when
+ *       the command returns (crater__daemon_finish; once either way).
  */
 #include <stdlib.h>
 
@@ -63,7 +66,15 @@ l_daemon_accept(lua_State *L)
   return 1;
 }
 
+static int
+l_daemon_finish(lua_State *L)
+{
+  crater__daemon_finish((int) luaL_checkinteger(L, 1));
+  return 0;
+}
+
 static const luaL_Reg daemon_functions[] = {
+  { "daemon_finish", l_daemon_finish },
   { "daemon_listen", l_daemon_listen },
   { "daemon_serve", l_daemon_serve },
   { "daemon_accept", l_daemon_accept },

@@ -829,6 +829,43 @@ l_check(lua_State *L)
   return 1;
 }
 
+/* store:statements() -> {sql...}: the SQL of the connection's cached
+ * statements.  store:warm_statements({sql...}) -> n: prepares those (never
+ * runs them); how many are cached now.  For `crater daemon` workers. */
+static int
+l_statements(lua_State *L)
+{
+  lstore_t *st = check_store(L);
+  const char *sql[128];
+  size_t n = crater_db_cached_sql(crater_store_db(st->s), sql, 128);
+  lua_createtable(L, (int) n, 0);
+  for (size_t i = 0; i < n; i++) {
+    lua_pushstring(L, sql[i]);
+    lua_rawseti(L, -2, (int) i + 1);
+  }
+  return 1;
+}
+
+static int
+l_warm_statements(lua_State *L)
+{
+  lstore_t *st = check_store(L);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  int n = 0;
+  for (int i = 1;; i++) {
+    lua_rawgeti(L, 2, i);
+    const char *sql = lua_tostring(L, -1);
+    if (sql == NULL) {
+      lua_pop(L, 1);
+      break;
+    }
+    n += crater_db_warm(crater_store_db(st->s), sql) ? 1 : 0;
+    lua_pop(L, 1);
+  }
+  lua_pushinteger(L, n);
+  return 1;
+}
+
 static int
 l_store_tostring(lua_State *L)
 {
@@ -871,6 +908,8 @@ static const luaL_Reg store_methods[] = {
   { "lease_delete", l_lease_delete },
   { "lease_add_resource", l_lease_add_resource },
   { "check", l_check },
+  { "statements", l_statements },
+  { "warm_statements", l_warm_statements },
   { NULL, NULL },
 };
 

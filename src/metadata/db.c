@@ -139,6 +139,38 @@ crater__db_release(crater_db_t *db, sqlite3_stmt *st)
   sqlite3_finalize(st);
 }
 
+size_t
+crater_db_cached_sql(crater_db_t *db, const char **out, size_t max)
+{
+  size_t n = 0;
+  for (size_t i = 0; i < db->nstmts && n < max; i++) {
+    bool seen = false; /* a nested use may have cached a second copy */
+    for (size_t j = 0; j < n && !seen; j++)
+      seen = strcmp(out[j], db->stmts[i].sql) == 0;
+    if (!seen)
+      out[n++] = db->stmts[i].sql;
+  }
+  return n;
+}
+
+bool
+crater_db_warm(crater_db_t *db, const char *sql)
+{
+  uint32_t hash = sql_hash(sql);
+  for (size_t i = 0; i < db->nstmts; i++)
+    if (db->stmts[i].hash == hash && strcmp(db->stmts[i].sql, sql) == 0)
+      return true;
+  if (db->nstmts >= STMT_CACHE_MAX)
+    return false;
+  sqlite3_stmt *st = NULL;
+  if (sqlite3_prepare_v3(db->h, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL) != SQLITE_OK) {
+    sqlite3_finalize(st);
+    return false;
+  }
+  db->stmts[db->nstmts++] = (cached_stmt_t){ xstrdup(sql), hash, false, st };
+  return true;
+}
+
 bool
 crater__db_stmt_cached(crater_db_t *db, sqlite3_stmt *st)
 {

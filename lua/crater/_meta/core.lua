@@ -353,6 +353,18 @@ function Store:lease_add_resource(ns, id, kind, key) end
 ---@return {checked: number, corrupt: {digest: string, actual?: string}[], orphans: string[], missing: {namespace: string, digest: string}[], stale_ingests: string[], repaired: boolean}|nil report, string? err, string? kind
 function Store:check(opts) end
 
+--- The SQL of the connection's cached prepared statements (each once).
+---@return string[]
+function Store:statements() end
+
+--- Prepares these statements into the connection's cache (never runs
+--- them: a statement is used only when the code asks for its exact text).
+--- For `crater daemon` workers, which prepare what the last commands used
+--- while they wait.  Returns how many were kept.
+---@param sql string[]
+---@return integer
+function Store:warm_statements(sql) end
+
 --- (l_container.c)
 ---@param ns string
 ---@param record crater.core.Container
@@ -809,5 +821,11 @@ function core.daemon_serve(fd, path, workers) end
 ---@param fd integer
 ---@return string[]|nil argv, string? err, string? kind
 function core.daemon_accept(fd) end
+
+--- In a worker: sends the command's exit code to its client now (and gives
+--- up the client's stdio), so that what the worker still does is off the
+--- client's path; main.c otherwise sends it when the command returns.
+---@param code integer
+function core.daemon_finish(code) end
 
 return core
