@@ -422,6 +422,11 @@ end
 ---@param opts {stdio?: "inherit"|"attach"|"null"|table, log?: string, log_format?: "json"|"raw", tty?: boolean, stdin?: boolean, start?: boolean, transient?: boolean}
 function M.prespawn(client, ns, id, runtime, opts)
   opts = opts or {}
+  -- the shape of this task's shim, for the next spare (`spare_shape`)
+  if opts.stdio == nil or opts.stdio == "inherit" or opts.stdio == "attach" or opts.stdio == "null" then
+    M._last_shape = { namespace = ns, runtime = runtime, stdio = opts.stdio or "null", tty = opts.tty and true or false,
+      stdin = opts.stdin ~= false, start = opts.start and true or false }
+  end
   local spare = M._spare
   M._spare = nil
   if spare then
@@ -431,10 +436,17 @@ function M.prespawn(client, ns, id, runtime, opts)
       spare.want, spare.go_id = want.argv, id
       return spare
     end
-    spare:abort()
+    spare.pending:release() -- it removes itself, off this command's path
+    spare.pending = nil
   end
   return early_shim(client, ns, id, runtime, opts, id)
 end
+
+--- The shape of the last task `prespawn` started a shim for in this
+--- process ({namespace, runtime, stdio, tty, stdin, start}, the arguments
+--- `spare` takes), or nil: a `crater daemon` worker passes it on, so that
+--- the next spares are shaped as the last `crater run` (`-d` or not).
+function M.spare_shape() return M._last_shape end
 
 --- Private dirs of `prespawn` left by a client that died before its shim
 --- could clean up (killed between making the dir and spawning the shim):

@@ -341,6 +341,25 @@ print(send(b""))
     end
     env:crater { "task", "rm", "-f", "bg" }
     env:crater { "container", "rm", "bg" }
+    -- ... and the spares after it are shaped as that last `crater run`:
+    -- the next `run -d` takes one (a fresh worker has taken each command
+    -- since, so every idle one has a -d spare)
+    proc.run("kill -HUP " .. daemon)
+    local dspares
+    assert.is_true(wait_until(function()
+      local n
+      dspares, n = spares()
+      for w in pairs(dspares) do if now[w] then return false end end
+      return n == 2
+    end))
+    r = env:crater { "run", "-d", "--rootfs", env.rootfs, "bg2", "sleep", "30" }
+    assert.are.equal(0, r.code, r.stderr)
+    local bg2shim = tonumber(proc.read_file(tasks .. "/bg2/shim.pid") or "")
+    local taken = false
+    for _, pid in pairs(dspares) do taken = taken or pid == bg2shim end
+    assert.is_true(taken, "run -d did not take a spare")
+    assert.are.equal(0, env:crater({ "task", "rm", "-f", "bg2" }).code)
+    assert.are.equal(0, env:crater({ "container", "rm", "bg2" }).code)
     -- stopping the daemon stops the spares of its idle workers: no process
     -- or dir left
     local last = spares()

@@ -15,8 +15,9 @@
  *       run (`create`, or `run --detach`) and returns its report (words:
  *       what the caller decided meanwhile, e.g. "delete-on-exit");
  *       pending:abort() (also __gc) makes it exit without running anything
- *       and waits until it has (it leaves no file behind); pending:reap()
- *       waits for the first process only (a spare shim, left waiting).
+ *       and waits until it has (it leaves no file behind); pending:release()
+ *       does the same without waiting; pending:reap() waits for the first
+ *       process only (a spare shim, left waiting).
  *   core.shim_request(taskdir, line [, timeout_ms]) -> reply | nil, msg, kind
  *       One request/reply on <taskdir>/shim.sock (timeout -1 = forever).
  *       A missing or refusing socket is kind "unavailable" (shim dead).
@@ -292,6 +293,21 @@ l_pending_reap(lua_State *L)
   struct pending *p = check_pending(L);
   reap_first(p->first);
   p->first = -1;
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* pending:release() -> true: as abort(), without waiting: the shim gets
+ * EOF and removes what it made by itself, off the caller's path. */
+static int
+l_pending_release(lua_State *L)
+{
+  struct pending *p = check_pending(L);
+  reap_first(p->first);
+  p->first = -1;
+  if (p->fd >= 0)
+    close(p->fd);
+  p->fd = -1;
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -758,11 +774,8 @@ crater__lua_open_task(lua_State *L)
 {
   crater__lua_newclass(L, IO_MT, io_methods);
   static const luaL_Reg pending_methods[] = {
-    { "go", l_pending_go },
-    { "abort", l_pending_abort },
-    { "reap", l_pending_reap },
-    { "__gc", l_pending_abort },
-    { NULL, NULL },
+    { "go", l_pending_go },           { "abort", l_pending_abort }, { "reap", l_pending_reap },
+    { "release", l_pending_release }, { "__gc", l_pending_abort },  { NULL, NULL },
   };
   crater__lua_newclass(L, PENDING_MT, pending_methods);
   luaL_register(L, NULL, task_funcs);

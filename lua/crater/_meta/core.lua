@@ -732,6 +732,11 @@ function PendingShim:go(words) end
 ---@return true
 function PendingShim:abort() end
 
+--- Makes the shim exit without running anything, without waiting: it
+--- removes what it made by itself.
+---@return true
+function PendingShim:release() end
+
 --- Waits for the shim's first process (it forks the shim and exits at
 --- once), which `go` and `abort` otherwise reap: for a shim left waiting
 --- (a spare), so that no zombie stays meanwhile.

@@ -28,6 +28,17 @@ end
 -- instead of its command preparing them one by one (~30,000 instructions
 -- each; a `crater run` prepares ~28, ~0.4 ms).  Learned from use, so it
 -- follows the code: text no code asks for any more is prepared, never run.
+-- Replaces file with data, mode 0600 (a temp file renamed over it).
+local function write_private(file, data)
+  local tmp = string.format("%s.%d", file, core.getpid())
+  local f = io.open(tmp, "wb")
+  if not f then return end
+  f:write(data)
+  f:close()
+  core.chmod(tmp, 384) -- 0600
+  if not os.rename(tmp, file) then os.remove(tmp) end
+end
+
 local MAX_STATEMENTS = 64 -- half the connection's cache (src/metadata/db.c)
 
 local function read_statements(path)
@@ -57,13 +68,38 @@ local function learn_statements(path, known, used)
       if not seen[s] and #all < MAX_STATEMENTS then seen[s] = true; all[#all + 1] = s end
     end
   end
-  local tmp = string.format("%s.sql.%d", path, core.getpid())
-  local f = io.open(tmp, "wb")
-  if not f then return end
-  f:write(require("crater.json").encode(all))
+  write_private(path .. ".sql", require("crater.json").encode(all))
+end
+
+-- The shape of the spare shim a worker starts (tasks.spare): the last
+-- `crater run`'s (PATH.spare, JSON), at first the foreground one.  A
+-- `run -d` workload gets spares it can take, instead of spares each of its
+-- commands stops.
+local SHAPE_KEYS = { namespace = "string", runtime = "string", stdio = "string", tty = "boolean", stdin = "boolean",
+  start = "boolean" }
+
+local function read_shape(path)
+  local shape = { namespace = os.getenv("CRATER_NAMESPACE") or require("crater").DEFAULT_NAMESPACE,
+    runtime = require("crater.containers").default_runtime(), stdio = "inherit", tty = false, stdin = false,
+    start = true }
+  local f = io.open(path .. ".spare", "rb")
+  if not f then return shape end
+  local ok, got = pcall(require("crater.json").decode, f:read("*a"))
   f:close()
-  core.chmod(tmp, 384) -- 0600
-  if not os.rename(tmp, path .. ".sql") then os.remove(tmp) end
+  if not (ok and type(got) == "table") then return shape end
+  for k, t in pairs(SHAPE_KEYS) do
+    if type(got[k]) ~= t then return shape end
+  end
+  if not (got.stdio == "inherit" or got.stdio == "attach" or got.stdio == "null") then return shape end
+  return got
+end
+
+local function learn_shape(path, had, now)
+  if not now then return end
+  local same = true
+  for k in pairs(SHAPE_KEYS) do same = same and had[k] == now[k] end
+  if same then return end
+  write_private(path .. ".spare", require("crater.json").encode(now))
 end
 
 --- The socket a daemon of this root serves, as the front end finds it:
@@ -122,9 +158,10 @@ return {
     local known = backend and read_statements(path) or {}
     if backend then backend:warm_statements(known) end
     -- ... and start a spare shim (and runtime) for the likeliest next
-    -- command, `crater run` in the foreground; its `prespawn` takes it
-    pcall(require("crater.tasks").spare, { root = root }, os.getenv("CRATER_NAMESPACE") or crater.DEFAULT_NAMESPACE,
-      require("crater.containers").default_runtime(), { stdio = "inherit", tty = false, stdin = false, start = true })
+    -- command, a `crater run` shaped as the last one; its `prespawn`
+    -- takes it
+    local shape = read_shape(path)
+    pcall(require("crater.tasks").spare, { root = root }, shape.namespace, shape.runtime, shape)
     local argv, err = core.daemon_accept(fd)
     if not argv then
       if crater._warm then crater._warm.backend:close() end
@@ -140,6 +177,7 @@ return {
     -- the client has its exit code: learn the statements this command
     -- prepared that the next workers do not know yet
     if backend then learn_statements(path, known, backend:statements()) end
+    learn_shape(path, shape, require("crater.tasks").spare_shape())
     -- ... and leave without closing the Lua state: that would free, page by
     -- page, the heap inherited from the daemon (~1 ms of copy-on-write
     -- faults, taken from the next command on a busy host).  The store is
