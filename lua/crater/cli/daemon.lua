@@ -118,7 +118,10 @@ return {
     "hands every command for this root (--root before the\n" ..
     "command, or CRATER_ROOT / CRATER_STATE / CRATER_SOCKET as the daemon had them) to a worker; with\n" ..
     "CRATER_NO_DAEMON=1, or when the daemon is gone, crater runs commands itself.  Tasks do not depend\n" ..
-    "on the daemon: stopping it stops no container and no command being served.",
+    "on the daemon: stopping it stops no container and no command being served.\n\n" ..
+    "An idle worker keeps a spare task shim (and crater-runtime) shaped as the last `crater run`, which\n" ..
+    "the next such run takes, and prepares the SQL statements the last commands used; both are learned\n" ..
+    "into files beside the socket (SOCKET.spare, SOCKET.sql).",
   max_args = 0,
   flags = {
     { name = "workers", type = "number", arg = "N", help = "idle workers kept ready (default 2)" },
