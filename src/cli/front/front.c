@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -178,6 +179,23 @@ send_request(int fd, const struct buf *b, const int fds[CRATER_CLI_NFDS])
   return crater_cli_send_all(fd, b->p + off, b->len - off);
 }
 
+/* Dies of sig, as the worker serving us did.  At once: a worker dumping
+ * core closes our connection only when the dump is written (seconds, on a
+ * slow disk), and the dump is its, so none of ours (it would be written
+ * as the same "core" in the same directory). */
+static void
+die_of(int sig)
+{
+  struct rlimit none = { 0, 0 };
+  setrlimit(RLIMIT_CORE, &none);
+  signal(sig, SIG_DFL);
+  sigset_t one;
+  sigemptyset(&one);
+  sigaddset(&one, sig);
+  sigprocmask(SIG_UNBLOCK, &one, NULL);
+  raise(sig);
+}
+
 /* Runs the command through the daemon on fd.  Returns its exit code, or
  * -1 when it must run embedded instead (nothing of it has run). */
 static int
@@ -231,7 +249,7 @@ forward(int fd, const char *embedded, int argc, char **argv)
 
   struct crater_cli_lines lines = { .have = 0 };
   char *line;
-  int died_of = 0, taken = 0, v;
+  int taken = 0, v;
   while ((line = crater_cli_next_line(fd, &lines)) != NULL) {
     if (sscanf(line, "exit %d", &v) == 1)
       return v;
@@ -239,19 +257,11 @@ forward(int fd, const char *embedded, int argc, char **argv)
       return -1;
     if (strcmp(line, "run") == 0)
       taken = 1;
-    if (sscanf(line, "signal %d", &v) == 1)
-      died_of = v;
+    if (sscanf(line, "signal %d", &v) == 1 && v > 0 && v < NSIG)
+      die_of(v);
   }
   if (!taken)
     return -1; /* gone before it took the command: nothing of it ran */
-  if (died_of > 0) {
-    signal(died_of, SIG_DFL);
-    sigset_t one;
-    sigemptyset(&one);
-    sigaddset(&one, died_of);
-    sigprocmask(SIG_UNBLOCK, &one, NULL);
-    raise(died_of);
-  }
   fputs("crater: the daemon's worker ended without an exit status (see crater daemon's log)\n",
         stderr);
   return 1;
