@@ -26,11 +26,12 @@ describe("crater daemon", function()
     return tonumber(env:crater({ "version" }, opts).stdout:match("served by crater daemon (%d+)"))
   end
 
-  -- the worker serving a command whose client runs in env.dir (a worker
-  -- takes its client's working directory)
-  local function busy_worker()
+  -- the worker serving the command whose stderr is the file err (idle
+  -- workers have the daemon's working directory, env.dir too, so that
+  -- alone picked an idle one at times)
+  local function busy_worker(err)
     for _, c in ipairs(children(daemon)) do
-      if proc.run("readlink /proc/" .. c .. "/cwd").stdout == env.dir .. "\n" then return c end
+      if proc.run("readlink /proc/" .. c .. "/fd/2").stdout == err .. "\n" then return c end
     end
     return nil
   end
@@ -42,7 +43,7 @@ describe("crater daemon", function()
     proc.run("cd " .. q(env.dir) .. " && ( " .. env:cmd(args) .. " >/dev/null 2>" .. q(out .. ".err") ..
       "; echo $? >" .. q(out .. ".rc") .. " ) &")
     local worker
-    assert.is_true(wait_until(function() worker = busy_worker(); return worker ~= nil end))
+    assert.is_true(wait_until(function() worker = busy_worker(out .. ".err"); return worker ~= nil end))
     return worker, out
   end
 
