@@ -12,10 +12,14 @@
 # namespace, so the two runtimes are compared like for like.
 # With CRATER, ROOT and IMAGE also given, `crater run --rm IMAGE` is timed
 # there too: crater and bare crun on the same cgroup hierarchy.
+# With GAP=S in the environment each timed run comes S seconds after the
+# previous one ended (sporadic starts: nothing kept warm by the last run).
 # Usage: unshare -m --propagation private bench/crun_v2ns.sh N BUNDLE CRATER_RUNTIME [CRATER ROOT IMAGE]
 # Prints "crun <median ms>", "crater-runtime <median ms>" [and "crater-run <median ms>"].
 set -uo pipefail
 N=$1 BUNDLE=$2 CRT=$3 CRATER=${4:-} ROOT=${5:-} IMAGE=${6:-}
+GAP=${GAP:-0}
+pause() { [ "$GAP" = 0 ] || sleep "$GAP"; }
 mount -t cgroup2 none /sys/fs/cgroup || { echo "cannot mount cgroup2" >&2; exit 1; }
 W=$(mktemp -d "${BENCH_STATE:-/run}/crater-bench-crun.XXXXXX")
 trap 'rm -rf "$W"' EXIT
@@ -38,6 +42,7 @@ for rt in crun "$CRT"; do
   name=crun; [ "$rt" = crun ] || name=crater-runtime
   "$rt" --root "$W/$name" run --bundle "$W/bundle" warm >/dev/null 2>&1
   for i in $(seq "$N"); do
+    pause
     t0=${EPOCHREALTIME/./}
     "$rt" --root "$W/$name" run --bundle "$W/bundle" "b$i" >/dev/null 2>&1
     t1=${EPOCHREALTIME/./}
@@ -48,6 +53,7 @@ done
 if [ -n "$CRATER" ]; then
   "$CRATER" --root "$ROOT" run --rm "$IMAGE" v2warm /bin/true >/dev/null 2>&1
   for i in $(seq "$N"); do
+    pause
     t0=${EPOCHREALTIME/./}
     "$CRATER" --root "$ROOT" run --rm "$IMAGE" "v2b$i" /bin/true >/dev/null 2>&1
     t1=${EPOCHREALTIME/./}

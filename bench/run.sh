@@ -188,6 +188,31 @@ else
 fi
 measure "bare runc run" "runc --root $BENCH_STATE/runc run --bundle $T/bundle %ID%"
 
+# Sporadic starts: one every 0.2 s on an otherwise idle host, not back to
+# back, so nothing is kept warm by the previous run (CPU caches, idle
+# CPUs, the kernel's cgroup_threadgroup_rwsem, which a v2 cgroup move
+# waits an RCU grace period for when nothing took it lately).  bare crun
+# and crater-runtime in the cgroup2-only namespace as above, and `crater
+# run --rm IMAGE` through crater daemon (its front end finds the daemon's
+# socket from there; the daemon runs on the host's cgroups).
+if command -v crun >/dev/null && command -v unshare >/dev/null && [ "$HAVE_CRUN" = 0 ]; then
+  NS_SPORADIC=$(( N < 15 ? N : 15 ))
+  echo "== sporadic starts (one every 0.2 s), $NS_SPORADIC runs"
+  daemon_start
+  "$CRATER" --root "$T/root" run --rm bench/busybox:latest spwarm /bin/true >/dev/null 2>&1 # spares from here on
+  while read -r name val; do
+    [ -n "$val" ] || continue
+    key="sporadic: bare $name run (v2 ns)"
+    [ "$name" = crater-run ] && key="sporadic: crater run IMAGE via daemon"
+    RES["$key"]=$val
+    printf "%-40s median %7s ms\n" "$key" "$val"
+  done < <(GAP=0.2 unshare -m --propagation private "$SRC/bench/crun_v2ns.sh" "$NS_SPORADIC" "$T/bundle" \
+             "$BUILD/bin/crater-runtime" "$CRATER" "$T/root" bench/busybox:latest 2>/dev/null)
+  daemon_stop
+  awk -v a="${RES["sporadic: crater run IMAGE via daemon"]:-0}" -v b="${RES["sporadic: bare crun run (v2 ns)"]:-0}" \
+    'BEGIN{if (a > 0 && b > 0) printf "sporadic: crater IMAGE via daemon / bare crun = %.2f\n", a/b}'
+fi
+
 # private containerd
 if command -v containerd >/dev/null && command -v ctr >/dev/null && command -v umoci >/dev/null; then
   cat > "$T/ctrd.toml" <<EOC
