@@ -99,14 +99,15 @@ end
 
 -- ---- image and snapshot helpers -----------------------------------------------------
 
---- Resolves an image name to {name, config (image config), chain_id,
---- manifest (images.decode_manifest result)}, following an index to the
---- host platform's manifest.
-function M.image_info(client, name)
+-- Images this process resolved, by namespace, name, target digest and
+-- host platform: what a digest names never changes, and the image record
+-- is read every time.  A `crater daemon` worker resolves the last `crater
+-- run`'s image while it waits (cli/daemon.lua), so that its command does
+-- not read and decode the manifest and config again.
+local resolved = {}
+
+local function resolve(client, name, img)
   local images = require "crater.images"
-  local imgs = client:images()
-  local img, err, kind = imgs:get(name)
-  if not img then return nil, err, kind end
   local cs = client:content()
   local digest, mt = img.target.digest, img.target.media_type or img.target.mediaType
   for _ = 1, 4 do
@@ -129,6 +130,22 @@ function M.image_info(client, name)
     end
   end
   return nil, "image " .. name .. ": index nesting too deep", "invalid_argument"
+end
+
+--- Resolves an image name to {name, config (image config), chain_id,
+--- manifest (images.decode_manifest result)}, following an index to the
+--- host platform's manifest.  The result is the caller's (a copy).
+function M.image_info(client, name)
+  local imgs = client:images()
+  local img, err, kind = imgs:get(name)
+  if not img then return nil, err, kind end
+  local key = table.concat({ client.ns or "", img.name, img.target.digest, os.getenv("CRATER_HOST_ARCH") or "" }, "\0")
+  if not resolved[key] then
+    local info, e2, k2 = resolve(client, name, img)
+    if not info then return nil, e2, k2 end
+    resolved[key] = info
+  end
+  return oci.copy(resolved[key])
 end
 
 --- Makes sure the image's layers are unpacked in snapshotter (as ctr run
@@ -279,6 +296,7 @@ function Containers:create(id, opts)
     local info, err, kind = M.image_info(self.client, opts.image)
     if not info then return nil, "container " .. id .. ": image " .. opts.image .. ": " .. tostring(err), kind end
     rec.image = info.name
+    M.last_image = { namespace = self.ns, name = opts.image } -- for a `crater daemon` worker's next one
     image_config = info.config
     rec.snapshotter = opts.snapshotter or os.getenv("CRATER_SNAPSHOTTER") or
       require("crater.snapshotters").default(self.client.root, nil, self.client:policies())

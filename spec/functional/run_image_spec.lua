@@ -147,6 +147,25 @@ for _, snapshotter in ipairs { "overlayfs", "native" } do
       assert.are.equal("flag\n/tmp\n0\n", r.stdout)
     end)
 
+    -- an image resolved once (a `crater daemon` worker resolves the last
+    -- run's image before its command comes) is read again when its name
+    -- points at another manifest
+    it("runs what an image name points at now, after it was moved", function()
+      local function greeting(id)
+        local r = run(id, { "--rm" }, "test/moved:1", { "sh", "-c", 'echo "$WHO"' })
+        assert.are.equal(0, r.code, r.stderr)
+        return r.stdout
+      end
+      make_config_image(env.root, "docker.io/test/moved:1", { Env = { "WHO=first" }, Entrypoint = {}, Cmd = {} })
+      -- three runs: a daemon's idle workers take commands in turn, and the
+      -- one serving the fourth started after the first had ended
+      for i = 1, 3 do assert.are.equal("first\n", greeting("mv" .. i)) end
+      -- moved by the Lua API, not by a command: a command that is not a
+      -- run would leave the next worker nothing resolved to test
+      make_config_image(env.root, "docker.io/test/moved:1", { Env = { "WHO=second" }, Entrypoint = {}, Cmd = {} })
+      assert.are.equal("second\n", greeting("mv4"))
+    end)
+
     it("runs repo@digest from the local image of that repository with that digest, as docker", function()
       local list = require("crater.json").decode(crater { "--format", "json", "image", "ls" }.stdout)
       local digest

@@ -72,7 +72,8 @@ local function learn_statements(path, known, used)
 end
 
 -- The shape of the spare shim a worker starts (tasks.spare): the last
--- `crater run`'s (PATH.spare, JSON), at first the foreground one.  A
+-- `crater run`'s (PATH.spare, JSON), at first the foreground one, with
+-- the image it ran (resolved while the worker waits).  A
 -- `run -d` workload gets spares it can take, instead of spares each of its
 -- commands stops.  `wanted` is false while the last command served was
 -- not a `crater run`: a spare's start (two execs, a network namespace,
@@ -94,20 +95,23 @@ local function read_shape(path)
     if type(got[k]) ~= t then return shape end
   end
   if not (got.stdio == "inherit" or got.stdio == "attach" or got.stdio == "null") then return shape end
+  if got.image ~= nil and type(got.image) ~= "string" then got.image = nil end
   return got
 end
 
 local function learn_shape(path, had, now)
   if now then
     now.wanted = true
+    local last = require("crater.containers").last_image
+    now.image = last and last.namespace == now.namespace and last.name or nil
   elseif had.wanted then
     now = {}
     for k in pairs(SHAPE_KEYS) do now[k] = had[k] end
-    now.wanted = false
+    now.image, now.wanted = had.image, false
   else
     return
   end
-  local same = true
+  local same = had.image == now.image
   for k in pairs(SHAPE_KEYS) do same = same and had[k] == now[k] end
   if same then return end
   write_private(path .. ".spare", require("crater.json").encode(now))
@@ -175,7 +179,15 @@ return {
     -- command, a `crater run` shaped as the last one; its `prespawn`
     -- takes it
     local shape = read_shape(path)
-    if shape.wanted then pcall(require("crater.tasks").spare, { root = root }, shape.namespace, shape.runtime, shape) end
+    if shape.wanted then
+      pcall(require("crater.tasks").spare, { root = root }, shape.namespace, shape.runtime, shape)
+      -- ... and resolve that run's image (containers.image_info keeps it)
+      if backend and shape.image then
+        local c = setmetatable({ backend = backend, ns = shape.namespace, root = backend:root(), mode = "embedded",
+          shared = { closed = false } }, crater.Client)
+        pcall(require("crater.containers").image_info, c, shape.image)
+      end
+    end
     local argv, err = core.daemon_accept(fd)
     if not argv then
       if crater._warm then crater._warm.backend:close() end
