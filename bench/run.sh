@@ -143,6 +143,21 @@ measure() { # name cmd-with-%ID%
   printf "%-40s median %7s ms   mean %7s ms\n" "$name" "$med" "$mean"
 }
 
+# crun_v2ns.sh's "NAME MEDIAN" lines (stdin) into RES, printed: key_fmt
+# names a bare runtime's (%s: crun or crater-runtime), crater_key
+# `crater run`'s (its "crater-run" line), note follows each figure
+v2ns_results() {
+  local key_fmt=$1 crater_key=$2 note=$3 name val key
+  while read -r name val; do
+    [ -n "$val" ] || continue
+    # shellcheck disable=SC2059 # the format is the caller's
+    key=$(printf "$key_fmt" "$name")
+    [ "$name" = crater-run ] && [ -n "$crater_key" ] && key=$crater_key
+    RES["$key"]=$val
+    printf "%-40s median %7s ms%s\n" "$key" "$val" "$note"
+  done
+}
+
 "$SRC/scripts/make-busybox-layout" "$T/layout" latest >/dev/null 2>&1
 "$CRATER" --root "$T/root" image import --name bench/busybox:latest "$T/layout" >/dev/null 2>&1 || echo "crater image import failed" >&2
 
@@ -169,21 +184,13 @@ else
   if command -v crun >/dev/null && command -v unshare >/dev/null; then
     # ... and `crater run --rm IMAGE` there as well: crater and bare crun
     # on the same cgroup hierarchy (crun's bundle still without seccomp)
-    while read -r name val; do
-      [ -n "$val" ] || continue
-      key="bare $name run (v2 ns)"
-      [ "$name" = crater-run ] && key="crater run IMAGE (v2 ns)"
-      RES["$key"]=$val
-      printf "%-40s median %7s ms   (private cgroup2-only mount namespace)\n" "$key" "$val"
-    done < <(unshare -m --propagation private "$SRC/bench/crun_v2ns.sh" "$N" "$T/bundle" "$BUILD/bin/crater-runtime" \
-               "$CRATER" "$T/root" bench/busybox:latest)
+    v2ns_results "bare %s run (v2 ns)" "crater run IMAGE (v2 ns)" "   (private cgroup2-only mount namespace)" \
+      < <(unshare -m --propagation private "$SRC/bench/crun_v2ns.sh" "$N" "$T/bundle" "$BUILD/bin/crater-runtime" \
+            "$CRATER" "$T/root" bench/busybox:latest)
     # like for like: both runtimes on crater's own spec (seccomp default
     # profile included: what `crater run` containers get)
-    while read -r name val; do
-      [ -n "$val" ] || continue
-      RES["bare $name run, crater spec (v2 ns)"]=$val
-      printf "%-40s median %7s ms   (v2 ns, crater's default spec)\n" "bare $name run, crater spec" "$val"
-    done < <(unshare -m --propagation private "$SRC/bench/crun_v2ns.sh" "$N" "$T/bundle-crater" "$BUILD/bin/crater-runtime")
+    v2ns_results "bare %s run, crater spec (v2 ns)" "" "   (crater's default spec)" \
+      < <(unshare -m --propagation private "$SRC/bench/crun_v2ns.sh" "$N" "$T/bundle-crater" "$BUILD/bin/crater-runtime")
   fi
 fi
 measure "bare runc run" "runc --root $BENCH_STATE/runc run --bundle $T/bundle %ID%"
@@ -200,14 +207,9 @@ if command -v crun >/dev/null && command -v unshare >/dev/null && [ "$HAVE_CRUN"
   echo "== sporadic starts (one every 0.2 s), $NS_SPORADIC runs"
   daemon_start
   "$CRATER" --root "$T/root" run --rm bench/busybox:latest spwarm /bin/true >/dev/null 2>&1 # spares from here on
-  while read -r name val; do
-    [ -n "$val" ] || continue
-    key="sporadic: bare $name run (v2 ns)"
-    [ "$name" = crater-run ] && key="sporadic: crater run IMAGE via daemon"
-    RES["$key"]=$val
-    printf "%-40s median %7s ms\n" "$key" "$val"
-  done < <(GAP=0.2 unshare -m --propagation private "$SRC/bench/crun_v2ns.sh" "$NS_SPORADIC" "$T/bundle" \
-             "$BUILD/bin/crater-runtime" "$CRATER" "$T/root" bench/busybox:latest 2>/dev/null)
+  v2ns_results "sporadic: bare %s run (v2 ns)" "sporadic: crater run IMAGE via daemon" "" \
+    < <(GAP=0.2 unshare -m --propagation private "$SRC/bench/crun_v2ns.sh" "$NS_SPORADIC" "$T/bundle" \
+          "$BUILD/bin/crater-runtime" "$CRATER" "$T/root" bench/busybox:latest 2>/dev/null)
   daemon_stop
   awk -v a="${RES["sporadic: crater run IMAGE via daemon"]:-0}" -v b="${RES["sporadic: bare crun run (v2 ns)"]:-0}" \
     'BEGIN{if (a > 0 && b > 0) printf "sporadic: crater IMAGE via daemon / bare crun = %.2f\n", a/b}'

@@ -94,12 +94,15 @@ struct pending {
   pid_t first;
 };
 
+/* Reaps p's first shim process (it forks the shim and exits at once),
+ * once. */
 static void
-reap_first(pid_t pid)
+reap_first(struct pending *p)
 {
   int st;
-  while (pid > 0 && waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+  while (p->first > 0 && waitpid(p->first, &st, 0) < 0 && errno == EINTR) {
   }
+  p->first = -1;
 }
 
 static int
@@ -273,8 +276,7 @@ l_pending_go(lua_State *L)
     return fail_kind(L, CRATER_ERR_FAILED_PRECONDITION, "shim already started or aborted");
   int f = p->fd;
   p->fd = -1;
-  reap_first(p->first);
-  p->first = -1;
+  reap_first(p);
   ssize_t w;
   do
     w = send(f, line, (size_t) n, MSG_NOSIGNAL);
@@ -291,8 +293,7 @@ static int
 l_pending_reap(lua_State *L)
 {
   struct pending *p = check_pending(L);
-  reap_first(p->first);
-  p->first = -1;
+  reap_first(p);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -303,8 +304,7 @@ static int
 l_pending_release(lua_State *L)
 {
   struct pending *p = check_pending(L);
-  reap_first(p->first);
-  p->first = -1;
+  reap_first(p);
   if (p->fd >= 0)
     close(p->fd);
   p->fd = -1;
@@ -318,8 +318,7 @@ static int
 l_pending_abort(lua_State *L)
 {
   struct pending *p = check_pending(L);
-  reap_first(p->first);
-  p->first = -1;
+  reap_first(p);
   if (p->fd >= 0) {
     int f = p->fd;
     p->fd = -1;
