@@ -385,16 +385,16 @@ local function spare_fits(spare, want)
   return true
 end
 
---- Starts a spare shim: one for a task nobody has asked for yet, with the
---- options `crater run` in the foreground gives (opts as for `new_task`).
---- A `crater daemon` worker keeps one while it waits for a command, so
+--- Starts a spare shim: one for a task nobody has asked for yet (opts as
+--- for `new_task`; a `crater daemon` worker gives the last `crater run`'s,
+--- `spare_shape`).  A worker keeps one while it waits for a command, so
 --- the shim's start (and crater-runtime's, which with `start = true` waits
 --- for "go" too) is off that command's path.  The next `prespawn` of this
 --- process takes it when its task would get the same shim, and the
 --- container's id goes to the shim (and the runtime) with "go"; otherwise
---- it is stopped.  The process's end stops an unused one (EOF: it removes
---- its dir and exits, and so does its runtime).  Returns the handle, or
---- nil when none could be started.
+--- it is released.  The process's end releases an unused one (EOF: it
+--- removes its dir and exits, and so does its runtime).  Returns the
+--- handle, or nil when none could be started.
 ---@param runtime string
 ---@param opts {stdio?: "inherit"|"attach"|"null"|table, log?: string, tty?: boolean, stdin?: boolean, start?: boolean}
 function M.spare(client, ns, runtime, opts)
@@ -423,7 +423,7 @@ end
 function M.prespawn(client, ns, id, runtime, opts)
   opts = opts or {}
   -- the shape of this task's shim, for the next spare (`spare_shape`)
-  if opts.stdio == nil or opts.stdio == "inherit" or opts.stdio == "attach" or opts.stdio == "null" then
+  if not opts.log and (opts.stdio == nil or opts.stdio == "inherit" or opts.stdio == "attach" or opts.stdio == "null") then
     M._last_shape = { namespace = ns, runtime = runtime, stdio = opts.stdio or "null", tty = opts.tty and true or false,
       stdin = opts.stdin ~= false, start = opts.start and true or false }
   end
