@@ -36,6 +36,12 @@ describe("crater daemon", function()
     return nil
   end
 
+  -- whether the background command writing OUT.rc has: the shell creates
+  -- the file before it writes the status into it
+  local function exited(out)
+    return (proc.read_file(out .. ".rc") or ""):match("\n$") ~= nil
+  end
+
   -- starts `crater ARGS` in the background in env.dir, its exit status to
   -- NAME.rc and stderr to NAME.err; returns the worker serving it
   local function background(name, args)
@@ -117,7 +123,7 @@ describe("crater daemon", function()
     proc.run("kill -9 " .. client)
     -- an embedded crater would have died with the client: so does the worker
     assert.is_true(wait_until(function() return not proc.alive(worker) end))
-    assert.is_true(wait_until(function() return proc.read_file(out .. ".rc") ~= nil end))
+    assert.is_true(wait_until(function() return exited(out) end))
     assert.are.equal("137\n", proc.read_file(out .. ".rc"))
     assert.matches("k1%s+%d+%s+RUNNING", env:crater({ "task", "ls" }).stdout)
     env:crater { "task", "kill", "-s", "KILL", "k1" }
@@ -130,7 +136,7 @@ describe("crater daemon", function()
       local id = "w" .. sig
       local worker, out = background(id, { "run", "--rootfs", env.rootfs, id, "sleep", "60" })
       proc.run("kill -" .. sig .. " " .. worker)
-      assert.is_true(wait_until(function() return proc.read_file(out .. ".rc") ~= nil end))
+      assert.is_true(wait_until(function() return exited(out) end))
       env:crater { "task", "kill", "-s", "KILL", id }
       env:crater { "task", "rm", "-f", id }
       env:crater { "container", "rm", id }
@@ -353,7 +359,7 @@ print(send(b""))
     assert.matches("fg%s+%d+%s+RUNNING", env:crater({ "task", "ls" }).stdout)
     assert.are.equal("", proc.run("ls -d " .. q(env.root .. "/run/runtime/crater-runtime/default/-") .. " 2>/dev/null").stdout)
     env:crater { "task", "kill", "-s", "KILL", "fg" }
-    assert.is_true(wait_until(function() return proc.read_file(out .. ".rc") ~= nil end))
+    assert.is_true(wait_until(function() return exited(out) end))
     assert.are.equal("137\n", proc.read_file(out .. ".rc"))
     assert.are.equal(0, env:crater({ "container", "rm", "fg" }).code)
     -- a command of another shape (-d: stdio for a later attach) stops the
@@ -436,7 +442,7 @@ print(send(b""))
     env:stop_daemon()
     assert.is_false(proc.alive(daemon))
     assert.is_true(proc.alive(worker))
-    assert.is_true(wait_until(function() return proc.read_file(out .. ".rc") ~= nil end))
+    assert.is_true(wait_until(function() return exited(out) end))
     assert.are.equal("0\n", proc.read_file(out .. ".rc"))
   end)
 end)
