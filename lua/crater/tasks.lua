@@ -399,7 +399,9 @@ end
 ---@param opts {stdio?: "inherit"|"attach"|"null"|table, log?: string, tty?: boolean, stdin?: boolean, start?: boolean}
 function M.spare(client, ns, runtime, opts)
   if M._spare then M._spare:abort() end
-  M._spare = early_shim(client, ns, "-", runtime, opts or {}, "spare")
+  -- ".prespawn--spare-PID": no id starts with "-", so no prespawn of this
+  -- process for a container named "spare" meets a released spare's dir
+  M._spare = early_shim(client, ns, "-", runtime, opts or {}, "-spare")
   if M._spare then M._spare.pending:reap() end -- it may wait long: no zombie meanwhile
   return M._spare
 end

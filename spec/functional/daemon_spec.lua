@@ -307,7 +307,7 @@ print(send(b""))
     local function spares()
       local out, n = {}, 0
       for _, w in ipairs(children(daemon)) do
-        local pid = tonumber(proc.read_file(tasks .. "/.prespawn-spare-" .. w .. "/shim.pid") or "")
+        local pid = tonumber(proc.read_file(tasks .. "/.prespawn--spare-" .. w .. "/shim.pid") or "")
         if pid and proc.alive(pid) then out[w] = pid; n = n + 1 end
       end
       return out, n
@@ -354,7 +354,7 @@ print(send(b""))
     end))
     assert.is_true(shims[shim] ~= nil, "the task's shim " .. shim .. " is not a spare")
     assert.are.equal(shim, before[worker])
-    assert.is_nil(proc.read_file(tasks .. "/.prespawn-spare-" .. worker .. "/shim.pid"))
+    assert.is_nil(proc.read_file(tasks .. "/.prespawn--spare-" .. worker .. "/shim.pid"))
     -- it got the id: the task and its runtime state are the container's
     assert.matches("fg%s+%d+%s+RUNNING", env:crater({ "task", "ls" }).stdout)
     assert.are.equal("", proc.run("ls -d " .. q(env.root .. "/run/runtime/crater-runtime/default/-") .. " 2>/dev/null").stdout)
@@ -372,7 +372,7 @@ print(send(b""))
       assert.are_not.equal(pid, bgshim)
       if not proc.alive(w) then -- the worker that served it: its spare is gone, dir and all
         assert.is_true(wait_until(function() return not proc.alive(pid) end))
-        assert.is_nil(proc.read_file(tasks .. "/.prespawn-spare-" .. w .. "/shim.pid"))
+        assert.is_nil(proc.read_file(tasks .. "/.prespawn--spare-" .. w .. "/shim.pid"))
       end
     end
     -- ... and the spares after it are shaped as that last `crater run`:

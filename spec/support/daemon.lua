@@ -10,9 +10,9 @@ local M = {}
 M.enabled = os.getenv("CRATER_SPEC_DAEMON") == "1"
 
 --- A shell filter for a listing of a tasks dir: drops the spare shims'
---- dirs (.prespawn-spare-PID) that a daemon's idle workers keep, which are
+--- dirs (.prespawn--spare-PID) that a daemon's idle workers keep, which are
 --- no task's leftovers.
-M.NO_SPARES = " | grep -v '^\\.prespawn-spare-'"
+M.NO_SPARES = " | grep -v '^\\.prespawn--spare-'"
 
 function M.wait_until(fn, secs)
   for _ = 1, (secs or 5) * 20 do

@@ -41,11 +41,20 @@ end
 
 local MAX_STATEMENTS = 64 -- half the connection's cache (src/metadata/db.c)
 
-local function read_statements(path)
-  local f = io.open(path .. ".sql", "rb")
-  if not f then return {} end
-  local ok, list = pcall(require("crater.json").decode, f:read("*a"))
+-- A learned file's content: at most 256 kB (nothing this daemon writes
+-- comes near), nil when missing.
+local function read_learned(file)
+  local f = io.open(file, "rb")
+  if not f then return nil end
+  local data = f:read(262144)
   f:close()
+  return data
+end
+
+local function read_statements(path)
+  local data = read_learned(path .. ".sql")
+  if not data then return {} end
+  local ok, list = pcall(require("crater.json").decode, data)
   local out = {}
   for _, s in ipairs((ok and type(list) == "table") and list or {}) do
     if type(s) == "string" and #out < MAX_STATEMENTS then out[#out + 1] = s end
@@ -86,10 +95,9 @@ local function read_shape(path)
   local shape = { namespace = os.getenv("CRATER_NAMESPACE") or require("crater").DEFAULT_NAMESPACE,
     runtime = require("crater.containers").default_runtime(), stdio = "inherit", tty = false, stdin = false,
     start = true, wanted = true }
-  local f = io.open(path .. ".spare", "rb")
-  if not f then return shape end
-  local ok, got = pcall(require("crater.json").decode, f:read("*a"))
-  f:close()
+  local data = read_learned(path .. ".spare")
+  if not data then return shape end
+  local ok, got = pcall(require("crater.json").decode, data)
   if not (ok and type(got) == "table") then return shape end
   for k, t in pairs(SHAPE_KEYS) do
     if type(got[k]) ~= t then return shape end
