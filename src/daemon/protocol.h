@@ -3,7 +3,7 @@
  * `crater` front end hands one command to a warm worker of `crater daemon`.
  * libc only: the front end (src/cli/front/front.c, static musl) and the
  * daemon (src/daemon/server.c) both include it, for the constants and the
- * two helpers at the end (sending, and reading lines).
+ * helpers below (the exe identity, sending, and reading lines).
  *
  * Request, front end -> worker, one sendmsg carrying SCM_RIGHTS
  * [stdin, stdout, stderr, cwd (O_PATH directory)]:
@@ -37,10 +37,25 @@
 #define CRATER_DEFAULT_STATE "/run/crater"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
+
+/* The exe identity a request carries, "DEV:INO" of path (the front end:
+ * the crater-embedded beside it; the worker: its own /proc/self/exe), into
+ * out (64 bytes do).  0, or -1 when path cannot be stat'ed. */
+static inline int
+crater_cli_ident(const char *path, char *out, size_t n)
+{
+  struct stat st;
+  if (stat(path, &st) != 0)
+    return -1;
+  snprintf(out, n, "%llu:%llu", (unsigned long long) st.st_dev, (unsigned long long) st.st_ino);
+  return 0;
+}
 
 /* Sends all n bytes (no SIGPIPE); 0, or -1 once the peer is gone. */
 static inline int

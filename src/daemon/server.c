@@ -99,23 +99,16 @@ crater__daemon_listen(const char *path, crater_error_t *err)
   return fd;
 }
 
-static void
+/* Drops pid from the idle workers; whether it was one. */
+static int
 remove_idle(pid_t *idle, int *n, pid_t pid)
 {
   for (int i = 0; i < *n; i++) {
     if (idle[i] == pid) {
       idle[i] = idle[--*n];
-      return;
+      return 1;
     }
   }
-}
-
-static int
-is_idle(const pid_t *idle, int n, pid_t pid)
-{
-  for (int i = 0; i < n; i++)
-    if (idle[i] == pid)
-      return 1;
   return 0;
 }
 
@@ -215,9 +208,8 @@ crater__daemon_serve(int lfd, const char *path, int workers, crater_error_t *err
       int st;
       pid_t p;
       while ((p = waitpid(-1, &st, WNOHANG)) > 0) {
-        if (!is_idle(idle, nidle, p))
+        if (!remove_idle(idle, &nidle, p))
           continue; /* a worker that served its command */
-        remove_idle(idle, &nidle, p);
         crater_warn("daemon: worker %d ended before taking a command (status 0x%x)", (int) p, st);
         /* a worker that cannot start must not make a fork loop */
         if (++early > 3) {
@@ -237,8 +229,10 @@ crater__daemon_serve(int lfd, const char *path, int workers, crater_error_t *err
   struct stat now;
   if (stat(path, &now) == 0 && now.st_ino == bound.st_ino && now.st_dev == bound.st_dev)
     unlink(path);
-  /* an idle worker holds nothing but a read-only store connection: KILL
-   * also ends one that was stopped, which TERM would leave us waiting on */
+  /* an idle worker holds nothing but a read-only store connection and
+   * its spare shim (which its end gives EOF: the shim removes itself):
+   * KILL also ends one that was stopped, which TERM would leave us
+   * waiting on */
   for (int i = 0; i < nidle; i++)
     kill(idle[i], SIGKILL);
   for (int i = 0; i < nidle; i++)
@@ -405,13 +399,8 @@ receive(int fds[CRATER_CLI_NFDS], size_t *len, crater_error_t *err)
 static int
 same_binary(const char *ident)
 {
-  struct stat st;
   char mine[64];
-  if (stat("/proc/self/exe", &st) != 0)
-    return 0;
-  snprintf(mine, sizeof mine, "%llu:%llu", (unsigned long long) st.st_dev,
-           (unsigned long long) st.st_ino);
-  return strcmp(mine, ident) == 0;
+  return crater_cli_ident("/proc/self/exe", mine, sizeof mine) == 0 && strcmp(mine, ident) == 0;
 }
 
 char **

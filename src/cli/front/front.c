@@ -201,14 +201,11 @@ die_of(int sig)
 static int
 forward(int fd, const char *embedded, int argc, char **argv)
 {
-  struct stat st;
   struct buf b = { 0 };
   int fds[CRATER_CLI_NFDS];
   char ident[64];
-  if (stat(embedded, &st) != 0)
+  if (crater_cli_ident(embedded, ident, sizeof ident) != 0)
     return -1;
-  snprintf(ident, sizeof ident, "%llu:%llu", (unsigned long long) st.st_dev,
-           (unsigned long long) st.st_ino);
   mode_t mask = umask(0);
   umask(mask);
   int bad = put(&b, ident) || put_int(&b, "%lo", (long) mask) || put_int(&b, "%ld", argc);
