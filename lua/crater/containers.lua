@@ -160,9 +160,6 @@ function M.ensure_unpacked(client, info, snapshotter)
   return true
 end
 
---- Prepares the container's snapshot: {new=key} (RW) or {view=key} (RO),
---- parent = the image's top chain id.  A view that exists already is
---- shared (many containers may use one view).  Returns true, created.
 -- Start time of process pid ("self" too): field 22 of /proc/PID/stat,
 -- counted after the command name, which may hold anything.  nil when the
 -- process is gone.
@@ -233,6 +230,9 @@ end
 
 M.CONTAINER_LABEL, M.CREATOR_LABEL = "crater.io/container", "crater.io/creator"
 
+-- Prepares the container's snapshot: {new=key} (RW) or {view=key} (RO),
+-- parent = the image's top chain id.  A view that exists already is
+-- shared (many containers may use one view).  Returns true, created.
 local function make_snapshot(client, snapshotter, snap, parent, id)
   local sn = client:snapshots(snapshotter)
   local labels = {}

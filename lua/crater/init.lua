@@ -74,9 +74,15 @@ function M.open(opts)
   if opts.policies ~= nil and getmetatable(opts.policies) ~= require("crater.policy").Host then
     error("crater.open: policies must be a crater.policy host", 2)
   end
+  return M._client(backend, ns, opts.policies)
+end
+
+-- A client on an open backend: crater.open's, and a `crater daemon`
+-- worker's on its warm backend (it resolves an image before its command).
+function M._client(backend, ns, policies)
   return setmetatable({
     backend = backend, ns = ns, root = backend:root(), mode = "embedded",
-    shared = { closed = false, policies = opts.policies },
+    shared = { closed = false, policies = policies },
   }, Client)
 end
 

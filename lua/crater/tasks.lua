@@ -355,10 +355,18 @@ function Early:abort()
   core.remove_all(self.plan.dir)
 end
 
+-- Stops it without waiting: it removes its dir itself, off the caller's path.
+function Early:release()
+  if not self.pending then return end
+  self.pending:release()
+  self.pending = nil
+end
+
 -- Starts a shim for task id (or "-": a spare, told its id at go) in a
--- private dir beside the task dirs, .prespawn-<name>-<pid>.
-local function early_shim(client, ns, id, runtime, opts, name)
-  local want = shim_plan(client, ns, id, runtime, opts, false)
+-- private dir beside the task dirs, .prespawn-<name>-<pid>.  want: the
+-- shim's plan in the task dir, when the caller has it.
+local function early_shim(client, ns, id, runtime, opts, name, want)
+  want = want or shim_plan(client, ns, id, runtime, opts, false)
   if not want then return nil end
   local parent = want.dir:match("^(.*)/[^/]+$")
   local dir = string.format("%s/.prespawn-%s-%d", parent, name, core.getpid())
@@ -429,19 +437,18 @@ function M.prespawn(client, ns, id, runtime, opts)
     M._last_shape = { namespace = ns, runtime = runtime, stdio = opts.stdio or "null", tty = opts.tty and true or false,
       stdin = opts.stdin ~= false, start = opts.start and true or false }
   end
+  -- what the shim would be started with in the task dir
+  local want = shim_plan(client, ns, id, runtime, opts, false)
   local spare = M._spare
   M._spare = nil
   if spare then
-    -- what the shim would be started with in the task dir
-    local want = shim_plan(client, ns, id, runtime, opts, false)
     if want and spare_fits(spare.plan, want) then
       spare.want, spare.go_id = want.argv, id
       return spare
     end
-    spare.pending:release() -- it removes itself, off this command's path
-    spare.pending = nil
+    spare:release()
   end
-  return early_shim(client, ns, id, runtime, opts, id)
+  return want and early_shim(client, ns, id, runtime, opts, id, want)
 end
 
 --- The shape of the last task `prespawn` started a shim for in this

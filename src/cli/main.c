@@ -66,10 +66,10 @@ main(int argc, char **argv)
   } else {
     rc = lua_isnumber(L, -1) ? (int) lua_tointeger(L, -1) : 0;
   }
-  /* A command served for the front end (crater daemon): its exit code goes
-   * back now, with everything written.  Closing the state frees every
-   * object the worker inherited from the daemon, a copy-on-write fault per
-   * page (~1 ms): the client does not wait for that. */
+  /* A command served for the front end (crater daemon): a worker sends its
+   * exit code and exits from Lua (cli/daemon.lua); this sends it for one
+   * that did not get that far, before the state is closed (freeing what
+   * the worker inherited costs a copy-on-write fault per page, ~1 ms). */
   crater__daemon_finish(rc);
   fflush(stdout);
   lua_close(L);

@@ -23,11 +23,6 @@ local function preload()
   for _, g in ipairs(cli.groups) do pcall(require, "crater.cli." .. g) end
 end
 
--- The SQL statements commands used, kept beside the socket (PATH.sql, a
--- JSON list, the daemon's alone): a worker prepares them while it waits,
--- instead of its command preparing them one by one (~30,000 instructions
--- each; a `crater run` prepares ~28, ~0.4 ms).  Learned from use, so it
--- follows the code: text no code asks for any more is prepared, never run.
 -- Replaces file with data, mode 0600 (a temp file renamed over it).
 local function write_private(file, data)
   local tmp = string.format("%s.%d", file, core.getpid())
@@ -39,8 +34,6 @@ local function write_private(file, data)
   if not os.rename(tmp, file) then os.remove(tmp) end
 end
 
-local MAX_STATEMENTS = 64 -- half the connection's cache (src/metadata/db.c)
-
 -- A learned file's content: at most 256 kB (nothing this daemon writes
 -- comes near), nil when missing.
 local function read_learned(file)
@@ -50,6 +43,13 @@ local function read_learned(file)
   f:close()
   return data
 end
+
+-- The SQL statements commands used, kept beside the socket (PATH.sql, a
+-- JSON list, the daemon's alone): a worker prepares them while it waits,
+-- instead of its command preparing them one by one (~30,000 instructions
+-- each; a `crater run` prepares ~28, ~0.4 ms).  Learned from use, so it
+-- follows the code: text no code asks for any more is prepared, never run.
+local MAX_STATEMENTS = 64 -- half the connection's cache (src/metadata/db.c)
 
 local function read_statements(path)
   local data = read_learned(path .. ".sql")
@@ -191,9 +191,7 @@ return {
       pcall(require("crater.tasks").spare, { root = root }, shape.namespace, shape.runtime, shape)
       -- ... and resolve that run's image (containers.image_info keeps it)
       if backend and shape.image then
-        local c = setmetatable({ backend = backend, ns = shape.namespace, root = backend:root(), mode = "embedded",
-          shared = { closed = false } }, crater.Client)
-        pcall(require("crater.containers").image_info, c, shape.image)
+        pcall(require("crater.containers").image_info, crater._client(backend, shape.namespace), shape.image)
       end
     end
     local argv, err = core.daemon_accept(fd)
@@ -218,7 +216,6 @@ return {
     -- closed first (its checkpoint when one is due); anything else ends
     -- with the process (an unused spare shim gets EOF and removes itself).
     if backend then pcall(backend.close, backend) end
-    io.stdout:flush()
     os.exit(rc)
   end,
 }

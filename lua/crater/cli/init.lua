@@ -243,8 +243,8 @@ local function run_command(path, cmd, argv, first)
   local ctx = new_ctx(nil, flags)
   ctx.path = path
   local ok, r1, r2, r3 = pcall(cmd.run, ctx, pos, flags)
-  -- served by `crater daemon`: the store closes with the worker's Lua
-  -- state, after its exit code has gone to the client (src/cli/main.c)
+  -- served by `crater daemon`: the worker closes the store after its
+  -- exit code has gone to the client (cli/daemon.lua)
   if ctx._client and not require("crater").served_by then ctx._client:close() end
   if not ok then error(r1, 0) end
   if r1 == nil and r2 ~= nil then
