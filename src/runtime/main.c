@@ -738,8 +738,11 @@ main(int argc, char **argv)
   }
   if (go_fd >= 0) {
     pid_t netns = -1;
-    if (strcmp(cmd, "run") == 0 || strcmp(cmd, "create") == 0)
+    if (strcmp(cmd, "run") == 0 || strcmp(cmd, "create") == 0) {
       netns = premade_netns_start();
+      if (crater__cgroup_is_v2())
+        crater__devices_bpf_preload();
+    }
     bool go = wait_go(go_fd, netns, &crater__rt_opts.premade_netns, go_id, sizeof go_id);
     if (!go)
       return 125;

@@ -259,6 +259,10 @@ char *crater__dev_rule_v1(const crater_dev_rule_t *r);
  * attaches it to the v2 cgroup directory. */
 int crater__devices_bpf_apply(const char *cgroup_dir, json_t *devices, json_t *linux_devs,
                               crater_error_t *err);
+/* Loads the program last loaded under the runtime root, for an apply that
+ * builds the same one (a runtime waiting for its config: --go-fd).  Best
+ * effort; cgroup v2 only. */
+void crater__devices_bpf_preload(void);
 
 /* --- foreground terminal (console.c) ------------------------------------ */
 /* A socket pair standing in for --console-socket. */
