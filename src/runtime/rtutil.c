@@ -208,6 +208,14 @@ crater__sync_recv(int fd, int expect, int *value, crater_error_t *err)
   do
     n = recv(fd, &m, sizeof m, 0);
   while (n < 0 && errno == EINTR);
+  /* An init that exited with a message of ours unread (it failed before
+   * it read GO) resets the connection, and the kernel reports that before
+   * the ERROR message it queued: that message is the error. */
+  if (n < 0 && errno == ECONNRESET) {
+    n = recv(fd, &m, sizeof m, MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+      n = 0;
+  }
   if (n < 0)
     return crater_error_sys(err, errno, "sync: receive");
   if (n == 0)
