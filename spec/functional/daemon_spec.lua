@@ -407,6 +407,52 @@ print(send(b""))
 
   -- a worker prepares, while it waits, the SQL statements the last
   -- commands used (SOCKET.sql, learned after each command's exit code went)
+  -- a worker removes a removed snapshot's metadata at once and leaves its
+  -- data to the daemon's janitor, which runs once the daemon is idle (and
+  -- when it stops): containerd leaves it to its GC likewise
+  it("leaves a removed container's snapshot data to its janitor", function()
+    local layout = env.dir .. "/layout"
+    proc.check(q((os.getenv("CRATER_SRC") or ".") .. "/scripts/make-busybox-layout") .. " " .. q(layout))
+    assert.are.equal(0, env:crater({ "image", "import", "--name", "t/bb:1", layout }).code)
+    local snapdir = env.root .. "/snapshots/overlayfs/snapshots"
+    local function dirs()
+      local n = 0
+      for name in proc.run("ls -A " .. q(snapdir)).stdout:gmatch("[^\n]+") do
+        if name:match("^%d+$") or name:match("^%.trash%-") then n = n + 1 end
+      end
+      return n
+    end
+    local function keys() return env:crater({ "snapshot", "ls", "-q" }).stdout end
+    -- the first run unpacks the image: its layer stays
+    assert.are.equal(0, env:crater({ "run", "--rm", "t/bb:1", "j0", "true" }).code)
+    assert.is_true(wait_until(function() return dirs() == 1 end), "dirs: " .. dirs())
+    local base = dirs()
+    -- with the daemon stopped (SIGSTOP), no janitor can run; an idle
+    -- worker still serves
+    proc.check("kill -STOP " .. daemon)
+    local ok, r = pcall(env.crater, env, { "run", "--rm", "t/bb:1", "j1", "true" })
+    local left, ks = dirs(), keys()
+    proc.check("kill -CONT " .. daemon)
+    assert.is_true(ok, tostring(r))
+    assert.are.equal(0, r.code, r.stderr)
+    assert.is_nil(ks:find("j1", 1, true), ks) -- the snapshot is gone ...
+    assert.are.equal("", env:crater({ "container", "ls", "-q" }).stdout)
+    assert.are.equal(base + 1, left) -- ... its data is left
+    -- the janitor, once the daemon has been idle
+    assert.is_true(wait_until(function() return dirs() == base end), "left: " .. dirs())
+    -- what a stopping daemon was told of is removed before it exits
+    proc.check("kill -STOP " .. daemon)
+    ok, r = pcall(env.crater, env, { "run", "--rm", "t/bb:1", "j2", "true" })
+    left = dirs()
+    proc.run("kill -CONT " .. daemon)
+    assert.is_true(ok, tostring(r))
+    assert.are.equal(0, r.code, r.stderr)
+    assert.are.equal(base + 1, left)
+    env:stop_daemon()
+    assert.are.equal(base, dirs())
+    assert.are.equal(0, env:crater({ "check" }).code)
+  end)
+
   it("remembers the statements its commands used, for the next workers", function()
     local sqlf = sock .. ".sql"
     local r = env:crater { "container", "create", "--rootfs", env.rootfs, "kept", "true" }

@@ -22,10 +22,13 @@ function M.wait_until(fn, secs)
   return false
 end
 
---- Pids of pid's children, sorted.
+--- Pids of pid's children, sorted (a daemon's: its workers).
 function M.children(pid)
   local out = {}
-  for c in proc.run("pgrep -P " .. pid).stdout:gmatch("%d+") do out[#out + 1] = tonumber(c) end
+  for c in proc.run("pgrep -P " .. pid).stdout:gmatch("%d+") do
+    -- not the daemon's janitor (it cleans up while the daemon is idle)
+    if (proc.read_file("/proc/" .. c .. "/comm") or "") ~= "crater-janitor\n" then out[#out + 1] = tonumber(c) end
+  end
   table.sort(out)
   return out
 end

@@ -9,6 +9,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -112,18 +113,41 @@ remove_idle(pid_t *idle, int *n, pid_t pid)
   return 0;
 }
 
-/* Reads every "took a command" pid the workers wrote (a burst of clients
- * can queue many) and drops them from the idle ones. */
-static void
+/* Reads what the workers wrote on the notify pipe (a burst of clients can
+ * queue many): a worker's pid when it took a command, which drops it from
+ * the idle ones, and its negated pid when its command left work for the
+ * janitor.  Returns how many of the latter came. */
+static int
 drain_taken(int fd, pid_t *idle, int *nidle)
 {
   pid_t took[64];
   ssize_t n;
+  int notes = 0;
   while ((n = read(fd, took, sizeof took)) > 0) {
-    for (ssize_t i = 0; i < n / (ssize_t) sizeof(pid_t); i++)
-      remove_idle(idle, nidle, took[i]);
+    for (ssize_t i = 0; i < n / (ssize_t) sizeof(pid_t); i++) {
+      if (took[i] < 0)
+        notes++;
+      else
+        remove_idle(idle, nidle, took[i]);
+    }
   }
+  return notes;
 }
+
+static long long
+now_ms(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (long long) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The janitor runs once the daemon has been idle this long, so that it
+ * does not compete with a burst of commands (on a 2-CPU host the removal
+ * of each container's snapshot, done right after it, cost the next one
+ * ~0.7 ms); at the latest this long after the first work for it. */
+#define JANITOR_IDLE_MS 200
+#define JANITOR_MAX_DELAY_MS 5000
 
 /* In a new worker, right after fork: a session of its own (no controlling
  * terminal: a command's terminal is its client's), default signals, and
@@ -138,6 +162,15 @@ become_worker(pid_t daemon, const sigset_t *mask)
   prctl(PR_SET_PDEATHSIG, SIGTERM);
   if (getppid() != daemon)
     _exit(0);
+}
+
+/* A janitor is a worker that serves no command: named so (ps, pgrep), so
+ * that nobody takes it for one. */
+static void
+become_janitor(pid_t daemon, const sigset_t *mask)
+{
+  become_worker(daemon, mask);
+  prctl(PR_SET_NAME, "crater-janitor");
 }
 
 int
@@ -169,9 +202,36 @@ crater__daemon_serve(int lfd, const char *path, int workers, crater_error_t *err
     return crater_error_sys(err, e, "signalfd");
   }
   fflush(NULL); /* nothing buffered may be written twice */
-  pid_t self = getpid(), idle[MAX_WORKERS];
+  pid_t self = getpid(), idle[MAX_WORKERS], janitor = 0;
   int nidle = 0, early = 0;
+  /* work for a janitor: at start, what a daemon stopped or killed before
+   * may have left */
+  bool dirty = true;
+  long long dirty_since = now_ms(), last_event = dirty_since;
   for (;;) {
+    long long now = now_ms();
+    if (dirty && janitor == 0 &&
+        (now - last_event >= JANITOR_IDLE_MS || now - dirty_since >= JANITOR_MAX_DELAY_MS)) {
+      pid_t p = fork();
+      if (p == 0) {
+        close(np[0]);
+        close(np[1]);
+        close(sfd);
+        close(lfd);
+        if (lock_fd >= 0)
+          close(lock_fd);
+        lock_fd = -1;
+        become_janitor(self, &old);
+        return 2;
+      }
+      if (p > 0) {
+        janitor = p;
+        dirty = false;
+      } else {
+        crater_warn("daemon: fork the janitor: %s", strerror(errno));
+        last_event = now; /* try again after another idle spell */
+      }
+    }
     while (nidle < workers) {
       pid_t p = fork();
       if (p == 0) {
@@ -191,23 +251,45 @@ crater__daemon_serve(int lfd, const char *path, int workers, crater_error_t *err
       idle[nidle++] = p;
     }
     struct pollfd pf[2] = { { .fd = np[0], .events = POLLIN }, { .fd = sfd, .events = POLLIN } };
-    if (poll(pf, 2, nidle < workers ? 1000 : -1) < 0 && errno != EINTR)
+    int timeout = nidle < workers ? 1000 : -1;
+    if (dirty && janitor == 0) {
+      long long due = JANITOR_IDLE_MS - (now - last_event);
+      long long late = JANITOR_MAX_DELAY_MS - (now - dirty_since);
+      long long wait = due < late ? due : late;
+      wait = wait < 1 ? 1 : wait;
+      if (timeout < 0 || wait < timeout)
+        timeout = (int) wait;
+    }
+    int ready = poll(pf, 2, timeout);
+    if (ready < 0 && errno != EINTR)
       break;
+    if (ready > 0)
+      last_event = now_ms();
     if (pf[0].revents & POLLIN)
       early = 0;
     if (!(pf[1].revents & POLLIN)) {
-      drain_taken(np[0], idle, &nidle);
+      if (drain_taken(np[0], idle, &nidle) > 0 && !dirty) {
+        dirty = true;
+        dirty_since = now_ms();
+      }
       continue;
     }
     struct signalfd_siginfo si;
     if (read(sfd, &si, sizeof si) != (ssize_t) sizeof si)
       continue;
     /* every worker that took a command said so before it could exit */
-    drain_taken(np[0], idle, &nidle);
+    if (drain_taken(np[0], idle, &nidle) > 0 && !dirty) {
+      dirty = true;
+      dirty_since = now_ms();
+    }
     if (si.ssi_signo == SIGCHLD) {
       int st;
       pid_t p;
       while ((p = waitpid(-1, &st, WNOHANG)) > 0) {
+        if (p == janitor) {
+          janitor = 0;
+          continue;
+        }
         if (!remove_idle(idle, &nidle, p))
           continue; /* a worker that served its command */
         crater_warn("daemon: worker %d ended before taking a command (status 0x%x)", (int) p, st);
@@ -237,6 +319,25 @@ crater__daemon_serve(int lfd, const char *path, int workers, crater_error_t *err
     kill(idle[i], SIGKILL);
   for (int i = 0; i < nidle; i++)
     waitpid(idle[i], NULL, 0);
+  /* the janitor finishes; one more runs for work noted since */
+  if (janitor > 0)
+    waitpid(janitor, NULL, 0);
+  if (drain_taken(np[0], idle, &nidle) > 0)
+    dirty = true;
+  if (dirty) {
+    pid_t p = fork();
+    if (p == 0) {
+      close(np[0]);
+      close(np[1]);
+      close(sfd);
+      if (lock_fd >= 0)
+        close(lock_fd);
+      become_janitor(self, &old);
+      return 2;
+    }
+    if (p > 0)
+      waitpid(p, NULL, 0);
+  }
   close(sfd);
   close(np[0]);
   close(np[1]);
@@ -403,6 +504,14 @@ same_binary(const char *ident)
   return crater_cli_ident("/proc/self/exe", mine, sizeof mine) == 0 && strcmp(mine, ident) == 0;
 }
 
+void
+crater__daemon_note_cleanup(void)
+{
+  pid_t note = -getpid();
+  if (notify_fd >= 0)
+    (void) write(notify_fd, &note, sizeof note);
+}
+
 char **
 crater__daemon_accept(int lfd, crater_error_t *err)
 {
@@ -413,11 +522,8 @@ crater__daemon_accept(int lfd, crater_error_t *err)
   if (c < 0)
     return crater_error_sys(err, errno, "daemon: accept"), NULL;
   pid_t me = getpid();
-  if (notify_fd >= 0) {
-    (void) write(notify_fd, &me, sizeof me);
-    close(notify_fd);
-    notify_fd = -1;
-  }
+  if (notify_fd >= 0)
+    (void) write(notify_fd, &me, sizeof me); /* kept for crater__daemon_note_cleanup */
   close(lfd);
   prctl(PR_SET_PDEATHSIG, 0); /* a command outlives a daemon stopped meanwhile */
   conn_fd = c;

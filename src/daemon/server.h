@@ -21,11 +21,16 @@
 int crater__daemon_listen(const char *path, crater_error_t *err);
 
 /* The daemon's loop: keeps `workers` idle workers, forks a replacement for
- * each that takes a connection, reaps children.  SIGTERM or SIGINT stop it
- * (the socket is removed, idle workers are killed, busy ones finish their
- * command); SIGHUP replaces the idle workers (fresh store connections).
- * Returns 0 when stopped and 1 in a new worker (which goes on to
- * crater__daemon_accept), or -1. */
+ * each that takes a connection, reaps children.  Once a worker said its
+ * command left cleanup work (crater__daemon_note_cleanup), it forks a
+ * janitor when no command has come for JANITOR_IDLE_MS, or at the latest
+ * JANITOR_MAX_DELAY_MS after the first such note (one at a time).
+ * SIGTERM or SIGINT stop it (the socket is removed, idle workers are
+ * killed, busy ones finish their command, a last janitor runs if work is
+ * left); SIGHUP replaces the idle workers (fresh store connections).
+ * Returns 0 when stopped, 1 in a new worker (which goes on to
+ * crater__daemon_accept), 2 in a janitor (which cleans up and exits), or
+ * -1. */
 int crater__daemon_serve(int lfd, const char *path, int workers, crater_error_t *err);
 
 /* In a worker: waits for one command and takes over its stdio, working
@@ -33,6 +38,9 @@ int crater__daemon_serve(int lfd, const char *path, int workers, crater_error_t 
  * argv[0] the front end's), or NULL: *err says why (a client of another
  * build, which then runs the command itself, or a broken request). */
 char **crater__daemon_accept(int lfd, crater_error_t *err);
+
+/* In a worker: its command left work for the janitor. */
+void crater__daemon_note_cleanup(void);
 
 /* In a worker that took a command: flushes stdio, lets go of the client's
  * stdin, stdout and stderr and sends the exit code.  No-op elsewhere. */

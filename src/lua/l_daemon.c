@@ -3,14 +3,20 @@
  * daemon.lua) is made of (src/daemon/server.h, docs/design/daemon.md).
  *
  *   core.daemon_listen(path)              -> fd       (mode 0600; "already_exists" when served)
- *   core.daemon_serve(fd, path, workers)  -> "stopped" | "worker"
+ *   core.daemon_serve(fd, path, workers)  -> "stopped" | "worker" | "janitor"
  *       The daemon's loop.  It returns "worker" in each warm worker it
- *       forks (which warms up, then calls daemon_accept) and "stopped"
- *       in the daemon after SIGTERM or SIGINT.
+ *       forks (which warms up, then calls daemon_accept), "janitor" in the
+ *       child it forks to clean up (snapshot data the workers left, once
+ *       the daemon is idle; it exits when done) and "stopped" in the
+ *       daemon after SIGTERM or SIGINT.
  *   core.daemon_accept(fd)                -> argv     (the command's arguments, without argv[0])
  *       In a worker: waits for one command and becomes its process
  *       (stdio, working directory, environment, umask).  nil, msg, kind
  *       when there is nothing to run (the client runs it embedded).
+ *
+ *   core.daemon_note_cleanup()
+ *       In a worker: tells the daemon its command left work for the
+ *       janitor (removed snapshots' data, core.snapshot_deferred).
  *
  *   core.daemon_finish(code)
  *       In a worker: sends the command's exit code to its client now (and
@@ -45,7 +51,7 @@ l_daemon_serve(lua_State *L)
   int r = crater__daemon_serve(fd, path, workers, &err);
   if (r < 0)
     return crater__lua_fail(L, &err);
-  lua_pushstring(L, r == 1 ? "worker" : "stopped");
+  lua_pushstring(L, r == 1 ? "worker" : r == 2 ? "janitor" : "stopped");
   return 1;
 }
 
@@ -73,12 +79,18 @@ l_daemon_finish(lua_State *L)
   return 0;
 }
 
+static int
+l_daemon_note_cleanup(lua_State *L)
+{
+  (void) L;
+  crater__daemon_note_cleanup();
+  return 0;
+}
+
 static const luaL_Reg daemon_functions[] = {
-  { "daemon_finish", l_daemon_finish },
-  { "daemon_listen", l_daemon_listen },
-  { "daemon_serve", l_daemon_serve },
-  { "daemon_accept", l_daemon_accept },
-  { NULL, NULL },
+  { "daemon_finish", l_daemon_finish }, { "daemon_note_cleanup", l_daemon_note_cleanup },
+  { "daemon_listen", l_daemon_listen }, { "daemon_serve", l_daemon_serve },
+  { "daemon_accept", l_daemon_accept }, { NULL, NULL },
 };
 
 void

@@ -24,6 +24,9 @@
  *   core.unmount_all(target, {detach=}) -> true
  *   core.snapshotters()                 -> {"overlayfs", "native", "btrfs"}
  *   core.overlay_supported(dir)         -> bool, why?  (probed once per dir)
+ *   core.snapshot_defer_removals(on)    (this process leaves the backend data
+ *                                        of what it removes to cleanup)
+ *   core.snapshot_deferred()            -> how many it has left so far
  * (core.fs_type, which snapshotter selection uses, is in l_fs.c.)
  * Expected failures return nil, msg, kind; misuse (including a closed
  * store) raises.
@@ -435,7 +438,23 @@ static const luaL_Reg store_methods[] = {
   { "snapshot_apply_dir", l_apply_dir }, { NULL, NULL },
 };
 
+static int
+l_defer_removals(lua_State *L)
+{
+  crater_snapshot_defer_removals(lua_toboolean(L, 1));
+  return 0;
+}
+
+static int
+l_deferred(lua_State *L)
+{
+  lua_pushinteger(L, (lua_Integer) crater_snapshot_deferred());
+  return 1;
+}
+
 static const luaL_Reg funcs[] = {
+  { "snapshot_defer_removals", l_defer_removals },
+  { "snapshot_deferred", l_deferred },
   { "mount_all", l_mount_all },
   { "unmount_all", l_unmount_all },
   { "snapshotters", l_snapshotters },

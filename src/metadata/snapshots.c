@@ -8,8 +8,10 @@
  */
 #include "metadata/snapshots.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -339,6 +341,21 @@ fail:
   return crater_error_wrap(err, "commit snapshot %s as %s", key, name);
 }
 
+static bool defer_removals;
+static size_t deferred_removals;
+
+void
+crater_snapshot_defer_removals(bool on)
+{
+  defer_removals = on;
+}
+
+size_t
+crater_snapshot_deferred(void)
+{
+  return deferred_removals;
+}
+
 int
 crater_snapshot_remove(crater_store_t *s, const char *ns, const char *sname, const char *key,
                        crater_error_t *err)
@@ -377,6 +394,11 @@ crater_snapshot_remove(crater_store_t *s, const char *ns, const char *sname, con
   snprintf(idbuf, sizeof idbuf, "%lld", (long long) row.id);
   if (crater_db_commit(s->db, err) < 0)
     return crater_error_wrap(err, "remove snapshot %s", key);
+  if (defer_removals) {
+    /* unreferenced now: cleanup's (ids are never reused: AUTOINCREMENT) */
+    deferred_removals++;
+    return 0;
+  }
   crater_error_t e2 = NULL;
   if (sn->driver->remove(sn, idbuf, &e2) < 0) {
     crater_warn("remove snapshot %s: %s (left for cleanup)", key, e2->msg);
@@ -586,6 +608,46 @@ crater_snapshot_walk(crater_store_t *s, const char *ns, const char *sname,
   return 0;
 }
 
+#define TRASH_PREFIX ".trash-"
+
+/* Removes every <snapdir>/.trash-* (what cleanup renamed, and what a
+ * killed one left); the count removed.  Another cleanup may be removing
+ * the same entry: one that is gone meanwhile is not an error. */
+static size_t
+remove_trash(crater_snapshotter_t *sn)
+{
+  size_t n = 0;
+  DIR *d = opendir(sn->snapdir);
+  if (d == NULL)
+    return 0;
+  char **names = NULL;
+  size_t k = 0, cap = 0;
+  struct dirent *de;
+  while ((de = readdir(d)) != NULL) {
+    if (strncmp(de->d_name, TRASH_PREFIX, strlen(TRASH_PREFIX)) != 0)
+      continue;
+    if (k == cap) {
+      cap = cap ? cap * 2 : 16;
+      names = xrealloc(names, cap * sizeof *names);
+    }
+    names[k++] = xstrdup(de->d_name);
+  }
+  closedir(d);
+  for (size_t i = 0; i < k; i++) {
+    crater_error_t e = NULL;
+    if (sn->driver->remove(sn, names[i], &e) == 0) {
+      n++;
+    } else {
+      if (e->status != ENOENT)
+        crater_warn("cleanup: remove %s/%s: %s", sn->snapdir, names[i], e->msg);
+      crater_error_release(&e);
+    }
+    free(names[i]);
+  }
+  free(names);
+  return n;
+}
+
 int
 crater_snapshot_cleanup(crater_store_t *s, const char *sname, size_t *removed, crater_error_t *err)
 {
@@ -594,7 +656,9 @@ crater_snapshot_cleanup(crater_store_t *s, const char *sname, size_t *removed, c
     return crater_error_wrap(err, "cleanup snapshots");
   if (removed)
     *removed = 0;
-  /* hold the write lock: snapshots being created are inside a writer */
+  /* hold the write lock: snapshots being created are inside a writer.
+   * Garbage is only renamed under it: an id whose creation was rolled
+   * back can be given again once the lock is released. */
   if (crater_db_begin(s->db, err) < 0)
     return crater_error_wrap(err, "cleanup snapshots");
   char **ids = NULL;
@@ -618,12 +682,12 @@ crater_snapshot_cleanup(crater_store_t *s, const char *sname, size_t *removed, c
       break;
     }
     crater_debug("cleanup: removing unreferenced snapshot data %s/%s", sn->snapdir, ids[i]);
-    if (sn->driver->remove(sn, ids[i], err) < 0) {
-      r = -1;
+    cleanup_free char *from = xasprintf("%s/%s", sn->snapdir, ids[i]);
+    cleanup_free char *to = xasprintf("%s/" TRASH_PREFIX "%s", sn->snapdir, ids[i]);
+    if (rename(from, to) < 0 && errno != ENOENT) {
+      r = crater_error_sys(err, errno, "rename %s", from);
       break;
     }
-    if (removed)
-      (*removed)++;
   }
   if (st)
     crater__db_release(s->db, st);
@@ -633,6 +697,9 @@ crater_snapshot_cleanup(crater_store_t *s, const char *sname, size_t *removed, c
   crater_db_rollback(s->db); /* read-only transaction */
   if (r < 0)
     return crater_error_wrap(err, "cleanup snapshots");
+  size_t gone = remove_trash(sn);
+  if (removed)
+    *removed = gone;
   return 0;
 }
 

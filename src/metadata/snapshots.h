@@ -71,9 +71,17 @@ CRATER_PUBLIC int crater_snapshot_commit(crater_store_t *s, const char *ns, cons
                                          const char *name, const char *key,
                                          const crater_labels_t *labels, crater_error_t *err);
 /* Removes key; FAILED_PRECONDITION while it has children.  Backend data
- * that cannot be removed is left for cleanup (logged, not an error). */
+ * that cannot be removed is left for cleanup (logged, not an error), and
+ * so is all of it in a process that defers removals. */
 CRATER_PUBLIC int crater_snapshot_remove(crater_store_t *s, const char *ns, const char *snapshotter,
                                          const char *key, crater_error_t *err);
+/* From now on this process leaves the backend data of the snapshots it
+ * removes to crater_snapshot_cleanup (as containerd leaves it to its GC):
+ * `crater daemon` workers, whose janitor runs cleanup once the daemon is
+ * idle.  The metadata goes at once either way. */
+CRATER_PUBLIC void crater_snapshot_defer_removals(bool on);
+/* How many removals this process has left to cleanup so far. */
+CRATER_PUBLIC size_t crater_snapshot_deferred(void);
 /* Mounts of an ACTIVE or VIEW snapshot (INVALID_ARGUMENT for committed:
  * view it instead). */
 CRATER_PUBLIC int crater_snapshot_mounts(crater_store_t *s, const char *ns, const char *snapshotter,
@@ -101,7 +109,10 @@ CRATER_PUBLIC int crater_snapshot_walk(crater_store_t *s, const char *ns, const 
                                        crater_snapshot_info_t **out, size_t *n,
                                        crater_error_t *err);
 /* Removes backend data of snapshotter that no snapshot row (in any
- * namespace) references; *removed (may be NULL) gets the count. */
+ * namespace) references; *removed (may be NULL) gets the count.  Under the
+ * metadata write lock it only renames that data out of the way
+ * (<snapdir>/.trash-ID); the removal itself runs after, so that commands
+ * are not held up by it.  Trash a killed cleanup left is removed too. */
 CRATER_PUBLIC int crater_snapshot_cleanup(crater_store_t *s, const char *snapshotter,
                                           size_t *removed, crater_error_t *err);
 /* Directory into which a layer is applied for ACTIVE key (malloc'd), and

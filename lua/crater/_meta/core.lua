@@ -521,6 +521,16 @@ function core.snapshotters() end
 ---@return boolean|nil ok, string? why_or_err, string? kind
 function core.overlay_supported(dir) end
 
+--- From now on this process leaves the backend data of the snapshots it
+--- removes (built-in snapshotters) to cleanup; the metadata goes at once.
+--- `crater daemon` workers do, and their daemon's janitor cleans up.
+---@param on boolean
+function core.snapshot_defer_removals(on) end
+
+--- How many removals this process has left to cleanup so far.
+---@return integer
+function core.snapshot_deferred() end
+
 -- ---------------------------------------------------------------------------
 -- remote (src/lua/l_remote.c)
 
@@ -811,13 +821,19 @@ function TaskIO:close() end
 function core.daemon_listen(path) end
 
 --- The daemon's loop: keeps `workers` warm workers forked, replaces each one
---- that takes a command.  Returns "worker" in each worker, "stopped" in the
---- daemon after SIGTERM or SIGINT (SIGHUP replaces the idle workers).
+--- that takes a command.  Returns "worker" in each worker, "janitor" in the
+--- child it forks to clean up what workers left (once the daemon is idle;
+--- it exits when done), "stopped" in the daemon after SIGTERM or SIGINT
+--- (SIGHUP replaces the idle workers).
 ---@param fd integer
 ---@param path string
 ---@param workers? integer
----@return "worker"|"stopped"|nil role, string? err, string? kind
+---@return "worker"|"janitor"|"stopped"|nil role, string? err, string? kind
 function core.daemon_serve(fd, path, workers) end
+
+--- In a worker: tells the daemon its command left work for the janitor
+--- (removed snapshots' data: core.snapshot_deferred).
+function core.daemon_note_cleanup() end
 
 --- In a worker: waits for one command from the `crater` front end and
 --- becomes its process (stdio, working directory, environment, umask).

@@ -144,7 +144,9 @@ return {
     "on the daemon: stopping it stops no container and no command being served.\n\n" ..
     "An idle worker keeps a spare task shim (and crater-runtime) shaped as the last `crater run`, which\n" ..
     "the next such run takes, and prepares the SQL statements the last commands used; both are learned\n" ..
-    "into files beside the socket (SOCKET.spare, SOCKET.sql).",
+    "into files beside the socket (SOCKET.spare, SOCKET.sql).  The data of the snapshots its commands\n" ..
+    "remove (their metadata goes at once) is removed by a janitor process once the daemon has been idle\n" ..
+    "for 200 ms (at the latest after 5 s), and when it stops.",
   max_args = 0,
   flags = {
     { name = "workers", type = "number", arg = "N", help = "idle workers kept ready (default 2)" },
@@ -176,6 +178,25 @@ return {
       io.stderr:write("crater daemon: stopped\n")
       return 0
     end
+    if role == "janitor" then
+      -- the snapshot data the workers' commands removed (they leave it,
+      -- as containerd leaves it to its GC: see the workers below), once
+      -- the daemon is idle
+      local ok, store = pcall(core.open, root)
+      if ok and store then
+        local client = crater._client(store, "default")
+        -- those with data here (opening another would make its dirs)
+        for _, name in ipairs(core.listdir(root .. "/snapshots") or {}) do
+          local okc, sn = pcall(client.snapshots, client, name)
+          if okc and sn then
+            local n, err = sn:cleanup()
+            if not n and err then io.stderr:write("crater daemon: cleanup ", name, ": ", tostring(err), "\n") end
+          end
+        end
+        store:close()
+      end
+      os.exit(0)
+    end
     -- a worker: warm up, then serve one command and exit with it
     local ok, backend = pcall(core.open, root)
     if not (ok and backend) then backend = nil end
@@ -200,12 +221,17 @@ return {
       if err and not err:find("another crater build", 1, true) then io.stderr:write("crater daemon: ", err, "\n") end
       os.exit(0)
     end
+    -- a removed snapshot's data stays until the janitor runs: removing it
+    -- right away cost the next command on a busy host more than it saved
+    -- (docs/design/daemon.md)
+    core.snapshot_defer_removals(true)
     -- the log level is the client's (CRATER_LOG, then its --debug)
     core.set_log_level("warn")
     if os.getenv("CRATER_LOG") then core.set_log_level(os.getenv("CRATER_LOG")) end
     crater.served_by = { pid = daemon_pid, socket = path } -- `crater version` shows it
     local rc = require("crater.cli").main(argv)
     core.daemon_finish(rc)
+    if core.snapshot_deferred() > 0 then core.daemon_note_cleanup() end
     -- the client has its exit code: learn the statements this command
     -- prepared that the next workers do not know yet
     if backend then learn_statements(path, known, backend:statements()) end
