@@ -562,6 +562,37 @@ describe("crater-runtime vs runc", function()
     end
   end)
 
+  -- without prestart or createRuntime hooks the init does not wait for its
+  -- parent after the mounts; the hooks it runs itself still run
+  it("runs createContainer and startContainer hooks without runtime ones", function()
+    local r = both(function(rt)
+      local b = bundle{ args = { "true" } }
+      local id = newid("hookc")
+      b:use_cgroup(id)
+      local out = b.dir .. "/hooks.out"
+      os.remove(b.rootfs .. "/start.out")
+      b.config.root.readonly = false
+      b.config.hooks = {
+        -- in the container's namespaces, before pivot_root: the host's paths
+        createContainer = { { path = "/bin/sh", args = { "sh", "-c", "echo create >> " .. out }, timeout = 5 } },
+        -- after pivot_root: the container's
+        startContainer = { { path = "/bin/sh", args = { "sh", "-c", "echo start > /start.out" }, timeout = 5 } },
+      }
+      b:write_config()
+      local res = b:run(rt, id)
+      res.create, res.start = B.read(out), B.read(b.rootfs .. "/start.out")
+      os.remove(b.rootfs .. "/start.out")
+      return res
+    end)
+    assert.equal(0, r.crater.code, r.crater.stderr)
+    assert.equal("create\n", r.crater.create)
+    assert.equal("start\n", r.crater.start)
+    if r.runc then
+      assert.equal(r.runc.create, r.crater.create)
+      assert.equal(r.runc.start, r.crater.start)
+    end
+  end)
+
   it("fails create when a hook fails, and times hooks out", function()
     local r = both(function(rt)
       local b = bundle{ args = { "true" } }

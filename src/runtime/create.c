@@ -20,6 +20,10 @@
  *                         <-       READY (or ERROR with the message)
  *   state.json, pid file, exit     open exec.fifo for writing: blocks
  *
+ * HOOKS and HOOKS_DONE are exchanged only when the spec has prestart or
+ * createRuntime hooks (both sides read it from the config): otherwise the
+ * init goes on from its mounts to createContainer hooks and pivot_root.
+ *
  * start opens exec.fifo for reading, which releases the init; the init runs
  * startContainer hooks, drops privileges, loads seccomp and execs.  The
  * fifo disappears after start, which is how `state` tells created from
@@ -69,6 +73,7 @@ typedef struct {
   bool self_cgroup;    /* the init moves itself into its cgroup at GO */
   bool born_in_cgroup; /* v2: cloned into it (crater__cgroup_clone_into) */
   int premade_netns;   /* the init joins it instead of a new one, or -1 */
+  bool runtime_hooks;  /* prestart or createRuntime hooks: the HOOKS step */
   int sync[2];
   int console_fd;
   pid_t host_pid;
@@ -146,6 +151,13 @@ host_id(json_t *config, const char *key, unsigned id)
       return (uid_t) (h + (id - c));
   }
   return id;
+}
+
+/* Whether the spec has hooks of kind. */
+static bool
+has_hooks(json_t *config, const char *kind)
+{
+  return json_array_size(json_object_get(crater__jpath(config, "hooks"), kind)) > 0;
 }
 
 static json_t *
@@ -280,14 +292,18 @@ init_setup(create_ctx_t *c, int sync, int *fifo_fd, char **exe, crater_error_t *
   };
   if (init_prepare(c, sync, &rc, err) < 0)
     return -1;
-  if (crater__sync_send(sync, SYNC_HOOKS, 0, err) < 0 ||
-      crater__sync_recv(sync, SYNC_HOOKS_DONE, NULL, err) < 0)
+  /* the parent's hooks run now, in the namespaces just set up; without
+   * any, both sides skip the round trip (0.15-0.35 ms here) */
+  if (c->runtime_hooks && (crater__sync_send(sync, SYNC_HOOKS, 0, err) < 0 ||
+                           crater__sync_recv(sync, SYNC_HOOKS_DONE, NULL, err) < 0))
     return -1;
-  json_t *st = creating_state(c, c->host_pid, "created");
-  int r = crater__hooks_run(c->config, "createContainer", st, err);
-  json_decref(st);
-  if (r < 0)
-    return -1;
+  if (has_hooks(c->config, "createContainer")) {
+    json_t *st = creating_state(c, c->host_pid, "created");
+    int r = crater__hooks_run(c->config, "createContainer", st, err);
+    json_decref(st);
+    if (r < 0)
+      return -1;
+  }
   cleanup_free char *fifo = crater__path_join(c->dir, "exec.fifo");
   *fifo_fd = open(fifo, O_PATH | O_CLOEXEC);
   if (*fifo_fd < 0)
@@ -332,12 +348,14 @@ static void __attribute__((noreturn)) init_main(create_ctx_t *c)
   }
   close(w);
   close(fifo_fd);
-  json_t *st = creating_state(c, c->host_pid, "running");
-  if (crater__hooks_run(c->config, "startContainer", st, &err) < 0) {
-    crater__rt_log("error", "container %s: %s", c->o->id, err->msg);
-    _exit(127);
+  if (has_hooks(c->config, "startContainer")) {
+    json_t *st = creating_state(c, c->host_pid, "running");
+    if (crater__hooks_run(c->config, "startContainer", st, &err) < 0) {
+      crater__rt_log("error", "container %s: %s", c->o->id, err->msg);
+      _exit(127);
+    }
+    json_decref(st);
   }
-  json_decref(st);
   crater__process_exec(json_object_get(c->config, "process"),
                        crater__jpath(c->config, "linux.seccomp"), exe, c->o->preserve_fds, &err);
   crater__rt_log("error", "container %s: %s", c->o->id, err ? err->msg : "exec failed");
@@ -376,7 +394,7 @@ send_go(int sync, pid_t pid, crater_error_t *err)
   if (crater__sync_send(sync, SYNC_GO, pid, err) == 0)
     return 0;
   crater_error_t e = NULL;
-  if (crater__sync_recv(sync, SYNC_HOOKS, NULL, &e) < 0 && err && e->kind != CRATER_ERR_ABORTED &&
+  if (crater__sync_recv(sync, SYNC_READY, NULL, &e) < 0 && err && e->kind != CRATER_ERR_ABORTED &&
       e->kind != CRATER_ERR_INTERNAL)
     crater_error_move(err, &e);
   crater_error_release(&e);
@@ -526,6 +544,7 @@ crater_runtime_create(crater_create_opts_t *o, crater_error_t *err)
   }
   if (open_ns_paths(&c, err) < 0)
     goto done;
+  c.runtime_hooks = has_hooks(c.config, "prestart") || has_hooks(c.config, "createRuntime");
   /* a network namespace made while waiting for "go" (main.c) serves an
    * init that wants a new one of its own: no user namespace to own it,
    * nothing joined by path */
@@ -628,19 +647,20 @@ crater_runtime_create(crater_create_opts_t *o, crater_error_t *err)
     if (crater__write_str(p, v, err) < 0)
       goto done;
   }
-  if (send_go(c.sync[0], pid, err) < 0 || crater__sync_recv(c.sync[0], SYNC_HOOKS, NULL, err) < 0)
+  if (send_go(c.sync[0], pid, err) < 0)
     goto done;
-  {
+  if (c.runtime_hooks) {
+    if (crater__sync_recv(c.sync[0], SYNC_HOOKS, NULL, err) < 0)
+      goto done;
     json_t *st = creating_state(&c, pid, "creating");
     int r = crater__hooks_run(c.config, "prestart", st, err);
     if (r == 0)
       r = crater__hooks_run(c.config, "createRuntime", st, err);
     json_decref(st);
-    if (r < 0)
+    if (r < 0 || crater__sync_send(c.sync[0], SYNC_HOOKS_DONE, 0, err) < 0)
       goto done;
   }
-  if (crater__sync_send(c.sync[0], SYNC_HOOKS_DONE, 0, err) < 0 ||
-      crater__sync_recv(c.sync[0], SYNC_READY, NULL, err) < 0)
+  if (crater__sync_recv(c.sync[0], SYNC_READY, NULL, err) < 0)
     goto done;
   if (o->want_state && !o->terminal) {
     /* `run`: opening the fifo's read end is what start does; done now, the
