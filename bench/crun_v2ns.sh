@@ -14,6 +14,8 @@
 # there too: crater and bare crun on the same cgroup hierarchy.
 # With GAP=S in the environment each timed run comes S seconds after the
 # previous one ended (sporadic starts: nothing kept warm by the last run).
+# With DAEMON=1 `crater run` goes through a `crater daemon` started in the
+# namespace (its own socket), which runs the containers there too.
 # Usage: unshare -m --propagation private bench/crun_v2ns.sh N BUNDLE CRATER_RUNTIME [CRATER ROOT IMAGE]
 # Prints "crun <median ms>", "crater-runtime <median ms>" [and "crater-run <median ms>"].
 set -uo pipefail
@@ -51,6 +53,18 @@ for rt in crun "$CRT"; do
   echo
 done
 if [ -n "$CRATER" ]; then
+  if [ "${DAEMON:-0}" = 1 ]; then
+    # `crater daemon` started in this namespace, so that its workers run
+    # the containers on this cgroup2 hierarchy, as crun does (a daemon
+    # started outside would serve these commands on the host's)
+    "$CRATER" --root "$ROOT" daemon --socket "$W/crater.sock" >"$W/daemon.log" 2>&1 &
+    DPID=$!
+    export CRATER_SOCKET=$W/crater.sock
+    for _ in $(seq 50); do [ -S "$W/crater.sock" ] && break; sleep 0.1; done
+    sleep 0.3
+    "$CRATER" --root "$ROOT" version | grep -q "served by crater daemon" || echo "crater daemon does not serve (v2 ns)" >&2
+    trap 'kill $DPID 2>/dev/null; wait $DPID 2>/dev/null; rm -rf "$W"' EXIT
+  fi
   "$CRATER" --root "$ROOT" run --rm "$IMAGE" v2warm /bin/true >/dev/null 2>&1
   for i in $(seq "$N"); do
     pause

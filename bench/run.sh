@@ -191,6 +191,12 @@ else
     # profile included: what `crater run` containers get)
     v2ns_results "bare %s run, crater spec (v2 ns)" "" "   (crater's default spec)" \
       < <(unshare -m --propagation private "$SRC/bench/crun_v2ns.sh" "$N" "$T/bundle-crater" "$BUILD/bin/crater-runtime")
+    # crater through a `crater daemon` started in that namespace, whose
+    # workers run the containers on its cgroup2 hierarchy as crun does
+    # (the daemon's runs above are on the host's), beside bare crun again
+    v2ns_results "bare %s run (v2 ns, daemon run)" "crater run IMAGE via daemon (v2 ns)" "   (daemon in the namespace)" \
+      < <(DAEMON=1 unshare -m --propagation private "$SRC/bench/crun_v2ns.sh" "$N" "$T/bundle" \
+            "$BUILD/bin/crater-runtime" "$CRATER" "$T/root" bench/busybox:latest)
   fi
 fi
 measure "bare runc run" "runc --root $BENCH_STATE/runc run --bundle $T/bundle %ID%"
@@ -248,6 +254,9 @@ EOC
     awk -v a="${RES["bare crater-runtime run (v2 ns)"]}" -v b="${RES["bare crun run (v2 ns)"]}" 'BEGIN{printf "bare crater-runtime / bare crun (both v2 ns) = %.2f\n", a/b}'
     awk -v a="${RES["crater run IMAGE via daemon"]}" -v b="${RES["bare crun run (v2 ns)"]}" 'BEGIN{printf "crater IMAGE via daemon / bare crun (v2 ns) = %.2f\n", a/b}'
     awk -v a="${RES["crater run via daemon (crater-runtime)"]}" -v b="${RES["bare crun run (v2 ns)"]}" 'BEGIN{printf "crater via daemon / bare crun (v2 ns) = %.2f\n", a/b}'
+    [ -n "${RES["crater run IMAGE via daemon (v2 ns)"]:-}" ] &&
+      awk -v a="${RES["crater run IMAGE via daemon (v2 ns)"]}" -v b="${RES["bare crun run (v2 ns, daemon run)"]}" \
+        'BEGIN{printf "crater IMAGE via daemon / bare crun (both v2 ns, same run) = %.2f\n", a/b}'
     [ -n "${RES["crater run IMAGE (v2 ns)"]:-}" ] &&
       awk -v a="${RES["crater run IMAGE (v2 ns)"]}" -v b="${RES["bare crun run (v2 ns)"]}" 'BEGIN{printf "crater IMAGE(crater-runtime) / bare crun (both v2 ns) = %.2f\n", a/b}'
     if [ -n "${RES["bare crun run, crater spec (v2 ns)"]:-}" ]; then
