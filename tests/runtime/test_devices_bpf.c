@@ -338,24 +338,7 @@ main(void)
                           " {\"allow\": false, \"type\": \"c\", \"major\": 1}]",
                           checks_last_wins, tmp) == 0);
   /* allow-all (privileged): no program is attached at all */
-  CHECK(mkdir(dir, 0755) == 0);
-  json_t *all = json_loads("[{\"allow\": true, \"access\": \"rwm\"}]", 0, NULL);
-  crater_error_t err = NULL;
-  CHECK_OK(crater__devices_bpf_apply(dir, all, NULL, &err));
-  json_decref(all);
-  union bpf_attr q;
-  memset(&q, 0, sizeof q);
-  __u32 ids[4];
-  int cfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  CHECK(cfd >= 0);
-  q.query.target_fd = (__u32) cfd;
-  q.query.attach_type = BPF_CGROUP_DEVICE;
-  q.query.prog_ids = (__u64) (uintptr_t) ids;
-  q.query.prog_cnt = 4;
-  CHECK(syscall(SYS_bpf, BPF_PROG_QUERY, &q, sizeof q) == 0);
-  CHECK(q.query.prog_cnt == 0);
-  close(cfd);
-  CHECK(rmdir(dir) == 0);
+  CHECK(apply_rules(dir, "[{\"allow\": true, \"access\": \"rwm\"}]") == 0);
   CHECK(in_filtered_child(dir, twice, checks_read_only, tmp) == 0);
   test_preload(dir, tmp);
   rmdir(tmp);
