@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/cleanup.h"
 #include "common/log.h"
@@ -682,12 +683,14 @@ crater_snapshot_cleanup(crater_store_t *s, const char *sname, size_t *removed, c
       break;
     }
     crater_debug("cleanup: removing unreferenced snapshot data %s/%s", sn->snapdir, ids[i]);
+    /* a name of this call's own: trash of the same id may be there (a
+     * killed cleanup's, of an id given again), or another cleanup's */
+    static unsigned seq;
     cleanup_free char *from = xasprintf("%s/%s", sn->snapdir, ids[i]);
-    cleanup_free char *to = xasprintf("%s/" TRASH_PREFIX "%s", sn->snapdir, ids[i]);
-    if (rename(from, to) < 0 && errno != ENOENT) {
-      r = crater_error_sys(err, errno, "rename %s", from);
-      break;
-    }
+    cleanup_free char *to =
+        xasprintf("%s/" TRASH_PREFIX "%s-%d-%u", sn->snapdir, ids[i], (int) getpid(), seq++);
+    if (rename(from, to) < 0 && errno != ENOENT)
+      crater_warn("cleanup: rename %s: %s (left)", from, strerror(errno));
   }
   if (st)
     crater__db_release(s->db, st);
