@@ -111,7 +111,7 @@ CRATER_PUBLIC int crater_snapshot_walk(crater_store_t *s, const char *ns, const 
 /* Removes backend data of snapshotter that no snapshot row (in any
  * namespace) references; *removed (may be NULL) gets the count.  Under the
  * metadata write lock it only renames that data out of the way
- * (<snapdir>/.trash-ID); the removal itself runs after, so that commands
+ * (<snapdir>/.trash-ID-PID-N); the removal itself runs after, so that commands
  * are not held up by it.  Trash a killed cleanup left is removed too. */
 CRATER_PUBLIC int crater_snapshot_cleanup(crater_store_t *s, const char *snapshotter,
                                           size_t *removed, crater_error_t *err);
