@@ -336,6 +336,13 @@ crater__daemon_serve(int lfd, const char *path, int workers, crater_error_t *err
     if (p > 0)
       waitpid(p, NULL, 0);
   }
+  /* a stop signal that came again meanwhile (`kill -TERM -PGID PID` sends
+   * two) is taken here: unblocked, it would end the daemon before its
+   * caller's last words */
+  struct signalfd_siginfo si;
+  if (fcntl(sfd, F_SETFL, O_NONBLOCK) == 0)
+    while (read(sfd, &si, sizeof si) == (ssize_t) sizeof si) {
+    }
   close(sfd);
   close(np[0]);
   close(np[1]);

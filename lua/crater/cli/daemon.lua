@@ -175,6 +175,9 @@ return {
       daemon_pid))
     local role = ctx:check(core.daemon_serve(fd, path, workers))
     if role == "stopped" then
+      -- a worker killed while it started its spare shim (an idle one,
+      -- warming up) can leave the spare's dir with no shim to remove it
+      pcall(require("crater.tasks").stale_prespawn, { root = root }, true)
       io.stderr:write("crater daemon: stopped\n")
       return 0
     end
