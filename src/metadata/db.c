@@ -156,19 +156,14 @@ crater_db_cached_sql(crater_db_t *db, const char **out, size_t max)
 bool
 crater_db_warm(crater_db_t *db, const char *sql)
 {
-  uint32_t hash = sql_hash(sql);
-  for (size_t i = 0; i < db->nstmts; i++)
-    if (db->stmts[i].hash == hash && strcmp(db->stmts[i].sql, sql) == 0)
-      return true;
-  if (db->nstmts >= STMT_CACHE_MAX)
+  /* the cache's own way in and out: found or prepared (and kept while
+   * there is room), then given back unused */
+  sqlite3_stmt *st = crater__db_prepare(db, sql, NULL);
+  if (st == NULL)
     return false;
-  sqlite3_stmt *st = NULL;
-  if (sqlite3_prepare_v3(db->h, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL) != SQLITE_OK) {
-    sqlite3_finalize(st);
-    return false;
-  }
-  db->stmts[db->nstmts++] = (cached_stmt_t){ xstrdup(sql), hash, false, st };
-  return true;
+  bool kept = crater__db_stmt_cached(db, st);
+  crater__db_release(db, st);
+  return kept;
 }
 
 bool
