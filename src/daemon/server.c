@@ -142,6 +142,17 @@ now_ms(void)
   return (long long) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* drain_taken, and work for the janitor when a worker noted some:
+ * *dirty, since *since unless it already was. */
+static void
+drain_notes(int fd, pid_t *idle, int *nidle, bool *dirty, long long *since)
+{
+  if (drain_taken(fd, idle, nidle) > 0 && !*dirty) {
+    *dirty = true;
+    *since = now_ms();
+  }
+}
+
 /* The janitor runs once the daemon has been idle this long, so that it
  * does not compete with a burst of commands (on a 2-CPU host removing each
  * container's snapshot data right after it cost ~0.3 ms a `run --rm`
@@ -273,20 +284,14 @@ crater__daemon_serve(int lfd, const char *path, int workers, crater_error_t *err
     if (pf[0].revents & POLLIN)
       early = 0;
     if (!(pf[1].revents & POLLIN)) {
-      if (drain_taken(np[0], idle, &nidle) > 0 && !dirty) {
-        dirty = true;
-        dirty_since = now_ms();
-      }
+      drain_notes(np[0], idle, &nidle, &dirty, &dirty_since);
       continue;
     }
     struct signalfd_siginfo si;
     if (read(sfd, &si, sizeof si) != (ssize_t) sizeof si)
       continue;
     /* every worker that took a command said so before it could exit */
-    if (drain_taken(np[0], idle, &nidle) > 0 && !dirty) {
-      dirty = true;
-      dirty_since = now_ms();
-    }
+    drain_notes(np[0], idle, &nidle, &dirty, &dirty_since);
     if (si.ssi_signo == SIGCHLD) {
       int st;
       pid_t p;
@@ -327,8 +332,7 @@ crater__daemon_serve(int lfd, const char *path, int workers, crater_error_t *err
   /* the janitor finishes; one more runs for work noted since */
   if (janitor > 0)
     waitpid(janitor, NULL, 0);
-  if (drain_taken(np[0], idle, &nidle) > 0)
-    dirty = true;
+  drain_notes(np[0], idle, &nidle, &dirty, &dirty_since);
   if (dirty) {
     pid_t p = fork_janitor(np, sfd, -1, self, &old);
     if (p == 0)
