@@ -153,13 +153,6 @@ host_id(json_t *config, const char *key, unsigned id)
   return id;
 }
 
-/* Whether the spec has hooks of kind. */
-static bool
-has_hooks(json_t *config, const char *kind)
-{
-  return json_array_size(json_object_get(crater__jpath(config, "hooks"), kind)) > 0;
-}
-
 static json_t *
 creating_state(create_ctx_t *c, pid_t pid, const char *status)
 {
@@ -297,7 +290,7 @@ init_setup(create_ctx_t *c, int sync, int *fifo_fd, char **exe, crater_error_t *
   if (c->runtime_hooks && (crater__sync_send(sync, SYNC_HOOKS, 0, err) < 0 ||
                            crater__sync_recv(sync, SYNC_HOOKS_DONE, NULL, err) < 0))
     return -1;
-  if (has_hooks(c->config, "createContainer")) {
+  if (crater__hooks_present(c->config, "createContainer")) {
     json_t *st = creating_state(c, c->host_pid, "created");
     int r = crater__hooks_run(c->config, "createContainer", st, err);
     json_decref(st);
@@ -348,7 +341,7 @@ static void __attribute__((noreturn)) init_main(create_ctx_t *c)
   }
   close(w);
   close(fifo_fd);
-  if (has_hooks(c->config, "startContainer")) {
+  if (crater__hooks_present(c->config, "startContainer")) {
     json_t *st = creating_state(c, c->host_pid, "running");
     if (crater__hooks_run(c->config, "startContainer", st, &err) < 0) {
       crater__rt_log("error", "container %s: %s", c->o->id, err->msg);
@@ -544,7 +537,8 @@ crater_runtime_create(crater_create_opts_t *o, crater_error_t *err)
   }
   if (open_ns_paths(&c, err) < 0)
     goto done;
-  c.runtime_hooks = has_hooks(c.config, "prestart") || has_hooks(c.config, "createRuntime");
+  c.runtime_hooks = crater__hooks_present(c.config, "prestart") ||
+                    crater__hooks_present(c.config, "createRuntime");
   /* a network namespace made while waiting for "go" (main.c) serves an
    * init that wants a new one of its own: no user namespace to own it,
    * nothing joined by path */

@@ -91,10 +91,23 @@ run_one(json_t *hook, const char *kind, const char *state, crater_error_t *err)
                            WEXITSTATUS(status));
 }
 
+/* config.hooks.<kind>, NULL when absent */
+static json_t *
+hooks_of(json_t *config, const char *kind)
+{
+  return json_object_get(crater__jpath(config, "hooks"), kind);
+}
+
+bool
+crater__hooks_present(json_t *config, const char *kind)
+{
+  return json_array_size(hooks_of(config, kind)) > 0;
+}
+
 int
 crater__hooks_run(json_t *config, const char *kind, json_t *state, crater_error_t *err)
 {
-  json_t *hooks = json_object_get(crater__jpath(config, "hooks"), kind);
+  json_t *hooks = hooks_of(config, kind);
   if (json_array_size(hooks) == 0)
     return 0;
   char *s = json_dumps(state, JSON_COMPACT);

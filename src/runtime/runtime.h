@@ -174,6 +174,8 @@ int crater__cgroup_mount(const char *path, int rootfd, const char *where, unsign
                          bool cgroupns, crater_error_t *err);
 
 /* --- hooks -------------------------------------------------------------- */
+/* Whether config has hooks of kind (callers skip making the state). */
+bool crater__hooks_present(json_t *config, const char *kind);
 /* Runs config.hooks.<kind> with the state JSON on stdin. */
 int crater__hooks_run(json_t *config, const char *kind, json_t *state, crater_error_t *err);
 
