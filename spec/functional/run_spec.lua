@@ -3,7 +3,6 @@
 -- Every test cleans up (tasks, shims, runtime state, cgroups, dirs) in
 -- after_each, also when it fails half-way.
 local proc = require "support.proc"
-local NO_SPARES = require("support.daemon").NO_SPARES
 local daemon = require "support.daemon"
 
 local BIN = (os.getenv("CRATER_BUILD") or "build") .. "/bin/crater"
@@ -305,7 +304,7 @@ describe("crater run: flag values", function()
     }
     usage_errors(cases)
     assert.are.equal("", env:crater { "container", "ls", "-q" }.stdout)
-    assert.are.equal("", proc.run("ls -A " .. q(env.root .. "/run/tasks/default") .. " 2>/dev/null" .. NO_SPARES).stdout)
+    assert.are.equal("", proc.run("ls -A " .. q(env.root .. "/run/tasks/default") .. " 2>/dev/null" .. daemon.NO_SPARES).stdout)
   end)
 
   it("takes -v SRC:DST[:OPTS], --tmpfs, -w and --env-file as docker, nerdctl and podman users write them", function()
