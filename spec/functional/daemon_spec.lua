@@ -438,8 +438,12 @@ print(send(b""))
     assert.is_nil(ks:find("j1", 1, true), ks) -- the snapshot is gone ...
     assert.are.equal("", env:crater({ "container", "ls", "-q" }).stdout)
     assert.are.equal(base + 1, left) -- ... its data is left
-    -- the janitor, once the daemon has been idle
+    -- the janitor, once the daemon has been idle; it checkpoints the
+    -- metadata WAL too, which the workers leave to it
     assert.is_true(wait_until(function() return dirs() == base end), "left: " .. dirs())
+    local wal = env.root .. "/metadata.db-wal"
+    assert.is_true(wait_until(function() return proc.run("stat -c %s " .. q(wal)).stdout == "0\n" end),
+      "WAL: " .. proc.run("stat -c %s " .. q(wal)).stdout)
     -- what a stopping daemon was told of is removed before it exits
     proc.check("kill -STOP " .. daemon)
     ok, r = pcall(env.crater, env, { "run", "--rm", "t/bb:1", "j2", "true" })

@@ -18,6 +18,10 @@
  *       In a worker: tells the daemon its command left work for the
  *       janitor (removed snapshots' data, core.snapshot_deferred).
  *
+ *   core.db_defer_checkpoints(on)
+ *       In a worker: its store connection leaves the metadata WAL to the
+ *       janitor's store:checkpoint() (crater_db_defer_checkpoints).
+ *
  *   core.daemon_finish(code)
  *       In a worker: sends the command's exit code to its client now (and
  *       gives up the client's stdio), so that what the worker still does
@@ -27,6 +31,7 @@
 #include <stdlib.h>
 
 #include "daemon/server.h"
+#include "metadata/db.h"
 #include "lua/lua_util.h"
 
 static int
@@ -87,10 +92,21 @@ l_daemon_note_cleanup(lua_State *L)
   return 0;
 }
 
+static int
+l_db_defer_checkpoints(lua_State *L)
+{
+  crater_db_defer_checkpoints(lua_toboolean(L, 1));
+  return 0;
+}
+
 static const luaL_Reg daemon_functions[] = {
-  { "daemon_finish", l_daemon_finish }, { "daemon_note_cleanup", l_daemon_note_cleanup },
-  { "daemon_listen", l_daemon_listen }, { "daemon_serve", l_daemon_serve },
-  { "daemon_accept", l_daemon_accept }, { NULL, NULL },
+  { "db_defer_checkpoints", l_db_defer_checkpoints },
+  { "daemon_finish", l_daemon_finish },
+  { "daemon_note_cleanup", l_daemon_note_cleanup },
+  { "daemon_listen", l_daemon_listen },
+  { "daemon_serve", l_daemon_serve },
+  { "daemon_accept", l_daemon_accept },
+  { NULL, NULL },
 };
 
 void

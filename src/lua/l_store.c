@@ -866,6 +866,19 @@ l_warm_statements(lua_State *L)
   return 1;
 }
 
+/* store:checkpoint() -> true: the WAL into the database, then truncated,
+ * waiting for nobody (a `crater daemon` janitor's, while it is idle). */
+static int
+l_checkpoint(lua_State *L)
+{
+  lstore_t *st = check_store(L);
+  crater_error_t err = NULL;
+  if (crater_db_checkpoint(crater_store_db(st->s), &err) < 0)
+    return crater__lua_fail(L, &err);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 static int
 l_store_tostring(lua_State *L)
 {
@@ -910,6 +923,7 @@ static const luaL_Reg store_methods[] = {
   { "check", l_check },
   { "statements", l_statements },
   { "warm_statements", l_warm_statements },
+  { "checkpoint", l_checkpoint },
   { NULL, NULL },
 };
 

@@ -40,7 +40,8 @@ typedef struct {
 struct crater_db_s {
   sqlite3 *h;
   char *path;
-  int wal_frames; /* WAL size after this connection's last commit, 0 if none */
+  int wal_frames;     /* WAL size after this connection's last commit, 0 if none */
+  int64_t busy_since; /* busy_wait: when this wait began */
   size_t nstmts;
   cached_stmt_t stmts[STMT_CACHE_MAX];
 };
@@ -309,19 +310,46 @@ fail:
  * short-lived CLI process up to ~1.5 ms at open.  Commits still checkpoint
  * at 1000 frames (long-lived processes close rarely); in addition a
  * connection that has committed checkpoints at close when the WAL holds
- * WAL_CKPT_CLOSE_FRAMES or more, after its command's work is done.
- * Read-only processes never checkpoint.  The checkpoints are PASSIVE (they
- * never wait for readers or writers) and their fsyncs are the ones the
- * autocheckpoint did, about five times as often (~one `crater run` in 15). */
+ * WAL_CKPT_CLOSE_FRAMES or more, after its command's work is done (a
+ * TRUNCATE one: see crater_db_close).  Read-only processes never
+ * checkpoint, and neither do those that defer checkpoints
+ * (crater_db_defer_checkpoints). */
+static bool checkpoints_deferred;
+
+void
+crater_db_defer_checkpoints(bool on)
+{
+  checkpoints_deferred = on;
+}
+
 static int
 wal_hook(void *arg, sqlite3 *h, const char *name, int frames)
 {
   crater_db_t *db = arg;
   db->wal_frames = frames;
-  if (frames >= WAL_CKPT_COMMIT_FRAMES &&
+  if (frames >= WAL_CKPT_COMMIT_FRAMES && !checkpoints_deferred &&
       sqlite3_wal_checkpoint_v2(h, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL) == SQLITE_OK)
     db->wal_frames = 0;
   return SQLITE_OK;
+}
+
+/* The busy handler.  SQLite's own sleeps 1, 2, 5, 10... ms between
+ * tries, so a writer that met another process's write transaction lost a
+ * millisecond at least, when most of them hold the lock for a tenth of
+ * that here (a `crater run` and a `crater daemon` worker warming up for
+ * the next one meet often).  This one tries again after 50 us, doubling
+ * up to 10 ms, for BUSY_TIMEOUT_MS in all. */
+static int
+busy_wait(void *arg, int count)
+{
+  crater_db_t *db = arg;
+  int64_t now = crater__now_ns();
+  if (count == 0)
+    db->busy_since = now;
+  else if (now - db->busy_since > (int64_t) BUSY_TIMEOUT_MS * 1000000)
+    return 0;
+  usleep(count < 8 ? 50u << count : 10000u);
+  return 1;
 }
 
 crater_db_t *
@@ -336,7 +364,7 @@ crater__db_open_version(const char *path, int target, crater_error_t *err)
     crater_db_close(db);
     return NULL;
   }
-  sqlite3_busy_timeout(db->h, BUSY_TIMEOUT_MS);
+  sqlite3_busy_handler(db->h, busy_wait, db);
   sqlite3_extended_result_codes(db->h, 1);
   /* Most connections belong to short-lived CLI processes, each usually the
    * last one open: by default SQLite then checkpoints and deletes the WAL on
@@ -379,13 +407,33 @@ crater_db_open(const char *path, crater_error_t *err)
   return crater__db_open_version(path, crater__db_nmigrations, err);
 }
 
+int
+crater_db_checkpoint(crater_db_t *db, crater_error_t *err)
+{
+  /* the copy (and its fsync) while writers go on, then only the reset */
+  sqlite3_busy_timeout(db->h, 0);
+  int rc = sqlite3_wal_checkpoint_v2(db->h, "main", SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+  if (rc == SQLITE_OK)
+    rc = sqlite3_wal_checkpoint_v2(db->h, "main", SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+  sqlite3_busy_handler(db->h, busy_wait, db);
+  if (rc != SQLITE_OK)
+    return crater__db_error(db, rc, err, "metadata: checkpoint");
+  db->wal_frames = 0;
+  return 0;
+}
+
 void
 crater_db_close(crater_db_t *db)
 {
   if (db == NULL)
     return;
   if (db->h) {
-    if (db->wal_frames >= WAL_CKPT_CLOSE_FRAMES) {
+    if (checkpoints_deferred && db->wal_frames >= WAL_CKPT_COMMIT_FRAMES) {
+      /* the cap on a WAL that no idle moment lets crater_db_checkpoint
+       * truncate: PASSIVE never holds a writer up */
+      sqlite3_busy_timeout(db->h, 0);
+      sqlite3_wal_checkpoint_v2(db->h, "main", SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    } else if (!checkpoints_deferred && db->wal_frames >= WAL_CKPT_CLOSE_FRAMES) {
       /* TRUNCATE, not PASSIVE: a checkpointed WAL keeps its frames until a
        * writer restarts it, and the next process would still read them
        * all.  With no busy handler it never waits: while another process

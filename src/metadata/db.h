@@ -87,6 +87,20 @@ CRATER_PUBLIC size_t crater_db_cached_sql(crater_db_t *db, const char **out, siz
  * text.  False when it was not kept (full, or SQLite refused the text). */
 CRATER_PUBLIC bool crater_db_warm(crater_db_t *db, const char *sql);
 
+/* From now on this process's connections leave the WAL to
+ * crater_db_checkpoint, which a `crater daemon` janitor runs while the
+ * daemon is idle: their commits never checkpoint, and their close only
+ * checkpoints PASSIVE, past 1000 frames.  The TRUNCATE checkpoint a
+ * connection otherwise makes at close (past 200 frames) blocks every
+ * writer while it copies and syncs (5-8 ms here), and the next command
+ * of a busy daemon waited that long, one `crater run` in eight. */
+CRATER_PUBLIC void crater_db_defer_checkpoints(bool on);
+
+/* Checkpoints the WAL into the database and truncates it: PASSIVE, then
+ * TRUNCATE, neither waiting for other connections (UNAVAILABLE when one
+ * is in the way).  For a `crater daemon` janitor. */
+CRATER_PUBLIC int crater_db_checkpoint(crater_db_t *db, crater_error_t *err);
+
 /* Makes an error from the connection's last SQLite failure: "<ctx>: <sqlite
  * message>", kind from the result code (BUSY/LOCKED -> UNAVAILABLE,
  * CONSTRAINT -> FAILED_PRECONDITION, CORRUPT -> DATA_LOSS, ...). */

@@ -47,7 +47,6 @@ main(void)
   CHECK(db != NULL);
   CHECK(crater_db_version(db, &err) == crater_db_latest_version());
   CHECK(pragma_int(db, "PRAGMA foreign_keys") == 1);
-  CHECK(pragma_int(db, "PRAGMA busy_timeout") == 10000);
   sqlite3_stmt *st;
   CHECK(sqlite3_prepare_v2(crater_db_handle(db), "PRAGMA journal_mode", -1, &st, NULL) == 0);
   CHECK(sqlite3_step(st) == SQLITE_ROW);

@@ -365,6 +365,12 @@ function Store:statements() end
 ---@return integer
 function Store:warm_statements(sql) end
 
+--- Checkpoints the metadata WAL into the database and truncates it,
+--- waiting for nobody ("unavailable" when another connection is in the
+--- way).  A `crater daemon` janitor's, while the daemon is idle.
+---@return true|nil ok, string? err, string? kind
+function Store:checkpoint() end
+
 --- (l_container.c)
 ---@param ns string
 ---@param record crater.core.Container
@@ -834,6 +840,12 @@ function core.daemon_serve(fd, path, workers) end
 --- In a worker: tells the daemon its command left work for the janitor
 --- (removed snapshots' data: core.snapshot_deferred).
 function core.daemon_note_cleanup() end
+
+--- In a worker: its store connection leaves the metadata WAL to the
+--- janitor's Store:checkpoint (its commits never checkpoint, its close
+--- only PASSIVE past 1000 frames): a checkpoint blocks every writer.
+---@param on boolean
+function core.db_defer_checkpoints(on) end
 
 --- In a worker: waits for one command from the `crater` front end and
 --- becomes its process (stdio, working directory, environment, umask).

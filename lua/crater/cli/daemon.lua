@@ -196,11 +196,16 @@ return {
             if not n and err then io.stderr:write("crater daemon: cleanup ", name, ": ", tostring(err), "\n") end
           end
         end
+        -- ... and the metadata WAL the workers leave (core.db_defer_checkpoints)
+        pcall(store.checkpoint, store)
         store:close()
       end
       os.exit(0)
     end
-    -- a worker: warm up, then serve one command and exit with it
+    -- a worker: warm up, then serve one command and exit with it.  Its
+    -- commits leave the WAL to the janitor, which checkpoints it while the
+    -- daemon is idle (a checkpoint blocks all writers for 5-8 ms)
+    core.db_defer_checkpoints(true)
     local ok, backend = pcall(core.open, root)
     if not (ok and backend) then backend = nil end
     if backend then crater._warm = { root = root, backend = backend } end
