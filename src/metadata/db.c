@@ -272,9 +272,17 @@ static int
 migrate(crater_db_t *db, int target, crater_error_t *err)
 {
   for (;;) {
+    /* read first: a database at the version wanted (every open but the
+     * first) takes no write lock, which would hold up a writer elsewhere
+     * (a `crater daemon` worker opens its store while a command runs) */
+    int v = crater_db_version(db, err);
+    if (v < 0)
+      return crater_error_wrap(err, "migrate %s", db->path);
+    if (v >= target && v <= crater__db_nmigrations)
+      return 0;
     if (crater_db_begin(db, err) < 0)
       return crater_error_wrap(err, "migrate %s", db->path);
-    int v = crater_db_version(db, err);
+    v = crater_db_version(db, err);
     if (v < 0)
       goto fail;
     if (v > crater__db_nmigrations) {

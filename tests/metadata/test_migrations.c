@@ -54,10 +54,18 @@ main(void)
   sqlite3_finalize(st);
   CHECK(table_exists(db, "images") && table_exists(db, "lease_resources"));
   crater_db_close(db);
-  /* reopening is a no-op */
-  db = crater_db_open(path, &err);
+  /* reopening is a no-op, and takes no write lock: it opens while another
+   * connection writes (a `crater daemon` worker opens its store while a
+   * command runs), where waiting for it took up to busy_timeout */
+  crater_db_t *writer = crater_db_open(path, &err);
+  CHECK(writer != NULL);
+  CHECK_OK(crater_db_begin(writer, &err));
+  CHECK_OK(crater__db_exec(writer, "INSERT INTO namespaces VALUES ('busy', 1, 1)", &err));
+  db = crater_db_open(path, &err); /* (before: NULL after busy_timeout) */
   CHECK(db && crater_db_version(db, &err) == crater_db_latest_version());
   crater_db_close(db);
+  CHECK_OK(crater_db_commit(writer, &err));
+  crater_db_close(writer);
 
   /* an old (version 1) database with data migrates forward */
   snprintf(path, sizeof path, "%s/old.db", tmp);
