@@ -218,9 +218,16 @@ return {
     local shape = read_shape(path)
     if shape.wanted then
       pcall(require("crater.tasks").spare, { root = root }, shape.namespace, shape.runtime, shape)
-      -- ... and resolve that run's image (containers.image_info keeps it)
+      -- ... and resolve that run's image (containers.image_info keeps it),
+      -- and open the snapshotter it would be unpacked in (its probes, kept
+      -- per process)
       if backend and shape.image then
-        pcall(require("crater.containers").image_info, crater._client(backend, shape.namespace), shape.image)
+        pcall(function()
+          local client = crater._client(backend, shape.namespace)
+          local info = require("crater.containers").image_info(client, shape.image)
+          local sname = require("crater.snapshotters").default(root, nil, client:policies())
+          if info and info.chain_id then client:snapshots(sname):stat(info.chain_id) end
+        end)
       end
     end
     local argv, err = core.daemon_accept(fd)
