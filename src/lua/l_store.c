@@ -866,14 +866,16 @@ l_warm_statements(lua_State *L)
   return 1;
 }
 
-/* store:checkpoint() -> true: the WAL into the database, then truncated,
- * waiting for nobody (a `crater daemon` janitor's, while it is idle). */
+/* store:checkpoint([min_frames]) -> true: the WAL into the database, then
+ * truncated, waiting for nobody, when it holds min_frames frames or more
+ * (a `crater daemon` janitor's, while it is idle). */
 static int
 l_checkpoint(lua_State *L)
 {
   lstore_t *st = check_store(L);
+  int min_frames = (int) luaL_optinteger(L, 2, 0);
   crater_error_t err = NULL;
-  if (crater_db_checkpoint(crater_store_db(st->s), &err) < 0)
+  if (crater_db_checkpoint(crater_store_db(st->s), min_frames, &err) < 0)
     return crater__lua_fail(L, &err);
   lua_pushboolean(L, 1);
   return 1;

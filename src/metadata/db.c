@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/cleanup.h"
@@ -21,6 +22,9 @@
  * committed checkpoints when it closes.  See wal_hook. */
 #define WAL_CKPT_COMMIT_FRAMES 1000
 #define WAL_CKPT_CLOSE_FRAMES 200
+/* the WAL file's layout (sqlite.org/fileformat2.html#walformat) */
+#define WAL_HEADER_BYTES 32
+#define WAL_FRAME_HEADER_BYTES 24
 
 /* Prepared statements are kept for the connection's life and handed out
  * again by SQL text (crater__db_prepare / crater__db_release): preparing
@@ -415,9 +419,28 @@ crater_db_open(const char *path, crater_error_t *err)
   return crater__db_open_version(path, crater__db_nmigrations, err);
 }
 
-int
-crater_db_checkpoint(crater_db_t *db, crater_error_t *err)
+/* Frames the WAL file holds, from its size (it only shrinks when
+ * truncated); 0 when there is none. */
+static long long
+wal_file_frames(crater_db_t *db)
 {
+  cleanup_free char *wal = xasprintf("%s-wal", db->path);
+  struct stat st;
+  int page = 0;
+  sqlite3_stmt *q = crater__db_prepare(db, "PRAGMA page_size", NULL);
+  if (q && sqlite3_step(q) == SQLITE_ROW)
+    page = sqlite3_column_int(q, 0);
+  crater__db_release(db, q);
+  if (page <= 0 || stat(wal, &st) != 0 || st.st_size <= WAL_HEADER_BYTES)
+    return 0;
+  return (st.st_size - WAL_HEADER_BYTES) / (page + WAL_FRAME_HEADER_BYTES);
+}
+
+int
+crater_db_checkpoint(crater_db_t *db, int min_frames, crater_error_t *err)
+{
+  if (min_frames > 0 && wal_file_frames(db) < min_frames)
+    return 0;
   /* the copy (and its fsync) while writers go on, then only the reset */
   sqlite3_busy_timeout(db->h, 0);
   int rc = sqlite3_wal_checkpoint_v2(db->h, "main", SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);

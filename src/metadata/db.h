@@ -98,8 +98,10 @@ CRATER_PUBLIC void crater_db_defer_checkpoints(bool on);
 
 /* Checkpoints the WAL into the database and truncates it: PASSIVE, then
  * TRUNCATE, neither waiting for other connections (UNAVAILABLE when one
- * is in the way).  For a `crater daemon` janitor. */
-CRATER_PUBLIC int crater_db_checkpoint(crater_db_t *db, crater_error_t *err);
+ * is in the way).  Only when the WAL file holds min_frames frames or more
+ * (0: always): a checkpoint syncs the database, and the next command
+ * coming meanwhile waited for it.  For a `crater daemon` janitor. */
+CRATER_PUBLIC int crater_db_checkpoint(crater_db_t *db, int min_frames, crater_error_t *err);
 
 /* Makes an error from the connection's last SQLite failure: "<ctx>: <sqlite
  * message>", kind from the result code (BUSY/LOCKED -> UNAVAILABLE,

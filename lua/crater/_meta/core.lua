@@ -367,9 +367,11 @@ function Store:warm_statements(sql) end
 
 --- Checkpoints the metadata WAL into the database and truncates it,
 --- waiting for nobody ("unavailable" when another connection is in the
---- way).  A `crater daemon` janitor's, while the daemon is idle.
+--- way), when the WAL file holds min_frames frames or more (default 0:
+--- always).  A `crater daemon` janitor's, while the daemon is idle.
+---@param min_frames? integer
 ---@return true|nil ok, string? err, string? kind
-function Store:checkpoint() end
+function Store:checkpoint(min_frames) end
 
 --- (l_container.c)
 ---@param ns string
