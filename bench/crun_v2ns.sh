@@ -16,6 +16,10 @@
 # previous one ended (sporadic starts: nothing kept warm by the last run).
 # With DAEMON=1 `crater run` goes through a `crater daemon` started in the
 # namespace (its own socket), which runs the containers there too.
+# With ROUNDS=R (and CRATER) the N runs of bare crun and of `crater run`
+# alternate R times, and each figure is the median of all R*N runs: on a
+# host whose speed drifts within minutes, both see the same drift.  The
+# means go to stderr.
 # Usage: unshare -m --propagation private bench/crun_v2ns.sh N BUNDLE CRATER_RUNTIME [CRATER ROOT IMAGE]
 # Prints "crun <median ms>", "crater-runtime <median ms>" [and "crater-run <median ms>"].
 set -uo pipefail
@@ -40,16 +44,27 @@ PY
 fi
 # times: bash's $EPOCHREALTIME, no fork (run.sh, measure)
 med() { sort -n | awk '{a[NR]=$1} END{m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf "%.1f", m/1000}'; }
-for rt in crun "$CRT"; do
-  name=crun; [ "$rt" = crun ] || name=crater-runtime
-  "$rt" --root "$W/$name" run --bundle "$W/bundle" warm >/dev/null 2>&1
+mean() { awk '{s+=$1} END{printf "%.2f", s/NR/1000}'; }
+ROUNDS=${ROUNDS:-1}
+[ -n "$CRATER" ] || ROUNDS=1
+# N timed runs of a bare runtime (rt, its name, round) into $W/NAME.times
+bare() {
+  local rt=$1 name=$2 r=$3 i t0 t1
+  [ "$r" = 1 ] && "$rt" --root "$W/$name" run --bundle "$W/bundle" warm >/dev/null 2>&1
   for i in $(seq "$N"); do
     pause
     t0=${EPOCHREALTIME/./}
-    "$rt" --root "$W/$name" run --bundle "$W/bundle" "b$i" >/dev/null 2>&1
+    "$rt" --root "$W/$name" run --bundle "$W/bundle" "b$r-$i" >/dev/null 2>&1
     t1=${EPOCHREALTIME/./}
     echo $(( t1 - t0 ))
-  done | med | sed "s/^/$name /"
+  done >>"$W/$name.times"
+}
+for rt in crun "$CRT"; do
+  name=crun; [ "$rt" = crun ] || name=crater-runtime
+  # with ROUNDS, crun alternates with `crater run` below
+  [ "$ROUNDS" -gt 1 ] && [ "$name" = crun ] && continue
+  bare "$rt" "$name" 1
+  med <"$W/$name.times" | sed "s/^/$name /"
   echo
 done
 if [ -n "$CRATER" ]; then
@@ -66,12 +81,21 @@ if [ -n "$CRATER" ]; then
     trap 'kill $DPID 2>/dev/null; wait $DPID 2>/dev/null; rm -rf "$W"' EXIT
   fi
   "$CRATER" --root "$ROOT" run --rm "$IMAGE" v2warm /bin/true >/dev/null 2>&1
-  for i in $(seq "$N"); do
-    pause
-    t0=${EPOCHREALTIME/./}
-    "$CRATER" --root "$ROOT" run --rm "$IMAGE" "v2b$i" /bin/true >/dev/null 2>&1
-    t1=${EPOCHREALTIME/./}
-    echo $(( t1 - t0 ))
-  done | med | sed "s/^/crater-run /"
+  for r in $(seq "$ROUNDS"); do
+    [ "$ROUNDS" -gt 1 ] && bare crun crun "$r"
+    for i in $(seq "$N"); do
+      pause
+      t0=${EPOCHREALTIME/./}
+      "$CRATER" --root "$ROOT" run --rm "$IMAGE" "v2b$r-$i" /bin/true >/dev/null 2>&1
+      t1=${EPOCHREALTIME/./}
+      echo $(( t1 - t0 ))
+    done >>"$W/crater-run.times"
+  done
+  if [ "$ROUNDS" -gt 1 ]; then
+    med <"$W/crun.times" | sed "s/^/crun /"
+    echo
+    echo "$ROUNDS alternating rounds of $N: means crun $(mean <"$W/crun.times") ms, crater run $(mean <"$W/crater-run.times") ms" >&2
+  fi
+  med <"$W/crater-run.times" | sed "s/^/crater-run /"
   echo
 fi

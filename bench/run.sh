@@ -193,9 +193,10 @@ else
       < <(unshare -m --propagation private "$SRC/bench/crun_v2ns.sh" "$N" "$T/bundle-crater" "$BUILD/bin/crater-runtime")
     # crater through a `crater daemon` started in that namespace, whose
     # workers run the containers on its cgroup2 hierarchy as crun does
-    # (the daemon's runs above are on the host's), beside bare crun again
-    v2ns_results "bare %s run (v2 ns, daemon run)" "crater run IMAGE via daemon (v2 ns)" "   (daemon in the namespace)" \
-      < <(DAEMON=1 unshare -m --propagation private "$SRC/bench/crun_v2ns.sh" "$N" "$T/bundle" \
+    # (the daemon's runs above are on the host's), beside bare crun again:
+    # four alternating rounds, so that both see the host's drift alike
+    v2ns_results "bare %s run (v2 ns, daemon run)" "crater run IMAGE via daemon (v2 ns)" "   (daemon in the namespace, 4 alternating rounds)" \
+      < <(DAEMON=1 ROUNDS=4 unshare -m --propagation private "$SRC/bench/crun_v2ns.sh" "$N" "$T/bundle" \
             "$BUILD/bin/crater-runtime" "$CRATER" "$T/root" bench/busybox:latest)
   fi
 fi
