@@ -146,7 +146,8 @@ return {
     "the next such run takes, and prepares the SQL statements the last commands used; both are learned\n" ..
     "into files beside the socket (SOCKET.spare, SOCKET.sql).  The data of the snapshots its commands\n" ..
     "remove (their metadata goes at once) is removed by a janitor process once the daemon has been idle\n" ..
-    "for 200 ms (at the latest after 5 s), and when it stops.",
+    "for 200 ms (at the latest after 5 s), and when it stops; the janitor also checkpoints the metadata\n" ..
+    "WAL, which the workers leave to it, once it is 1000 frames long.",
   max_args = 0,
   flags = {
     { name = "workers", type = "number", arg = "N", help = "idle workers kept ready (default 2)" },
