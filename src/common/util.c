@@ -249,6 +249,20 @@ crater__now_ns(void)
   return (int64_t) ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+int64_t
+crater__mono_ns(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t) ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int64_t
+crater__mono_ms(void)
+{
+  return crater__mono_ns() / 1000000;
+}
+
 char *
 crater__path_join(const char *a, const char *b)
 {

@@ -70,6 +70,11 @@ void crater__base64_encode(const void *in, size_t n, char *out);
 /* Wall clock in nanoseconds since the epoch. */
 int64_t crater__now_ns(void);
 
+/* The monotonic clock in nanoseconds, and in milliseconds: for deadlines
+ * and elapsed time, which a step of the wall clock must not move. */
+int64_t crater__mono_ns(void);
+int64_t crater__mono_ms(void);
+
 /* Joins a and b with exactly one '/'; malloc'd. */
 char *crater__path_join(const char *a, const char *b);
 

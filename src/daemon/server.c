@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/util.h"
 #include "daemon/protocol.h"
 
 #define MAX_WORKERS 64
@@ -134,14 +135,6 @@ drain_taken(int fd, pid_t *idle, int *nidle)
   return notes;
 }
 
-static long long
-now_ms(void)
-{
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (long long) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* drain_taken, and work for the janitor when a worker noted some:
  * *dirty, since *since unless it already was. */
 static void
@@ -149,7 +142,7 @@ drain_notes(int fd, pid_t *idle, int *nidle, bool *dirty, long long *since)
 {
   if (drain_taken(fd, idle, nidle) > 0 && !*dirty) {
     *dirty = true;
-    *since = now_ms();
+    *since = crater__mono_ms();
   }
 }
 
@@ -232,9 +225,9 @@ crater__daemon_serve(int lfd, const char *path, int workers, crater_error_t *err
   /* work for a janitor: at start, what a daemon stopped or killed before
    * may have left */
   bool dirty = true;
-  long long dirty_since = now_ms(), last_event = dirty_since;
+  long long dirty_since = crater__mono_ms(), last_event = dirty_since;
   for (;;) {
-    long long now = now_ms();
+    long long now = crater__mono_ms();
     if (dirty && janitor == 0 &&
         (now - last_event >= JANITOR_IDLE_MS || now - dirty_since >= JANITOR_MAX_DELAY_MS)) {
       pid_t p = fork_janitor(np, sfd, lfd, self, &old);
@@ -280,7 +273,7 @@ crater__daemon_serve(int lfd, const char *path, int workers, crater_error_t *err
     if (ready < 0 && errno != EINTR)
       break;
     if (ready > 0)
-      last_event = now_ms();
+      last_event = crater__mono_ms();
     if (pf[0].revents & POLLIN)
       early = 0;
     if (!(pf[1].revents & POLLIN)) {

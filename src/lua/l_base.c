@@ -23,9 +23,7 @@ l_now(lua_State *L)
 static int
 l_monotonic(lua_State *L)
 {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  lua_pushnumber(L, (double) ts.tv_sec + ts.tv_nsec / 1e9);
+  lua_pushnumber(L, (double) crater__mono_ns() / 1e9);
   return 1;
 }
 

@@ -431,14 +431,6 @@ l_fs_type(lua_State *L)
   return 1;
 }
 
-static int64_t
-mono_ms(void)
-{
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* core.wait_pid_gone(pid, timeout_ms=5000) -> true when pid has exited (or
  * never existed), false on timeout.  Not our child, so no wait(2): a pidfd
  * becomes readable when the process exits; zombies of another parent
@@ -456,9 +448,9 @@ l_wait_pid_gone(lua_State *L)
       lua_pushboolean(L, 1);
       return 1;
     }
-    int64_t end = mono_ms() + timeout;
+    int64_t end = crater__mono_ms() + timeout;
     while (kill(pid, 0) == 0 || errno == EPERM) {
-      if (mono_ms() >= end) {
+      if (crater__mono_ms() >= end) {
         lua_pushboolean(L, 0);
         return 1;
       }
@@ -470,9 +462,9 @@ l_wait_pid_gone(lua_State *L)
   }
   struct pollfd p = { .fd = fd, .events = POLLIN };
   int r;
-  int64_t end = mono_ms() + timeout;
+  int64_t end = crater__mono_ms() + timeout;
   do {
-    int left = (int) (end - mono_ms());
+    int left = (int) (end - crater__mono_ms());
     r = poll(&p, 1, left < 0 ? 0 : left);
   } while (r < 0 && errno == EINTR);
   close(fd);
@@ -657,7 +649,7 @@ run_spawn(run_state_t *st, char *const *argv, int in_r, int out_w, int err_w)
 }
 
 /* Feeds stdin, collects stdout/stderr and reaps the child until it has
- * exited and its output is drained, or deadline (ms on mono_ms(); <0 =
+ * exited and its output is drained, or deadline (ms on crater__mono_ms(); <0 =
  * none) passes.  Returns false on timeout (child not reaped yet). */
 static bool
 run_loop(run_state_t *st, const char *in, size_t inlen, int64_t deadline)
@@ -692,7 +684,7 @@ run_loop(run_state_t *st, const char *in, size_t inlen, int64_t deadline)
       pf[n++] = (struct pollfd){ .fd = st->pidfd, .events = POLLIN };
     int wait = -1;
     if (deadline >= 0) {
-      int64_t left = deadline - mono_ms();
+      int64_t left = deadline - crater__mono_ms();
       if (left <= 0)
         return false;
       wait = left > 60000 ? 60000 : (int) left;
@@ -804,7 +796,7 @@ l_run(lua_State *L)
     fcntl(st.in_w, F_SETFL, O_NONBLOCK);
     fcntl(st.out.fd, F_SETFL, O_NONBLOCK);
     fcntl(st.err.fd, F_SETFL, O_NONBLOCK);
-    finished = run_loop(&st, in ? in : "", inlen, timeout < 0 ? -1 : mono_ms() + timeout);
+    finished = run_loop(&st, in ? in : "", inlen, timeout < 0 ? -1 : crater__mono_ms() + timeout);
     if (!finished) {
       kill(-st.pid, SIGKILL);
       kill(st.pid, SIGKILL);

@@ -355,7 +355,7 @@ static int
 busy_wait(void *arg, int count)
 {
   crater_db_t *db = arg;
-  int64_t now = crater__now_ns();
+  int64_t now = crater__mono_ns();
   if (count == 0)
     db->busy_since = now;
   else if (now - db->busy_since > (int64_t) BUSY_TIMEOUT_MS * 1000000)
@@ -393,14 +393,14 @@ crater__db_open_version(const char *path, int target, crater_error_t *err)
    * SQLite reports SQLITE_BUSY for it without calling the busy handler when
    * another process is creating or migrating the same file; so the whole
    * set-up is retried (with backoff) for as long as busy_timeout. */
-  int64_t deadline = crater__now_ns() + (int64_t) BUSY_TIMEOUT_MS * 1000000;
+  int64_t deadline = crater__mono_ns() + (int64_t) BUSY_TIMEOUT_MS * 1000000;
   for (useconds_t backoff = 1000;; backoff = backoff < 64000 ? backoff * 2 : backoff) {
     crater_error_t e = NULL;
     if (crater__db_exec(db, "PRAGMA journal_mode=WAL", &e) == 0 &&
         crater__db_exec(db, "PRAGMA foreign_keys=ON", &e) == 0 &&
         crater__db_exec(db, "PRAGMA synchronous=NORMAL", &e) == 0 && migrate(db, target, &e) == 0)
       break;
-    if (e->kind != CRATER_ERR_UNAVAILABLE || crater__now_ns() > deadline) {
+    if (e->kind != CRATER_ERR_UNAVAILABLE || crater__mono_ns() > deadline) {
       if (err)
         crater_error_move(err, &e);
       crater_error_release(&e);

@@ -78,14 +78,6 @@ struct crater_remote_s {
   uint32_t rng;
 };
 
-static int64_t
-mono_ns(void)
-{
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t) ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
 static uint32_t
 rng_next(crater_remote_t *c)
 {
@@ -184,7 +176,7 @@ crater_remote_new(const crater_remote_options_t *o, crater_error_t *err)
   c->backoff_base_ms = o->backoff_base_ms > 0 ? o->backoff_base_ms : 200;
   c->backoff_max_ms = o->backoff_max_ms > 0 ? o->backoff_max_ms : 30000;
   c->user_agent = o->user_agent ? xstrdup(o->user_agent) : xstrdup("crater/" CRATER_VERSION);
-  c->rng = (uint32_t) (mono_ns() ^ ((int64_t) getpid() << 16)) | 1u;
+  c->rng = (uint32_t) (crater__mono_ns() ^ ((int64_t) getpid() << 16)) | 1u;
 
   c->multi = crater__curl.multi_init();
   c->share = crater__curl.share_init();
@@ -288,7 +280,7 @@ basic_header(const crater_remote_t *c)
 static const token_t *
 token_lookup(crater_remote_t *c, const char *scope)
 {
-  int64_t now = mono_ns();
+  int64_t now = crater__mono_ns();
   for (size_t i = 0; i < c->ntokens; i++)
     if (strcmp(c->tokens[i].scope, scope) == 0 && c->tokens[i].expires_ns > now)
       return &c->tokens[i];
@@ -859,7 +851,7 @@ retry_or_fail(crater__xfer_t *x, crater_errkind_t kind, const char *detail, bool
     delay = c->backoff_max_ms;
   x->attempt++;
   c->stats.retries++;
-  x->not_before_ns = mono_ns() + delay * 1000000LL;
+  x->not_before_ns = crater__mono_ns() + delay * 1000000LL;
   x->state = XF_PENDING;
   crater_debug("remote: %s: %s; retry %d in %" PRId64 " ms", x->what, detail, x->attempt, delay);
 }
@@ -1127,7 +1119,7 @@ fetch_token(crater_remote_t *c, const char *realm, const char *service, const ch
   if (secs < 60)
     secs = 60; /* the distribution spec's minimum */
   /* renew a little early so a token never expires on the wire */
-  int64_t exp = mono_ns() + (secs - 5) * 1000000000LL;
+  int64_t exp = crater__mono_ns() + (secs - 5) * 1000000000LL;
   for (size_t i = 0; i < nkeys; i++)
     token_store(c, keys[i], tok, exp);
   json_decref(j);
@@ -1215,7 +1207,7 @@ crater__xfer_run_all(crater_remote_t *c, crater__xfer_t **xs, size_t n, size_t m
     max_parallel = 4;
   bool cancel = false;
   for (;;) {
-    int64_t now = mono_ns();
+    int64_t now = crater__mono_ns();
     size_t running = 0, live = 0;
     bool busy = false;
     for (size_t i = 0; i < n; i++) {
@@ -1288,9 +1280,9 @@ crater__xfer_run_all(crater_remote_t *c, crater__xfer_t **xs, size_t n, size_t m
       if (x->state == XF_DONE)
         for (size_t i = 0; i < n; i++)
           if (xs[i] == x)
-            report(x, i, progress, ud, mono_ns(), true, &cancel);
+            report(x, i, progress, ud, crater__mono_ns(), true, &cancel);
     }
-    now = mono_ns();
+    now = crater__mono_ns();
     for (size_t i = 0; i < n; i++)
       if (xs[i]->state == XF_RUNNING)
         report(xs[i], i, progress, ud, now, false, &cancel);

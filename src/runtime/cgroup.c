@@ -676,14 +676,6 @@ crater__cgroup_kill_all(const char *path, int sig, crater_error_t *err)
   return pids ? 0 : -1;
 }
 
-static long long
-mono_us(void)
-{
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (long long) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 /* Sleeps *delay µs, then doubles it up to 20 ms: a fast first retry for the
  * common case (a SIGKILLed process exits within ~100 µs), without spinning
  * when the host is loaded. */
@@ -727,7 +719,7 @@ rmdir_retry(const char *d, long long deadline, crater_error_t *err)
   for (;;) {
     if (rmdir(d) == 0 || errno == ENOENT)
       return 0;
-    if (errno != EBUSY || mono_us() > deadline)
+    if (errno != EBUSY || crater__mono_ns() / 1000 > deadline)
       return crater_error_sys(err, errno, "remove cgroup %s", d);
     backoff(&delay);
   }
@@ -823,7 +815,7 @@ crater__cgroup_destroy(const char *path, crater_error_t *err)
   if (removed)
     goto done;
   long delay = 100;
-  long long deadline = mono_us() + DESTROY_KILL_US;
+  long long deadline = crater__mono_ns() / 1000 + DESTROY_KILL_US;
   for (int attempt = 0;; attempt++) {
     pid_t *pids = NULL;
     size_t np = 0;
@@ -833,7 +825,7 @@ crater__cgroup_destroy(const char *path, crater_error_t *err)
       free(pids);
       break;
     }
-    if (mono_us() > deadline) {
+    if (crater__mono_ns() / 1000 > deadline) {
       crater_error_make(
           err, CRATER_ERR_FAILED_PRECONDITION, EBUSY,
           "cgroup %s: %zu process(es) still present after %d s of SIGKILL (first: pid %d)", path,
@@ -847,7 +839,7 @@ crater__cgroup_destroy(const char *path, crater_error_t *err)
     free(pids);
     backoff(&delay);
   }
-  deadline = mono_us() + DESTROY_RMDIR_US;
+  deadline = crater__mono_ns() / 1000 + DESTROY_RMDIR_US;
   for (size_t i = 0; i < nd; i++) {
     crater_error_t e = NULL;
     if (tree_rmdir(dirs[i], deadline, ret < 0 ? &e : err) < 0)

@@ -34,5 +34,10 @@ main(void)
   char hex[7];
   crater__hex_encode((const unsigned char *) "\x00\xab\xff", 3, hex);
   CHECK_STREQ(hex, "00abff");
+
+  /* the monotonic clock: never backwards, ms the same clock as ns */
+  int64_t a = crater__mono_ns(), ms = crater__mono_ms(), b = crater__mono_ns();
+  CHECK(a > 0 && b >= a);
+  CHECK(ms >= a / 1000000 && ms <= b / 1000000);
   return 0;
 }
