@@ -133,6 +133,9 @@ local function runtime_root(client, ns, runtime)
   return base .. rname .. "/" .. ns
 end
 
+-- mount namespaces held for hold_mntns (fds, never closed)
+local held_mntns = {}
+
 local function parse_reply(line)
   local status, rest = line:match("^(%S+)%s*(.*)$")
   if status == "ok" then return true, rest end
@@ -498,7 +501,13 @@ end
 --- handle from `prespawn`, adopted when it was started for this task.
 --- `stdio = "attach"`: a detached task that `Task:attach` connects to
 --- later; its output is dropped while nobody is attached (`crater run -d`).
----@param opts {stdio?: "inherit"|"attach"|"null"|table, log?: string, log_format?: "json"|"raw", tty?: boolean, stdin?: boolean, start?: boolean, transient?: boolean, shim?: table}
+--- `hold_mntns = true`: this process holds the init's mount namespace
+--- until it exits, so that the namespace's teardown (its mounts and the
+--- rootfs overlay: RCU grace periods, ~0.4 ms) happens then, not in the
+--- init's exit, before the exit is reported: for a process that exits
+--- right after it has answered (a `crater daemon` worker running `crater
+--- run`; src/shim/shim.c).
+---@param opts {stdio?: "inherit"|"attach"|"null"|table, log?: string, log_format?: "json"|"raw", tty?: boolean, stdin?: boolean, start?: boolean, transient?: boolean, shim?: table, hold_mntns?: boolean}
 function M.create(client, ns, rec, opts)
   local early = opts.shim
   local plan, perr, pkind = shim_plan(client, ns, rec.id, rec.runtime, opts, (rec.spec.process or {}).terminal)
@@ -572,7 +581,10 @@ function M.create(client, ns, rec, opts)
   local words = (opts.transient and oci.owns_namespace(rec.spec, "pid")) and "delete-on-exit" or nil
   -- a spare shim (and its runtime) learns the id now
   if early and early.go_id then words = "id=" .. early.go_id .. (words and " " .. words or "") end
+  if opts.hold_mntns then words = (words and words .. " " or "") .. "mntns" end
   local res, e, k = pending:go(words)
+  -- held until this process exits (nothing closes it): see hold_mntns
+  if type(e) == "number" then held_mntns[#held_mntns + 1] = e; e = nil end
   if not res then
     if io_handle then io_handle:close() end
     remove_dir(dir)
@@ -585,7 +597,7 @@ function M.create(client, ns, rec, opts)
     return nil, rest, k2
   end
   local t = setmetatable({ id = rec.id, ns = ns, dir = dir, meta = meta, rec = rec, client = client,
-    io = io_handle, _pid = tonumber(rest), _started = opts.start and true or nil }, Task)
+    io = io_handle, _pid = tonumber(rest:match("^%d+")), _started = opts.start and true or nil }, Task)
   return t
 end
 

@@ -487,6 +487,63 @@ c:close()
     assert.are.equal("", proc.run("find " .. q(env.root .. "/run/runtime") .. "/*/default -mindepth 1 2>/dev/null").stdout)
   end)
 
+  -- The kernel tears an exited init's mount namespace down (its mounts, the
+  -- rootfs overlay: RCU grace periods) before its exit is reported, unless
+  -- somebody holds it: the shim does until it has reported the exit, and
+  -- with hold_mntns the caller gets a copy it holds until it ends.
+  it("Lua API: hold_mntns hands the caller the init's mount namespace; the shim lets its copy go at the exit",
+    function()
+    local script = env.dir .. "/hold.lua"
+    proc.write_file(script, [[
+local crater = require "crater"
+local oci = require "crater.oci"
+local core = require "crater.core"
+local root, rootfs, runtime = arg[1], arg[2], arg[3]
+local c = assert(crater.open { root = root })
+local cs = c:containers()
+local function links(pid) -- the targets of pid's descriptors
+  local p = io.popen("readlink /proc/" .. pid .. "/fd/* 2>/dev/null")
+  local out = p:read("*a"); p:close()
+  return out
+end
+local function has(pid, ns) return links(pid):find(ns, 1, true) ~= nil end
+for _, hold in ipairs { true, false } do
+  local id = hold and "held" or "plain"
+  local ctr = assert(cs:create(id, { rootfs = rootfs, runtime = runtime, spec = { oci.with_process_args("sleep", "30") } }))
+  local task = assert(ctr:new_task { stdio = "null", start = true, hold_mntns = hold })
+  local function ns_of(pid)
+    local p = io.popen("readlink /proc/" .. pid .. "/ns/mnt")
+    local ns = p:read("*l"); p:close()
+    return ns
+  end
+  local ns = ns_of(task:pid())
+  local f = io.open(task.dir .. "/shim.pid"); local shim = f:read("*l"); f:close()
+  print(id, "own ns", ns ~= nil and ns:match("^mnt:") ~= nil and ns ~= ns_of(core.getpid()))
+  print(id, "caller holds", has(core.getpid(), ns))
+  print(id, "shim holds", has(shim, ns))
+  assert(task:kill("KILL"))
+  print(id, "exit", (task:wait()))
+  print(id, "shim holds after exit", has(shim, ns))
+  print(id, "caller holds after exit", has(core.getpid(), ns))
+  assert(cs:delete(id, { force = true, task = task }))
+end
+c:close()
+]])
+    local r = proc.run("luajit " .. q(script) .. " " .. q(env.root) .. " " .. q(env.rootfs) .. " " ..
+      q(env.runtime or "runc"))
+    assert.are.equal(0, r.code, r.stderr)
+    for _, id in ipairs { "held", "plain" } do
+      assert.matches(id .. "\town ns\ttrue\n", r.stdout)
+      assert.matches(id .. "\tshim holds\ttrue\n", r.stdout)
+      assert.matches(id .. "\texit\t137\n", r.stdout)
+      assert.matches(id .. "\tshim holds after exit\tfalse\n", r.stdout)
+    end
+    assert.matches("held\tcaller holds\ttrue\n", r.stdout)
+    assert.matches("held\tcaller holds after exit\ttrue\n", r.stdout)
+    assert.matches("plain\tcaller holds\tfalse\n", r.stdout)
+    assert.matches("plain\tcaller holds after exit\tfalse\n", r.stdout)
+  end)
+
   -- `crater run` starts the task's shim, and with crater-runtime the
   -- runtime too (waiting on its --go-fd), before the container is created,
   -- so their start overlaps the client's work; a create that fails stops

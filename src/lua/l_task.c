@@ -11,9 +11,10 @@
  *       --wait-go" is appended (and "--dir-fd 4" with opts.dir: the task
  *       dir, opened here, which the caller may then rename).  The shim starts now and waits before
  *       running the runtime, so its start overlaps the caller's work on the
- *       bundle: pending:go([words]) -> "ok PID" | nil, msg, kind lets it
- *       run (`create`, or `run --detach`) and returns its report (words:
- *       what the caller decided meanwhile, e.g. "delete-on-exit");
+ *       bundle: pending:go([words]) -> "ok PID" [, fd] | nil, msg, kind lets
+ *       it run (`create`, or `run --detach`) and returns its report (words:
+ *       what the caller decided meanwhile, e.g. "delete-on-exit"; with
+ *       "mntns", fd: the init's mount namespace, for the caller to hold);
  *       pending:abort() (also __gc) makes it exit without running anything
  *       and waits until it has (it leaves no file behind); pending:release()
  *       does the same without waiting; pending:reap() waits for the first
@@ -219,12 +220,15 @@ spawned:
 }
 
 /* Reads the shim's one-line report from fd (then closed) and pushes it,
- * or nil, msg, kind when the shim exited without one. */
+ * or nil, msg, kind when the shim exited without one.  A descriptor the
+ * shim sent with it (SCM_RIGHTS, close-on-exec here) is pushed second, as
+ * a number, when got_fd; otherwise it is closed. */
 static int
-push_reply(lua_State *L, int fd)
+push_reply(lua_State *L, int fd, bool got_fd)
 {
   char buf[4096];
   size_t len = 0;
+  int passed = -1;
   for (;;) {
     struct pollfd pf = { .fd = fd, .events = POLLIN };
     int r = poll(&pf, 1, 120000);
@@ -235,9 +239,29 @@ push_reply(lua_State *L, int fd)
         continue;
       break;
     }
-    ssize_t k = read(fd, buf + len, sizeof buf - 1 - len);
+    union {
+      struct cmsghdr h;
+      char b[CMSG_SPACE(sizeof(int))];
+    } u;
+    struct iovec iov = { .iov_base = buf + len, .iov_len = sizeof buf - 1 - len };
+    struct msghdr m = {
+      .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.b, .msg_controllen = sizeof u.b
+    };
+    ssize_t k = recvmsg(fd, &m, MSG_CMSG_CLOEXEC);
     if (k < 0 && errno == EINTR)
       continue;
+    for (struct cmsghdr *c = k >= 0 ? CMSG_FIRSTHDR(&m) : NULL; c; c = CMSG_NXTHDR(&m, c)) {
+      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+        continue;
+      for (size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); i++) {
+        int got;
+        memcpy(&got, CMSG_DATA(c) + i * sizeof(int), sizeof got);
+        if (passed < 0)
+          passed = got;
+        else
+          close(got);
+      }
+    }
     if (k <= 0)
       break;
     len += (size_t) k;
@@ -248,10 +272,18 @@ push_reply(lua_State *L, int fd)
   buf[len] = 0;
   while (len > 0 && buf[len - 1] == '\n')
     buf[--len] = 0;
+  if (len == 0 || !got_fd) {
+    if (passed >= 0)
+      close(passed);
+    passed = -1;
+  }
   if (len == 0)
     return fail_kind(L, CRATER_ERR_UNAVAILABLE, "shim exited without reporting (see shim.log)");
   lua_pushstring(L, buf);
-  return 1;
+  if (passed < 0)
+    return 1;
+  lua_pushinteger(L, passed);
+  return 2;
 }
 
 static struct pending *
@@ -260,9 +292,10 @@ check_pending(lua_State *L)
   return luaL_checkudata(L, 1, PENDING_MT);
 }
 
-/* pending:go([words]) -> "ok PID" | nil, msg, kind.  words: what the
- * client decided while the shim started ("delete-on-exit"), sent on the
- * "go" line. */
+/* pending:go([words]) -> "ok PID" [, fd] | nil, msg, kind.  words: what
+ * the client decided while the shim started ("delete-on-exit"), sent on
+ * the "go" line.  With "mntns" among them, fd is the init's mount
+ * namespace, open (close-on-exec) for the caller to hold. */
 static int
 l_pending_go(lua_State *L)
 {
@@ -283,7 +316,7 @@ l_pending_go(lua_State *L)
   while (w < 0 && errno == EINTR);
   /* a shim that died before reading finds no reader here: its report (or
    * its absence) still says what happened */
-  return push_reply(L, f);
+  return push_reply(L, f, true);
 }
 
 /* pending:reap() -> true: waits for the shim's first process (it forks the

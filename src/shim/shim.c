@@ -432,6 +432,28 @@ static int delete_on_exit;
 static pid_t early_delete = -1;      /* running early delete, or -1 */
 static int early_delete_status = -1; /* its exit code once reaped, -1 before */
 
+/* The init's mount namespace, held from its creation until its exit has
+ * been reported.  When the init of a container with a mount namespace of
+ * its own exits, the kernel tears that namespace down in the exit itself:
+ * its mounts, the rootfs overlay's superblock, each an expedited RCU grace
+ * period (~0.2 ms each here), before the exit is reported to its parent.
+ * Held here, the teardown comes when the last holder closes it: this shim
+ * once it has answered the "wait" requests, or (with "go mntns", a copy
+ * sent with the report over the ready socket) the client, once it has
+ * answered its own (a `crater daemon` worker: after its command's exit
+ * code has reached the front end).  Nothing of the namespace is reachable
+ * meanwhile: its only process has exited. */
+static int init_mntns = -1;
+static int send_mntns; /* "go mntns": the report carries a copy */
+
+static int
+open_mntns(pid_t pid)
+{
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/ns/mnt", (int) pid);
+  return open(path, O_RDONLY | O_CLOEXEC); /* -1 when the init is gone already */
+}
+
 /* The early delete of a stopped crater-runtime container done here, without
  * starting the runtime (a process start, ~1 ms of a `crater run --rm`):
  * crater-runtime lists the container's cgroup dirs in <root>/<id>/cleanup
@@ -786,6 +808,10 @@ proc_exited(struct proc *p, int st)
     else if ((early_delete = spawn_runtime(a, -1, -1, -1, -1)) < 0)
       early_delete_status = -2; /* could not start: the delete request runs it */
   }
+  if (!p->id[0] && init_mntns >= 0) {
+    close(init_mntns); /* the teardown, when ours was the last reference */
+    init_mntns = -1;
+  }
 }
 
 static void
@@ -885,8 +911,8 @@ valid_id(const char *id)
 
 /* --wait-go: reads the client's line from the ready socket: "go", then
  * words for what the client decided while the shim was starting:
- * "delete-on-exit", and "id=ID" for a spare shim (--id -), which needs
- * one.  True for go, false on anything else or EOF (the client gave up). */
+ * "delete-on-exit", "mntns" (send_mntns), and "id=ID" for a spare shim
+ * (--id -), which needs one.  True for go, false on anything else or EOF (the client gave up). */
 static int
 go_received(int fd)
 {
@@ -911,6 +937,8 @@ go_received(int fd)
   for (char *w = strtok_r(b + 2, " ", &save); w; w = strtok_r(NULL, " ", &save)) {
     if (strcmp(w, "delete-on-exit") == 0) {
       delete_on_exit = 1;
+    } else if (strcmp(w, "mntns") == 0) {
+      send_mntns = 1;
     } else if (strncmp(w, "id=", 3) == 0 && strcmp(task_id, "-") == 0 && valid_id(w + 3)) {
       snprintf(go_id, sizeof go_id, "%s", w + 3);
       task_id = go_id;
@@ -1386,23 +1414,56 @@ usage(void)
   exit(2);
 }
 
+/* Writes the report line (n bytes of b) to the ready fd and closes it;
+ * with pass >= 0 (the fd is a socket), that descriptor goes with the line
+ * (SCM_RIGHTS). */
+static void
+report(int fd, int pass, const char *b, size_t n)
+{
+  if (fd < 0)
+    return;
+  ssize_t w = -1;
+  if (pass >= 0) {
+    union {
+      struct cmsghdr h;
+      char buf[CMSG_SPACE(sizeof(int))];
+    } u;
+    memset(&u, 0, sizeof u);
+    struct iovec iov = { .iov_base = (void *) b, .iov_len = n };
+    struct msghdr m = {
+      .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf
+    };
+    struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &pass, sizeof pass);
+    do
+      w = sendmsg(fd, &m, MSG_NOSIGNAL);
+    while (w < 0 && errno == EINTR);
+  }
+  if (w < 0) /* nothing to pass, or not a socket: the line alone */
+    w = 0;
+  if ((size_t) w < n)
+    write_all(fd, b + w, n - (size_t) w);
+  close(fd);
+}
+
+static void ready(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 static void
 ready(int fd, const char *fmt, ...)
 {
   char b[2048];
   va_list ap;
   va_start(ap, fmt);
-  int n = vsnprintf(b, sizeof b - 1, fmt, ap);
+  int n = vformat_line(b, sizeof b, fmt, ap);
   va_end(ap);
-  if (n < 0)
-    n = 0;
-  if ((size_t) n > sizeof b - 2)
-    n = sizeof b - 2;
-  b[n++] = '\n';
-  if (fd >= 0) {
-    write_all(fd, b, (size_t) n);
-    close(fd);
+  if (n < 0) {
+    b[0] = '\n';
+    n = 1;
   }
+  report(fd, -1, b, (size_t) n);
 }
 
 /* --wait-go: the client gave up before the task existed (EOF instead of
@@ -1595,7 +1656,12 @@ main(int argc, char **argv)
     /* the pumps share it; keep our copy until exit */
   }
   started = start_now;
-  ready(ready_fd, "ok %d", (int) init->pid);
+  init_mntns = open_mntns(init->pid);
+  {
+    char ok[32];
+    int n = snprintf(ok, sizeof ok, "ok %d\n", (int) init->pid);
+    report(ready_fd, send_mntns ? init_mntns : -1, ok, (size_t) n);
+  }
 
   struct pollfd pfd[2 + MAX_CONNS + 2 * MAX_PUMPS];
   struct {
@@ -1604,18 +1670,10 @@ main(int argc, char **argv)
   } map[2 + MAX_CONNS + 2 * MAX_PUMPS];
   int finish_at_drain = 0;
   for (;;) {
+    /* handled in this order: the pumps first, so that when a process
+     * exits, the end of its output (which its exit closes) reaches the
+     * client before the shim turns to the exit (SIGCHLD) itself */
     int n = 0;
-    pfd[n] = (struct pollfd){ .fd = sig_fd, .events = POLLIN };
-    map[n++].kind = 0;
-    pfd[n] = (struct pollfd){ .fd = listen_fd, .events = POLLIN };
-    map[n++].kind = 1;
-    for (int i = 0; i < MAX_CONNS; i++) {
-      if (conns[i].fd >= 0) {
-        pfd[n] = (struct pollfd){ .fd = conns[i].fd, .events = POLLIN };
-        map[n].kind = 2;
-        map[n++].idx = i;
-      }
-    }
     int live_pumps = 0;
     for (int i = 0; i < MAX_PUMPS; i++) {
       struct pump *u = &pumps[i];
@@ -1630,6 +1688,17 @@ main(int argc, char **argv)
         map[n].kind = 4;
       }
       map[n++].idx = i;
+    }
+    pfd[n] = (struct pollfd){ .fd = sig_fd, .events = POLLIN };
+    map[n++].kind = 0;
+    pfd[n] = (struct pollfd){ .fd = listen_fd, .events = POLLIN };
+    map[n++].kind = 1;
+    for (int i = 0; i < MAX_CONNS; i++) {
+      if (conns[i].fd >= 0) {
+        pfd[n] = (struct pollfd){ .fd = conns[i].fd, .events = POLLIN };
+        map[n].kind = 2;
+        map[n++].idx = i;
+      }
     }
     if (deleting) {
       /* delete answered: drain output briefly, then exit */

@@ -741,9 +741,10 @@ local PendingShim = {}
 
 --- Lets the shim run the runtime; its report ("ok PID").  words: what the
 --- caller decided while the shim started, on the "go" line
---- ("delete-on-exit").
+--- ("delete-on-exit"; "mntns": the report comes with a descriptor of the
+--- init's mount namespace, returned second, for the caller to hold).
 ---@param words? string
----@return string|nil reply, string? err, string? kind
+---@return string|nil reply, integer|string|nil fd_or_err, string? kind
 function PendingShim:go(words) end
 
 --- Makes the shim exit without running anything; returns once it has.

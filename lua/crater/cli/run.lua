@@ -306,7 +306,11 @@ M.command = {
     -- created and started in one runtime call, except with a terminal:
     -- there the client attaches (raw mode, window size) before the start
     local topts = { stdio = stdio, log = abs_path(flags.log), tty = flags.tty and true or false,
-      stdin = flags.interactive and true or false, start = not flags.tty, transient = flags.rm and true or false }
+      stdin = flags.interactive and true or false, start = not flags.tty, transient = flags.rm and true or false,
+      -- a daemon's worker exits once the front end has the exit code: the
+      -- container's mount namespace is torn down then, not before its exit
+      -- is reported (crater.tasks)
+      hold_mntns = (require("crater").served_by and not flags.detach) and true or nil }
     -- the task's shim (and runtime) start first, while the container is
     -- created: new_task adopts them
     local early = M.prespawn(ctx, a, flags, topts)
