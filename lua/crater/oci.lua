@@ -212,6 +212,12 @@ local function seccomp_for_caps(spec)
 end
 
 local seccomp_cache
+
+--- Forgets the default seccomp profile read (`default_seccomp`), so that
+--- the next call reads the policy dirs again (a `crater daemon` worker
+--- does between commands).
+function M.clear_cache() seccomp_cache = nil end
+
 --- The default seccomp profile (a fresh copy): policies/seccomp-default.json
 --- from the first policy dir that has one (an administrator's copy in
 --- /etc/crater/policies wins), else the copy compiled into crater.core, so

@@ -133,8 +133,18 @@ local function runtime_root(client, ns, runtime)
   return base .. rname .. "/" .. ns
 end
 
--- mount namespaces held for hold_mntns (fds, never closed)
+-- mount namespaces held for hold_mntns (fds), until release_held
 local held_mntns = {}
+
+--- Lets go of the mount namespaces this process held for `hold_mntns`:
+--- the last holder's close tears each down (a `crater daemon` worker,
+--- once its command's exit code has gone).
+function M.release_held()
+  for i = #held_mntns, 1, -1 do
+    core.close_fd(held_mntns[i])
+    held_mntns[i] = nil
+  end
+end
 
 local function parse_reply(line)
   local status, rest = line:match("^(%S+)%s*(.*)$")
@@ -408,13 +418,31 @@ end
 --- handle, or nil when none could be started.
 ---@param runtime string
 ---@param opts {stdio?: "inherit"|"attach"|"null"|table, log?: string, tty?: boolean, stdin?: boolean, start?: boolean}
+local spares = 0
+
 function M.spare(client, ns, runtime, opts)
-  if M._spare then M._spare:abort() end
-  -- ".prespawn--spare-PID": no id starts with "-", so no prespawn of this
-  -- process for a container named "spare" meets a released spare's dir
-  M._spare = early_shim(client, ns, "-", runtime, opts or {}, "-spare")
+  opts = opts or {}
+  if M._spare then
+    -- the one kept since an earlier command that did not take it, when it
+    -- still fits and lives
+    local want = shim_plan(client, ns, "-", runtime, opts, false)
+    if want and spare_fits(M._spare.plan, want) and M._spare.pending:alive() then return M._spare end
+    M._spare:abort()
+    M._spare = nil
+  end
+  -- ".prespawn--spare.N-PID": no id starts with "-", so no prespawn of
+  -- this process for a container named "spare" meets a released spare's
+  -- dir; N: the one a released spare is still removing is not this one's
+  spares = spares + 1
+  M._spare = early_shim(client, ns, "-", runtime, opts, "-spare." .. spares)
   if M._spare then M._spare.pending:reap() end -- it may wait long: no zombie meanwhile
   return M._spare
+end
+
+--- Stops this process's spare shim, if it keeps one (see `spare`).
+function M.drop_spare()
+  if M._spare then M._spare:abort() end
+  M._spare = nil
 end
 
 --- Starts the shim of a task whose container is still being created, so
@@ -460,6 +488,9 @@ end
 --- the next spares are shaped as the last `crater run` (`-d` or not).
 function M.spare_shape() return M._last_shape end
 
+--- Forgets that shape (a `crater daemon` worker, between commands).
+function M.forget_shape() M._last_shape = nil end
+
 --- Private dirs of `prespawn` left by a client that died before its shim
 --- could clean up (killed between making the dir and spawning the shim):
 --- `.prespawn-<id>-<pid>` whose client pid and shim (if any) are gone.
@@ -502,11 +533,11 @@ end
 --- `stdio = "attach"`: a detached task that `Task:attach` connects to
 --- later; its output is dropped while nobody is attached (`crater run -d`).
 --- `hold_mntns = true`: this process holds the init's mount namespace
---- until it exits, so that the namespace's teardown (its mounts and the
---- rootfs overlay: RCU grace periods, ~0.4 ms) happens then, not in the
---- init's exit, before the exit is reported: for a process that exits
---- right after it has answered (a `crater daemon` worker running `crater
---- run`; src/shim/shim.c).
+--- until it exits or calls `release_held`, so that the namespace's
+--- teardown (its mounts and the rootfs overlay: RCU grace periods, ~0.4
+--- ms) happens then, not in the init's exit, before the exit is reported:
+--- for a process that has answered by then (a `crater daemon` worker
+--- running `crater run`; src/shim/shim.c).
 ---@param opts {stdio?: "inherit"|"attach"|"null"|table, log?: string, log_format?: "json"|"raw", tty?: boolean, stdin?: boolean, start?: boolean, transient?: boolean, shim?: table, hold_mntns?: boolean}
 function M.create(client, ns, rec, opts)
   local early = opts.shim

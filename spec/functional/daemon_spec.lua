@@ -21,9 +21,10 @@ describe("crater daemon", function()
   local env, daemon, sock
 
   -- the daemon that served `crater version` (its pid), or nil when crater
-  -- ran it itself
+  -- ran it itself; and the worker
   local function served_by(opts)
-    return tonumber(env:crater({ "version" }, opts).stdout:match("served by crater daemon (%d+)"))
+    local out = env:crater({ "version" }, opts).stdout
+    return tonumber(out:match("served by crater daemon (%d+)")), tonumber(out:match("%(worker (%d+)%)"))
   end
 
   -- the worker serving the command whose stderr is the file err (idle
@@ -97,6 +98,78 @@ describe("crater daemon", function()
     r = env:crater { "run", "--memory", "abc", "--rootfs", env.rootfs, "bad", "true" }
     assert.are.equal(2, r.code)
     assert.matches("%-%-memory", r.stderr)
+  end)
+
+  -- a worker serves command after command: each becomes the client's
+  -- (stdio, directory, environment), and between them the worker is its
+  -- own again, so that nothing of one command reaches the next, nor the
+  -- spare shim it starts meanwhile
+  it("serves command after command from one worker, none with anything of the last one's", function()
+    env:stop_daemon()
+    daemon = env:start_daemon("--workers 1")
+    local _, w = served_by()
+    assert.is_not_nil(w)
+    local dir_a, dir_b = env.dir .. "/a", env.dir .. "/b"
+    proc.check("mkdir -p " .. q(dir_a) .. " " .. q(dir_b))
+    proc.write_file(dir_a .. "/vars.env", "FROM=a\n")
+    proc.write_file(dir_b .. "/vars.env", "FROM=b\n")
+    local function run_in(dir, name, envs, stdin)
+      return proc.run("cd " .. q(dir) .. " && " .. env:cmd { "run", "--rm", "-i", "--rootfs", env.rootfs, "--env-file",
+        "vars.env", "-e", "LEAK", name, "sh", "-c", "echo $FROM ${LEAK:-none}; cat" }, { env = envs, stdin = stdin })
+    end
+    local r = run_in(dir_a, "one", { LEAK = "from-one" }, "in-one")
+    assert.are.equal(0, r.code, r.stderr)
+    assert.are.equal("a from-one\nin-one", r.stdout)
+    r = run_in(dir_b, "two", {}, "in-two")
+    assert.are.equal(0, r.code, r.stderr)
+    assert.are.equal("b none\nin-two", r.stdout)
+    -- stdin read to its end by one command, then another's
+    for _, text in ipairs { "first blob", "second blob" } do
+      r = env:crater({ "content", "ingest", "-" }, { stdin = text })
+      assert.are.equal(0, r.code, r.stderr)
+      assert.are.equal("sha256:" .. proc.check("printf %s " .. q(text) .. " | sha256sum"):match("^(%x+)") .. "\n", r.stdout)
+    end
+    -- all served by that one worker, which is idle again in the daemon's
+    -- directory, with the daemon's environment: the spare shim it starts
+    -- after a `crater run` has it
+    assert.are.same({ daemon, w }, { served_by() })
+    r = run_in(dir_a, "three", { LEAK = "from-three" }, "")
+    assert.are.equal("a from-three\n", r.stdout)
+    assert.are.same({ w }, children(daemon))
+    local cwd = proc.check("readlink /proc/" .. daemon .. "/cwd")
+    assert.is_true(wait_until(function() return proc.run("readlink /proc/" .. w .. "/cwd").stdout == cwd end))
+    local spare
+    assert.is_true(wait_until(function()
+      local d = proc.run("ls -d " .. q(env.root .. "/run/tasks/default") .. "/.prespawn--spare.*-" .. w .. " 2>/dev/null")
+        .stdout:match("[^\n]+")
+      spare = d and tonumber(proc.read_file(d .. "/shim.pid") or "")
+      return spare ~= nil and proc.alive(spare)
+    end))
+    local senv = proc.check("tr '\\0' '\\n' < /proc/" .. spare .. "/environ")
+    assert.is_nil(senv:match("LEAK="), senv)
+    assert.are.equal(cwd, proc.check("readlink /proc/" .. w .. "/cwd"))
+  end)
+
+  it("forks no worker for commands one after another; keeps at most --workers idle", function()
+    local before = children(daemon)
+    assert.are.equal(2, #before)
+    for i = 1, 6 do
+      local r = env:crater { "run", "--rm", "--rootfs", env.rootfs, "seq" .. i, "true" }
+      assert.are.equal(0, r.code, r.stderr)
+    end
+    assert.are.equal(0, env:crater({ "container", "ls" }).code)
+    assert.is_true(wait_until(function() return #children(daemon) == 2 end))
+    assert.are.same(before, children(daemon))
+    -- a burst: workers forked for it, then no more than two idle again
+    local pids = {}
+    for i = 1, 6 do
+      pids[#pids + 1] = proc.spawn(env:cmdline { "run", "--rm", "--rootfs", env.rootfs, "burst" .. i, "sleep", "1" },
+        { dir = env.dir, name = "burst" .. i }).pid
+    end
+    assert.is_true(wait_until(function() return #children(daemon) >= 6 end), "workers: " .. #children(daemon))
+    for _, p in ipairs(pids) do assert.is_true(wait_until(function() return not proc.alive(p) end)) end
+    assert.is_true(wait_until(function() return #children(daemon) == 2 end), "workers: " .. #children(daemon))
+    assert.are.equal("", env:crater({ "container", "ls", "-q" }).stdout)
   end)
 
   it("forwards the client's signals to the command", function()
@@ -303,14 +376,24 @@ print(send(b""))
   -- of the worker
   it("keeps a spare shim for the next `crater run`, which takes it", function()
     local tasks = env.root .. "/run/tasks/default"
-    -- the spares' shim pids, by the worker keeping them
-    local function spares()
-      local out, n = {}, 0
-      for _, w in ipairs(children(daemon)) do
-        local pid = tonumber(proc.read_file(tasks .. "/.prespawn--spare-" .. w .. "/shim.pid") or "")
-        if pid and proc.alive(pid) then out[w] = pid; n = n + 1 end
+    -- the dirs of worker w's spares (.prespawn--spare.N-W)
+    local function spare_dirs(w)
+      local out = {}
+      for name in proc.run("ls -A " .. q(tasks) .. " 2>/dev/null").stdout:gmatch("[^\n]+") do
+        if name:match("^%.prespawn%-%-spare%.%d+%-" .. w .. "$") then out[#out + 1] = tasks .. "/" .. name end
       end
-      return out, n
+      return out
+    end
+    -- the spares' shim pids (and dirs), by the worker keeping them
+    local function spares()
+      local out, dirs, n = {}, {}, 0
+      for _, w in ipairs(children(daemon)) do
+        for _, d in ipairs(spare_dirs(w)) do
+          local pid = tonumber(proc.read_file(d .. "/shim.pid") or "")
+          if pid and proc.alive(pid) then out[w] = pid; dirs[w] = d; n = n + 1 end
+        end
+      end
+      return out, n, dirs
     end
     -- while the last command served is not a `crater run` (here `crater
     -- version`, from start_daemon), fresh workers keep no spare: its start
@@ -341,8 +424,8 @@ print(send(b""))
     local r0 = env:crater { "run", "--rm", "--rootfs", env.rootfs, "first", "true" }
     assert.are.equal(0, r0.code, r0.stderr)
     fresh_workers(true, "inherit")
-    local before
-    assert.is_true(wait_until(function() local n; before, n = spares(); return n == 2 end))
+    local before, before_dirs
+    assert.is_true(wait_until(function() local n; before, n, before_dirs = spares(); return n == 2 end))
     local shims = {}
     for _, pid in pairs(before) do shims[pid] = true end
     -- a foreground run (not -d: stdio through FIFOs, no terminal) takes one
@@ -354,7 +437,7 @@ print(send(b""))
     end))
     assert.is_true(shims[shim] ~= nil, "the task's shim " .. shim .. " is not a spare")
     assert.are.equal(shim, before[worker])
-    assert.is_nil(proc.read_file(tasks .. "/.prespawn--spare-" .. worker .. "/shim.pid"))
+    assert.is_nil(proc.read_file(before_dirs[worker] .. "/shim.pid"))
     -- it got the id: the task and its runtime state are the container's
     assert.matches("fg%s+%d+%s+RUNNING", env:crater({ "task", "ls" }).stdout)
     assert.are.equal("", proc.run("ls -d " .. q(env.root .. "/run/runtime/crater-runtime/default/-") .. " 2>/dev/null").stdout)
@@ -363,16 +446,26 @@ print(send(b""))
     assert.are.equal("137\n", proc.read_file(out .. ".rc"))
     assert.are.equal(0, env:crater({ "container", "rm", "fg" }).code)
     -- a command of another shape (-d: stdio for a later attach) stops the
-    -- spare it finds and starts its own shim
-    local now = spares()
+    -- spare it finds and starts its own shim.  (The workers that served
+    -- `task kill` and `container rm` dropped theirs: fresh ones, after a
+    -- `crater run`.)
+    assert.are.equal(0, env:crater({ "run", "--rm", "--rootfs", env.rootfs, "again", "true" }).code)
+    fresh_workers(true, "inherit")
+    local now, now_dirs
+    assert.is_true(wait_until(function() local n; now, n, now_dirs = spares(); return n == 2 end))
     local r = env:crater { "run", "-d", "--rootfs", env.rootfs, "bg", "sleep", "30" }
     assert.are.equal(0, r.code, r.stderr)
     local bgshim = tonumber(proc.read_file(tasks .. "/bg/shim.pid") or "")
+    local stopped = 0
+    assert.is_true(wait_until(function()
+      stopped = 0
+      for _, pid in pairs(now) do stopped = stopped + (proc.alive(pid) and 0 or 1) end
+      return stopped == 1
+    end))
     for w, pid in pairs(now) do
       assert.are_not.equal(pid, bgshim)
-      if not proc.alive(w) then -- the worker that served it: its spare is gone, dir and all
-        assert.is_true(wait_until(function() return not proc.alive(pid) end))
-        assert.is_nil(proc.read_file(tasks .. "/.prespawn--spare-" .. w .. "/shim.pid"))
+      if not proc.alive(pid) then -- the worker that served it: its spare is gone, dir and all
+        assert.is_true(wait_until(function() return proc.read_file(now_dirs[w] .. "/shim.pid") == nil end))
       end
     end
     -- ... and the spares after it are shaped as that last `crater run`:
@@ -467,7 +560,7 @@ print(send(b""))
     -- (the dir of a spare whose worker was killed while it warmed up, as
     -- a stop can do to a fresh worker: the stopping daemon removes it)
     local gone_pid = proc.check("sh -c 'echo $$'"):match("%d+")
-    local stale = env.root .. "/run/tasks/default/.prespawn--spare-" .. gone_pid
+    local stale = env.root .. "/run/tasks/default/.prespawn--spare.1-" .. gone_pid
     proc.check("mkdir -p " .. q(stale))
     env:stop_daemon()
     assert.are.equal(base, dirs())
@@ -511,11 +604,24 @@ print(send(b""))
       local now = children(daemon)
       return #now == 2 and now[1] ~= before[1] and now[2] ~= before[2] and now[1] ~= before[2]
     end))
+    -- a worker busy when SIGHUP came ends after its command
+    local busy, bout = background("during", { "run", "--rm", "--rootfs", env.rootfs, "during", "sleep", "1" })
+    local others = children(daemon)
+    proc.run("kill -HUP " .. daemon)
+    assert.is_true(wait_until(function() return exited(bout) end))
+    assert.are.equal("0\n", proc.read_file(bout .. ".rc"))
+    assert.is_true(wait_until(function() return not proc.alive(busy) end))
+    assert.is_true(wait_until(function() return #children(daemon) == 2 end))
+    for _, w in ipairs(children(daemon)) do
+      for _, o in ipairs(others) do assert.are_not.equal(o, w) end
+    end
     local worker, out = background("late", { "run", "--rm", "--rootfs", env.rootfs, "late", "sleep", "1" })
     env:stop_daemon()
     assert.is_false(proc.alive(daemon))
     assert.is_true(proc.alive(worker))
     assert.is_true(wait_until(function() return exited(out) end))
     assert.are.equal("0\n", proc.read_file(out .. ".rc"))
+    -- ... and one busy when the daemon stopped ends after its command
+    assert.is_true(wait_until(function() return not proc.alive(worker) end))
   end)
 end)

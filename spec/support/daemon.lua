@@ -10,9 +10,9 @@ local M = {}
 M.enabled = os.getenv("CRATER_SPEC_DAEMON") == "1"
 
 --- A shell filter for a listing of a tasks dir: drops the spare shims'
---- dirs (.prespawn--spare-PID) that a daemon's idle workers keep, which are
---- no task's leftovers.
-M.NO_SPARES = " | grep -v '^\\.prespawn--spare-'"
+--- dirs (.prespawn--spare.N-PID) that a daemon's idle workers keep, which
+--- are no task's leftovers.
+M.NO_SPARES = " | grep -v '^\\.prespawn--spare\\.'"
 
 function M.wait_until(fn, secs)
   for _ = 1, (secs or 5) * 20 do
@@ -45,7 +45,8 @@ function M.start(env, extra)
     { dir = env.dir, name = "daemon", stderr = log }).pid
   assert(M.wait_until(function() return proc.run("test -S " .. q(env.root .. "/run/crater.sock")).ok end),
     "crater daemon did not start: " .. (proc.read_file(log) or ""))
-  M.wait_until(function() return #M.children(pid) >= 2 end)
+  local workers = tonumber((extra or ""):match("%-%-workers[ =](%d+)") or 2)
+  M.wait_until(function() return #M.children(pid) >= workers end)
   local v = env:crater { "version" } -- it says who served it
   assert(v.stdout:match("served by crater daemon " .. pid .. " "), "not served by the daemon: " .. v.stdout .. v.stderr)
   env.daemon = pid

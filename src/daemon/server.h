@@ -3,14 +3,17 @@
  * the root-only socket, then keeps a few warm workers forked from itself,
  * each already past the expensive part of a crater start (LuaJIT and the
  * modules loaded, the store opened) and blocked in accept().  A worker takes
- * one command from the `crater` front end (src/daemon/protocol.h), becomes
+ * a command from the `crater` front end (src/daemon/protocol.h), becomes
  * that command's process (its stdio, working directory, environment and
- * umask), runs it through the same CLI code as the embedded mode, reports
- * the exit code and exits; the daemon forks a replacement as soon as a
- * worker takes a connection.  So a command through the daemon behaves as
- * the embedded one does, one process per command, and only its start-up
- * is gone.
+ * umask), runs it through the same CLI code as the embedded mode and
+ * reports the exit code.  Then it puts its own state back and waits for
+ * the next command (crater__daemon_rejoin), unless enough workers are idle
+ * or something of the command could outlive it there; then it exits.  So
+ * a command through the daemon behaves as the embedded one does, and
+ * neither its start-up nor a worker's is paid per command.
  */
+#include <stdbool.h>
+
 #ifndef CRATER_DAEMON_SERVER_H
 #define CRATER_DAEMON_SERVER_H
 
@@ -20,8 +23,10 @@
  * replaced; one a daemon answers on is "already_exists".  Returns the fd. */
 int crater__daemon_listen(const char *path, crater_error_t *err);
 
-/* The daemon's loop: keeps `workers` idle workers, forks a replacement for
- * each that takes a connection, reaps children.  Once a worker said its
+/* The daemon's loop: forks `workers` idle workers; then keeps at least
+ * `workers - 1` idle ahead of demand (at least one while a client waits
+ * with none idle), while workers that served a command come back, up to
+ * `workers` idle; reaps children.  Once a worker said its
  * command left cleanup work (crater__daemon_note_cleanup), it forks a
  * janitor when no command has come for JANITOR_IDLE_MS, or at the latest
  * JANITOR_MAX_DELAY_MS after the first such note (one at a time).
@@ -45,5 +50,14 @@ void crater__daemon_note_cleanup(void);
 /* In a worker that took a command: flushes stdio, lets go of the client's
  * stdin, stdout and stderr and sends the exit code.  No-op elsewhere. */
 void crater__daemon_finish(int code);
+
+/* In a worker whose command finished: puts back its environment, working
+ * directory, umask, signal dispositions and mask, drops what the command's
+ * stdin had buffered, and counts itself idle again.  False (the worker
+ * then exits) when enough workers are idle already, the daemon is gone
+ * or was told SIGHUP since the worker started, or something of the
+ * command could outlive it: a child still running, a controlling
+ * terminal, descriptors left open. */
+bool crater__daemon_rejoin(void);
 
 #endif

@@ -10,9 +10,14 @@
  *       the daemon is idle; it exits when done) and "stopped" in the
  *       daemon after SIGTERM or SIGINT.
  *   core.daemon_accept(fd)                -> argv     (the command's arguments, without argv[0])
- *       In a worker: waits for one command and becomes its process
- *       (stdio, working directory, environment, umask).  nil, msg, kind
- *       when there is nothing to run (the client runs it embedded).
+ *       In a worker: waits for a command and becomes its process (stdio,
+ *       working directory, environment, umask).  nil, msg, kind when
+ *       there is nothing to run (the client runs it embedded).
+ *
+ *   core.daemon_rejoin()                  -> bool
+ *       In a worker after daemon_finish: its own state back, idle again
+ *       for the next command; false when it should exit instead
+ *       (crater__daemon_rejoin).
  *
  *   core.daemon_note_cleanup()
  *       In a worker: tells the daemon its command left work for the
@@ -73,7 +78,7 @@ l_daemon_accept(lua_State *L)
     lua_pushstring(L, argv[i]);
     lua_rawseti(L, -2, i);
   }
-  free(argv); /* the strings live in the request, kept for the process */
+  free(argv); /* the strings live in the request, kept for the command */
   return 1;
 }
 
@@ -82,6 +87,13 @@ l_daemon_finish(lua_State *L)
 {
   crater__daemon_finish((int) luaL_checkinteger(L, 1));
   return 0;
+}
+
+static int
+l_daemon_rejoin(lua_State *L)
+{
+  lua_pushboolean(L, crater__daemon_rejoin());
+  return 1;
 }
 
 static int
@@ -106,6 +118,7 @@ static const luaL_Reg daemon_functions[] = {
   { "daemon_listen", l_daemon_listen },
   { "daemon_serve", l_daemon_serve },
   { "daemon_accept", l_daemon_accept },
+  { "daemon_rejoin", l_daemon_rejoin },
   { NULL, NULL },
 };
 

@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
+#include <sqlite3.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -846,6 +847,16 @@ l_statements(lua_State *L)
   return 1;
 }
 
+/* store:in_transaction() -> bool: whether a transaction is open on the
+ * connection (a `crater daemon` worker checks between commands). */
+static int
+l_in_transaction(lua_State *L)
+{
+  lstore_t *st = check_store(L);
+  lua_pushboolean(L, sqlite3_get_autocommit(crater_db_handle(crater_store_db(st->s))) == 0);
+  return 1;
+}
+
 static int
 l_warm_statements(lua_State *L)
 {
@@ -924,6 +935,7 @@ static const luaL_Reg store_methods[] = {
   { "lease_add_resource", l_lease_add_resource },
   { "check", l_check },
   { "statements", l_statements },
+  { "in_transaction", l_in_transaction },
   { "warm_statements", l_warm_statements },
   { "checkpoint", l_checkpoint },
   { NULL, NULL },

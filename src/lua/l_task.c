@@ -331,6 +331,34 @@ l_pending_reap(lua_State *L)
   return 1;
 }
 
+/* pending:alive() -> bool: whether the shim still waits for "go" (its
+ * end of the socket neither closed nor written to). */
+static int
+l_pending_alive(lua_State *L)
+{
+  struct pending *p = check_pending(L);
+  struct pollfd pf = { .fd = p->fd, .events = POLLIN };
+  lua_pushboolean(L, p->fd >= 0 && poll(&pf, 1, 0) == 0);
+  return 1;
+}
+
+/* core.close_fd(fd) -> true | nil, msg, kind: closes a descriptor a
+ * binding handed out as a number (pending:go's mount namespace). */
+static int
+l_close_fd(lua_State *L)
+{
+  int fd = (int) luaL_checkinteger(L, 1);
+  if (fd < 3)
+    return luaL_argerror(L, 1, "not a descriptor to close");
+  if (close(fd) < 0) {
+    char what[16];
+    snprintf(what, sizeof what, "%d", fd);
+    return fail_errno(L, errno, "close %s", what);
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 /* pending:release() -> true: as abort(), without waiting: the shim gets
  * EOF and removes what it made by itself, off the caller's path. */
 static int
@@ -788,17 +816,12 @@ static const luaL_Reg io_methods[] = {
 };
 
 static const luaL_Reg task_funcs[] = {
-  { "shim_spawn", l_shim_spawn },
-  { "shim_request", l_shim_request },
-  { "shim_send", l_shim_send },
-  { "shim_recv", l_shim_recv },
-  { "mkfifo", l_mkfifo },
-  { "kill", l_kill },
-  { "pid_alive", l_pid_alive },
-  { "tty_size", l_tty_size },
-  { "isatty", l_isatty },
-  { "io_open", l_io_open },
-  { NULL, NULL },
+  { "shim_spawn", l_shim_spawn }, { "shim_request", l_shim_request },
+  { "shim_send", l_shim_send },   { "shim_recv", l_shim_recv },
+  { "mkfifo", l_mkfifo },         { "kill", l_kill },
+  { "pid_alive", l_pid_alive },   { "tty_size", l_tty_size },
+  { "isatty", l_isatty },         { "io_open", l_io_open },
+  { "close_fd", l_close_fd },     { NULL, NULL },
 };
 
 void
@@ -806,8 +829,13 @@ crater__lua_open_task(lua_State *L)
 {
   crater__lua_newclass(L, IO_MT, io_methods);
   static const luaL_Reg pending_methods[] = {
-    { "go", l_pending_go },           { "abort", l_pending_abort }, { "reap", l_pending_reap },
-    { "release", l_pending_release }, { "__gc", l_pending_abort },  { NULL, NULL },
+    { "go", l_pending_go },
+    { "abort", l_pending_abort },
+    { "reap", l_pending_reap },
+    { "release", l_pending_release },
+    { "__gc", l_pending_abort },
+    { "alive", l_pending_alive },
+    { NULL, NULL },
   };
   crater__lua_newclass(L, PENDING_MT, pending_methods);
   luaL_register(L, NULL, task_funcs);

@@ -357,6 +357,11 @@ function Store:check(opts) end
 ---@return string[]
 function Store:statements() end
 
+--- Whether a transaction is open on the connection (a `crater daemon`
+--- worker checks between commands).
+---@return boolean
+function Store:in_transaction() end
+
 --- Prepares these statements into the connection's cache (never runs
 --- them: a statement is used only when the code asks for its exact text).
 --- For `crater daemon` workers, which prepare what the last commands used
@@ -762,6 +767,11 @@ function PendingShim:release() end
 ---@return true
 function PendingShim:reap() end
 
+--- Whether the shim still waits for `go` (its end of the socket neither
+--- closed nor written to): a spare kept from one command to the next.
+---@return boolean
+function PendingShim:alive() end
+
 --- One request/reply on <taskdir>/shim.sock (timeout -1: forever).
 ---@param taskdir string
 ---@param line string
@@ -810,6 +820,12 @@ function core.isatty(fd) end
 ---@return crater.task_io|nil io, string? err, string? kind
 function core.io_open(fifos) end
 
+--- Closes a descriptor a binding handed out as a number (the mount
+--- namespace `PendingShim:go` returns with "mntns").
+---@param fd integer
+---@return true|nil ok, string? err, string? kind
+function core.close_fd(fd) end
+
 ---@class crater.task_io
 local TaskIO = {}
 
@@ -850,7 +866,7 @@ function core.daemon_note_cleanup() end
 ---@param on boolean
 function core.db_defer_checkpoints(on) end
 
---- In a worker: waits for one command from the `crater` front end and
+--- In a worker: waits for a command from the `crater` front end and
 --- becomes its process (stdio, working directory, environment, umask).
 --- Returns its arguments (without argv[0]), or nil when the client must run
 --- it itself (another build, not root) or the request is broken.
@@ -863,5 +879,13 @@ function core.daemon_accept(fd) end
 --- client's path; main.c otherwise sends it when the command returns.
 ---@param code integer
 function core.daemon_finish(code) end
+
+--- In a worker after `daemon_finish`: puts back its own environment,
+--- working directory, umask and signal state and counts itself idle for
+--- the next command.  False when it should exit instead: enough workers
+--- are idle, the daemon is gone or got SIGHUP since, or the command left
+--- a child running, a controlling terminal or descriptors open.
+---@return boolean
+function core.daemon_rejoin() end
 
 return core

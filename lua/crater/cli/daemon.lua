@@ -6,7 +6,9 @@
 --- for a command.  `crater` hands a command to one of them with its stdio,
 --- working directory, environment and umask, and gets its exit code back;
 --- without a daemon it runs the command itself.  Either way the same code
---- runs the command, in a process of its own (docs/design/daemon.md).
+--- runs the command.  A worker then puts its own state back and waits for
+--- the next one, while the daemon has room for it among its idle workers
+--- (docs/design/daemon.md).
 local core = require "crater.core"
 
 -- what a worker would otherwise load per command: loaded once, before the
@@ -64,13 +66,13 @@ end
 
 -- Rewrites PATH.sql when the command used statements it lacks: those it
 -- used first, then the others it had, up to MAX_STATEMENTS (what no
--- command uses any more drops out in time).
+-- command uses any more drops out in time).  Returns the list now known.
 local function learn_statements(path, known, used)
   local have = {}
   for _, s in ipairs(known) do have[s] = true end
   local new = false
   for _, s in ipairs(used) do new = new or not have[s] end
-  if not new then return end
+  if not new then return known end
   local all, seen = {}, {}
   for _, list in ipairs { used, known } do
     for _, s in ipairs(list) do
@@ -78,6 +80,7 @@ local function learn_statements(path, known, used)
     end
   end
   write_private(path .. ".sql", require("crater.json").encode(all))
+  return all
 end
 
 -- The shape of the spare shim a worker starts (tasks.spare): the last
@@ -125,6 +128,31 @@ local function learn_shape(path, had, now)
   write_private(path .. ".spare", require("crater.json").encode(now))
 end
 
+-- A worker serves this many commands at most, and goes once its Lua heap
+-- has grown past this (KB): a fresh one from the daemon costs ~1.6 ms of
+-- CPU, nothing next to what a slow leak would cost in the long run.
+local MAX_COMMANDS = 1000
+local MAX_HEAP_KB = 64 * 1024
+
+-- The names of the global variables (a worker's, before its first command).
+local function global_names()
+  local t = {}
+  for k, v in pairs(_G) do t[k] = v end
+  return t
+end
+
+-- Whether the globals are still those: a command that set one (crater's
+-- code sets none; luacheck checks) leaves its worker to end with it.
+local function same_globals(before)
+  for k, v in pairs(_G) do
+    if before[k] ~= v then return false end
+  end
+  for k in pairs(before) do
+    if rawget(_G, k) == nil then return false end
+  end
+  return true
+end
+
 --- The socket a daemon of this root serves, as the front end finds it:
 --- $CRATER_SOCKET, else <state dir>/crater.sock.
 local function socket_path(root)
@@ -136,12 +164,17 @@ end
 return {
   name = "daemon",
   summary = "Serve this root's crater commands from warm workers (craterd)",
-  description = "Runs in the foreground until SIGTERM or SIGINT; SIGHUP replaces the idle workers (fresh store\n" ..
-    "connections; the config and policies are read by every command anyway).  While it runs, `crater`\n" ..
-    "hands every command for this root (--root before the\n" ..
+  description = "Runs in the foreground until SIGTERM or SIGINT; SIGHUP replaces the idle workers, and the busy ones\n" ..
+    "after their command (fresh store connections; the config and policies are read by every command\n" ..
+    "anyway).  While it runs, `crater` hands every command for this root (--root before the\n" ..
     "command, or CRATER_ROOT / CRATER_STATE / CRATER_SOCKET as the daemon had them) to a worker; with\n" ..
     "CRATER_NO_DAEMON=1, or when the daemon is gone, crater runs commands itself.  Tasks do not depend\n" ..
     "on the daemon: stopping it stops no container and no command being served.\n\n" ..
+    "A worker serves command after command: after each it puts its own environment, working directory,\n" ..
+    "umask and signal state back and waits for the next, while at most --workers are idle (one more is\n" ..
+    "forked when a command finds none).  It ends instead when the command left something that could\n" ..
+    "reach the next one (a child still running, a controlling terminal, descriptors or a transaction\n" ..
+    "open, a global variable), after 1000 commands, or once its Lua heap passed 64 MB.\n\n" ..
     "An idle worker keeps a spare task shim (and crater-runtime) shaped as the last `crater run`, which\n" ..
     "the next such run takes, and prepares the SQL statements the last commands used; both are learned\n" ..
     "into files beside the socket (SOCKET.spare, SOCKET.sql).  The data of the snapshots its commands\n" ..
@@ -150,7 +183,8 @@ return {
     "WAL, which the workers leave to it, once it is 1000 frames long.",
   max_args = 0,
   flags = {
-    { name = "workers", type = "number", arg = "N", help = "idle workers kept ready (default 2)" },
+    { name = "workers", type = "number", arg = "N",
+      help = "idle workers: N at start, then N - 1 kept ready, at most N (default 2)" },
     { name = "socket", type = "string", arg = "PATH", help = "socket to serve (default STATE/crater.sock)" },
   },
   run = function(ctx, _, flags)
@@ -206,61 +240,90 @@ return {
       end
       os.exit(0)
     end
-    -- a worker: warm up, then serve one command and exit with it.  Its
+    -- a worker: warm up, then serve commands, one after another, until
+    -- the daemon has enough idle workers (core.daemon_rejoin).  Its
     -- commits leave the WAL to the janitor, which checkpoints it while the
     -- daemon is idle (a checkpoint blocks all writers for 5-8 ms)
     core.db_defer_checkpoints(true)
     local ok, backend = pcall(core.open, root)
     if not (ok and backend) then backend = nil end
-    if backend then crater._warm = { root = root, backend = backend } end
     -- ... with the statements the last commands used already prepared
+    -- (the connection keeps them from one command to the next)
     local known = backend and read_statements(path) or {}
     if backend then backend:warm_statements(known) end
-    -- ... and start a spare shim (and runtime) for the likeliest next
-    -- command, a `crater run` shaped as the last one; its `prespawn`
-    -- takes it
-    local shape = read_shape(path)
-    if shape.wanted then
-      pcall(require("crater.tasks").spare, { root = root }, shape.namespace, shape.runtime, shape)
-      -- ... and resolve that run's image (containers.image_info keeps it),
-      -- and open the snapshotter it would be unpacked in (its probes, kept
-      -- per process)
-      if backend and shape.image then
-        pcall(function()
-          local client = crater._client(backend, shape.namespace)
-          local info = require("crater.containers").image_info(client, shape.image)
-          local sname = require("crater.snapshotters").default(root, nil, client:policies())
-          if info and info.chain_id then client:snapshots(sname):stat(info.chain_id) end
-        end)
+    local tasks, containers = require "crater.tasks", require "crater.containers"
+    local served, deferred, globals = 0, 0, nil
+    while true do
+      if backend then crater._warm = { root = root, backend = backend } end
+      -- ... and a spare shim (and runtime) for the likeliest next command,
+      -- a `crater run` shaped as the last one; its `prespawn` takes it
+      local shape = read_shape(path)
+      if shape.wanted then
+        pcall(tasks.spare, { root = root }, shape.namespace, shape.runtime, shape)
+        -- ... and resolve that run's image (containers.image_info keeps
+        -- it), and open the snapshotter it would be unpacked in (its
+        -- probes, kept per process)
+        if backend and shape.image then
+          pcall(function()
+            local client = crater._client(backend, shape.namespace)
+            local info = containers.image_info(client, shape.image)
+            local sname = require("crater.snapshotters").default(root, nil, client:policies())
+            if info and info.chain_id then client:snapshots(sname):stat(info.chain_id) end
+          end)
+        end
+      else
+        tasks.drop_spare()
+      end
+      if not globals then globals = global_names() end
+      local argv, err = core.daemon_accept(fd)
+      if not argv then
+        if backend then backend:close() end
+        if err and not err:find("another crater build", 1, true) then io.stderr:write("crater daemon: ", err, "\n") end
+        os.exit(0)
+      end
+      -- a removed snapshot's data stays until the janitor runs: removing
+      -- it right away cost the next command on a busy host more than it
+      -- saved (docs/design/daemon.md)
+      core.snapshot_defer_removals(true)
+      -- the log level is the client's (CRATER_LOG, then its --debug)
+      core.set_log_level("warn")
+      if os.getenv("CRATER_LOG") then core.set_log_level(os.getenv("CRATER_LOG")) end
+      crater.served_by = { pid = daemon_pid, socket = path, worker = core.getpid() } -- `crater version` shows it
+      local rc = require("crater.cli").main(argv)
+      core.daemon_finish(rc)
+      served = served + 1
+      if core.snapshot_deferred() > deferred then
+        deferred = core.snapshot_deferred()
+        core.daemon_note_cleanup()
+      end
+      -- the client has its exit code: learn the statements this command
+      -- prepared that the next workers do not know yet
+      if backend then known = learn_statements(path, known, backend:statements()) end
+      learn_shape(path, shape, tasks.spare_shape())
+      -- back to idle for the next command, with nothing of this one kept:
+      -- its mount namespaces (held past the exit code: crater.tasks), what
+      -- it learned for learn_shape, the caches of files it may have
+      -- changed (docker config, the seccomp profile).  Unless it left
+      -- something that could reach the next one: global variables, an open
+      -- transaction; or it is time for a fresh worker (memory, count)
+      tasks.release_held()
+      tasks.forget_shape()
+      containers.last_image = nil
+      require("crater.auth").clear_cache()
+      require("crater.oci").clear_cache()
+      crater.served_by = nil
+      local reuse = served < MAX_COMMANDS and collectgarbage("count") < MAX_HEAP_KB and
+        same_globals(globals) and not (backend and backend:in_transaction())
+      if not (reuse and core.daemon_rejoin()) then
+        -- leave without closing the Lua state: that would free, page by
+        -- page, the heap inherited from the daemon (~1 ms of copy-on-write
+        -- faults, taken from the next command on a busy host).  The store
+        -- is closed first (its checkpoint when one is due); anything else
+        -- ends with the process (an unused spare shim gets EOF and removes
+        -- itself).
+        if backend then pcall(backend.close, backend) end
+        os.exit(rc)
       end
     end
-    local argv, err = core.daemon_accept(fd)
-    if not argv then
-      if crater._warm then crater._warm.backend:close() end
-      if err and not err:find("another crater build", 1, true) then io.stderr:write("crater daemon: ", err, "\n") end
-      os.exit(0)
-    end
-    -- a removed snapshot's data stays until the janitor runs: removing it
-    -- right away cost the next command on a busy host more than it saved
-    -- (docs/design/daemon.md)
-    core.snapshot_defer_removals(true)
-    -- the log level is the client's (CRATER_LOG, then its --debug)
-    core.set_log_level("warn")
-    if os.getenv("CRATER_LOG") then core.set_log_level(os.getenv("CRATER_LOG")) end
-    crater.served_by = { pid = daemon_pid, socket = path } -- `crater version` shows it
-    local rc = require("crater.cli").main(argv)
-    core.daemon_finish(rc)
-    if core.snapshot_deferred() > 0 then core.daemon_note_cleanup() end
-    -- the client has its exit code: learn the statements this command
-    -- prepared that the next workers do not know yet
-    if backend then learn_statements(path, known, backend:statements()) end
-    learn_shape(path, shape, require("crater.tasks").spare_shape())
-    -- ... and leave without closing the Lua state: that would free, page by
-    -- page, the heap inherited from the daemon (~1 ms of copy-on-write
-    -- faults, taken from the next command on a busy host).  The store is
-    -- closed first (its checkpoint when one is due); anything else ends
-    -- with the process (an unused spare shim gets EOF and removes itself).
-    if backend then pcall(backend.close, backend) end
-    os.exit(rc)
   end,
 }

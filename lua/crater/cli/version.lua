@@ -12,7 +12,8 @@ return {
     else
       ctx.out:write("crater ", info.version, " (", info.lua, info.jit and (", JIT " .. info.jit) or "", ")\n")
       if info.daemon then
-        ctx.out:write("served by crater daemon ", info.daemon.pid, " on ", info.daemon.socket, "\n")
+        ctx.out:write("served by crater daemon ", info.daemon.pid, " (worker ", info.daemon.worker, ") on ",
+          info.daemon.socket, "\n")
       end
     end
   end,
