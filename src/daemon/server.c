@@ -179,6 +179,10 @@ drain_notes(int fd, pid_t *idle, int *nidle, bool *dirty, long long *since)
  * container's snapshot data right after it cost ~0.3 ms a `run --rm`
  * back to back); at the latest this long after the first work for it. */
 #define JANITOR_IDLE_MS 200
+
+/* How long the daemon waits for a worker to come back from its command
+ * before it forks one to keep `workers - 1` idle. */
+#define AHEAD_GRACE_MS 50
 #define JANITOR_MAX_DELAY_MS 5000
 
 /* In a new worker, right after fork: a session of its own (no controlling
@@ -267,9 +271,13 @@ crater__daemon_serve(int lfd, const char *path, int workers, crater_error_t *err
   /* workers kept ready ahead of demand: all of them at start and after
    * SIGHUP; then one fewer (`workers - 1`), so that one command after
    * another is served by workers coming back, and no new one is forked
-   * (and warmed up: ~1.6 ms of CPU) for each; a command that finds none
-   * idle gets one forked then (the listening socket is polled meanwhile) */
+   * (and warmed up: ~1.6 ms of CPU) for each.  One missing from those is
+   * forked only once it has been missing for AHEAD_GRACE_MS: the worker
+   * that served the last command is usually back by then.  A command that
+   * finds none idle gets one forked at once (the listening socket is
+   * polled meanwhile). */
   bool refill = true, demand = false;
+  long long short_since = 0;
   /* work for a janitor: at start, what a daemon stopped or killed before
    * may have left */
   bool dirty = true;
@@ -289,7 +297,15 @@ crater__daemon_serve(int lfd, const char *path, int workers, crater_error_t *err
         last_event = now; /* try again after another idle spell */
       }
     }
-    int ahead = refill ? workers : workers - 1;
+    int want = refill ? workers : workers - 1, ahead = want, idle_now = atomic_load(&pool->idle);
+    if (idle_now >= want) {
+      short_since = 0;
+    } else if (!refill && !demand) {
+      if (short_since == 0)
+        short_since = now;
+      if (now - short_since < AHEAD_GRACE_MS)
+        ahead = idle_now; /* not yet */
+    }
     if (demand && ahead < 1)
       ahead = 1;
     demand = false;
@@ -322,7 +338,11 @@ crater__daemon_serve(int lfd, const char *path, int workers, crater_error_t *err
                             { .fd = sfd, .events = POLLIN },
                             { .fd = lfd, .events = POLLIN } };
     nfds_t npf = atomic_load(&pool->idle) == 0 && nidle < MAX_WORKERS ? 3 : 2;
-    int timeout = atomic_load(&pool->idle) < ahead ? 1000 : -1;
+    int timeout = -1;
+    if (atomic_load(&pool->idle) < want) {
+      long long left = short_since > 0 ? AHEAD_GRACE_MS - (now - short_since) : 0;
+      timeout = left > 0 ? (int) left : 1000;
+    }
     if (dirty && janitor == 0) {
       long long due = JANITOR_IDLE_MS - (now - last_event);
       long long late = JANITOR_MAX_DELAY_MS - (now - dirty_since);
@@ -847,7 +867,7 @@ crater__daemon_rejoin(void)
     close(tty);
     return false;
   }
-  int fds = count_fds();
+  int fds = count_fds(); /* (with the mount namespaces it still holds) */
   if (fds < 0 || fds > between.fds + 4)
     return false;
   /* a generation that SIGHUP ended, or a daemon that is gone: no */

@@ -300,13 +300,14 @@ return {
       -- prepared that the next workers do not know yet
       if backend then known = learn_statements(path, known, backend:statements()) end
       learn_shape(path, shape, tasks.spare_shape())
-      -- back to idle for the next command, with nothing of this one kept:
-      -- its mount namespaces (held past the exit code: crater.tasks), what
-      -- it learned for learn_shape, the caches of files it may have
-      -- changed (docker config, the seccomp profile).  Unless it left
-      -- something that could reach the next one: global variables, an open
+      -- back to idle for the next command (counted idle at once, so that
+      -- the daemon forks none in its place), with nothing of this one
+      -- kept: what it learned for learn_shape, the caches of files it may
+      -- have changed (docker config, the seccomp profile), its mount
+      -- namespaces (held past the exit code: crater.tasks; let go after,
+      -- each close waits for RCU grace periods).  Unless it left something
+      -- that could reach the next one: global variables, an open
       -- transaction; or it is time for a fresh worker (memory, count)
-      tasks.release_held()
       tasks.forget_shape()
       containers.last_image = nil
       require("crater.auth").clear_cache()
@@ -314,7 +315,9 @@ return {
       crater.served_by = nil
       local reuse = served < MAX_COMMANDS and collectgarbage("count") < MAX_HEAP_KB and
         same_globals(globals) and not (backend and backend:in_transaction())
-      if not (reuse and core.daemon_rejoin()) then
+      reuse = reuse and core.daemon_rejoin()
+      tasks.release_held()
+      if not reuse then
         -- leave without closing the Lua state: that would free, page by
         -- page, the heap inherited from the daemon (~1 ms of copy-on-write
         -- faults, taken from the next command on a busy host).  The store
