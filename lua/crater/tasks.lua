@@ -614,7 +614,7 @@ function M.create(client, ns, rec, opts)
   if early and early.go_id then words = "id=" .. early.go_id .. (words and " " .. words or "") end
   if opts.hold_mntns then words = (words and words .. " " or "") .. "mntns" end
   local res, e, k = pending:go(words)
-  -- held until this process exits (nothing closes it): see hold_mntns
+  -- held until release_held (or this process's end): see hold_mntns
   if type(e) == "number" then held_mntns[#held_mntns + 1] = e; e = nil end
   if not res then
     if io_handle then io_handle:close() end
