@@ -487,6 +487,52 @@ c:close()
     assert.are.equal("", proc.run("find " .. q(env.root .. "/run/runtime") .. "/*/default -mindepth 1 2>/dev/null").stdout)
   end)
 
+  -- a `crater daemon` worker asks for a spare shim before each command; one
+  -- still waiting from before (no command took it) is kept when it fits
+  it("Lua API: tasks.spare keeps a spare that still fits and lives, and replaces a dead one", function()
+    local script = env.dir .. "/spare.lua"
+    proc.write_file(script, [[
+local crater = require "crater"
+local tasks = require "crater.tasks"
+local root, runtime = arg[1], arg[2]
+local c = assert(crater.open { root = root })
+local function shim_pid(sp) -- written by the shim once it has started
+  for _ = 1, 250 do
+    local f = io.open(sp.plan.dir .. "/shim.pid")
+    local pid = f and f:read("*l")
+    if f then f:close() end
+    if pid and pid ~= "" then return pid end
+    os.execute("sleep 0.02")
+  end
+end
+local opts = { stdio = "inherit", start = true }
+local a = assert(tasks.spare(c, "default", runtime, opts))
+local pa = shim_pid(a)
+print("alive", a.pending:alive())
+local b = assert(tasks.spare(c, "default", runtime, opts))
+print("kept", b == a and shim_pid(b) == pa)
+local d = assert(tasks.spare(c, "default", runtime, { stdio = "null", start = true }))
+print("other shape", d ~= a, a.pending == nil)
+local pd = shim_pid(d)
+os.execute("kill -KILL " .. pd)
+for _ = 1, 100 do if not d.pending:alive() then break end os.execute("sleep 0.02") end
+print("dead", d.pending:alive())
+local e = assert(tasks.spare(c, "default", runtime, { stdio = "null", start = true }))
+print("replaced", e ~= d, shim_pid(e) ~= pd and shim_pid(e) ~= nil)
+tasks.drop_spare()
+print("dropped", tasks._spare == nil)
+c:close()
+]])
+    local r = proc.run("luajit " .. q(script) .. " " .. q(env.root) .. " " .. q(env.runtime or "runc"))
+    assert.are.equal(0, r.code, r.stderr)
+    assert.are.equal("alive\ttrue\nkept\ttrue\nother shape\ttrue\ttrue\ndead\tfalse\nreplaced\ttrue\ttrue\n" ..
+      "dropped\ttrue\n", r.stdout)
+    -- no spare shim or dir is left
+    assert.is_true(wait_until(function()
+      return proc.run("ls -A " .. q(env.root .. "/run/tasks/default") .. " 2>/dev/null").stdout == ""
+    end), proc.run("ls -A " .. q(env.root .. "/run/tasks/default")).stdout)
+  end)
+
   -- The kernel tears an exited init's mount namespace down (its mounts, the
   -- rootfs overlay: RCU grace periods) before its exit is reported, unless
   -- somebody holds it: the shim does until it has reported the exit, and

@@ -244,6 +244,9 @@ describe("crater.core store", function()
       target = { media_type = "application/vnd.oci.image.manifest.v1+json", digest = d, size = 1 } }))
     local used = s:statements()
     assert.is_true(#used > 0)
+    -- every call commits or rolls back its own transaction (a worker
+    -- checks this between commands)
+    assert.is_false(s:in_transaction())
     local seen = {}
     for _, sql in ipairs(used) do
       assert.is_nil(seen[sql], "listed twice: " .. sql)
