@@ -179,11 +179,11 @@ drain_notes(int fd, pid_t *idle, int *nidle, bool *dirty, long long *since)
  * container's snapshot data right after it cost ~0.3 ms a `run --rm`
  * back to back); at the latest this long after the first work for it. */
 #define JANITOR_IDLE_MS 200
+#define JANITOR_MAX_DELAY_MS 5000
 
 /* How long the daemon waits for a worker to come back from its command
  * before it forks one to keep `workers - 1` idle. */
 #define AHEAD_GRACE_MS 50
-#define JANITOR_MAX_DELAY_MS 5000
 
 /* In a new worker, right after fork: a session of its own (no controlling
  * terminal: a command's terminal is its client's), default signals, and
@@ -479,10 +479,6 @@ report_fatal(int sig)
 static const int fatal_signals[] = { SIGHUP, SIGINT,  SIGQUIT, SIGILL,  SIGABRT, SIGFPE,  SIGSEGV,
                                      SIGBUS, SIGPIPE, SIGTERM, SIGUSR1, SIGUSR2, SIGALRM, SIGXCPU };
 
-/* The client's lines: "sig N" is delivered to this process as the client
- * got it; EOF means the client died, and so does its command.  Started
- * while the worker waits (a thread's start took ~0.05 ms of the command):
- * it begins once the command is the worker's, told so on watch_go. */
 /* A watcher's own state: a worker serves command after command, and the
  * watcher of the last one may still be reading its client's EOF when the
  * next has begun; it frees it when it ends. */
@@ -493,6 +489,12 @@ struct watch {
 };
 static struct watch *watch;
 static int watch_go = -1; /* the go pipe's write end */
+
+/* The watcher thread, one per command: the client's lines ("sig N" is
+ * delivered to this process as the client got it); EOF means the client
+ * died, and so does its command.  Started while the worker waits (a
+ * thread's start took ~0.05 ms of the command): it begins once the
+ * command is the worker's, told so on its go pipe. */
 
 static void *
 watch_client(void *arg)
