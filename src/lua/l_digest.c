@@ -43,7 +43,7 @@ l_digest_string(lua_State *L)
 {
   size_t n;
   const char *s = luaL_checklstring(L, 1, &n);
-  crater_digest_alg_t alg;
+  crater_digest_alg_t alg = CRATER_DIGEST_SHA256; /* alg_arg sets it or raises */
   alg_arg(L, 2, &alg);
   crater_error_t err = { 0 };
   char out[CRATER_DIGEST_MAX];
@@ -58,7 +58,7 @@ static int
 l_digest_file(lua_State *L)
 {
   const char *path = luaL_checkstring(L, 1);
-  crater_digest_alg_t alg;
+  crater_digest_alg_t alg = CRATER_DIGEST_SHA256; /* alg_arg sets it or raises */
   alg_arg(L, 2, &alg);
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
