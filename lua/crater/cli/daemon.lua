@@ -307,14 +307,15 @@ return {
       -- namespaces (held past the exit code: crater.tasks; let go after,
       -- each close waits for RCU grace periods).  Unless it left something
       -- that could reach the next one: global variables, an open
-      -- transaction; or it is time for a fresh worker (memory, count)
+      -- transaction (or a closed store); or it is time for a fresh worker
+      -- (memory, count)
       tasks.forget_shape()
       containers.last_image = nil
       require("crater.auth").clear_cache()
       require("crater.oci").clear_cache()
       crater.served_by = nil
       local reuse = served < MAX_COMMANDS and collectgarbage("count") < MAX_HEAP_KB and
-        same_globals(globals) and not (backend and backend:in_transaction())
+        same_globals(globals) and not (backend and (not pcall(backend.root, backend) or backend:in_transaction()))
       reuse = reuse and core.daemon_rejoin()
       tasks.release_held()
       if not reuse then
