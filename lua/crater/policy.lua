@@ -74,6 +74,24 @@ local function copy_table(t)
   return r
 end
 
+-- The modules policies may require, as they see them: read-only views, so
+-- that a policy cannot change them for the rest of the process (a `crater
+-- daemon` worker serves command after command).
+local views = {}
+local function read_only(name, mod)
+  if type(mod) ~= "table" then return mod end
+  if not views[name] then
+    views[name] = setmetatable({}, {
+      __index = mod,
+      __newindex = function(_, k)
+        error(string.format("module %s is read-only in policies (assignment to %q)", name, tostring(k)), 2)
+      end,
+      __metatable = false,
+    })
+  end
+  return views[name]
+end
+
 --- Builds a fresh sandbox environment for one policy file.
 local function sandbox_env(path)
   local env = {
@@ -87,7 +105,7 @@ local function sandbox_env(path)
     if not ALLOWED_REQUIRES[name] then
       error(string.format("require %q is not allowed in policies", tostring(name)), 2)
     end
-    return require(name)
+    return read_only(name, require(name))
   end
   env._G = env
   return setmetatable(env, {

@@ -89,8 +89,16 @@ describe("crater.policy", function()
       assert.matches("%[policy%] .*" .. c[1] .. ":1:", h.errors[1].msg)
     end
     local ok = host { write("req.lua", [[local ref = require "crater.reference"
+      assert(ref.parse("busybox"))
       return { name = "req", api = 1, hooks = {} }]]) }
     assert.same({}, ok.errors)
+    -- ... and cannot be changed through it (for later policies, commands)
+    local parse = require("crater.reference").parse
+    local h = host { write("mod.lua", [[require("crater.reference").parse = nil
+      return { name = "m", api = 1, hooks = {} }]]) }
+    assert.equal(1, #h.errors)
+    assert.matches("read-only", h.errors[1].msg, 1, true)
+    assert.equal(parse, require("crater.reference").parse)
   end)
 
   it("refuses bytecode", function()
