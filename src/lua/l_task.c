@@ -222,9 +222,9 @@ spawned:
 /* Reads the shim's one-line report from fd (then closed) and pushes it,
  * or nil, msg, kind when the shim exited without one.  A descriptor the
  * shim sent with it (SCM_RIGHTS, close-on-exec here) is pushed second, as
- * a number, when got_fd; otherwise it is closed. */
+ * a number (the caller's to close). */
 static int
-push_reply(lua_State *L, int fd, bool got_fd)
+push_reply(lua_State *L, int fd)
 {
   char buf[4096];
   size_t len = 0;
@@ -272,13 +272,11 @@ push_reply(lua_State *L, int fd, bool got_fd)
   buf[len] = 0;
   while (len > 0 && buf[len - 1] == '\n')
     buf[--len] = 0;
-  if (len == 0 || !got_fd) {
+  if (len == 0) {
     if (passed >= 0)
       close(passed);
-    passed = -1;
-  }
-  if (len == 0)
     return fail_kind(L, CRATER_ERR_UNAVAILABLE, "shim exited without reporting (see shim.log)");
+  }
   lua_pushstring(L, buf);
   if (passed < 0)
     return 1;
@@ -316,7 +314,7 @@ l_pending_go(lua_State *L)
   while (w < 0 && errno == EINTR);
   /* a shim that died before reading finds no reader here: its report (or
    * its absence) still says what happened */
-  return push_reply(L, f, true);
+  return push_reply(L, f);
 }
 
 /* pending:reap() -> true: waits for the shim's first process (it forks the
