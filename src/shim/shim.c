@@ -45,7 +45,8 @@
  * --wait-go: the ready fd is a socket; after its own set-up the shim waits
  * there for "go" (the client is still writing the bundle), and exits
  * leaving nothing behind on EOF.  The line may name more: "go
- * delete-on-exit" (what the client decided while the shim started).
+ * delete-on-exit" (what the client decided while the shim started), "go
+ * mntns" (the report carries the init's mount namespace: init_mntns).
  * --prestart (with --wait-go and --start, no --tty; crater-runtime only):
  * the runtime is started before "go" too, with its stdio in place, and
  * waits for it on its --go-fd, so its exec and start-up also overlap the
@@ -436,7 +437,7 @@ static int early_delete_status = -1; /* its exit code once reaped, -1 before */
  * been reported.  When the init of a container with a mount namespace of
  * its own exits, the kernel tears that namespace down in the exit itself:
  * its mounts, the rootfs overlay's superblock, each an expedited RCU grace
- * period (~0.2 ms each here), before the exit is reported to its parent.
+ * period (~0.25 ms each here), before the exit is reported to its parent.
  * Held here, the teardown comes when the last holder closes it: this shim
  * once it has answered the "wait" requests, or (with "go mntns", a copy
  * sent with the report over the ready socket) the client, once it has
@@ -912,7 +913,8 @@ valid_id(const char *id)
 /* --wait-go: reads the client's line from the ready socket: "go", then
  * words for what the client decided while the shim was starting:
  * "delete-on-exit", "mntns" (send_mntns), and "id=ID" for a spare shim
- * (--id -), which needs one.  True for go, false on anything else or EOF (the client gave up). */
+ * (--id -), which needs one.  True for go, false on anything else or EOF
+ * (the client gave up). */
 static int
 go_received(int fd)
 {
