@@ -60,11 +60,7 @@ function M.load_config(path)
   if not chunk then return nil, "config " .. tostring(err), "invalid_argument" end
   -- copies of the libraries: the config runs in a `crater daemon` worker
   -- that serves later commands too, which a change to them would reach
-  local function copy(t)
-    local c = {}
-    for k, v in pairs(t) do c[k] = v end
-    return c
-  end
+  local copy = require("crater.util").copy
   setfenv(chunk, { os = { getenv = os.getenv }, string = copy(string), table = copy(table), tostring = tostring,
     tonumber = tonumber, pairs = pairs, ipairs = ipairs })
   local ok, cfg = pcall(chunk)

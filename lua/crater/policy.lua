@@ -68,11 +68,7 @@ local FIELD_TYPES = { string = true, number = true, boolean = true, array = true
 local POLICY_KEYS = { name = true, api = true, priority = true, description = true, schema = true,
   hooks = true, fail = true }
 
-local function copy_table(t)
-  local r = {}
-  for k, v in pairs(t) do r[k] = v end
-  return r
-end
+local copy_table = require("crater.util").copy
 
 -- The modules policies may require, as they see them: read-only views, so
 -- that a policy cannot change them for the rest of the process (a `crater

@@ -134,13 +134,6 @@ end
 local MAX_COMMANDS = 1000
 local MAX_HEAP_KB = 64 * 1024
 
--- The names of the global variables (a worker's, before its first command).
-local function global_names()
-  local t = {}
-  for k, v in pairs(_G) do t[k] = v end
-  return t
-end
-
 -- Whether the globals are still those: a command that set one (crater's
 -- code sets none; luacheck checks) leaves its worker to end with it.
 local function same_globals(before)
@@ -274,7 +267,8 @@ return {
       else
         tasks.drop_spare()
       end
-      if not globals then globals = global_names() end
+      -- the global variables (a worker's, before its first command)
+      if not globals then globals = require("crater.util").copy(_G) end
       local argv, err = core.daemon_accept(fd)
       if not argv then
         if backend then backend:close() end
