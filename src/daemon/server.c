@@ -835,9 +835,8 @@ crater__daemon_rejoin(void)
 {
   if (!between.kept || conn_fd >= 0 || pool == NULL)
     return false;
-  /* the idle worker's process state back: what the command took over */
-  for (size_t i = 0; i < sizeof fatal_signals / sizeof fatal_signals[0]; i++)
-    signal(fatal_signals[i], SIG_DFL);
+  /* the idle worker's process state back: what the command took over
+   * (the dispositions kept before the first command: report_fatal's too) */
   for (int s = 1; s < NSIG; s++)
     if (s != SIGKILL && s != SIGSTOP)
       sigaction(s, &between.act[s], NULL);
@@ -860,9 +859,10 @@ crater__daemon_rejoin(void)
   finished = 0;
   /* ... unless something of the command could outlive it here: a child
    * still running, a controlling terminal, descriptors left open */
-  while (waitpid(-1, NULL, WNOHANG) > 0) {
+  pid_t reaped;
+  while ((reaped = waitpid(-1, NULL, WNOHANG)) > 0) {
   }
-  if (waitpid(-1, NULL, WNOHANG) == 0)
+  if (reaped == 0)
     return false;
   int tty = open("/dev/tty", O_RDWR | O_NOCTTY | O_CLOEXEC);
   if (tty >= 0) {
