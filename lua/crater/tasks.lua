@@ -406,6 +406,8 @@ local function spare_fits(spare, want)
   return true
 end
 
+local spares = 0 -- started by this process (their dirs' N)
+
 --- Starts a spare shim: one for a task nobody has asked for yet (opts as
 --- for `new_task`; a `crater daemon` worker gives the last `crater run`'s,
 --- `spare_shape`).  A worker keeps one while it waits for a command, so
@@ -414,27 +416,25 @@ end
 --- process takes it when its task would get the same shim, and the
 --- container's id goes to the shim (and the runtime) with "go"; otherwise
 --- it is released.  The process's end releases an unused one (EOF: it
---- removes its dir and exits, and so does its runtime).  Returns the
---- handle, or nil when none could be started.
+--- removes its dir and exits, and so does its runtime).  A spare this
+--- process still has (no command took it) is kept when it fits and lives,
+--- else stopped.  Returns the handle, or nil when none could be started.
 ---@param runtime string
 ---@param opts {stdio?: "inherit"|"attach"|"null"|table, log?: string, tty?: boolean, stdin?: boolean, start?: boolean}
-local spares = 0
-
 function M.spare(client, ns, runtime, opts)
   opts = opts or {}
+  local want = shim_plan(client, ns, "-", runtime, opts, false)
   if M._spare then
-    -- the one kept since an earlier command that did not take it, when it
-    -- still fits and lives
-    local want = shim_plan(client, ns, "-", runtime, opts, false)
     if want and spare_fits(M._spare.plan, want) and M._spare.pending:alive() then return M._spare end
     M._spare:abort()
     M._spare = nil
   end
+  if not want then return nil end
   -- ".prespawn--spare.N-PID": no id starts with "-", so no prespawn of
   -- this process for a container named "spare" meets a released spare's
   -- dir; N: the one a released spare is still removing is not this one's
   spares = spares + 1
-  M._spare = early_shim(client, ns, "-", runtime, opts, "-spare." .. spares)
+  M._spare = early_shim(client, ns, "-", runtime, opts, "-spare." .. spares, want)
   if M._spare then M._spare.pending:reap() end -- it may wait long: no zombie meanwhile
   return M._spare
 end
