@@ -424,11 +424,8 @@ local spares = 0 -- started by this process (their dirs' N)
 function M.spare(client, ns, runtime, opts)
   opts = opts or {}
   local want = shim_plan(client, ns, "-", runtime, opts, false)
-  if M._spare then
-    if want and spare_fits(M._spare.plan, want) and M._spare.pending:alive() then return M._spare end
-    M._spare:abort()
-    M._spare = nil
-  end
+  if M._spare and want and spare_fits(M._spare.plan, want) and M._spare.pending:alive() then return M._spare end
+  M.drop_spare()
   if not want then return nil end
   -- ".prespawn--spare.N-PID": no id starts with "-", so no prespawn of
   -- this process for a container named "spare" meets a released spare's

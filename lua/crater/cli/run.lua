@@ -307,9 +307,9 @@ M.command = {
     -- there the client attaches (raw mode, window size) before the start
     local topts = { stdio = stdio, log = abs_path(flags.log), tty = flags.tty and true or false,
       stdin = flags.interactive and true or false, start = not flags.tty, transient = flags.rm and true or false,
-      -- a daemon's worker exits once the front end has the exit code: the
-      -- container's mount namespace is torn down then, not before its exit
-      -- is reported (crater.tasks)
+      -- a daemon's worker lets go of it once the front end has the exit
+      -- code: the container's mount namespace is torn down then, not
+      -- before its exit is reported (crater.tasks)
       hold_mntns = (require("crater").served_by and not flags.detach) and true or nil }
     -- the task's shim (and runtime) start first, while the container is
     -- created: new_task adopts them
